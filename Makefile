@@ -1,0 +1,46 @@
+# quizmesh's entry points. `make install` once, then `make lint test`.
+# buf runs from the version pinned in package-lock.json; `npx --no` refuses to fetch another.
+
+PYTHON ?= python
+BUF ?= npx --no -- buf
+
+.DEFAULT_GOAL := help
+.PHONY: help install gen lint test test-fast infra-up infra-down infra-status dev release-contracts
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+install: ## Install the Python package with dev tools, and buf from npm.
+	$(PYTHON) -m pip install -e '.[dev]'
+	npm ci
+
+gen: ## Regenerate the Python stubs from protos/.
+	$(PYTHON) scripts/gen_protos.py
+
+lint: ## ruff, mypy, buf lint and buf format.
+	ruff check .
+	ruff format --check .
+	mypy .
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+test: ## The whole suite: infra up, lint, every test (slow included), infra down.
+	bash scripts/test.sh
+
+test-fast: ## Every test not marked slow; integration tests need `make infra-up` first.
+	$(PYTHON) -m pytest -m 'not slow'
+
+infra-up: ## Start Kafka, Redis and PostgreSQL on 127.0.0.1.
+	bash scripts/infra.sh up
+
+infra-down: ## Stop what infra-up started.
+	bash scripts/infra.sh down
+
+infra-status: ## Show each infra component.
+	bash scripts/infra.sh status
+
+dev: ## Run quizmesh locally.
+	quizmesh dev
+
+release-contracts: ## Refresh the buf breaking baseline; ARGS=--allow-breaking before the first release.
+	bash scripts/release_contracts.sh $(ARGS)

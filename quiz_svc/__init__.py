@@ -1,0 +1,1 @@
+"""quiz_svc: authors quizzes, admits players and judges answers on server time."""

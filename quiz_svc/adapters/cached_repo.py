@@ -1,0 +1,66 @@
+"""Read-through caches in front of the quiz database.
+
+Quiz definitions never change once created, so a cached copy is never stale: a process-local LRU
+serves the hot path without a network hop, Redis shares warm copies between processes (the original
+design's cache warm-up job), and the database is read only on a miss of both.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from redis.asyncio import Redis
+
+from quiz_svc.adapters import quiz_codec
+from quiz_svc.domain import QuizDefinition
+from quiz_svc.ports import QuizRepository
+
+_REDIS_TTL_S = 3600
+
+
+class CachedQuizRepository:
+    def __init__(self, source: QuizRepository, redis: Redis | None, *, local_entries: int = 20_000) -> None:
+        self._source = source
+        self._redis = redis
+        self._local: OrderedDict[str, QuizDefinition] = OrderedDict()
+        self._local_entries = local_entries
+
+    def _remember(self, quiz: QuizDefinition) -> None:
+        self._local[quiz.quiz_id] = quiz
+        self._local.move_to_end(quiz.quiz_id)
+        while len(self._local) > self._local_entries:
+            self._local.popitem(last=False)
+
+    async def migrate(self) -> None:
+        await self._source.migrate()
+
+    async def add(self, quiz: QuizDefinition) -> bool:
+        added = await self._source.add(quiz)
+        if added:
+            self._remember(quiz)
+        return added
+
+    async def get(self, quiz_id: str) -> QuizDefinition | None:
+        quiz = self._local.get(quiz_id)
+        if quiz is not None:
+            self._local.move_to_end(quiz_id)
+            return quiz
+        key = f"qz:{{{quiz_id}}}:def"
+        if self._redis is not None:
+            raw = await self._redis.get(key)
+            if raw is not None:
+                quiz = quiz_codec.decode(raw)
+                self._remember(quiz)
+                return quiz
+        quiz = await self._source.get(quiz_id)
+        if quiz is not None:
+            self._remember(quiz)
+            if self._redis is not None:
+                await self._redis.set(key, quiz_codec.encode(quiz), ex=_REDIS_TTL_S)
+        return quiz
+
+    async def list(self, limit: int, before_ms: int | None) -> list[QuizDefinition]:
+        return await self._source.list(limit, before_ms)
+
+    async def close(self) -> None:
+        await self._source.close()

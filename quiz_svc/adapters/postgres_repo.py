@@ -1,0 +1,68 @@
+"""Quiz definitions in PostgreSQL, the quiz database and the source of truth for quizzes."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from quiz_svc.adapters import quiz_codec
+from quiz_svc.domain import QuizDefinition
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS quizzes (
+    quiz_id     text PRIMARY KEY,
+    title       text NOT NULL,
+    definition  jsonb NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quizzes_created_at ON quizzes (created_at DESC);
+"""
+_TIMEOUT_S = 5.0
+
+
+def _at(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+class PostgresQuizRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str) -> PostgresQuizRepository:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8, command_timeout=_TIMEOUT_S, timeout=_TIMEOUT_S)
+        return cls(pool)
+
+    async def migrate(self) -> None:
+        # Several processes may start at once; the advisory lock serialises their DDL.
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(4201)")
+            await conn.execute(_SCHEMA)
+
+    async def add(self, quiz: QuizDefinition) -> bool:
+        status: str = await self._pool.execute(
+            "INSERT INTO quizzes (quiz_id, title, definition, created_at) VALUES ($1, $2, $3::jsonb, $4)"
+            " ON CONFLICT (quiz_id) DO NOTHING",
+            quiz.quiz_id,
+            quiz.title,
+            quiz_codec.encode(quiz).decode(),
+            _at(quiz.created_ms),
+        )
+        return status.endswith(" 1")
+
+    async def get(self, quiz_id: str) -> QuizDefinition | None:
+        raw = await self._pool.fetchval("SELECT definition::text FROM quizzes WHERE quiz_id = $1", quiz_id)
+        return quiz_codec.decode(raw) if raw is not None else None
+
+    async def list(self, limit: int, before_ms: int | None) -> list[QuizDefinition]:
+        rows = await self._pool.fetch(
+            "SELECT definition::text AS d FROM quizzes WHERE ($1::timestamptz IS NULL OR created_at < $1)"
+            " ORDER BY created_at DESC LIMIT $2",
+            _at(before_ms) if before_ms is not None else None,
+            limit,
+        )
+        return [quiz_codec.decode(r["d"]) for r in rows]
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,377 @@
+"""The rules of a quiz: what a valid quiz is, when a question is open, how an answer is scored.
+
+Nothing here knows about gRPC, Kafka, Redis or SQL; adapters and the service layer call these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import secrets
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+MIN_CHOICES, MAX_CHOICES = 2, 6
+MIN_TIME_LIMIT_S, MAX_TIME_LIMIT_S = 5, 120
+MAX_QUESTIONS = 500
+MAX_NICKNAME = 24
+MAX_TEXT = 500
+MAX_TITLE = 200
+STREAK_STEP, STREAK_CAP = 100, 500
+
+# Quiz IDs are typed by people: no 0/O, 1/I/L.
+_ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+QUIZ_ID_LENGTH = 8
+
+
+class PointsMode(enum.IntEnum):
+    STANDARD = 1000
+    DOUBLE = 2000
+    NONE = 0
+
+
+class Phase(enum.Enum):
+    LOBBY = "lobby"
+    QUESTION_OPEN = "question_open"
+    QUESTION_CLOSED = "question_closed"
+    ENDED = "ended"
+
+
+# --- errors: one small hierarchy, mapped to status codes in one table by grpc_api ---
+
+
+class QuizError(Exception):
+    """A request the rules refuse. The message is shown to the caller."""
+
+
+class InvalidQuiz(QuizError):
+    pass
+
+
+class InvalidNickname(QuizError):
+    pass
+
+
+class NicknameTaken(QuizError):
+    pass
+
+
+class QuizNotFound(QuizError):
+    pass
+
+
+class NotTheHost(QuizError):
+    pass
+
+
+class NotAPlayer(QuizError):
+    """The credential is missing, forged, expired or for another quiz."""
+
+
+class PlayerRemoved(QuizError):
+    pass
+
+
+class WrongPhase(QuizError):
+    """The host action does not fit where the quiz stands."""
+
+
+class JoinClosed(QuizError):
+    pass
+
+
+class Unavailable(QuizError):
+    """A dependency did not answer in time; retrying the same request is safe."""
+
+
+class AnswerRefusal(enum.Enum):
+    """Why an answer was refused; names match the AnswerError enum of the contract."""
+
+    QUESTION_CLOSED = "question_closed"
+    ALREADY_ANSWERED = "already_answered"
+    QUESTION_NOT_FOUND = "question_not_found"
+    QUESTION_NOT_OPEN = "question_not_open"
+    INVALID_CHOICE = "invalid_choice"
+    UNAUTHENTICATED = "unauthenticated"
+    QUIZ_NOT_FOUND = "quiz_not_found"
+    NOT_A_PARTICIPANT = "not_a_participant"
+    UNAVAILABLE = "unavailable"
+
+
+REFUSAL_MESSAGES = {
+    AnswerRefusal.QUESTION_CLOSED: "the question closed before your answer arrived",
+    AnswerRefusal.ALREADY_ANSWERED: "you have already answered this question; only your first answer counts",
+    AnswerRefusal.QUESTION_NOT_FOUND: "the quiz has no question with that index",
+    AnswerRefusal.QUESTION_NOT_OPEN: "that question is not open yet",
+    AnswerRefusal.INVALID_CHOICE: "the choice is not one of the question's choices",
+    AnswerRefusal.UNAUTHENTICATED: "your player credential is missing, invalid, expired or for another quiz",
+    AnswerRefusal.QUIZ_NOT_FOUND: "no quiz has that ID",
+    AnswerRefusal.NOT_A_PARTICIPANT: "you are not a player of this quiz (left or removed)",
+    AnswerRefusal.UNAVAILABLE: "the answer could not be recorded in time; send the same answer again",
+}
+
+
+# --- quiz definitions ---
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    choices: tuple[str, ...]
+    correct_choices: frozenset[int]
+    time_limit_s: int
+    points: PointsMode
+
+    @property
+    def time_limit_ms(self) -> int:
+        return self.time_limit_s * 1000
+
+
+@dataclass(frozen=True)
+class QuizDefinition:
+    """An authored quiz. Immutable once created, so any process may cache it forever."""
+
+    quiz_id: str
+    title: str
+    questions: tuple[Question, ...]
+    allow_late_join: bool
+    created_ms: int
+
+    def question(self, index: int) -> Question | None:
+        return self.questions[index] if 0 <= index < len(self.questions) else None
+
+
+def new_quiz_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(QUIZ_ID_LENGTH))
+
+
+def new_player_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+def answer_event_id(quiz_id: str, question_index: int, player_id: str) -> str:
+    """One answer, one event ID: every re-publication of it carries the same ID, so sinks dedupe."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"quizmesh:answer:{quiz_id}:{question_index}:{player_id}").hex
+
+
+def normalize_quiz_id(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def validate_question(q: Question, position: int) -> None:
+    where = f"question {position + 1}"
+    if not q.text.strip():
+        raise InvalidQuiz(f"{where}: text must not be empty")
+    if len(q.text) > MAX_TEXT:
+        raise InvalidQuiz(f"{where}: text is longer than {MAX_TEXT} characters")
+    if not MIN_CHOICES <= len(q.choices) <= MAX_CHOICES:
+        raise InvalidQuiz(f"{where}: needs {MIN_CHOICES} to {MAX_CHOICES} choices, has {len(q.choices)}")
+    if any(not c.strip() or len(c) > MAX_TEXT for c in q.choices):
+        raise InvalidQuiz(f"{where}: every choice needs 1 to {MAX_TEXT} characters")
+    if not q.correct_choices:
+        raise InvalidQuiz(f"{where}: mark at least one correct choice")
+    bad = sorted(i for i in q.correct_choices if not 0 <= i < len(q.choices))
+    if bad:
+        raise InvalidQuiz(f"{where}: correct choice index {bad[0]} is outside 0..{len(q.choices) - 1}")
+    if not MIN_TIME_LIMIT_S <= q.time_limit_s <= MAX_TIME_LIMIT_S:
+        raise InvalidQuiz(
+            f"{where}: time limit must be {MIN_TIME_LIMIT_S} to {MAX_TIME_LIMIT_S} s, is {q.time_limit_s}"
+        )
+
+
+def validate_quiz(title: str, questions: tuple[Question, ...]) -> None:
+    if not title.strip():
+        raise InvalidQuiz("title must not be empty")
+    if len(title) > MAX_TITLE:
+        raise InvalidQuiz(f"title is longer than {MAX_TITLE} characters")
+    if not questions:
+        raise InvalidQuiz("a quiz needs at least one question")
+    if len(questions) > MAX_QUESTIONS:
+        raise InvalidQuiz(f"a quiz has at most {MAX_QUESTIONS} questions")
+    for position, question in enumerate(questions):
+        validate_question(question, position)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def sanitize_nickname(raw: str) -> str:
+    """NFKC-normalised, control characters removed, inner whitespace collapsed, 1-24 characters.
+
+    Markup is kept as text: every client renders nicknames as text, never as HTML.
+    """
+    text = " ".join(unicodedata.normalize("NFKC", raw).split())
+    text = _CONTROL.sub("", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Co", "Cs")).strip()
+    if not text:
+        raise InvalidNickname("the nickname must contain at least one visible character")
+    if len(text) > MAX_NICKNAME:
+        raise InvalidNickname(f"the nickname must be at most {MAX_NICKNAME} characters")
+    return text
+
+
+# --- scoring ---
+
+
+def base_points(question: Question, response_ms: int) -> int:
+    """round(points × (1 − (response_time / time_limit) / 2)), rounding halves up, in exact integers.
+
+    response_ms is clamped to [0, time limit], so a correct answer earns between half and all points.
+    """
+    limit = question.time_limit_ms
+    rt = min(max(response_ms, 0), limit)
+    points = int(question.points)
+    # points * (2*limit - rt) / (2*limit), rounded half up.
+    return (2 * points * (2 * limit - rt) + 2 * limit) // (4 * limit)
+
+
+def streak_bonus(streak: int) -> int:
+    """+100 for each consecutive correct answer after the first, capped at +500."""
+    return min(STREAK_STEP * max(streak - 1, 0), STREAK_CAP)
+
+
+@dataclass(frozen=True)
+class PlayerStanding:
+    """What scoring needs to know of a player before an answer."""
+
+    total: int
+    streak: int
+    last_correct_index: int  # index of the last question that continued the streak; -1 if none
+
+
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool
+    points: int
+    bonus: int
+    response_ms: int
+    standing: PlayerStanding  # after the answer
+
+
+def judge(question: Question, index: int, choice: int, response_ms: int, before: PlayerStanding) -> Verdict:
+    """Scores one answer. A no-points question neither scores nor breaks a streak."""
+    rt = min(max(response_ms, 0), question.time_limit_ms)
+    correct = choice in question.correct_choices
+    continues = before.last_correct_index == index - 1
+    if question.points == PointsMode.NONE:
+        last = index if continues and before.streak > 0 else before.last_correct_index
+        return Verdict(correct, 0, 0, rt, PlayerStanding(before.total, before.streak, last))
+    if not correct:
+        return Verdict(False, 0, 0, rt, PlayerStanding(before.total, 0, -1))
+    streak = before.streak + 1 if continues else 1
+    bonus = streak_bonus(streak)
+    points = base_points(question, rt) + bonus
+    return Verdict(True, points, bonus, rt, PlayerStanding(before.total + points, streak, index))
+
+
+# --- the live game ---
+
+
+@dataclass(frozen=True)
+class GameState:
+    """A quiz's live state. `version` increases with every change, for compare-and-set stores."""
+
+    quiz_id: str
+    phase: Phase
+    question_index: int  # -1 in the lobby
+    question_count: int
+    open_ms: int  # when the current question opened; 0 when none
+    close_ms: int  # when it closes (or closed); 0 when none
+    leaderboard_visible: bool
+    participant_count: int
+    version: int
+
+
+class HostAction(enum.Enum):
+    START = "start"
+    NEXT = "next"
+    CLOSE = "close"
+    SHOW_LEADERBOARD = "show_leaderboard"
+    HIDE_LEADERBOARD = "hide_leaderboard"
+    END = "end"
+
+
+def _open(state: GameState, quiz: QuizDefinition, index: int, now_ms: int) -> GameState:
+    question = quiz.questions[index]
+    return _replace(
+        state,
+        phase=Phase.QUESTION_OPEN,
+        question_index=index,
+        open_ms=now_ms,
+        close_ms=now_ms + question.time_limit_ms,
+    )
+
+
+def _replace(state: GameState, **changes: Any) -> GameState:
+    return dataclasses.replace(state, version=state.version + 1, **changes)
+
+
+def apply_host_action(state: GameState, quiz: QuizDefinition, action: HostAction, now_ms: int) -> GameState:
+    """The state after a host action, or WrongPhase with what the host should do instead."""
+    if state.phase == Phase.ENDED:
+        raise WrongPhase("the quiz has ended")
+    if action == HostAction.START:
+        if state.phase != Phase.LOBBY:
+            raise WrongPhase("the quiz has already started")
+        return _open(state, quiz, 0, now_ms)
+    if action == HostAction.NEXT:
+        if state.phase == Phase.LOBBY:
+            raise WrongPhase("start the quiz first")
+        if state.phase == Phase.QUESTION_OPEN and not is_past_close(state, now_ms):
+            raise WrongPhase("close the open question first")
+        if state.question_index + 1 >= state.question_count:
+            raise WrongPhase("that was the last question; end the quiz")
+        return _open(state, quiz, state.question_index + 1, now_ms)
+    if action == HostAction.CLOSE:
+        if state.phase != Phase.QUESTION_OPEN:
+            raise WrongPhase("no question is open")
+        return close_question(state, now_ms)
+    if action in (HostAction.SHOW_LEADERBOARD, HostAction.HIDE_LEADERBOARD):
+        return _replace(state, leaderboard_visible=action == HostAction.SHOW_LEADERBOARD)
+    return _replace(state, phase=Phase.ENDED, close_ms=min(state.close_ms, now_ms) if state.close_ms else 0)
+
+
+def close_question(state: GameState, now_ms: int) -> GameState:
+    return _replace(state, phase=Phase.QUESTION_CLOSED, close_ms=min(state.close_ms, now_ms))
+
+
+def is_past_close(state: GameState, now_ms: int) -> bool:
+    return now_ms > state.close_ms
+
+
+def answer_window_refusal(state: GameState, index: int, now_ms: int) -> AnswerRefusal | None:
+    """Whether an answer to question `index` received at server time now_ms may be judged.
+
+    The client's clock plays no part. The Redis engine checks the same rule inside its claim script.
+    """
+    if not 0 <= index < state.question_count:
+        return AnswerRefusal.QUESTION_NOT_FOUND
+    if state.phase == Phase.LOBBY or index > state.question_index:
+        return AnswerRefusal.QUESTION_NOT_OPEN
+    if index < state.question_index or state.phase != Phase.QUESTION_OPEN or now_ms > state.close_ms:
+        return AnswerRefusal.QUESTION_CLOSED
+    return None
+
+
+def may_join(state: GameState, quiz: QuizDefinition) -> None:
+    if state.phase == Phase.ENDED:
+        raise JoinClosed("the quiz has ended")
+    if state.phase != Phase.LOBBY and not quiz.allow_late_join:
+        raise JoinClosed("the quiz has started and does not allow late joining")
+
+
+def initial_state(quiz: QuizDefinition) -> GameState:
+    return GameState(
+        quiz_id=quiz.quiz_id,
+        phase=Phase.LOBBY,
+        question_index=-1,
+        question_count=len(quiz.questions),
+        open_ms=0,
+        close_ms=0,
+        leaderboard_visible=True,
+        participant_count=0,
+        version=0,
+    )

@@ -1,0 +1,297 @@
+"""The gRPC face of quiz_svc: translates requests into service calls and domain errors into status
+codes, in one table. A client mistake is answered with a status, never logged as a traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import NoReturn
+
+import grpc
+
+from quiz_svc import domain, messages
+from quiz_svc.adapters.update_feed import ChannelUpdateFeed
+from quiz_svc.domain import AnswerRefusal, HostAction
+from quiz_svc.ports import Clock
+from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
+from quizmesh.quiz.v1 import quiz_service_pb2 as pb
+from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+ERROR_CODE_KEY = "quizmesh-error-code"
+
+_STATUS_OF: dict[type[domain.QuizError], grpc.StatusCode] = {
+    domain.InvalidQuiz: grpc.StatusCode.INVALID_ARGUMENT,
+    domain.InvalidNickname: grpc.StatusCode.INVALID_ARGUMENT,
+    domain.NicknameTaken: grpc.StatusCode.ALREADY_EXISTS,
+    domain.QuizNotFound: grpc.StatusCode.NOT_FOUND,
+    PlayerNotFound: grpc.StatusCode.NOT_FOUND,
+    domain.NotTheHost: grpc.StatusCode.PERMISSION_DENIED,
+    domain.PlayerRemoved: grpc.StatusCode.PERMISSION_DENIED,
+    domain.NotAPlayer: grpc.StatusCode.UNAUTHENTICATED,
+    domain.WrongPhase: grpc.StatusCode.FAILED_PRECONDITION,
+    domain.JoinClosed: grpc.StatusCode.FAILED_PRECONDITION,
+    domain.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+_ERROR_CODE_OF: dict[type[domain.QuizError], str] = {
+    domain.InvalidQuiz: "invalid_quiz",
+    domain.InvalidNickname: "invalid_nickname",
+    domain.NicknameTaken: "nickname_taken",
+    domain.QuizNotFound: "quiz_not_found",
+    PlayerNotFound: "player_not_found",
+    domain.NotTheHost: "permission_denied",
+    domain.PlayerRemoved: "player_removed",
+    domain.NotAPlayer: "unauthenticated",
+    domain.WrongPhase: "wrong_phase",
+    domain.JoinClosed: "join_closed",
+    domain.Unavailable: "unavailable",
+}
+_ANSWER_ERROR = {
+    AnswerRefusal.QUESTION_CLOSED: pb.ANSWER_ERROR_QUESTION_CLOSED,
+    AnswerRefusal.ALREADY_ANSWERED: pb.ANSWER_ERROR_ALREADY_ANSWERED,
+    AnswerRefusal.QUESTION_NOT_FOUND: pb.ANSWER_ERROR_QUESTION_NOT_FOUND,
+    AnswerRefusal.QUESTION_NOT_OPEN: pb.ANSWER_ERROR_QUESTION_NOT_OPEN,
+    AnswerRefusal.INVALID_CHOICE: pb.ANSWER_ERROR_INVALID_CHOICE,
+    AnswerRefusal.UNAUTHENTICATED: pb.ANSWER_ERROR_UNAUTHENTICATED,
+    AnswerRefusal.QUIZ_NOT_FOUND: pb.ANSWER_ERROR_QUIZ_NOT_FOUND,
+    AnswerRefusal.NOT_A_PARTICIPANT: pb.ANSWER_ERROR_NOT_A_PARTICIPANT,
+    AnswerRefusal.UNAVAILABLE: pb.ANSWER_ERROR_UNAVAILABLE,
+}
+_REFUSAL_STATUS = {
+    AnswerRefusal.QUESTION_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+    AnswerRefusal.ALREADY_ANSWERED: grpc.StatusCode.ALREADY_EXISTS,
+    AnswerRefusal.QUESTION_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    AnswerRefusal.QUESTION_NOT_OPEN: grpc.StatusCode.FAILED_PRECONDITION,
+    AnswerRefusal.INVALID_CHOICE: grpc.StatusCode.INVALID_ARGUMENT,
+    AnswerRefusal.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    AnswerRefusal.QUIZ_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    AnswerRefusal.NOT_A_PARTICIPANT: grpc.StatusCode.PERMISSION_DENIED,
+    AnswerRefusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+MAX_BATCH = 5000
+_HOST_ACTIONS = {
+    "StartQuiz": HostAction.START,
+    "NextQuestion": HostAction.NEXT,
+    "CloseQuestion": HostAction.CLOSE,
+    "EndQuiz": HostAction.END,
+}
+
+
+async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, code: str, message: str) -> NoReturn:
+    """Ends the call with a status; the stable error code also travels as trailing metadata."""
+    context.set_trailing_metadata(((ERROR_CODE_KEY, code),))
+    await context.abort(status, message)
+    raise AssertionError("context.abort returned")
+
+
+async def _abort_for(context: grpc.aio.ServicerContext, exc: domain.QuizError) -> NoReturn:
+    kind = type(exc)
+    await _abort(context, _STATUS_OF[kind], _ERROR_CODE_OF[kind], str(exc))
+
+
+def _require(value: str, field: str) -> None:
+    if not value.strip():
+        raise domain.InvalidQuiz(f"{field} is required")
+
+
+def _outcome_to_pb(outcome: AcceptedAnswer | AnswerRefusal) -> pb.AnswerOutcome:
+    if isinstance(outcome, AnswerRefusal):
+        return pb.AnswerOutcome(error=_ANSWER_ERROR[outcome], error_message=domain.REFUSAL_MESSAGES[outcome])
+    return pb.AnswerOutcome(result=messages.answer_to_pb(outcome.answer, outcome.event_id))
+
+
+class QuizServicer(pb_grpc.QuizServiceServicer):
+    def __init__(self, game: QuizGame, feed: ChannelUpdateFeed, clock: Clock) -> None:
+        self._game = game
+        self._feed = feed
+        self._clock = clock
+
+    async def CreateQuiz(
+        self, request: pb.CreateQuizRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateQuizResponse:
+        try:
+            questions = [messages.question_from_pb(q) for q in request.questions]
+            late = request.allow_late_join if request.HasField("allow_late_join") else True
+            quiz, host_token = await self._game.create_quiz(request.title, questions, late)
+        except messages.UnknownPointsMode as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_quiz", str(exc))
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.CreateQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=True), host_token=host_token)
+
+    async def GetQuiz(self, request: pb.GetQuizRequest, context: grpc.aio.ServicerContext) -> pb.GetQuizResponse:
+        try:
+            _require(request.quiz_id, "quiz_id")
+            quiz = await self._game.quiz(request.quiz_id)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        is_host = bool(request.host_token) and self._game.is_host(quiz.quiz_id, request.host_token)
+        return pb.GetQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=is_host))
+
+    async def ListQuizzes(
+        self, request: pb.ListQuizzesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListQuizzesResponse:
+        size = request.page_size or 50
+        if not 0 < size <= 1000:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", "page_size must be 1 to 1000")
+        before = None
+        if request.page_token:
+            try:
+                before = int(request.page_token)
+            except ValueError:
+                await _abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "invalid_argument",
+                    "page_token is not one this service issued; pass next_page_token unchanged",
+                )
+        quizzes = await self._game.list_quizzes(size, before)
+        token = str(quizzes[-1].created_ms) if len(quizzes) == size else ""
+        response = pb.ListQuizzesResponse(next_page_token=token)
+        for quiz in quizzes:
+            summary = messages.quiz_to_pb(quiz, with_answers=False)
+            del summary.questions[:]
+            response.quizzes.append(summary)
+        return response
+
+    async def JoinQuiz(self, request: pb.JoinQuizRequest, context: grpc.aio.ServicerContext) -> pb.JoinQuizResponse:
+        try:
+            _require(request.quiz_id, "quiz_id")
+            player, token, state = await self._game.join(request.quiz_id, request.nickname)
+            quiz = await self._game.quiz(request.quiz_id)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.JoinQuizResponse(
+            player=messages.player_to_pb(player),
+            player_token=token,
+            state=messages.state_to_pb(quiz, state, self._clock.now_ms()),
+        )
+
+    async def ResumeQuiz(
+        self, request: pb.ResumeQuizRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeQuizResponse:
+        try:
+            resumed = await self._game.resume(request.player_token)
+            quiz = await self._game.quiz(resumed.state.quiz_id)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        response = pb.ResumeQuizResponse(
+            player=messages.player_to_pb(resumed.player),
+            state=messages.state_to_pb(quiz, resumed.state, self._clock.now_ms()),
+            answered_current_question=resumed.current_answer is not None,
+            player_token=resumed.player_token,
+        )
+        if resumed.current_answer is not None:
+            event_id = domain.answer_event_id(quiz.quiz_id, resumed.state.question_index, resumed.player.player_id)
+            response.current_answer.CopyFrom(messages.answer_to_pb(resumed.current_answer, event_id))
+        return response
+
+    async def LeaveQuiz(self, request: pb.LeaveQuizRequest, context: grpc.aio.ServicerContext) -> pb.LeaveQuizResponse:
+        try:
+            await self._game.leave(request.player_token)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.LeaveQuizResponse()
+
+    async def SubmitAnswer(
+        self, request: pb.SubmitAnswerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitAnswerResponse:
+        a = request.answer
+        [outcome] = await self._game.submit_answers([AnswerInput(a.player_token, a.question_index, a.choice)])
+        if isinstance(outcome, AnswerRefusal):
+            await _abort(context, _REFUSAL_STATUS[outcome], outcome.value, domain.REFUSAL_MESSAGES[outcome])
+        return pb.SubmitAnswerResponse(result=messages.answer_to_pb(outcome.answer, outcome.event_id))
+
+    async def BatchSubmitAnswers(
+        self, request: pb.BatchSubmitAnswersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BatchSubmitAnswersResponse:
+        if len(request.answers) > MAX_BATCH:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_argument",
+                f"a batch holds at most {MAX_BATCH} answers; split it",
+            )
+        inputs = [AnswerInput(a.player_token, a.question_index, a.choice) for a in request.answers]
+        outcomes = await self._game.submit_answers(inputs)
+        return pb.BatchSubmitAnswersResponse(outcomes=[_outcome_to_pb(o) for o in outcomes])
+
+    async def _host(
+        self, quiz_id: str, host_token: str, action: HostAction, context: grpc.aio.ServicerContext
+    ) -> tuple[pb.QuizState, pb.QuestionResults | None]:
+        try:
+            _require(quiz_id, "quiz_id")
+            state, results = await self._game.host_action(quiz_id, host_token, action)
+            quiz = await self._game.quiz(quiz_id)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return (
+            messages.state_to_pb(quiz, state, self._clock.now_ms()),
+            messages.results_to_pb(results) if results else None,
+        )
+
+    async def StartQuiz(self, request: pb.StartQuizRequest, context: grpc.aio.ServicerContext) -> pb.StartQuizResponse:
+        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.START, context)
+        return pb.StartQuizResponse(state=state)
+
+    async def NextQuestion(
+        self, request: pb.NextQuestionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.NextQuestionResponse:
+        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.NEXT, context)
+        return pb.NextQuestionResponse(state=state)
+
+    async def CloseQuestion(
+        self, request: pb.CloseQuestionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CloseQuestionResponse:
+        state, results = await self._host(request.quiz_id, request.host_token, HostAction.CLOSE, context)
+        return pb.CloseQuestionResponse(state=state, results=results)
+
+    async def SetLeaderboardVisibility(
+        self, request: pb.SetLeaderboardVisibilityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetLeaderboardVisibilityResponse:
+        action = HostAction.SHOW_LEADERBOARD if request.visible else HostAction.HIDE_LEADERBOARD
+        state, _ = await self._host(request.quiz_id, request.host_token, action, context)
+        return pb.SetLeaderboardVisibilityResponse(state=state)
+
+    async def KickPlayer(
+        self, request: pb.KickPlayerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.KickPlayerResponse:
+        try:
+            _require(request.quiz_id, "quiz_id")
+            _require(request.player_id, "player_id")
+            state = await self._game.kick(request.quiz_id, request.host_token, request.player_id)
+            quiz = await self._game.quiz(request.quiz_id)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.KickPlayerResponse(state=messages.state_to_pb(quiz, state, self._clock.now_ms()))
+
+    async def EndQuiz(self, request: pb.EndQuizRequest, context: grpc.aio.ServicerContext) -> pb.EndQuizResponse:
+        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.END, context)
+        return pb.EndQuizResponse(state=state)
+
+    async def GetQuizState(
+        self, request: pb.GetQuizStateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetQuizStateResponse:
+        try:
+            _require(request.quiz_id, "quiz_id")
+            quiz, state = await self._game.state(request.quiz_id)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.GetQuizStateResponse(state=messages.state_to_pb(quiz, state, self._clock.now_ms()))
+
+    async def WatchQuiz(
+        self, request: pb.WatchQuizRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchQuizResponse]:
+        try:
+            _require(request.quiz_id, "quiz_id")
+            quiz, _ = await self._game.state(request.quiz_id)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+            return
+        # Subscribe before reading the state, so no change can fall between the two.
+        async with self._feed.watch(quiz.quiz_id) as updates:
+            _, state = await self._game.state(quiz.quiz_id)
+            yield pb.WatchQuizResponse(state=messages.state_to_pb(quiz, state, self._clock.now_ms()))
+            async for update in updates:
+                yield update

@@ -1,0 +1,71 @@
+"""The `quizmesh` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from quizmesh.services import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
+from quizmesh.settings import SettingsError
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def _dev(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    ports = {
+        "edge": args.port,
+        "quiz": args.grpc_base_port,
+        "leaderboard": args.grpc_base_port + 1,
+        "persistence": args.grpc_base_port + 2,
+    }
+    env = embedded_env(os.environ, ports, args.sqlite)
+
+    def ready(port: int) -> None:
+        print(
+            f"quizmesh (embedded) is running.\n"
+            f"  player page:  http://127.0.0.1:{port}/\n"
+            f"  host page:    http://127.0.0.1:{port}/host\n"
+            f"  WebSocket:    ws://127.0.0.1:{port}/ws\n"
+            f"  gRPC:         quiz 127.0.0.1:{ports['quiz']}, leaderboard 127.0.0.1:{ports['leaderboard']},"
+            f" persistence 127.0.0.1:{ports['persistence']}\n"
+            f"Press Ctrl+C to stop.",
+            flush=True,
+        )
+
+    await run_embedded(env, stop, ready)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="quizmesh", description="Live quizzes at scale.")
+    parser.add_argument("--log-level", default=os.environ.get("QUIZMESH_LOG_LEVEL", "INFO"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="run everything in one process, with in-memory engines and SQLite")
+    dev.add_argument("--port", type=int, default=8080, help="the edge's HTTP/WebSocket port")
+    dev.add_argument("--grpc-base-port", type=int, default=50051, help="first of three gRPC ports")
+    dev.add_argument("--sqlite", default="quizmesh-dev.sqlite3", help="SQLite file for durable data")
+    for name in SERVICES:
+        commands.add_parser(name, help=f"run {name} alone, configured from the environment")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "dev":
+            _run(_dev(args))
+        else:
+            _run(serve_one(args.command))
+    except SettingsError as exc:
+        print(f"quizmesh: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,64 @@
+"""The gRPC server every service runs: its servicers plus truthful health checking and reflection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """A servicer and how to add it to a server."""
+
+    full_name: str  # e.g. "quizmesh.quiz.v1.QuizService"
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: object
+
+
+class GrpcServer:
+    """Serves NOT_SERVING until told the service is ready, and again from the start of shutdown."""
+
+    def __init__(self, address: str, bindings: Sequence[ServiceBinding], *, interceptors: Sequence[Any] = ()):
+        self._server = grpc.aio.server(
+            interceptors=list(interceptors),
+            options=[
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_send_message_length", 16 * 1024 * 1024),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ],
+        )
+        self._health = health.aio.HealthServicer()
+        self._names = [b.full_name for b in bindings]
+        for binding in bindings:
+            binding.add_to_server(binding.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection([*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}")
+
+    async def start(self) -> None:
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.start()
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self._set_all(status)
+
+    async def _set_all(self, status: int) -> None:
+        for name in ["", *self._names]:
+            await self._health.set(name, status)
+
+    async def stop(self, grace_s: float) -> None:
+        """Ordered shutdown: NOT_SERVING first, then stop accepting and let in-flight calls finish."""
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace_s)

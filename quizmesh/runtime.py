@@ -1,0 +1,55 @@
+"""The infrastructure handles that a process's composition roots share.
+
+In the embedded mode all four components live in one process and must share one in-memory bus and
+one set of channels; in production each service builds its own Kafka and Redis clients. Choosing
+between them is `Engines`, i.e. configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher, InMemoryTailReader
+from quizmesh.eventbus.ports import EventConsumer, EventPublisher, TailReader
+from quizmesh.pubsub import Channels, InMemoryChannels, RedisChannels
+from quizmesh.settings import Engines
+
+
+@dataclass
+class Runtime:
+    engines: Engines
+    memory_bus: InMemoryBus = field(default_factory=InMemoryBus)
+    memory_channels: InMemoryChannels = field(default_factory=InMemoryChannels)
+
+    def publisher(self, client_id: str) -> EventPublisher:
+        if self.engines.event_bus == "memory":
+            return InMemoryPublisher(self.memory_bus)
+        from quizmesh.eventbus.kafka import KafkaPublisher
+
+        return KafkaPublisher(self.engines.kafka_bootstrap, client_id=client_id)
+
+    def consumer(self, group: str, topics: Sequence[str], client_id: str) -> EventConsumer:
+        if self.engines.event_bus == "memory":
+            return InMemoryConsumer(self.memory_bus, group, topics)
+        from quizmesh.eventbus.kafka import KafkaConsumer
+
+        return KafkaConsumer(self.engines.kafka_bootstrap, group, topics, client_id=client_id)
+
+    def tail_reader(self, topics: Sequence[str], client_id: str) -> TailReader:
+        if self.engines.event_bus == "memory":
+            return InMemoryTailReader(self.memory_bus, topics)
+        from quizmesh.eventbus.kafka import KafkaTailReader
+
+        return KafkaTailReader(self.engines.kafka_bootstrap, topics, client_id=client_id)
+
+    def redis(self) -> Redis:
+        """A new client for the configured Redis; the caller closes it."""
+        return Redis.from_url(self.engines.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+
+    def channels(self, redis: Redis | None) -> Channels:
+        if self.engines.state == "memory" or redis is None:
+            return self.memory_channels
+        return RedisChannels(redis)

@@ -1,0 +1,128 @@
+"""Starting quizmesh's components in this process, each under its own composition root.
+
+`quizmesh <service>` runs one component, as in production; `quizmesh dev` (the embedded mode) runs
+all four in one process on one shared in-memory bus, behind the same gRPC contracts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from quizmesh.auth import Credentials
+from quizmesh.runtime import Runtime
+from quizmesh.settings import Engines, signing_key
+
+log = logging.getLogger(__name__)
+
+ServiceRunner = Callable[
+    [Runtime, Mapping[str, str], asyncio.Event, Callable[[int], None] | None], Coroutine[Any, Any, None]
+]
+
+
+async def run_quiz_svc(
+    runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None
+) -> None:
+    from quiz_svc import main
+    from quiz_svc.settings import Settings
+
+    key = signing_key(env, allow_ephemeral=False)
+    await main.run(runtime, Settings.from_env(env), Credentials(key), stop, on_ready)
+
+
+async def run_leaderboard_svc(
+    runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None
+) -> None:
+    from leaderboard_svc import main
+    from leaderboard_svc.settings import Settings
+
+    await main.run(runtime, Settings.from_env(env), stop, on_ready)
+
+
+async def run_persistence_svc(
+    runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None
+) -> None:
+    from persistence_svc import main
+    from persistence_svc.settings import Settings
+
+    await main.run(runtime, Settings.from_env(env), stop, on_ready)
+
+
+async def run_edge(
+    runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None
+) -> None:
+    from edge import main
+    from edge.settings import Settings
+
+    await main.run(Settings.from_env(env), stop, on_ready)
+
+
+SERVICES: dict[str, ServiceRunner] = {
+    "quiz-svc": run_quiz_svc,
+    "leaderboard-svc": run_leaderboard_svc,
+    "persistence-svc": run_persistence_svc,
+    "edge": run_edge,
+}
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def serve_one(name: str, env: Mapping[str, str] = os.environ) -> None:
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await SERVICES[name](Runtime(Engines.from_env(env)), env, stop, None)
+
+
+def embedded_env(base: Mapping[str, str], ports: Mapping[str, int], sqlite_path: str) -> dict[str, str]:
+    """The environment of the embedded mode: in-memory engines, SQLite, loopback addresses."""
+    env = dict(base)
+    env.update(
+        QUIZMESH_EVENT_BUS="memory",
+        QUIZMESH_STATE_STORE="memory",
+        QUIZMESH_DATABASE="sqlite",
+        QUIZMESH_SQLITE_PATH=sqlite_path,
+        QUIZMESH_QUIZ_ADDR=f"127.0.0.1:{ports['quiz']}",
+        QUIZMESH_LEADERBOARD_ADDR=f"127.0.0.1:{ports['leaderboard']}",
+        QUIZMESH_PERSISTENCE_ADDR=f"127.0.0.1:{ports['persistence']}",
+        QUIZMESH_EDGE_PORT=str(ports["edge"]),
+    )
+    if not env.get("QUIZMESH_SIGNING_KEY") and not env.get("QUIZMESH_SIGNING_KEY_FILE"):
+        # A throwaway key: credentials of the embedded mode do not survive a restart, by design.
+        env["QUIZMESH_SIGNING_KEY"] = signing_key({}, allow_ephemeral=True).hex()
+    return env
+
+
+async def run_embedded(
+    env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
+) -> None:
+    """All four components in this process. on_ready receives the edge's port once all serve."""
+    runtime = Runtime(Engines.from_env(env))
+    backends_ready = asyncio.Event()
+    pending = {"quiz-svc", "leaderboard-svc", "persistence-svc"}
+
+    def backend_ready(name: str) -> Callable[[int], None]:
+        def ready(_port: int) -> None:
+            pending.discard(name)
+            if not pending:
+                backends_ready.set()
+
+        return ready
+
+    async def edge_after_backends() -> None:
+        await backends_ready.wait()
+        await run_edge(runtime, env, stop, on_ready)
+
+    async with asyncio.TaskGroup() as group:
+        for name in sorted(pending):
+            group.create_task(SERVICES[name](runtime, env, stop, backend_ready(name)), name=name)
+        group.create_task(edge_after_backends(), name="edge")

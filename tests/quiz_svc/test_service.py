@@ -1,0 +1,198 @@
+"""quiz_svc's use cases over in-memory engines, with a clock the test controls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from quizmesh.auth import Credentials
+from quizmesh.eventbus import EventBusUnavailable, Record
+from quizmesh.eventbus.memory import InMemoryBus, InMemoryPublisher
+from quizmesh.events.v1 import events_pb2
+from quizmesh.pubsub import InMemoryChannels
+from quiz_svc import domain
+from quiz_svc.adapters.memory_game import InMemoryGameStore
+from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
+from quiz_svc.adapters.update_feed import ChannelUpdateFeed
+from quiz_svc.domain import AnswerRefusal, HostAction, Phase, PointsMode, Question
+from quiz_svc.service import AcceptedAnswer, AnswerInput, QuizGame
+from tests.quiz_svc.conftest import FakeClock
+
+KEY = b"k" * 32
+QUESTIONS = [
+    Question("2+2?", ("3", "4"), frozenset({1}), 10, PointsMode.STANDARD),
+    Question("Capital of France?", ("Paris", "Rome", "Oslo"), frozenset({0}), 20, PointsMode.DOUBLE),
+]
+
+
+class SwitchablePublisher:
+    """Publishes to an in-memory bus, or fails like an unreachable Kafka when told to."""
+
+    def __init__(self, bus: InMemoryBus) -> None:
+        self._inner = InMemoryPublisher(bus)
+        self.down = False
+
+    async def publish(self, records: Sequence[Record], *, timeout_s: float) -> None:
+        if self.down:
+            raise EventBusUnavailable("broker down")
+        await self._inner.publish(records, timeout_s=timeout_s)
+
+    async def close(self) -> None:
+        return None
+
+
+class Harness:
+    def __init__(self, game: QuizGame, clock: FakeClock, bus: InMemoryBus, publisher: SwitchablePublisher):
+        self.game, self.clock, self.bus, self.publisher = game, clock, bus, publisher
+
+    def answers_on_bus(self) -> list[events_pb2.AnswerSubmitted]:
+        found = []
+        for partition in range(8):
+            for record in self.bus.read("answer_submitted", partition, 0, 10_000):
+                found.append(events_pb2.AnswerSubmitted.FromString(record.value))
+        return found
+
+
+@pytest.fixture
+async def harness() -> Harness:
+    clock = FakeClock()
+    bus = InMemoryBus()
+    publisher = SwitchablePublisher(bus)
+    repo = await SqliteQuizRepository.open(":memory:")
+    await repo.migrate()
+    feed = ChannelUpdateFeed(InMemoryChannels(), clock)
+    game = QuizGame(repo, InMemoryGameStore(), publisher, feed, Credentials(KEY), clock)
+    return Harness(game, clock, bus, publisher)
+
+
+async def started_quiz(h: Harness, players: int = 1) -> tuple[str, str, list[str]]:
+    quiz, host = await h.game.create_quiz("Quiz", QUESTIONS, True)
+    tokens = [(await h.game.join(quiz.quiz_id, f"p{i}"))[1] for i in range(players)]
+    await h.game.host_action(quiz.quiz_id, host, HostAction.START)
+    return quiz.quiz_id, host, tokens
+
+
+async def test_an_answer_is_scored_on_server_time_and_published(harness: Harness) -> None:
+    _, _, [token] = await started_quiz(harness)
+    harness.clock.advance(2_000)
+    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    assert isinstance(outcome, AcceptedAnswer)
+    assert (outcome.answer.correct, outcome.answer.points, outcome.answer.standing.total) == (True, 900, 900)
+    [event] = harness.answers_on_bus()
+    assert (event.points, event.total_score, event.event_id) == (900, 900, outcome.event_id)
+
+
+async def test_an_answer_after_close_is_rejected_whatever_the_client_says(harness: Harness) -> None:
+    _, _, [token] = await started_quiz(harness)
+    harness.clock.advance(10_001)
+    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    assert outcome == AnswerRefusal.QUESTION_CLOSED
+    assert harness.answers_on_bus() == []
+
+
+async def test_one_hundred_concurrent_duplicates_are_accepted_once(harness: Harness) -> None:
+    _, _, [token] = await started_quiz(harness)
+    outcomes = await asyncio.gather(
+        *(harness.game.submit_answers([AnswerInput(token, 0, 1)]) for _ in range(100))
+    )
+    flat = [o[0] for o in outcomes]
+    assert sum(isinstance(o, AcceptedAnswer) for o in flat) == 1
+    assert flat.count(AnswerRefusal.ALREADY_ANSWERED) == 99
+    assert len(harness.answers_on_bus()) == 1
+
+
+async def test_a_forged_or_foreign_credential_is_refused(harness: Harness) -> None:
+    quiz_id, _, [token] = await started_quiz(harness)
+    forged = Credentials(b"x" * 32).issue("player", quiz_id, "someone")
+    host_as_player = Credentials(KEY).issue("host", quiz_id)
+    outcomes = await harness.game.submit_answers(
+        [AnswerInput(forged, 0, 1), AnswerInput(host_as_player, 0, 1), AnswerInput("", 0, 1)]
+    )
+    assert outcomes == [AnswerRefusal.UNAUTHENTICATED] * 3
+    assert harness.answers_on_bus() == []
+
+
+async def test_bad_question_and_choice_are_refused(harness: Harness) -> None:
+    _, _, [token] = await started_quiz(harness)
+    outcomes = await harness.game.submit_answers(
+        [AnswerInput(token, 9, 0), AnswerInput(token, 0, 2), AnswerInput(token, 1, 0)]
+    )
+    assert outcomes == [
+        AnswerRefusal.QUESTION_NOT_FOUND,
+        AnswerRefusal.INVALID_CHOICE,
+        AnswerRefusal.QUESTION_NOT_OPEN,
+    ]
+
+
+async def test_when_kafka_is_down_the_answer_is_unavailable_then_the_retry_publishes_the_same_event(
+    harness: Harness,
+) -> None:
+    _, _, [token] = await started_quiz(harness)
+    harness.clock.advance(1_000)
+    harness.publisher.down = True
+    [first] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    assert first == AnswerRefusal.UNAVAILABLE
+    harness.publisher.down = False
+    harness.clock.advance(30_000)  # past the close: the answer was received in time, so it still counts
+    [retry] = await harness.game.submit_answers([AnswerInput(token, 0, 0)])
+    assert isinstance(retry, AcceptedAnswer)
+    assert (retry.answer.choice, retry.answer.points) == (1, 950)
+    [event] = harness.answers_on_bus()
+    assert event.points == 950
+    [again] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    assert again == AnswerRefusal.ALREADY_ANSWERED
+
+
+async def test_only_the_host_runs_the_quiz(harness: Harness) -> None:
+    quiz, host = await harness.game.create_quiz("Quiz", QUESTIONS, True)
+    _, player_token, _ = await harness.game.join(quiz.quiz_id, "p")
+    other_host = (await harness.game.create_quiz("Other", QUESTIONS, True))[1]
+    for token in (player_token, other_host, "", "not-a-token"):
+        with pytest.raises(domain.NotTheHost):
+            await harness.game.host_action(quiz.quiz_id, token, HostAction.START)
+    _, state = await harness.game.state(quiz.quiz_id)
+    assert state.phase == Phase.LOBBY
+    state, _ = await harness.game.host_action(quiz.quiz_id, host, HostAction.START)
+    assert state.phase == Phase.QUESTION_OPEN
+
+
+async def test_the_scheduler_closes_due_questions_and_publishes_results(harness: Harness) -> None:
+    quiz_id, _, tokens = await started_quiz(harness, players=3)
+    await harness.game.submit_answers([AnswerInput(tokens[0], 0, 1), AnswerInput(tokens[1], 0, 0)])
+    assert await harness.game.close_due_questions() == 0
+    harness.clock.advance(10_001)
+    assert await harness.game.close_due_questions() == 1
+    _, state = await harness.game.state(quiz_id)
+    assert state.phase == Phase.QUESTION_CLOSED
+    assert await harness.game.close_due_questions() == 0
+
+
+async def test_late_join_is_configurable(harness: Harness) -> None:
+    strict, host = await harness.game.create_quiz("Strict", QUESTIONS, False)
+    await harness.game.host_action(strict.quiz_id, host, HostAction.START)
+    with pytest.raises(domain.JoinClosed):
+        await harness.game.join(strict.quiz_id, "late")
+    quiz_id, _, _ = await started_quiz(harness)
+    player, _, _ = await harness.game.join(quiz_id, "late")
+    assert player.standing.total == 0
+
+
+async def test_resume_restores_score_question_and_answered_state(harness: Harness) -> None:
+    _, _, [token] = await started_quiz(harness)
+    await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    resumed = await harness.game.resume(token)
+    assert resumed.player.standing.total == 1000
+    assert resumed.state.phase == Phase.QUESTION_OPEN and resumed.state.question_index == 0
+    assert resumed.current_answer is not None and resumed.current_answer.points == 1000
+
+
+async def test_a_kicked_player_cannot_resume_or_answer(harness: Harness) -> None:
+    quiz_id, host, [token] = await started_quiz(harness)
+    player_id = (await harness.game.resume(token)).player.player_id
+    await harness.game.kick(quiz_id, host, player_id)
+    with pytest.raises(domain.PlayerRemoved):
+        await harness.game.resume(token)
+    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    assert outcome == AnswerRefusal.NOT_A_PARTICIPANT
