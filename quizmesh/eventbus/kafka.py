@@ -20,23 +20,31 @@ log = logging.getLogger(__name__)
 
 class KafkaPublisher:
     def __init__(self, bootstrap: str, *, linger_ms: int = 2, client_id: str = "quizmesh") -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=linger_ms,
-            max_batch_size=256 * 1024,
-            request_timeout_ms=10_000,
-        )
-        self._started = False
+        self._options = {
+            "bootstrap_servers": bootstrap,
+            "client_id": client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": linger_ms,
+            "max_batch_size": 256 * 1024,
+            "request_timeout_ms": 10_000,
+        }
+        self._producer: AIOKafkaProducer | None = None
         self._start_lock = asyncio.Lock()
 
-    async def start(self) -> None:
+    async def start(self) -> AIOKafkaProducer:
+        # Created on first use: a producer that was built but never started warns at garbage collection.
         async with self._start_lock:
-            if not self._started:
-                await self._producer.start()
-                self._started = True
+            if self._producer is not None:
+                return self._producer
+            producer = AIOKafkaProducer(**self._options)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+            return producer
 
     async def publish(self, records: Sequence[Record], *, timeout_s: float) -> None:
         try:
@@ -53,9 +61,9 @@ class KafkaPublisher:
         await asyncio.gather(*pending)
 
     async def close(self) -> None:
-        if self._started:
+        if self._producer is not None:
             await self._producer.stop()
-            self._started = False
+            self._producer = None
 
 
 def _records(batches: dict[object, list[object]]) -> list[ConsumedRecord]:

@@ -1,0 +1,127 @@
+"""quiz_svc through its composition root and gRPC contract, on both engine sets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from quizmesh.auth import Credentials
+from quizmesh.eventbus.ports import ANSWER_SUBMITTED, TailReader
+from quizmesh.events.v1 import events_pb2
+from quizmesh.quiz.v1 import quiz_service_pb2 as pb
+from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
+from quizmesh.runtime import Runtime
+from quizmesh.settings import Engines
+from quiz_svc import main
+from quiz_svc.settings import Settings
+from tests.support.infra import REAL, require
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Running:
+    stub: pb_grpc.QuizServiceStub
+    answers: TailReader
+
+
+@pytest.fixture(params=["embedded", "real"])
+async def quiz_service(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[Running]:
+    if request.param == "real":
+        for name, address in (("Kafka", REAL.kafka_bootstrap), ("Redis", REAL.redis_url), ("PostgreSQL", REAL.postgres_dsn)):
+            require(name, address)
+        runtime = Runtime(REAL)
+    else:
+        runtime = Runtime(Engines.embedded(":memory:"))
+    answers = runtime.tail_reader([ANSWER_SUBMITTED], "test-tail")
+    await answers.start()
+    stop = asyncio.Event()
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    settings = Settings("127.0.0.1:0", publish_timeout_ms=5000, scheduler_tick_ms=50, shutdown_grace_s=1)
+    task = asyncio.create_task(main.run(runtime, settings, Credentials(b"t" * 32), stop, port.set_result))
+    bound = await asyncio.wait_for(port, 30)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{bound}") as channel:
+        yield Running(pb_grpc.QuizServiceStub(channel), answers)
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    with contextlib.suppress(Exception):
+        await answers.close()
+
+
+QUESTION = pb.Question(text="2+2?", choices=["3", "4"], correct_choices=[1], time_limit_seconds=5)
+
+
+async def test_an_accepted_answer_is_already_in_the_event_bus(quiz_service: Running) -> None:
+    stub = quiz_service.stub
+    created = await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[QUESTION]), timeout=10)
+    quiz_id = created.quiz.quiz_id
+    joined = await stub.JoinQuiz(pb.JoinQuizRequest(quiz_id=quiz_id, nickname="Ada"), timeout=10)
+    assert joined.state.phase == pb.QUIZ_PHASE_LOBBY
+    started = await stub.StartQuiz(pb.StartQuizRequest(quiz_id=quiz_id, host_token=created.host_token), timeout=10)
+    assert list(started.state.question.choices) == ["3", "4"]
+    answer = pb.Answer(player_token=joined.player_token, question_index=0, choice=1)
+    result = (await stub.SubmitAnswer(pb.SubmitAnswerRequest(answer=answer), timeout=10)).result
+    assert result.correct and 500 <= result.points <= 1000 and result.total_score == result.points
+
+    seen: list[events_pb2.AnswerSubmitted] = []
+    for _ in range(50):
+        for record in await quiz_service.answers.poll(100, 0.2):
+            event = events_pb2.AnswerSubmitted.FromString(record.value)
+            if event.quiz_id == quiz_id:
+                seen.append(event)
+        if seen:
+            break
+    assert [(e.event_id, e.points, e.player_id) for e in seen] == [
+        (result.event_id, result.points, joined.player.player_id)
+    ]
+
+
+async def test_client_mistakes_get_actionable_statuses(quiz_service: Running) -> None:
+    stub = quiz_service.stub
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.JoinQuiz(pb.JoinQuizRequest(quiz_id="NOPE2345", nickname="x"), timeout=10)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    bad = pb.Question(text="q", choices=["only one"], correct_choices=[0], time_limit_seconds=10)
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[bad]), timeout=10)
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "2 to 6 choices" in (invalid.value.details() or "")
+    created = await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[QUESTION]), timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await stub.StartQuiz(pb.StartQuizRequest(quiz_id=created.quiz.quiz_id, host_token="forged"), timeout=10)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    state = await stub.GetQuizState(pb.GetQuizStateRequest(quiz_id=created.quiz.quiz_id), timeout=10)
+    assert state.state.phase == pb.QUIZ_PHASE_LOBBY
+
+
+async def test_correct_choices_are_shown_only_to_the_host(quiz_service: Running) -> None:
+    stub = quiz_service.stub
+    created = await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[QUESTION]), timeout=10)
+    quiz_id = created.quiz.quiz_id
+    public = await stub.GetQuiz(pb.GetQuizRequest(quiz_id=quiz_id), timeout=10)
+    hosted = await stub.GetQuiz(pb.GetQuizRequest(quiz_id=quiz_id, host_token=created.host_token), timeout=10)
+    assert list(public.quiz.questions[0].correct_choices) == []
+    assert list(hosted.quiz.questions[0].correct_choices) == [1]
+
+
+async def test_watch_quiz_streams_the_state_then_each_change(quiz_service: Running) -> None:
+    stub = quiz_service.stub
+    created = await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[QUESTION]), timeout=10)
+    quiz_id = created.quiz.quiz_id
+    stream = stub.WatchQuiz(pb.WatchQuizRequest(quiz_id=quiz_id))
+    first = await asyncio.wait_for(stream.read(), 10)
+    assert first.state.phase == pb.QUIZ_PHASE_LOBBY
+    await stub.StartQuiz(pb.StartQuizRequest(quiz_id=quiz_id, host_token=created.host_token), timeout=10)
+    opened = await asyncio.wait_for(stream.read(), 10)
+    assert opened.state.phase == pb.QUIZ_PHASE_QUESTION_OPEN
+    assert not opened.HasField("results")
+    await stub.CloseQuestion(pb.CloseQuestionRequest(quiz_id=quiz_id, host_token=created.host_token), timeout=10)
+    closed = await asyncio.wait_for(stream.read(), 10)
+    assert closed.state.phase == pb.QUIZ_PHASE_QUESTION_CLOSED
+    assert list(closed.results.correct_choices) == [1]
+    stream.cancel()
