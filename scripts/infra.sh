@@ -39,7 +39,7 @@ PG_DB=quizmesh
 PG_USER=quizmesh
 PG_PASSWORD=quizmesh
 KAFKA_PARTITIONS=8
-KAFKA_TOPICS=(user_joined_quiz answer_submitted leaderboard_updated user_left_quiz quiz_state_changed)
+KAFKA_TOPICS=(user_joined_quiz answer_submitted leaderboard_updated user_left_quiz)
 
 KAFKA_TIMEOUT="${INFRA_KAFKA_TIMEOUT:-120}"
 REDIS_TIMEOUT="${INFRA_REDIS_TIMEOUT:-20}"

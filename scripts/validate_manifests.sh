@@ -106,7 +106,7 @@ POM
     | sed 's/\x1b\[[0-9;]*m//g' | grep -v '^$' >&2 || true
   [[ -f "$out/lib/api-$STRIMZI_VERSION.jar" ]] || { log "Maven could not fetch io.strimzi:api"; return 1; }
   rm -rf "$out/crd.tmp" && mkdir -p "$out/crd.tmp"
-  # The arguments Strimzi's own build passes for its v1 CRDs (one served+stored version).
+  # One served+stored version, v1. Modelled on Strimzi's build; its exact arguments not compared.
   "$java" -cp "$out/lib/*" io.strimzi.crdgenerator.CrdGenerator --yaml \
     --crd-api-version v1 --api-versions v1 --storage-version v1 --target-kube 1.27+ \
     "io.strimzi.api.kafka.model.kafka.Kafka=$out/crd.tmp/kafka.yaml" \

@@ -53,10 +53,10 @@ class KafkaPublisher:
             raise EventBusUnavailable(f"Kafka did not acknowledge {len(records)} events: {exc!r}") from exc
 
     async def _publish(self, records: Sequence[Record]) -> None:
-        await self.start()
+        producer = await self.start()
         # send() only enqueues into the accumulator; all records of a call share its batches.
         pending = [
-            await self._producer.send(r.topic, r.value, key=r.key.encode(), headers=list(r.headers)) for r in records
+            await producer.send(r.topic, r.value, key=r.key.encode(), headers=list(r.headers)) for r in records
         ]
         await asyncio.gather(*pending)
 
