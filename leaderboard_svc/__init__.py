@@ -1,0 +1,1 @@
+"""The live ranking service: projects quiz events into per-quiz rankings and streams them."""

@@ -1,0 +1,82 @@
+-- Applies one quiz's batch of ranking events atomically; mirrors leaderboard_svc/domain.py.
+-- KEYS: rank (zset of composite scores), players (hash player -> "score|reached_ms|last_question"),
+--       nick (hash), left (set), last_answer (string, ms), version (string; only its TTL is refreshed)
+-- ARGV: ttl_s, then 7 fields per event: kind (J|A|L), player_id, nickname, question_index,
+--       total_score, quiz_elapsed_ms, answer_time_ms (fields an event kind lacks are empty)
+-- Returns 1 if the ranking changed, else 0.
+local rank_key, players_key, nick_key, left_key, last_answer_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local ttl_s = tonumber(ARGV[1])
+local SLOTS = 4194304
+local MAX_CS = SLOTS - 1
+
+local function composite(score, reached_ms)
+  local cs = math.floor(math.max(reached_ms, 0) / 10)
+  if cs > MAX_CS then cs = MAX_CS end
+  return score * SLOTS + (MAX_CS - cs)
+end
+
+local function write(player, score, reached_ms, last_question)
+  redis.call('HSET', players_key, player, string.format('%d|%d|%d', score, reached_ms, last_question))
+  -- Formatted as an integer: Lua's own number-to-string keeps only 14 significant digits.
+  redis.call('ZADD', rank_key, string.format('%d', composite(score, reached_ms)), player)
+end
+
+local changed = 0
+local last_answer = tonumber(redis.call('GET', last_answer_key) or '0')
+local last_answer_before = last_answer
+
+for i = 2, #ARGV, 7 do
+  local kind, player = ARGV[i], ARGV[i + 1]
+  local has_left = redis.call('SISMEMBER', left_key, player) == 1
+  if kind == 'L' then
+    if not has_left then
+      redis.call('SADD', left_key, player)
+      if redis.call('HDEL', players_key, player) == 1 then
+        redis.call('ZREM', rank_key, player)
+        redis.call('HDEL', nick_key, player)
+        changed = 1
+      end
+    end
+  elseif not has_left then
+    local raw = redis.call('HGET', players_key, player)
+    if kind == 'J' then
+      local nickname = ARGV[i + 2]
+      if not raw then
+        write(player, 0, tonumber(ARGV[i + 5]), -1)
+        if nickname ~= '' then redis.call('HSET', nick_key, player, nickname) end
+        changed = 1
+      elseif nickname ~= '' and redis.call('HSETNX', nick_key, player, nickname) == 1 then
+        -- The answer came before the join (another topic): the join only names the player.
+        changed = 1
+      end
+    else
+      local question, total, elapsed = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+      local applied = false
+      if not raw then
+        write(player, total, elapsed, question)
+        applied = true
+      else
+        local score, reached, last_question = string.match(raw, '^(-?%d+)|(-?%d+)|(-?%d+)$')
+        score, reached, last_question = tonumber(score), tonumber(reached), tonumber(last_question)
+        if question > last_question then
+          if total ~= score then reached = elapsed end
+          write(player, total, reached, question)
+          applied = true
+        end
+      end
+      if applied then
+        changed = 1
+        local answered_at = tonumber(ARGV[i + 6])
+        if answered_at > last_answer then last_answer = answered_at end
+      end
+    end
+  end
+end
+
+if last_answer ~= last_answer_before then
+  redis.call('SET', last_answer_key, string.format('%d', last_answer))
+end
+if changed == 1 then
+  for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl_s) end
+end
+return changed

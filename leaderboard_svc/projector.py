@@ -1,0 +1,99 @@
+"""Projects quiz events from the consumer group into the ranking store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from leaderboard_svc.domain import AnswerScored, Coalescer, PlayerJoined, PlayerLeft, RankingEvent
+from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
+from quizmesh.eventbus.ports import ConsumedRecord, EventConsumer
+from quizmesh.eventcodec import Event, UndecodableEvent, decode
+from quizmesh.events.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+POLL_MAX_RECORDS = 2000
+POLL_TIMEOUT_S = 0.05
+RETRY_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def ranking_event(event: Event) -> RankingEvent | None:
+    """The domain's view of a bus event; None for events that do not move a ranking."""
+    if isinstance(event, events_pb2.UserJoinedQuiz):
+        return PlayerJoined(event.quiz_id, event.player_id, event.nickname, event.quiz_elapsed_ms)
+    if isinstance(event, events_pb2.AnswerSubmitted):
+        return AnswerScored(
+            event.quiz_id,
+            event.player_id,
+            event.question_index,
+            event.total_score,
+            event.quiz_elapsed_ms,
+            event.answer_time.ToMilliseconds(),
+        )
+    if isinstance(event, events_pb2.UserLeftQuiz):
+        return PlayerLeft(event.quiz_id, event.player_id)
+    return None
+
+
+def ranking_events(records: Sequence[ConsumedRecord]) -> list[RankingEvent]:
+    """Decodes records in order, skipping (and logging) any that cannot be projected."""
+    events: list[RankingEvent] = []
+    for record in records:
+        try:
+            event = ranking_event(decode(record))
+        except UndecodableEvent as exc:
+            log.error("skipping undecodable record: %s", exc)
+            continue
+        if event is None:
+            log.warning("skipping %s@%d:%d: not a ranking event", record.topic, record.partition, record.offset)
+        elif not event.quiz_id or not event.player_id:
+            log.error("skipping %s@%d:%d: no quiz or player ID", record.topic, record.partition, record.offset)
+        else:
+            events.append(event)
+    return events
+
+
+class Projector:
+    """poll -> apply -> commit, then mark the quizzes seen for publication.
+
+    Offsets are committed only after the store applied the batch, so a crash replays it, which the
+    store's guards make harmless. Every quiz seen is marked, changed or not: after a restart, a replay
+    is the only hint that an applied change may never have been published.
+    """
+
+    def __init__(self, consumer: EventConsumer, store: LeaderboardStore, coalescer: Coalescer) -> None:
+        self._consumer = consumer
+        self._store = store
+        self._coalescer = coalescer
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            records = await self._consumer.poll(POLL_MAX_RECORDS, POLL_TIMEOUT_S)
+            if not records:
+                continue
+            events = ranking_events(records)
+            if not await self._apply_until_done(events, stop):
+                return  # stopping with the batch unapplied: its offsets stay uncommitted
+            await self._consumer.commit()
+            self._coalescer.mark({e.quiz_id for e in events})
+
+    async def _apply_until_done(self, events: Sequence[RankingEvent], stop: asyncio.Event) -> bool:
+        """Applies the batch, retrying while the store is unavailable. The records are already
+        polled, so moving on without them would skip them until the next restart."""
+        attempt = 0
+        while True:
+            try:
+                changed = await self._store.apply(events)
+                log.debug("applied %d events; %d quizzes changed", len(events), len(changed))
+                return True
+            except StoreUnavailable as exc:
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                log.warning("store unavailable, retrying the batch in %.1fs: %s", delay, exc)
+                attempt += 1
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    return False
+                except TimeoutError:
+                    pass

@@ -1,0 +1,273 @@
+"""The ResultStore on PostgreSQL (asyncpg): set-based upserts, one transaction per batch.
+
+Joins and leaves commute: a join fills in a participant, a leave records the latest departure, so
+redeliveries and the loose ordering between the two topics converge on the same row. A leave that
+arrives before its join leaves a row without join data, which listings skip until the join lands.
+(JoinQuiz admits a new player ID every time, so a player ID never rejoins after leaving.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from persistence_svc.domain import (
+    AnswerCursor,
+    AnswerRow,
+    Page,
+    ParticipantCursor,
+    ParticipantRow,
+    StoreBatch,
+    answer_cursor,
+    participant_cursor,
+)
+from persistence_svc.ports import StoreUnavailable
+
+T = TypeVar("T")
+
+# Serialises concurrent migrations of replicas starting together: CREATE ... IF NOT EXISTS alone
+# can still fail on a race over the catalog. The number is arbitrary but fixed.
+_MIGRATION_LOCK_ID = 0x5155_495A_5045_5253
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS participants (
+    quiz_id text NOT NULL,
+    player_id text NOT NULL,
+    nickname text,
+    joined_at timestamptz,
+    quiz_elapsed_ms bigint,
+    left_at timestamptz,
+    kicked boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (quiz_id, player_id)
+);
+CREATE INDEX IF NOT EXISTS participants_join_order ON participants (quiz_id, joined_at, player_id);
+CREATE TABLE IF NOT EXISTS answers (
+    quiz_id text NOT NULL,
+    question_index integer NOT NULL,
+    player_id text NOT NULL,
+    choice integer NOT NULL,
+    correct boolean NOT NULL,
+    points bigint NOT NULL,
+    total_score bigint NOT NULL,
+    streak integer NOT NULL,
+    response_time_ms bigint NOT NULL,
+    answered_at timestamptz NOT NULL,
+    quiz_elapsed_ms bigint NOT NULL,
+    event_id text NOT NULL UNIQUE,
+    PRIMARY KEY (quiz_id, question_index, player_id)
+);
+CREATE INDEX IF NOT EXISTS answers_listing_order ON answers (quiz_id, question_index, answered_at, player_id);
+"""
+
+_INSERT_JOINS = """
+INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[])
+ON CONFLICT (quiz_id, player_id) DO UPDATE
+SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms
+WHERE p.joined_at IS NULL
+"""
+
+_INSERT_LEAVES = """
+INSERT INTO participants AS p (quiz_id, player_id, left_at, kicked)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::boolean[])
+ON CONFLICT (quiz_id, player_id) DO UPDATE
+SET left_at = GREATEST(p.left_at, excluded.left_at), kicked = p.kicked OR excluded.kicked
+WHERE p.left_at IS NULL OR p.left_at < excluded.left_at OR (excluded.kicked AND NOT p.kicked)
+"""
+
+# No conflict target: a row clashing on the key or on event_id is a redelivery either way.
+_INSERT_ANSWERS = """
+INSERT INTO answers (quiz_id, question_index, player_id, choice, correct, points, total_score, streak,
+                     response_time_ms, answered_at, quiz_elapsed_ms, event_id)
+SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::boolean[],
+                     $6::bigint[], $7::bigint[], $8::integer[], $9::bigint[], $10::timestamptz[],
+                     $11::bigint[], $12::text[])
+ON CONFLICT DO NOTHING
+"""
+
+_PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked"
+
+_LIST_PARTICIPANTS = f"""
+SELECT {_PARTICIPANT_COLUMNS} FROM participants
+WHERE quiz_id = $1 AND joined_at IS NOT NULL
+ORDER BY joined_at, player_id LIMIT $2
+"""
+
+_LIST_PARTICIPANTS_AFTER = f"""
+SELECT {_PARTICIPANT_COLUMNS} FROM participants
+WHERE quiz_id = $1 AND joined_at IS NOT NULL AND (joined_at, player_id) > ($3, $4)
+ORDER BY joined_at, player_id LIMIT $2
+"""
+
+_ANSWER_COLUMNS = (
+    "quiz_id, question_index, player_id, choice, correct, points, total_score, streak, "
+    "response_time_ms, answered_at, quiz_elapsed_ms, event_id"
+)
+
+_LIST_ANSWERS = f"""
+SELECT {_ANSWER_COLUMNS} FROM answers
+WHERE quiz_id = $1
+ORDER BY question_index, answered_at, player_id LIMIT $2
+"""
+
+_LIST_ANSWERS_AFTER = f"""
+SELECT {_ANSWER_COLUMNS} FROM answers
+WHERE quiz_id = $1 AND (question_index, answered_at, player_id) > ($3, $4, $5)
+ORDER BY question_index, answered_at, player_id LIMIT $2
+"""
+
+# SQLSTATE classes after which the same statement may succeed later: connection exception,
+# transaction rollback (serialization failure, deadlock), insufficient resources, operator
+# intervention (admin shutdown, statement timeout), system error.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError | OSError | asyncpg.InterfaceError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        return sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return False
+
+
+class PostgresResultStore:
+    """A ResultStore on a pool of asyncpg connections; every statement has a deadline."""
+
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout_s: float) -> None:
+        self._pool = pool
+        self._acquire_timeout_s = acquire_timeout_s
+
+    @classmethod
+    async def connect(cls, dsn: str, *, pool_size: int = 10, command_timeout_s: float = 10.0) -> PostgresResultStore:
+        """Opens a pool; raises StoreUnavailable when PostgreSQL cannot be reached in time."""
+        try:
+            pool = await asyncio.wait_for(
+                asyncpg.create_pool(
+                    dsn,
+                    min_size=1,
+                    max_size=pool_size,
+                    command_timeout=command_timeout_s,
+                    timeout=command_timeout_s,
+                ),
+                command_timeout_s * 2,
+            )
+        except Exception as exc:
+            if _is_transient(exc):
+                raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc!r}") from exc
+            raise
+        return cls(pool, acquire_timeout_s=command_timeout_s)
+
+    async def migrate(self) -> None:
+        async def migrate(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_ID)
+                await conn.execute(_SCHEMA)
+
+        await self._with_connection(migrate)
+
+    async def save(self, batch: StoreBatch) -> None:
+        if not len(batch):
+            return
+
+        async def save(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                if batch.joins:
+                    await conn.execute(
+                        _INSERT_JOINS,
+                        [r.quiz_id for r in batch.joins],
+                        [r.player_id for r in batch.joins],
+                        [r.nickname for r in batch.joins],
+                        [r.joined_at for r in batch.joins],
+                        [r.quiz_elapsed_ms for r in batch.joins],
+                    )
+                if batch.answers:
+                    a = batch.answers
+                    await conn.execute(
+                        _INSERT_ANSWERS,
+                        [r.quiz_id for r in a],
+                        [r.question_index for r in a],
+                        [r.player_id for r in a],
+                        [r.choice for r in a],
+                        [r.correct for r in a],
+                        [r.points for r in a],
+                        [r.total_score for r in a],
+                        [r.streak for r in a],
+                        [r.response_time_ms for r in a],
+                        [r.answered_at for r in a],
+                        [r.quiz_elapsed_ms for r in a],
+                        [r.event_id for r in a],
+                    )
+                if batch.leaves:
+                    await conn.execute(
+                        _INSERT_LEAVES,
+                        [r.quiz_id for r in batch.leaves],
+                        [r.player_id for r in batch.leaves],
+                        [r.left_at for r in batch.leaves],
+                        [r.kicked for r in batch.leaves],
+                    )
+
+        await self._with_connection(save)
+
+    async def list_participants(
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None
+    ) -> Page[ParticipantRow, ParticipantCursor]:
+        if after is None:
+            query: tuple[Any, ...] = (_LIST_PARTICIPANTS, quiz_id, limit + 1)
+        else:
+            query = (_LIST_PARTICIPANTS_AFTER, quiz_id, limit + 1, after.joined_at, after.player_id)
+        records = await self._fetch(*query)
+        rows = tuple(
+            ParticipantRow(
+                quiz_id=r["quiz_id"],
+                player_id=r["player_id"],
+                nickname=r["nickname"],
+                joined_at=r["joined_at"],
+                quiz_elapsed_ms=r["quiz_elapsed_ms"],
+                left_at=r["left_at"],
+                kicked=r["kicked"],
+            )
+            for r in records[:limit]
+        )
+        return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def list_answers(self, quiz_id: str, limit: int, after: AnswerCursor | None) -> Page[AnswerRow, AnswerCursor]:
+        if after is None:
+            query: tuple[Any, ...] = (_LIST_ANSWERS, quiz_id, limit + 1)
+        else:
+            query = (
+                _LIST_ANSWERS_AFTER,
+                quiz_id,
+                limit + 1,
+                after.question_index,
+                after.answered_at,
+                after.player_id,
+            )
+        records = await self._fetch(*query)
+        rows = tuple(AnswerRow(**dict(r)) for r in records[:limit])
+        return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), self._acquire_timeout_s)
+        except TimeoutError:
+            self._pool.terminate()
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            records: list[asyncpg.Record] = await conn.fetch(query, *args)
+            return records
+
+        return await self._with_connection(fetch)
+
+    async def _with_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
+                return await work(conn)
+        except Exception as exc:
+            if _is_transient(exc):
+                raise StoreUnavailable(f"PostgreSQL: {exc!r}") from exc
+            raise

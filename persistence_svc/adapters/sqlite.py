@@ -1,0 +1,262 @@
+"""The ResultStore on SQLite (aiosqlite) for the embedded mode: the same rows and rules as PostgreSQL.
+
+SQLite has no timestamptz, so times are stored as integer microseconds since the Unix epoch (UTC),
+which sort like the instants they are. One connection serves writes and reads, taken in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiosqlite
+
+from persistence_svc.domain import (
+    AnswerCursor,
+    AnswerRow,
+    Page,
+    ParticipantCursor,
+    ParticipantRow,
+    StoreBatch,
+    answer_cursor,
+    participant_cursor,
+)
+from persistence_svc.ports import StoreUnavailable
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS participants (
+    quiz_id TEXT NOT NULL,
+    player_id TEXT NOT NULL,
+    nickname TEXT,
+    joined_at INTEGER,
+    quiz_elapsed_ms INTEGER,
+    left_at INTEGER,
+    kicked INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (quiz_id, player_id)
+);
+CREATE INDEX IF NOT EXISTS participants_join_order ON participants (quiz_id, joined_at, player_id);
+CREATE TABLE IF NOT EXISTS answers (
+    quiz_id TEXT NOT NULL,
+    question_index INTEGER NOT NULL,
+    player_id TEXT NOT NULL,
+    choice INTEGER NOT NULL,
+    correct INTEGER NOT NULL,
+    points INTEGER NOT NULL,
+    total_score INTEGER NOT NULL,
+    streak INTEGER NOT NULL,
+    response_time_ms INTEGER NOT NULL,
+    answered_at INTEGER NOT NULL,
+    quiz_elapsed_ms INTEGER NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (quiz_id, question_index, player_id)
+);
+CREATE INDEX IF NOT EXISTS answers_listing_order ON answers (quiz_id, question_index, answered_at, player_id);
+"""
+
+# The same upserts as adapters/postgres.py; see there why joins and leaves commute.
+_INSERT_JOIN = """
+INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (quiz_id, player_id) DO UPDATE
+SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms
+WHERE p.joined_at IS NULL
+"""
+
+_INSERT_LEAVE = """
+INSERT INTO participants AS p (quiz_id, player_id, left_at, kicked)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (quiz_id, player_id) DO UPDATE
+SET left_at = CASE WHEN p.left_at IS NULL OR p.left_at < excluded.left_at THEN excluded.left_at
+                   ELSE p.left_at END,
+    kicked = p.kicked OR excluded.kicked
+WHERE p.left_at IS NULL OR p.left_at < excluded.left_at OR (excluded.kicked AND NOT p.kicked)
+"""
+
+_INSERT_ANSWER = """
+INSERT INTO answers (quiz_id, question_index, player_id, choice, correct, points, total_score, streak,
+                     response_time_ms, answered_at, quiz_elapsed_ms, event_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+"""
+
+_PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked"
+
+_LIST_PARTICIPANTS = f"""
+SELECT {_PARTICIPANT_COLUMNS} FROM participants
+WHERE quiz_id = ? AND joined_at IS NOT NULL
+ORDER BY joined_at, player_id LIMIT ?
+"""
+
+_LIST_PARTICIPANTS_AFTER = f"""
+SELECT {_PARTICIPANT_COLUMNS} FROM participants
+WHERE quiz_id = ? AND joined_at IS NOT NULL AND (joined_at, player_id) > (?, ?)
+ORDER BY joined_at, player_id LIMIT ?
+"""
+
+_ANSWER_COLUMNS = (
+    "quiz_id, question_index, player_id, choice, correct, points, total_score, streak, "
+    "response_time_ms, answered_at, quiz_elapsed_ms, event_id"
+)
+
+_LIST_ANSWERS = f"""
+SELECT {_ANSWER_COLUMNS} FROM answers
+WHERE quiz_id = ?
+ORDER BY question_index, answered_at, player_id LIMIT ?
+"""
+
+_LIST_ANSWERS_AFTER = f"""
+SELECT {_ANSWER_COLUMNS} FROM answers
+WHERE quiz_id = ? AND (question_index, answered_at, player_id) > (?, ?, ?)
+ORDER BY question_index, answered_at, player_id LIMIT ?
+"""
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _instant(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+class SqliteResultStore:
+    """A ResultStore on one SQLite file in WAL mode."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._turn = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SqliteResultStore:
+        # isolation_level=None: the module opens no implicit transactions; save() opens its own.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed batch survives a power loss before its offsets are committed.
+            await conn.execute("PRAGMA synchronous=FULL")
+            await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    async def migrate(self) -> None:
+        async with self._turn:
+            try:
+                await self._conn.executescript(_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+    async def save(self, batch: StoreBatch) -> None:
+        if not len(batch):
+            return
+        async with self._turn:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+            try:
+                await self._write(batch)
+                await self._conn.execute("COMMIT")
+            except BaseException as exc:
+                await self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StoreUnavailable(f"SQLite: {exc}") from exc
+                raise
+
+    async def _write(self, batch: StoreBatch) -> None:
+        await self._conn.executemany(
+            _INSERT_JOIN,
+            [(r.quiz_id, r.player_id, r.nickname, _micros(r.joined_at), r.quiz_elapsed_ms) for r in batch.joins],
+        )
+        await self._conn.executemany(
+            _INSERT_ANSWER,
+            [
+                (
+                    r.quiz_id,
+                    r.question_index,
+                    r.player_id,
+                    r.choice,
+                    r.correct,
+                    r.points,
+                    r.total_score,
+                    r.streak,
+                    r.response_time_ms,
+                    _micros(r.answered_at),
+                    r.quiz_elapsed_ms,
+                    r.event_id,
+                )
+                for r in batch.answers
+            ],
+        )
+        await self._conn.executemany(
+            _INSERT_LEAVE,
+            [(r.quiz_id, r.player_id, _micros(r.left_at), r.kicked) for r in batch.leaves],
+        )
+
+    async def list_participants(
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None
+    ) -> Page[ParticipantRow, ParticipantCursor]:
+        if after is None:
+            records = await self._fetch(_LIST_PARTICIPANTS, (quiz_id, limit + 1))
+        else:
+            records = await self._fetch(
+                _LIST_PARTICIPANTS_AFTER, (quiz_id, _micros(after.joined_at), after.player_id, limit + 1)
+            )
+        rows = tuple(
+            ParticipantRow(
+                quiz_id=quiz,
+                player_id=player,
+                nickname=nickname,
+                joined_at=_instant(joined_at),
+                quiz_elapsed_ms=elapsed,
+                left_at=None if left_at is None else _instant(left_at),
+                kicked=bool(kicked),
+            )
+            for quiz, player, nickname, joined_at, elapsed, left_at, kicked in records[:limit]
+        )
+        return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def list_answers(self, quiz_id: str, limit: int, after: AnswerCursor | None) -> Page[AnswerRow, AnswerCursor]:
+        if after is None:
+            records = await self._fetch(_LIST_ANSWERS, (quiz_id, limit + 1))
+        else:
+            records = await self._fetch(
+                _LIST_ANSWERS_AFTER,
+                (quiz_id, after.question_index, _micros(after.answered_at), after.player_id, limit + 1),
+            )
+        rows = tuple(
+            AnswerRow(
+                quiz_id=r[0],
+                question_index=r[1],
+                player_id=r[2],
+                choice=r[3],
+                correct=bool(r[4]),
+                points=r[5],
+                total_score=r[6],
+                streak=r[7],
+                response_time_ms=r[8],
+                answered_at=_instant(r[9]),
+                quiz_elapsed_ms=r[10],
+                event_id=r[11],
+            )
+            for r in records[:limit]
+        )
+        return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def close(self) -> None:
+        async with self._turn:
+            await self._conn.close()
+
+    async def _fetch(self, query: str, params: Iterable[Any]) -> list[sqlite3.Row]:
+        async with self._turn:
+            try:
+                async with self._conn.execute(query, tuple(params)) as cursor:
+                    return list(await cursor.fetchall())
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc

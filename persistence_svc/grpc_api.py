@@ -1,0 +1,206 @@
+"""quizmesh.persistence.v1.PersistenceService: validates requests, pages through the ResultStore.
+
+Page tokens are opaque to clients: URL-safe base64 of a small JSON object holding the last row's
+sort key and the quiz it belongs to, so a token cannot continue a different quiz's listing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from persistence_svc.domain import AnswerCursor, AnswerRow, ParticipantCursor, ParticipantRow
+from persistence_svc.ports import ResultStore, StoreUnavailable
+from quizmesh.persistence.v1 import persistence_service_pb2 as pb
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
+
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 10_000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TOKEN_VERSION = 1
+
+
+class InvalidRequest(ValueError):
+    """The request cannot be served as sent; the message says what to change."""
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
+    if isinstance(exc, InvalidRequest):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    elif isinstance(exc, StoreUnavailable):
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE, "the results database is unavailable right now; retry with backoff"
+        )
+    raise exc
+
+
+class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
+    """Reads stored participants and answers. Never writes: the sink loop does."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self._store = store
+
+    async def ListParticipants(
+        self, request: pb.ListParticipantsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListParticipantsResponse:
+        try:
+            quiz_id = _quiz_id(request.quiz_id)
+            limit = _page_size(request.page_size)
+            after = _participant_cursor(request.page_token, quiz_id)
+            page = await self._store.list_participants(quiz_id, limit, after)
+        except (InvalidRequest, StoreUnavailable) as exc:
+            await _abort(context, exc)
+        return pb.ListParticipantsResponse(
+            participants=[_participant(row) for row in page.items],
+            next_page_token="" if page.next_after is None else _participant_token(quiz_id, page.next_after),
+        )
+
+    async def ListAnswers(
+        self, request: pb.ListAnswersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAnswersResponse:
+        try:
+            quiz_id = _quiz_id(request.quiz_id)
+            limit = _page_size(request.page_size)
+            after = _answer_cursor(request.page_token, quiz_id)
+            page = await self._store.list_answers(quiz_id, limit, after)
+        except (InvalidRequest, StoreUnavailable) as exc:
+            await _abort(context, exc)
+        return pb.ListAnswersResponse(
+            answers=[_answer(row) for row in page.items],
+            next_page_token="" if page.next_after is None else _answer_token(quiz_id, page.next_after),
+        )
+
+
+def _quiz_id(quiz_id: str) -> str:
+    if not quiz_id:
+        raise InvalidRequest("quiz_id is empty: pass the ID returned by CreateQuiz")
+    return quiz_id
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidRequest(
+            f"page_size is {requested}: pass 0 for the default of {DEFAULT_PAGE_SIZE}, "
+            f"or a size from 1 to {MAX_PAGE_SIZE}"
+        )
+    if requested == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(requested, MAX_PAGE_SIZE)
+
+
+def _timestamp(at: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(at)
+    return ts
+
+
+def _participant(row: ParticipantRow) -> pb.Participant:
+    return pb.Participant(
+        quiz_id=row.quiz_id,
+        player_id=row.player_id,
+        nickname=row.nickname,
+        join_time=_timestamp(row.joined_at),
+    )
+
+
+def _answer(row: AnswerRow) -> pb.StoredAnswer:
+    return pb.StoredAnswer(
+        quiz_id=row.quiz_id,
+        question_index=row.question_index,
+        player_id=row.player_id,
+        choice=row.choice,
+        correct=row.correct,
+        points=row.points,
+        response_time_ms=row.response_time_ms,
+        answer_time=_timestamp(row.answered_at),
+        event_id=row.event_id,
+        total_score=row.total_score,
+        streak=row.streak,
+    )
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _encode(fields: dict[str, Any]) -> str:
+    raw = json.dumps({"v": _TOKEN_VERSION, **fields}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(token: str, kind: str, quiz_id: str) -> dict[str, Any]:
+    try:
+        fields = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        raise _bad_token(kind) from None
+    if not isinstance(fields, dict) or fields.get("v") != _TOKEN_VERSION or fields.get("k") != kind:
+        raise _bad_token(kind)
+    if fields.get("q") != quiz_id:
+        raise InvalidRequest(
+            "page_token continues a listing of another quiz: send the quiz_id of the request that "
+            "returned it, or an empty page_token to start this quiz's listing"
+        )
+    return fields
+
+
+def _bad_token(kind: str) -> InvalidRequest:
+    rpc = "ListAnswers" if kind == "a" else "ListParticipants"
+    return InvalidRequest(
+        f"page_token is not one {rpc} issued: pass next_page_token from the previous response "
+        "unchanged, or an empty page_token for the first page"
+    )
+
+
+def _participant_token(quiz_id: str, cursor: ParticipantCursor) -> str:
+    return _encode({"k": "p", "q": quiz_id, "t": _micros(cursor.joined_at), "p": cursor.player_id})
+
+
+def _participant_cursor(token: str, quiz_id: str) -> ParticipantCursor | None:
+    if not token:
+        return None
+    fields = _decode(token, "p", quiz_id)
+    joined_at, player_id = fields.get("t"), fields.get("p")
+    if not isinstance(joined_at, int) or not isinstance(player_id, str):
+        raise _bad_token("p")
+    return ParticipantCursor(_instant(joined_at, "p"), player_id)
+
+
+def _answer_token(quiz_id: str, cursor: AnswerCursor) -> str:
+    return _encode(
+        {
+            "k": "a",
+            "q": quiz_id,
+            "i": cursor.question_index,
+            "t": _micros(cursor.answered_at),
+            "p": cursor.player_id,
+        }
+    )
+
+
+def _answer_cursor(token: str, quiz_id: str) -> AnswerCursor | None:
+    if not token:
+        return None
+    fields = _decode(token, "a", quiz_id)
+    question_index, answered_at, player_id = fields.get("i"), fields.get("t"), fields.get("p")
+    if (
+        not isinstance(question_index, int)
+        or not 0 <= question_index < 2**31
+        or not isinstance(answered_at, int)
+        or not isinstance(player_id, str)
+    ):
+        raise _bad_token("a")
+    return AnswerCursor(question_index, _instant(answered_at, "a"), player_id)
+
+
+def _instant(micros: int, kind: str) -> datetime:
+    try:
+        return _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        raise _bad_token(kind) from None

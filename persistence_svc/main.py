@@ -1,0 +1,113 @@
+"""persistence_svc's composition root: the result store, the sink loop and the gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from persistence_svc.adapters.postgres import PostgresResultStore
+from persistence_svc.adapters.sqlite import SqliteResultStore
+from persistence_svc.consumer import SINK_TOPICS, ResultSink, SinkTuning
+from persistence_svc.grpc_api import PersistenceServicer
+from persistence_svc.ports import ResultStore, StoreUnavailable
+from persistence_svc.settings import Settings
+from quizmesh.eventbus.ports import EventConsumer
+from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc
+from quizmesh.runtime import Runtime
+from quizmesh.settings import Engines
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "quizmesh.persistence.v1.PersistenceService"
+_CLIENT_ID = "persistence_svc"
+_CONSUMER_START_TIMEOUT_S = 30.0
+_CONSUMER_CLOSE_TIMEOUT_S = 10.0
+_CONNECT_RETRY_MAX_S = 5.0
+
+
+async def run(
+    runtime: Runtime,
+    settings: Settings,
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serves until stop is set, then: NOT_SERVING, finish the batch in hand, drain calls, close."""
+    async with contextlib.AsyncExitStack() as resources:
+        store = await _open_store(runtime.engines, settings, stop)
+        if store is None:
+            return
+        resources.push_async_callback(store.close)
+
+        consumer = runtime.consumer(settings.group, SINK_TOPICS, client_id=_CLIENT_ID)
+        await asyncio.wait_for(consumer.start(), _CONSUMER_START_TIMEOUT_S)
+        resources.push_async_callback(_close_consumer, consumer)
+
+        server = GrpcServer(
+            settings.address,
+            [
+                ServiceBinding(
+                    SERVICE_NAME,
+                    persistence_service_pb2_grpc.add_PersistenceServiceServicer_to_server,
+                    PersistenceServicer(store),
+                )
+            ],
+        )
+        await server.start()
+        resources.push_async_callback(server.stop, settings.shutdown_grace_s)
+
+        sink = ResultSink(
+            consumer,
+            store,
+            SinkTuning(max_records=settings.batch_max_records, poll_timeout_s=settings.poll_timeout_ms / 1000),
+        )
+        await server.set_serving(True)
+        log.info("persistence_svc serving on port %d, consuming as group %r", server.port, settings.group)
+        if on_ready is not None:
+            on_ready(server.port)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(sink.run(stop))
+            await stop.wait()
+            await server.set_serving(False)
+
+
+async def _open_store(engines: Engines, settings: Settings, stop: asyncio.Event) -> ResultStore | None:
+    """The migrated store, waiting for the database to become reachable; None if stopped first."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            store = await _connect(engines, settings)
+        except StoreUnavailable as exc:
+            log.warning("results database unreachable, retrying in %.1fs: %s", delay, exc)
+        else:
+            try:
+                await store.migrate()
+                return store
+            except BaseException as exc:
+                await store.close()
+                if not isinstance(exc, StoreUnavailable):
+                    raise
+                log.warning("migrating the results database failed, retrying in %.1fs: %s", delay, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, _CONNECT_RETRY_MAX_S)
+    return None
+
+
+async def _connect(engines: Engines, settings: Settings) -> ResultStore:
+    if engines.database == "postgres":
+        return await PostgresResultStore.connect(
+            engines.postgres_dsn,
+            pool_size=settings.db_pool_size,
+            command_timeout_s=settings.db_command_timeout_s,
+        )
+    return await SqliteResultStore.open(engines.sqlite_path)
+
+
+async def _close_consumer(consumer: EventConsumer) -> None:
+    try:
+        await asyncio.wait_for(consumer.close(), _CONSUMER_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("the event consumer did not close within %.0fs", _CONSUMER_CLOSE_TIMEOUT_S)

@@ -1,0 +1,42 @@
+"""The port persistence_svc stores through; adapters/postgres.py and adapters/sqlite.py implement it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from persistence_svc.domain import (
+    AnswerCursor,
+    AnswerRow,
+    Page,
+    ParticipantCursor,
+    ParticipantRow,
+    StoreBatch,
+)
+
+
+class StoreUnavailable(Exception):
+    """The database could not complete the operation now (connection lost, timeout, lock, deadlock).
+    Nothing was written; retrying the same operation later is safe."""
+
+
+class ResultStore(Protocol):
+    async def migrate(self) -> None:
+        """Creates the tables and indexes that are missing. Safe to run concurrently from many replicas."""
+        ...
+
+    async def save(self, batch: StoreBatch) -> None:
+        """Writes the whole batch in one transaction or nothing. Rows already stored are left as they
+        are, so saving a batch again changes nothing."""
+        ...
+
+    async def list_participants(
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None
+    ) -> Page[ParticipantRow, ParticipantCursor]:
+        """Up to limit participants of a quiz who joined, in join order, starting after `after`."""
+        ...
+
+    async def list_answers(self, quiz_id: str, limit: int, after: AnswerCursor | None) -> Page[AnswerRow, AnswerCursor]:
+        """Up to limit answers of a quiz by question, answer time then player, starting after `after`."""
+        ...
+
+    async def close(self) -> None: ...
