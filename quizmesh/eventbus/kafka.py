@@ -55,9 +55,7 @@ class KafkaPublisher:
     async def _publish(self, records: Sequence[Record]) -> None:
         producer = await self.start()
         # send() only enqueues into the accumulator; all records of a call share its batches.
-        pending = [
-            await producer.send(r.topic, r.value, key=r.key.encode(), headers=list(r.headers)) for r in records
-        ]
+        pending = [await producer.send(r.topic, r.value, key=r.key.encode(), headers=list(r.headers)) for r in records]
         await asyncio.gather(*pending)
 
     async def close(self) -> None:

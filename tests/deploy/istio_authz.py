@@ -117,6 +117,4 @@ def is_allowed(policies: list[dict[str, Any]], workload: Workload, req: Request)
             return False
     if not by_action["ALLOW"]:
         return True
-    return any(
-        _rule_matches(r, req) for p in by_action["ALLOW"] for r in (p.get("spec") or {}).get("rules") or []
-    )
+    return any(_rule_matches(r, req) for p in by_action["ALLOW"] for r in (p.get("spec") or {}).get("rules") or [])

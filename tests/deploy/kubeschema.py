@@ -187,9 +187,7 @@ class SchemaSet:
             return [Finding(source, label, "apiVersion and kind must be strings")]
         schema = self.schema_for(api_version, kind)
         if schema is None:
-            return [
-                Finding(source, label, f"no schema for {api_version} {kind}: refusing to pass it unchecked")
-            ]
+            return [Finding(source, label, f"no schema for {api_version} {kind}: refusing to pass it unchecked")]
         validator = jsonschema.Draft202012Validator(schema, registry=self._registry, format_checker=_FORMATS)
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         return [Finding(source, label, f"{_path(e)}: {_short(e)}") for e in errors]

@@ -113,9 +113,7 @@ def _mutations() -> list[tuple[str, dict[str, Any], str]]:
 
 
 @pytest.mark.parametrize(("case", "doc", "expected"), _mutations(), ids=[c[0] for c in _mutations()])
-def test_a_broken_manifest_is_rejected(
-    schemas: SchemaSet, case: str, doc: dict[str, Any], expected: str
-) -> None:
+def test_a_broken_manifest_is_rejected(schemas: SchemaSet, case: str, doc: dict[str, Any], expected: str) -> None:
     messages = [f.message for f in schemas.validate(doc, case)]
     assert any(expected in m for m in messages), messages
 
@@ -296,9 +294,7 @@ def test_evaluator_semantics_deny_wins_and_no_allow_policy_means_allow() -> None
 def test_mtls_is_strict_for_the_namespace() -> None:
     pas = [d for d in MESH if d["kind"] == "PeerAuthentication"]
     assert any(
-        p["metadata"]["namespace"] == NS
-        and "selector" not in p["spec"]
-        and p["spec"]["mtls"]["mode"] == "STRICT"
+        p["metadata"]["namespace"] == NS and "selector" not in p["spec"] and p["spec"]["mtls"]["mode"] == "STRICT"
         for p in pas
     )
     for dr in _by_kind(MESH, "DestinationRule").values():
@@ -333,9 +329,7 @@ def test_deployment_wiring(name: str) -> None:
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"]
-    assert (
-        set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
-    )
+    assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
     assert pod["spec"]["terminationGracePeriodSeconds"] == 30
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
     if name == "edge":
@@ -387,11 +381,7 @@ def _route_for(vs: dict[str, Any], path: str) -> dict[str, Any]:
         matches = route.get("match") or [{}]
         for m in matches:
             uri = m.get("uri")
-            if (
-                uri is None
-                or uri.get("exact") == path
-                or ("prefix" in uri and path.startswith(uri["prefix"]))
-            ):
+            if uri is None or uri.get("exact") == path or ("prefix" in uri and path.startswith(uri["prefix"])):
                 return route
     raise AssertionError(f"no route for {path}")
 
@@ -413,9 +403,7 @@ def test_quiz_reads_are_retried_on_unavailable_only(method: str) -> None:
 def test_every_http_route_states_its_retry_policy() -> None:
     for vs in _by_kind(MESH, "VirtualService").values():
         for route in vs["spec"]["http"]:
-            assert "retries" in route, (
-                f"{vs['metadata']['name']}/{route.get('name')} inherits Istio's 2 retries"
-            )
+            assert "retries" in route, f"{vs['metadata']['name']}/{route.get('name')} inherits Istio's 2 retries"
 
 
 def test_kafka_topics_match_the_plan() -> None:

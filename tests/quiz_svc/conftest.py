@@ -5,10 +5,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.infra import REAL, require
 from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.redis_game import RedisGameStore
 from quiz_svc.ports import GameStore
+from tests.support.infra import REAL, require
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -113,7 +113,10 @@ def test_a_quiz_runs_lobby_open_closed_next_end() -> None:
     state = initial_state(QUIZ)
     state = apply_host_action(state, QUIZ, HostAction.START, 1_000)
     assert (state.phase, state.question_index, state.open_ms, state.close_ms) == (
-        Phase.QUESTION_OPEN, 0, 1_000, 11_000,
+        Phase.QUESTION_OPEN,
+        0,
+        1_000,
+        11_000,
     )
     with pytest.raises(domain.WrongPhase, match="close the open question first"):
         apply_host_action(state, QUIZ, HostAction.NEXT, 2_000)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from quiz_svc import main
+from quiz_svc.settings import Settings
 from quizmesh.auth import Credentials
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, TailReader
 from quizmesh.events.v1 import events_pb2
@@ -17,9 +19,7 @@ from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines
-from quiz_svc import main
-from quiz_svc.settings import Settings
-from tests.support.infra import REAL, require
+from tests.support.infra import REAL, require_real_stack
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,7 @@ class Running:
 @pytest.fixture(params=["embedded", "real"])
 async def quiz_service(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[Running]:
     if request.param == "real":
-        for name, address in (("Kafka", REAL.kafka_bootstrap), ("Redis", REAL.redis_url), ("PostgreSQL", REAL.postgres_dsn)):
-            require(name, address)
+        require_real_stack()
         runtime = Runtime(REAL)
     else:
         runtime = Runtime(Engines.embedded(":memory:"))

@@ -7,17 +7,17 @@ from collections.abc import Sequence
 
 import pytest
 
-from quizmesh.auth import Credentials
-from quizmesh.eventbus import EventBusUnavailable, Record
-from quizmesh.eventbus.memory import InMemoryBus, InMemoryPublisher
-from quizmesh.events.v1 import events_pb2
-from quizmesh.pubsub import InMemoryChannels
 from quiz_svc import domain
 from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction, Phase, PointsMode, Question
 from quiz_svc.service import AcceptedAnswer, AnswerInput, QuizGame
+from quizmesh.auth import Credentials
+from quizmesh.eventbus import EventBusUnavailable, Record
+from quizmesh.eventbus.memory import InMemoryBus, InMemoryPublisher
+from quizmesh.events.v1 import events_pb2
+from quizmesh.pubsub import InMemoryChannels
 from tests.quiz_svc.conftest import FakeClock
 
 KEY = b"k" * 32
@@ -94,9 +94,7 @@ async def test_an_answer_after_close_is_rejected_whatever_the_client_says(harnes
 
 async def test_one_hundred_concurrent_duplicates_are_accepted_once(harness: Harness) -> None:
     _, _, [token] = await started_quiz(harness)
-    outcomes = await asyncio.gather(
-        *(harness.game.submit_answers([AnswerInput(token, 0, 1)]) for _ in range(100))
-    )
+    outcomes = await asyncio.gather(*(harness.game.submit_answers([AnswerInput(token, 0, 1)]) for _ in range(100)))
     flat = [o[0] for o in outcomes]
     assert sum(isinstance(o, AcceptedAnswer) for o in flat) == 1
     assert flat.count(AnswerRefusal.ALREADY_ANSWERED) == 99
@@ -104,7 +102,7 @@ async def test_one_hundred_concurrent_duplicates_are_accepted_once(harness: Harn
 
 
 async def test_a_forged_or_foreign_credential_is_refused(harness: Harness) -> None:
-    quiz_id, _, [token] = await started_quiz(harness)
+    quiz_id, _, _ = await started_quiz(harness)
     forged = Credentials(b"x" * 32).issue("player", quiz_id, "someone")
     host_as_player = Credentials(KEY).issue("host", quiz_id)
     outcomes = await harness.game.submit_answers(

@@ -17,7 +17,6 @@ from quizmesh.settings import Engines
 REAL = Engines.from_env()
 
 
-
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):
@@ -35,3 +34,10 @@ def require(name: str, address: str) -> None:
     if os.environ.get("QUIZMESH_REQUIRE_INFRA") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_real_stack() -> None:
+    """Kafka, Redis and PostgreSQL must all be reachable."""
+    require("Kafka", REAL.kafka_bootstrap)
+    require("Redis", REAL.redis_url)
+    require("PostgreSQL", REAL.postgres_dsn)

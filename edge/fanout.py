@@ -1,0 +1,370 @@
+"""Fan-out of leaderboards and quiz states to this process's sockets.
+
+Per quiz this process watches ONE leaderboard stream and ONE quiz stream, however many of its sockets are
+in that quiz: a gRPC stream message costs 5-10x a WebSocket frame, so one per player would not scale.
+Each update is encoded once. A leaderboard frame is the shared top-N JSON plus a few bytes of the
+recipient's own standing; a quiz-state frame is the same bytes for everyone. Frames are written straight
+to each socket's transport: no task, queue or re-encoding per recipient (research/performance.md B1, D).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import struct
+from collections.abc import AsyncIterator, Callable
+from typing import Final, Protocol, TypeVar
+
+import orjson
+
+from edge import protocol
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+
+log = logging.getLogger(__name__)
+
+_M = TypeVar("_M")
+
+_TEXT_FIN: Final = 0x81
+_PACK_LEN1: Final = struct.Struct("!BB").pack
+_PACK_LEN2: Final = struct.Struct("!BBH").pack
+_PACK_LEN3: Final = struct.Struct("!BBQ").pack
+
+
+def _frame_header(length: int) -> bytes:
+    if length < 126:
+        return _PACK_LEN1(_TEXT_FIN, length)
+    if length < 65536:
+        return _PACK_LEN2(_TEXT_FIN, 126, length)
+    return _PACK_LEN3(_TEXT_FIN, 127, length)
+
+
+def text_frame(payload: bytes, suffix: bytes = b"") -> bytes:
+    """A complete, unmasked, uncompressed server-to-client text frame carrying payload + suffix."""
+    return b"".join((_frame_header(len(payload) + len(suffix)), payload, suffix))
+
+
+class FeedNotFound(Exception):
+    """The watched quiz does not exist; watching it again will not help."""
+
+
+class FeedSource(Protocol):
+    """Where a quiz's updates come from (the gRPC services, or a fake in tests)."""
+
+    def watch_quiz(self, quiz_id: str) -> AsyncIterator[quiz_pb2.WatchQuizResponse]: ...
+
+    def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]: ...
+
+
+class Transport(Protocol):
+    """The part of asyncio.Transport the fan-out writes through."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def abort(self) -> None: ...
+
+
+class Recipient:
+    """One socket's membership in one quiz: where to write, and whose standing to show it."""
+
+    __slots__ = ("is_host", "on_kicked", "player_id", "quiz_id", "transport")
+
+    def __init__(
+        self,
+        transport: Transport,
+        quiz_id: str,
+        *,
+        player_id: str = "",
+        is_host: bool = False,
+        on_kicked: Callable[[], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.quiz_id = quiz_id
+        self.player_id = player_id
+        self.is_host = is_host
+        self.on_kicked = on_kicked
+
+
+class Board:
+    """One leaderboard update, encoded once: the shared prefix and a cheap personal suffix per player."""
+
+    __slots__ = ("_ahead", "_entries", "_index", "_prefix", "anonymous_frame", "version")
+
+    def __init__(self, leaderboard: leaderboard_pb2.Leaderboard, top_n: int) -> None:
+        entries = leaderboard.entries
+        self.version = leaderboard.version
+        self._entries = entries
+        self._index: dict[str, int] | None = None  # built on the first personal frame; hosts need none
+        self._ahead: dict[int, bytes] = {}
+        shared = orjson.dumps(
+            {
+                "type": "leaderboard_updated",
+                "quiz_id": leaderboard.quiz_id,
+                "version": leaderboard.version,
+                "player_count": len(entries),
+                "top": [_entry_json(entry) for entry in entries[:top_n]],
+            }
+        )
+        self._prefix = shared[:-1]  # without its closing brace; each recipient's part closes it
+        # Hosts, and players not ranked yet, all get these same bytes.
+        self.anonymous_frame = text_frame(self._prefix, b',"me":null,"ahead":null}')
+
+    def frame_for(self, player_id: str) -> bytes:
+        if self._index is None:
+            self._index = {entry.player_id: i for i, entry in enumerate(self._entries)}
+        position = self._index.get(player_id)
+        if position is None:
+            return self.anonymous_frame
+        entry = self._entries[position]
+        suffix = b',"me":{"rank":%d,"score":%d},"ahead":%b}' % (
+            entry.rank,
+            entry.score,
+            self._ahead_json(position),
+        )
+        return text_frame(self._prefix, suffix)
+
+    def _ahead_json(self, position: int) -> bytes:
+        if position == 0:
+            return b"null"
+        cached = self._ahead.get(position)
+        if cached is None:
+            cached = self._ahead[position] = orjson.dumps(_entry_json(self._entries[position - 1]))
+        return cached
+
+
+def _entry_json(entry: leaderboard_pb2.LeaderboardEntry) -> dict[str, object]:
+    return {"rank": entry.rank, "player_id": entry.player_id, "nickname": entry.nickname, "score": entry.score}
+
+
+def quiz_state_payload(update: quiz_pb2.WatchQuizResponse) -> bytes:
+    message: dict[str, object] = {"type": "quiz_state", "state": protocol.state_json(update.state)}
+    if update.HasField("results"):
+        message["results"] = protocol.results_json(update.results)
+    if update.kicked_player_id:
+        message["kicked_player_id"] = update.kicked_player_id
+    return orjson.dumps(message)
+
+
+def _state_key(state: quiz_pb2.QuizState) -> bytes:
+    """What a state says, apart from when it was read."""
+    timeless = quiz_pb2.QuizState()
+    timeless.CopyFrom(state)
+    timeless.ClearField("server_time")
+    return timeless.SerializeToString(deterministic=True)
+
+
+class _QuizFeed:
+    """A quiz's local recipients, its two upstream watches and the latest of what they delivered."""
+
+    def __init__(self, quiz_id: str, state: quiz_pb2.QuizState) -> None:
+        self.quiz_id = quiz_id
+        self.recipients: set[Recipient] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.visible = state.leaderboard_visible
+        self.ended = state.phase == quiz_pb2.QUIZ_PHASE_ENDED
+        self.state_time_ms = protocol.timestamp_ms(state.server_time)
+        self.board: Board | None = None
+        self.state_frame: bytes | None = None
+        self.state_frame_time_ms = -1
+        self.last_broadcast = _state_key(state)
+
+    def observe(self, state: quiz_pb2.QuizState) -> bool:
+        """Adopts state if it is the newest seen; returns whether players just got to see the board."""
+        time_ms = protocol.timestamp_ms(state.server_time)
+        if time_ms < self.state_time_ms:
+            return False
+        self.state_time_ms = time_ms
+        revealed = state.leaderboard_visible and not self.visible
+        self.visible = state.leaderboard_visible
+        self.ended = state.phase == quiz_pb2.QUIZ_PHASE_ENDED
+        return revealed
+
+
+class Fanout:
+    """Attaches sockets to quizzes and keeps exactly one pair of upstream watches per watched quiz."""
+
+    def __init__(
+        self,
+        source: FeedSource,
+        *,
+        top_n: int,
+        max_buffered_bytes: int,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self._source = source
+        self._top_n = top_n
+        self._max_buffered = max_buffered_bytes
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._feeds: dict[str, _QuizFeed] = {}
+
+    @property
+    def watched_quizzes(self) -> frozenset[str]:
+        return frozenset(self._feeds)
+
+    def attach(self, recipient: Recipient, state: quiz_pb2.QuizState) -> None:
+        """Adds a socket to its quiz, given the state its reply carried; starts the watches if first.
+
+        Whatever the feed delivered after that state (a question opened while the join was in flight)
+        and the latest leaderboard are sent to the newcomer right away, so it misses nothing.
+        """
+        feed = self._feeds.get(recipient.quiz_id)
+        if feed is None:
+            feed = self._feeds[recipient.quiz_id] = _QuizFeed(recipient.quiz_id, state)
+            feed.tasks = [
+                asyncio.create_task(self._watch_quiz(feed), name=f"watch-quiz-{feed.quiz_id}"),
+                asyncio.create_task(self._watch_leaderboard(feed), name=f"watch-leaderboard-{feed.quiz_id}"),
+            ]
+        else:
+            self._observe(feed, state)
+        feed.recipients.add(recipient)
+        if feed.state_frame is not None and feed.state_frame_time_ms > protocol.timestamp_ms(state.server_time):
+            self._write(recipient, feed.state_frame, droppable=False)
+        if feed.board is not None:
+            if recipient.is_host:
+                self._write(recipient, feed.board.anonymous_frame, droppable=True)
+            elif feed.visible:
+                self._write(recipient, feed.board.frame_for(recipient.player_id), droppable=True)
+
+    def detach(self, recipient: Recipient) -> None:
+        """Removes a socket; the quiz's watches stop with its last local socket."""
+        feed = self._feeds.get(recipient.quiz_id)
+        if feed is None or recipient not in feed.recipients:
+            return
+        feed.recipients.discard(recipient)
+        if not feed.recipients:
+            del self._feeds[recipient.quiz_id]
+            for task in feed.tasks:
+                task.cancel()
+
+    def observe_state(self, state: quiz_pb2.QuizState) -> None:
+        """Learns from a state read by a unary call (e.g. the host's own visibility change)."""
+        feed = self._feeds.get(state.quiz_id)
+        if feed is not None:
+            self._observe(feed, state)
+
+    async def close(self) -> None:
+        tasks = [task for feed in self._feeds.values() for task in feed.tasks]
+        self._feeds.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- delivery ---
+
+    def _observe(self, feed: _QuizFeed, state: quiz_pb2.QuizState) -> None:
+        if feed.observe(state) and feed.board is not None:
+            self._send_board_to_players(feed, feed.board)
+
+    def _write(self, recipient: Recipient, frame: bytes, *, droppable: bool) -> None:
+        transport = recipient.transport
+        if transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > self._max_buffered:
+            if droppable:
+                return  # a leaderboard is a snapshot: the next one supersedes this one
+            # A socket this far behind cannot follow the quiz; cut it so the client resumes afresh.
+            log.warning("cutting off a socket of quiz %s that stopped reading", recipient.quiz_id)
+            transport.abort()
+            return
+        transport.write(frame)
+
+    def deliver_leaderboard(self, quiz_id: str, leaderboard: leaderboard_pb2.Leaderboard) -> None:
+        feed = self._feeds.get(quiz_id)
+        if feed is None or (feed.board is not None and leaderboard.version <= feed.board.version):
+            return  # a replay after reconnecting, or a late message for a quiz no longer watched
+        board = feed.board = Board(leaderboard, self._top_n)
+        write = self._write
+        if feed.visible:
+            for recipient in feed.recipients:
+                write(
+                    recipient,
+                    board.anonymous_frame if recipient.is_host else board.frame_for(recipient.player_id),
+                    droppable=True,
+                )
+        else:
+            for recipient in feed.recipients:
+                if recipient.is_host:
+                    write(recipient, board.anonymous_frame, droppable=True)
+
+    def _send_board_to_players(self, feed: _QuizFeed, board: Board) -> None:
+        for recipient in feed.recipients:
+            if not recipient.is_host:
+                self._write(recipient, board.frame_for(recipient.player_id), droppable=True)
+
+    def deliver_quiz_update(self, quiz_id: str, update: quiz_pb2.WatchQuizResponse) -> None:
+        feed = self._feeds.get(quiz_id)
+        if feed is None:
+            return
+        revealed = feed.observe(update.state)
+        key = _state_key(update.state)
+        # A (re)opened stream starts with the current state, which every socket may already have.
+        if key != feed.last_broadcast or update.HasField("results") or update.kicked_player_id:
+            feed.last_broadcast = key
+            self._broadcast_quiz_update(feed, update)
+        if revealed and feed.board is not None:
+            self._send_board_to_players(feed, feed.board)
+
+    def _broadcast_quiz_update(self, feed: _QuizFeed, update: quiz_pb2.WatchQuizResponse) -> None:
+        frame = feed.state_frame = text_frame(quiz_state_payload(update))
+        feed.state_frame_time_ms = protocol.timestamp_ms(update.state.server_time)
+        kicked_id = update.kicked_player_id
+        kicked: list[Recipient] = []
+        for recipient in feed.recipients:
+            if kicked_id and not recipient.is_host and recipient.player_id == kicked_id:
+                kicked.append(recipient)
+            else:
+                self._write(recipient, frame, droppable=False)
+        if kicked:
+            kicked_frame = text_frame(orjson.dumps({"type": "kicked", "quiz_id": feed.quiz_id}))
+            for recipient in kicked:
+                self._write(recipient, kicked_frame, droppable=False)
+                self.detach(recipient)
+                if recipient.on_kicked is not None:
+                    recipient.on_kicked()
+
+    # --- upstream watches ---
+
+    async def _watch_quiz(self, feed: _QuizFeed) -> None:
+        await self._keep_watching(feed, "quiz", lambda: self._source.watch_quiz(feed.quiz_id), self.deliver_quiz_update)
+
+    async def _watch_leaderboard(self, feed: _QuizFeed) -> None:
+        await self._keep_watching(
+            feed,
+            "leaderboard",
+            lambda: self._source.watch_leaderboard(feed.quiz_id),
+            self.deliver_leaderboard,
+        )
+
+    async def _keep_watching(
+        self,
+        feed: _QuizFeed,
+        what: str,
+        open_stream: Callable[[], AsyncIterator[_M]],
+        deliver: Callable[[str, _M], None],
+    ) -> None:
+        """Watches until cancelled, reconnecting with jittered backoff; a new stream starts with the
+        full current state, so a break loses clients nothing."""
+        delay = self._backoff_initial_s
+        while True:
+            try:
+                async for message in open_stream():
+                    delay = self._backoff_initial_s
+                    deliver(feed.quiz_id, message)
+            except FeedNotFound:
+                log.info("stopped watching the %s of quiz %s: it does not exist", what, feed.quiz_id)
+                return
+            except Exception as exc:
+                log.warning("the %s stream of quiz %s broke (%s); reconnecting", what, feed.quiz_id, exc)
+            else:
+                if feed.ended:
+                    return
+                log.info("the %s stream of quiz %s ended; reconnecting", what, feed.quiz_id)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self._backoff_max_s)

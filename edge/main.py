@@ -1,0 +1,42 @@
+"""The edge's composition root: settings → upstream clients → aiohttp app → listening socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from edge.app import create_app
+from edge.settings import Settings
+from edge.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None) -> None:
+    upstream = Upstream(
+        settings.quiz_addr,
+        settings.leaderboard_addr,
+        answer_batch_size=settings.answer_batch_size,
+        answer_batch_linger_s=settings.answer_batch_linger_ms / 1000,
+        answer_deadline_s=settings.answer_deadline_s,
+        call_deadline_s=settings.call_deadline_s,
+        readiness_deadline_s=settings.readiness_deadline_s,
+    )
+    runner = web.AppRunner(
+        create_app(settings, upstream), handle_signals=False, shutdown_timeout=settings.shutdown_grace_s
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        port = int(runner.addresses[0][1])
+        log.info("edge listening on %s:%d", settings.host, port)
+        if on_ready is not None:
+            on_ready(port)
+        await stop.wait()
+    finally:
+        # Closes sockets with 1012 (on_shutdown), then the fan-out and the upstream channels (cleanup_ctx).
+        await runner.cleanup()

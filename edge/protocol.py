@@ -1,0 +1,405 @@
+"""The client protocol: JSON text frames in one envelope `{"type", "id"?, ...fields}`.
+
+Everything here is pure: parsing validates a frame into a typed message or raises `ClientError` with a
+stable code; encoding turns gRPC messages into the JSON clients see. Nothing here may leak a question's
+correct choices to players: `PlayerQuestion` has none, and results only come with a closed question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+
+RequestId = str | int | None
+
+MAX_REQUEST_ID_LENGTH: Final = 128
+MAX_TEXT_LENGTH: Final = 4096
+MAX_TOKEN_LENGTH: Final = 4096
+INT32_MAX: Final = 2**31 - 1
+
+
+class ClientError(Exception):
+    """A request the edge or a service refused; becomes an `error` frame and the socket stays open."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        request_id: RequestId = None,
+        reason: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.request_id = request_id
+        self.reason = reason  # the service's finer code (e.g. "nickname_taken" under "already_exists")
+
+
+def invalid_field(name: str, expected: str) -> ClientError:
+    return ClientError("invalid_field", f"field {name!r} is required and must be {expected}")
+
+
+# --- client → edge messages ---
+
+
+@dataclass(frozen=True)
+class JoinQuiz:
+    quiz_id: str
+    nickname: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    player_token: str
+
+
+@dataclass(frozen=True)
+class SubmitAnswer:
+    question_index: int
+    choice: int
+
+
+@dataclass(frozen=True)
+class LeaveQuiz:
+    pass
+
+
+@dataclass(frozen=True)
+class QuestionSpec:
+    text: str
+    choices: tuple[str, ...]
+    correct_choices: tuple[int, ...]
+    time_limit_seconds: int
+    points: str  # "standard" | "double" | "none"
+
+
+@dataclass(frozen=True)
+class CreateQuiz:
+    title: str
+    questions: tuple[QuestionSpec, ...]
+    allow_late_join: bool | None
+
+
+@dataclass(frozen=True)
+class HostQuiz:
+    quiz_id: str
+    host_token: str
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """The quiz a host action is for; None fields fall back to the socket's `host_quiz`."""
+
+    quiz_id: str | None
+    host_token: str | None
+
+
+@dataclass(frozen=True)
+class HostAction:
+    """start_quiz, next_question, close_question and end_quiz: a bare action on the hosted quiz."""
+
+    action: str
+    target: HostTarget
+
+
+@dataclass(frozen=True)
+class SetLeaderboardVisibility:
+    visible: bool
+    target: HostTarget
+
+
+@dataclass(frozen=True)
+class KickPlayer:
+    player_id: str
+    target: HostTarget
+
+
+@dataclass(frozen=True)
+class GetState:
+    quiz_id: str | None
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+ClientMessage = (
+    JoinQuiz
+    | Resume
+    | SubmitAnswer
+    | LeaveQuiz
+    | CreateQuiz
+    | HostQuiz
+    | HostAction
+    | SetLeaderboardVisibility
+    | KickPlayer
+    | GetState
+    | Ping
+)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    type: str
+    request_id: RequestId
+    message: ClientMessage
+
+
+# --- field readers ---
+
+Fields = Mapping[str, Any]
+
+
+def _str(fields: Fields, name: str, *, max_length: int = MAX_TEXT_LENGTH, at: str = "") -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise invalid_field(at + name, f"a non-empty string of at most {max_length} characters")
+    return value
+
+
+def _optional_str(fields: Fields, name: str, *, max_length: int = MAX_TEXT_LENGTH) -> str | None:
+    if fields.get(name) is None:
+        return None
+    return _str(fields, name, max_length=max_length)
+
+
+def _is_int(value: object, minimum: int = 0, maximum: int = INT32_MAX) -> bool:
+    # bool is an int subclass; `true` is not a question index.
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= maximum
+
+
+def _int(fields: Fields, name: str, *, minimum: int = 0, maximum: int = INT32_MAX, at: str = "") -> int:
+    value = fields.get(name)
+    if not _is_int(value, minimum, maximum):
+        raise invalid_field(at + name, f"an integer from {minimum} to {maximum}")
+    assert isinstance(value, int)
+    return value
+
+
+def _bool(fields: Fields, name: str) -> bool:
+    value = fields.get(name)
+    if not isinstance(value, bool):
+        raise invalid_field(name, "true or false")
+    return value
+
+
+def _host_target(fields: Fields) -> HostTarget:
+    return HostTarget(
+        quiz_id=_optional_str(fields, "quiz_id"),
+        host_token=_optional_str(fields, "host_token", max_length=MAX_TOKEN_LENGTH),
+    )
+
+
+def _question(raw: object, at: str) -> QuestionSpec:
+    if not isinstance(raw, dict):
+        raise invalid_field(at, "an object")
+    at += "."
+    choices = raw.get("choices")
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        raise invalid_field(f"{at}choices", "a list of strings")
+    correct = raw.get("correct_choices")
+    if not isinstance(correct, list) or not all(_is_int(c) for c in correct):
+        raise invalid_field(f"{at}correct_choices", "a list of choice indices")
+    points = raw.get("points", "standard")
+    if points not in POINTS_MODES:
+        raise invalid_field(f"{at}points", "one of " + ", ".join(repr(p) for p in POINTS_MODES))
+    return QuestionSpec(
+        text=_str(raw, "text", at=at),
+        choices=tuple(choices),
+        correct_choices=tuple(correct),
+        time_limit_seconds=_int(raw, "time_limit_seconds", minimum=1, at=at),
+        points=str(points),
+    )
+
+
+def _create_quiz(fields: Fields) -> CreateQuiz:
+    questions = fields.get("questions")
+    if not isinstance(questions, list) or not questions:
+        raise invalid_field("questions", "a non-empty list of questions")
+    late = fields.get("allow_late_join")
+    if late is not None and not isinstance(late, bool):
+        raise invalid_field("allow_late_join", "true or false")
+    return CreateQuiz(
+        title=_str(fields, "title"),
+        questions=tuple(_question(q, f"questions[{i}]") for i, q in enumerate(questions)),
+        allow_late_join=late,
+    )
+
+
+def _host_action(action: str) -> Callable[[Fields], HostAction]:
+    return lambda fields: HostAction(action, _host_target(fields))
+
+
+# The dispatch table: every client message type and how its fields are read.
+PARSERS: Final[Mapping[str, Callable[[Fields], ClientMessage]]] = {
+    "join_quiz": lambda f: JoinQuiz(_str(f, "quiz_id"), _str(f, "nickname", max_length=256)),
+    "resume": lambda f: Resume(_str(f, "player_token", max_length=MAX_TOKEN_LENGTH)),
+    "submit_answer": lambda f: SubmitAnswer(_int(f, "question_index"), _int(f, "choice")),
+    "leave_quiz": lambda f: LeaveQuiz(),
+    "create_quiz": _create_quiz,
+    "host_quiz": lambda f: HostQuiz(_str(f, "quiz_id"), _str(f, "host_token", max_length=MAX_TOKEN_LENGTH)),
+    "start_quiz": _host_action("start_quiz"),
+    "next_question": _host_action("next_question"),
+    "close_question": _host_action("close_question"),
+    "end_quiz": _host_action("end_quiz"),
+    "set_leaderboard_visibility": lambda f: SetLeaderboardVisibility(_bool(f, "visible"), _host_target(f)),
+    "kick_player": lambda f: KickPlayer(_str(f, "player_id"), _host_target(f)),
+    "get_state": lambda f: GetState(_optional_str(f, "quiz_id")),
+    "ping": lambda f: Ping(),
+}
+
+
+def parse_message(raw: str | bytes) -> Envelope:
+    """Validates one text frame. Raises ClientError, carrying the request id when one was readable."""
+    try:
+        fields = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ClientError("malformed_json", "the message is not valid JSON") from None
+    if not isinstance(fields, dict):
+        raise ClientError("invalid_message", "the message must be a JSON object with a 'type' field")
+    request_id = fields.get("id")
+    if request_id is not None and (
+        isinstance(request_id, bool)
+        or not isinstance(request_id, str | int)
+        or (isinstance(request_id, str) and len(request_id) > MAX_REQUEST_ID_LENGTH)
+    ):
+        raise invalid_field("id", f"a string of at most {MAX_REQUEST_ID_LENGTH} characters or an integer")
+    message_type = fields.get("type")
+    if not isinstance(message_type, str):
+        raise ClientError("invalid_message", "the message must have a string 'type' field", request_id=request_id)
+    parser = PARSERS.get(message_type)
+    if parser is None:
+        raise ClientError("unknown_type", f"unknown message type {message_type[:64]!r}", request_id=request_id)
+    try:
+        return Envelope(message_type, request_id, parser(fields))
+    except ClientError as exc:
+        exc.request_id = request_id
+        raise
+
+
+# --- edge → client encoding ---
+
+
+def encode(message_type: str, request_id: RequestId, fields: Mapping[str, Any]) -> bytes:
+    if request_id is None:
+        return orjson.dumps({"type": message_type, **fields})
+    return orjson.dumps({"type": message_type, "id": request_id, **fields})
+
+
+def encode_error(error: ClientError) -> bytes:
+    fields: dict[str, Any] = {"code": error.code, "message": error.message, "retryable": error.retryable}
+    if error.reason and error.reason != error.code:
+        fields["reason"] = error.reason
+    return encode("error", error.request_id, fields)
+
+
+POINTS_NAMES: Final[Mapping[int, str]] = {
+    quiz_pb2.POINTS_MODE_UNSPECIFIED: "standard",
+    quiz_pb2.POINTS_MODE_STANDARD: "standard",
+    quiz_pb2.POINTS_MODE_DOUBLE: "double",
+    quiz_pb2.POINTS_MODE_NONE: "none",
+}
+POINTS_MODES: Final[Mapping[str, quiz_pb2.PointsMode.ValueType]] = {
+    "standard": quiz_pb2.POINTS_MODE_STANDARD,
+    "double": quiz_pb2.POINTS_MODE_DOUBLE,
+    "none": quiz_pb2.POINTS_MODE_NONE,
+}
+PHASE_NAMES: Final[Mapping[int, str]] = {
+    quiz_pb2.QUIZ_PHASE_UNSPECIFIED: "lobby",
+    quiz_pb2.QUIZ_PHASE_LOBBY: "lobby",
+    quiz_pb2.QUIZ_PHASE_QUESTION_OPEN: "question_open",
+    quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED: "question_closed",
+    quiz_pb2.QUIZ_PHASE_ENDED: "ended",
+}
+
+
+def timestamp_ms(ts: Any) -> int:
+    return int(ts.seconds) * 1000 + int(ts.nanos) // 1_000_000
+
+
+def state_json(state: quiz_pb2.QuizState) -> dict[str, Any]:
+    question = None
+    if state.HasField("question"):
+        q = state.question
+        question = {
+            "index": q.index,
+            "text": q.text,
+            "choices": list(q.choices),
+            "time_limit_seconds": q.time_limit_seconds,
+            "points": POINTS_NAMES.get(q.points_mode, "standard"),
+            "open_time_ms": timestamp_ms(q.open_time) if q.HasField("open_time") else None,
+            "close_time_ms": timestamp_ms(q.close_time) if q.HasField("close_time") else None,
+        }
+    return {
+        "quiz_id": state.quiz_id,
+        "title": state.title,
+        "phase": PHASE_NAMES.get(state.phase, "lobby"),
+        "question_index": state.question_index,
+        "question_count": state.question_count,
+        "question": question,
+        "leaderboard_visible": state.leaderboard_visible,
+        "participant_count": state.participant_count,
+        "server_time_ms": timestamp_ms(state.server_time),
+    }
+
+
+def player_json(player: quiz_pb2.Player) -> dict[str, Any]:
+    return {
+        "player_id": player.player_id,
+        "nickname": player.nickname,
+        "score": player.score,
+        "streak": player.streak,
+    }
+
+
+def answer_result_json(result: quiz_pb2.AnswerResult) -> dict[str, Any]:
+    return {
+        "correct": result.correct,
+        "points": result.points,
+        "total_score": result.total_score,
+        "streak": result.streak,
+        "streak_bonus": result.streak_bonus,
+        "response_time_ms": result.response_time_ms,
+    }
+
+
+def results_json(results: quiz_pb2.QuestionResults) -> dict[str, Any]:
+    return {
+        "question_index": results.question_index,
+        "correct_choices": list(results.correct_choices),
+        "choice_counts": list(results.choice_counts),
+    }
+
+
+def quiz_json(quiz: quiz_pb2.Quiz) -> dict[str, Any]:
+    """A quiz as its host sees it, correct choices included; never sent to a player socket."""
+    return {
+        "quiz_id": quiz.quiz_id,
+        "title": quiz.title,
+        "allow_late_join": quiz.allow_late_join,
+        "create_time_ms": timestamp_ms(quiz.create_time),
+        "questions": [
+            {
+                "text": q.text,
+                "choices": list(q.choices),
+                "correct_choices": list(q.correct_choices),
+                "time_limit_seconds": q.time_limit_seconds,
+                "points": POINTS_NAMES.get(q.points_mode, "standard"),
+            }
+            for q in quiz.questions
+        ],
+    }
+
+
+def answer_error_code(error: quiz_pb2.AnswerError.ValueType) -> str:
+    """ANSWER_ERROR_QUESTION_CLOSED → "question_closed"."""
+    return str(quiz_pb2.AnswerError.Name(error)).removeprefix("ANSWER_ERROR_").lower()

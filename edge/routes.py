@@ -1,0 +1,299 @@
+"""What each client message does: the type → handler table and the one place errors become frames.
+
+Handlers translate a validated message into gRPC calls and a reply; the rules themselves live in the
+services. A player's identity always travels as the socket's player_token, never as a client field.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import grpc
+
+from edge import protocol
+from edge.protocol import ClientError
+from edge.session import Seat, Session
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reply:
+    type: str
+    fields: Mapping[str, Any]
+    # Once the reply is sent, the socket starts receiving this quiz's updates from this state on.
+    attach_from: quiz_pb2.QuizState | None = field(default=None)
+
+
+Handler = Callable[[Session, Any], Awaitable[Reply]]
+
+
+# --- players ---
+
+
+async def join_quiz(session: Session, message: protocol.JoinQuiz) -> Reply:
+    response = await session.upstream.join_quiz(
+        quiz_pb2.JoinQuizRequest(quiz_id=message.quiz_id, nickname=message.nickname)
+    )
+    session.take_player_seat(
+        response.state.quiz_id or message.quiz_id, response.player.player_id, response.player_token
+    )
+    return Reply(
+        "joined",
+        {
+            "player": protocol.player_json(response.player),
+            "player_token": response.player_token,
+            "state": protocol.state_json(response.state),
+        },
+        attach_from=response.state,
+    )
+
+
+async def resume(session: Session, message: protocol.Resume) -> Reply:
+    response = await session.upstream.resume_quiz(quiz_pb2.ResumeQuizRequest(player_token=message.player_token))
+    token = response.player_token or message.player_token
+    session.take_player_seat(response.state.quiz_id, response.player.player_id, token)
+    return Reply(
+        "resumed",
+        {
+            "player": protocol.player_json(response.player),
+            "player_token": token,
+            "state": protocol.state_json(response.state),
+            "answered_current_question": response.answered_current_question,
+            "current_answer": (
+                protocol.answer_result_json(response.current_answer) if response.HasField("current_answer") else None
+            ),
+        },
+        attach_from=response.state,
+    )
+
+
+def _player_seat(session: Session) -> Seat:
+    seat = session.seat
+    if seat is None or not seat.player_token:
+        raise ClientError("not_joined", "join a quiz (join_quiz or resume) first")
+    return seat
+
+
+async def submit_answer(session: Session, message: protocol.SubmitAnswer) -> Reply:
+    seat = _player_seat(session)
+    outcome = await session.upstream.submit_answer(
+        quiz_pb2.Answer(player_token=seat.player_token, question_index=message.question_index, choice=message.choice)
+    )
+    if outcome.error != quiz_pb2.ANSWER_ERROR_UNSPECIFIED:
+        code = protocol.answer_error_code(outcome.error)
+        raise ClientError(
+            code,
+            outcome.error_message or f"the answer was refused: {code}",
+            retryable=outcome.error == quiz_pb2.ANSWER_ERROR_UNAVAILABLE,
+        )
+    return Reply("answer_result", protocol.answer_result_json(outcome.result))
+
+
+async def leave_quiz(session: Session, message: protocol.LeaveQuiz) -> Reply:
+    seat = _player_seat(session)
+    await session.upstream.leave_quiz(quiz_pb2.LeaveQuizRequest(player_token=seat.player_token))
+    session.leave_seat()
+    return Reply("left", {})
+
+
+# --- hosts ---
+
+
+def _points(spec: protocol.QuestionSpec) -> quiz_pb2.PointsMode.ValueType:
+    return protocol.POINTS_MODES[spec.points]
+
+
+async def create_quiz(session: Session, message: protocol.CreateQuiz) -> Reply:
+    request = quiz_pb2.CreateQuizRequest(
+        title=message.title,
+        questions=[
+            quiz_pb2.Question(
+                text=q.text,
+                choices=q.choices,
+                correct_choices=q.correct_choices,
+                time_limit_seconds=q.time_limit_seconds,
+                points_mode=_points(q),
+            )
+            for q in message.questions
+        ],
+    )
+    if message.allow_late_join is not None:
+        request.allow_late_join = message.allow_late_join
+    response = await session.upstream.create_quiz(request)
+    return Reply("quiz_created", {"quiz": protocol.quiz_json(response.quiz), "host_token": response.host_token})
+
+
+async def host_quiz(session: Session, message: protocol.HostQuiz) -> Reply:
+    quiz = (
+        await session.upstream.get_quiz(quiz_pb2.GetQuizRequest(quiz_id=message.quiz_id, host_token=message.host_token))
+    ).quiz
+    # GetQuiz reveals correct choices only to a valid host credential, and every question has one;
+    # their absence is how a wrong host_token shows.
+    if quiz.questions and not quiz.questions[0].correct_choices:
+        raise ClientError("permission_denied", "the host_token is not valid for this quiz")
+    state = (await session.upstream.get_quiz_state(quiz_pb2.GetQuizStateRequest(quiz_id=message.quiz_id))).state
+    session.take_host_seat(message.quiz_id, message.host_token)
+    return Reply(
+        "hosting",
+        {"state": protocol.state_json(state), "quiz": protocol.quiz_json(quiz)},
+        attach_from=state,
+    )
+
+
+def _host_credentials(session: Session, target: protocol.HostTarget) -> tuple[str, str]:
+    seat = session.seat
+    hosted = seat if seat is not None and seat.is_host else None
+    quiz_id = target.quiz_id or (hosted.quiz_id if hosted else None)
+    host_token = target.host_token or (hosted.host_token if hosted else None)
+    if not quiz_id or not host_token:
+        raise ClientError("not_hosting", "send host_quiz first, or give quiz_id and host_token")
+    return quiz_id, host_token
+
+
+async def _host_call(session: Session, action: str, method: str, request: Any) -> Reply:
+    response = await session.upstream.host_call(method, request)
+    session.fanout.observe_state(response.state)
+    fields: dict[str, Any] = {"action": action, "state": protocol.state_json(response.state)}
+    if action == "close_question":
+        fields["results"] = protocol.results_json(response.results)
+    return Reply("host_ack", fields)
+
+
+_HOST_ACTIONS: Final[Mapping[str, tuple[str, Callable[..., Any]]]] = {
+    "start_quiz": ("StartQuiz", quiz_pb2.StartQuizRequest),
+    "next_question": ("NextQuestion", quiz_pb2.NextQuestionRequest),
+    "close_question": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
+    "end_quiz": ("EndQuiz", quiz_pb2.EndQuizRequest),
+}
+
+
+async def host_action(session: Session, message: protocol.HostAction) -> Reply:
+    quiz_id, host_token = _host_credentials(session, message.target)
+    method, request_type = _HOST_ACTIONS[message.action]
+    return await _host_call(session, message.action, method, request_type(quiz_id=quiz_id, host_token=host_token))
+
+
+async def set_leaderboard_visibility(session: Session, message: protocol.SetLeaderboardVisibility) -> Reply:
+    quiz_id, host_token = _host_credentials(session, message.target)
+    request = quiz_pb2.SetLeaderboardVisibilityRequest(quiz_id=quiz_id, host_token=host_token, visible=message.visible)
+    return await _host_call(session, "set_leaderboard_visibility", "SetLeaderboardVisibility", request)
+
+
+async def kick_player(session: Session, message: protocol.KickPlayer) -> Reply:
+    quiz_id, host_token = _host_credentials(session, message.target)
+    request = quiz_pb2.KickPlayerRequest(quiz_id=quiz_id, host_token=host_token, player_id=message.player_id)
+    return await _host_call(session, "kick_player", "KickPlayer", request)
+
+
+# --- anyone ---
+
+
+async def get_state(session: Session, message: protocol.GetState) -> Reply:
+    quiz_id = message.quiz_id or (session.seat.quiz_id if session.seat else None)
+    if not quiz_id:
+        raise ClientError("not_joined", "join or host a quiz first, or give quiz_id")
+    state = (await session.upstream.get_quiz_state(quiz_pb2.GetQuizStateRequest(quiz_id=quiz_id))).state
+    session.fanout.observe_state(state)
+    return Reply("state", {"state": protocol.state_json(state)})
+
+
+async def ping(session: Session, message: protocol.Ping) -> Reply:
+    return Reply("pong", {"server_time_ms": time.time_ns() // 1_000_000})
+
+
+ROUTES: Final[Mapping[str, Handler]] = {
+    "join_quiz": join_quiz,
+    "resume": resume,
+    "submit_answer": submit_answer,
+    "leave_quiz": leave_quiz,
+    "create_quiz": create_quiz,
+    "host_quiz": host_quiz,
+    "start_quiz": host_action,
+    "next_question": host_action,
+    "close_question": host_action,
+    "end_quiz": host_action,
+    "set_leaderboard_visibility": set_leaderboard_visibility,
+    "kick_player": kick_player,
+    "get_state": get_state,
+    "ping": ping,
+}
+
+
+# --- errors ---
+
+_STATUS_CODES: Final[Mapping[grpc.StatusCode, str]] = {
+    grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
+    grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid_argument",
+    grpc.StatusCode.FAILED_PRECONDITION: "failed_precondition",
+    grpc.StatusCode.ALREADY_EXISTS: "already_exists",
+    grpc.StatusCode.OUT_OF_RANGE: "invalid_argument",
+}
+_RETRYABLE: Final[Mapping[grpc.StatusCode, str]] = {
+    grpc.StatusCode.UNAVAILABLE: "unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "unavailable",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limited",
+}
+# The services' stable error code for a refused call travels in this trailing metadata key
+# (quiz_svc.grpc_api.ERROR_CODE_KEY); it says what was not found, or refines a status.
+ERROR_CODE_METADATA_KEY: Final = "quizmesh-error-code"
+# Without it, NOT_FOUND names what was missing in its first word, e.g. "player p-1 is not in quiz q-1".
+_NOT_FOUND: Final[Mapping[str, str]] = {"player": "player_not_found", "question": "question_not_found"}
+
+
+def rpc_error(code: grpc.StatusCode, details: str, reason: str = "") -> ClientError:
+    """Maps a service's status (and its finer reason, when given) to a stable client code, keeping its
+    actionable message; transport details of unavailability stay in the edge's log."""
+    if code == grpc.StatusCode.NOT_FOUND:
+        first_word = details.split(maxsplit=1)[0].lower() if details.strip() else ""
+        not_found = reason if reason.endswith("_not_found") else _NOT_FOUND.get(first_word, "quiz_not_found")
+        return ClientError(not_found, details or "the quiz does not exist")
+    if code in _STATUS_CODES:
+        return ClientError(_STATUS_CODES[code], details or code.name.lower(), reason=reason)
+    if code in _RETRYABLE:
+        return ClientError(_RETRYABLE[code], "a service is busy or unreachable; retrying is safe", retryable=True)
+    return ClientError("internal", "the request failed inside the service")
+
+
+def _reason(exc: grpc.aio.AioRpcError) -> str:
+    for key, value in exc.trailing_metadata() or ():
+        if key == ERROR_CODE_METADATA_KEY and isinstance(value, str):
+            return value
+    return ""
+
+
+async def dispatch(session: Session, raw: str | bytes) -> None:
+    """Handles one text frame. Every failure becomes an error frame; the connection stays usable."""
+    request_id: protocol.RequestId = None
+    try:
+        envelope = protocol.parse_message(raw)
+        request_id = envelope.request_id
+        reply = await ROUTES[envelope.type](session, envelope.message)
+    except ClientError as exc:
+        exc.request_id = exc.request_id if exc.request_id is not None else request_id
+        await session.send(protocol.encode_error(exc))
+        return
+    except grpc.aio.AioRpcError as exc:
+        error = rpc_error(exc.code(), exc.details() or "", _reason(exc))
+        if error.code in ("internal", "unavailable"):
+            log.warning("upstream call failed: %s %s", exc.code(), exc.details())
+        error.request_id = request_id
+        await session.send(protocol.encode_error(error))
+        return
+    except Exception:
+        log.exception("handling a client message failed")
+        await session.send(
+            protocol.encode_error(
+                ClientError("internal", "the edge failed to handle the message", request_id=request_id)
+            )
+        )
+        return
+    await session.send(protocol.encode(reply.type, request_id, reply.fields))
+    if reply.attach_from is not None:
+        session.attach(reply.attach_from)

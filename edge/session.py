@@ -1,0 +1,74 @@
+"""One WebSocket connection: what it is (a player, a host, or nothing yet) and how to reply to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from edge.fanout import Fanout, Recipient, Transport
+from edge.settings import Settings
+from edge.upstream import Upstream
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+
+
+@dataclass
+class Seat:
+    """The quiz a socket belongs to, with the credential that proves it."""
+
+    quiz_id: str
+    recipient: Recipient
+    player_token: str = ""  # set for players
+    host_token: str = ""  # set for hosts
+
+    @property
+    def is_host(self) -> bool:
+        return bool(self.host_token)
+
+
+class Session:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: Transport,
+        upstream: Upstream,
+        fanout: Fanout,
+        settings: Settings,
+    ) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.upstream = upstream
+        self.fanout = fanout
+        self.settings = settings
+        self.seat: Seat | None = None
+
+    async def send(self, payload: bytes) -> None:
+        await self.ws.send_frame(payload, WSMsgType.TEXT)
+
+    def take_player_seat(self, quiz_id: str, player_id: str, player_token: str) -> Seat:
+        self.leave_seat()
+        recipient = Recipient(self.transport, quiz_id, player_id=player_id)
+        seat = self.seat = Seat(quiz_id, recipient, player_token=player_token)
+        recipient.on_kicked = lambda: self._drop(seat)
+        return seat
+
+    def take_host_seat(self, quiz_id: str, host_token: str) -> Seat:
+        self.leave_seat()
+        recipient = Recipient(self.transport, quiz_id, is_host=True)
+        seat = self.seat = Seat(quiz_id, recipient, host_token=host_token)
+        return seat
+
+    def attach(self, state: quiz_pb2.QuizState) -> None:
+        """Starts this socket's updates; called once the reply that seated it has been sent."""
+        if self.seat is not None:
+            self.fanout.attach(self.seat.recipient, state)
+
+    def leave_seat(self) -> None:
+        if self.seat is not None:
+            self.fanout.detach(self.seat.recipient)
+            self.seat = None
+
+    def _drop(self, seat: Seat) -> None:
+        """The fan-out detached this seat (its player was kicked)."""
+        if self.seat is seat:
+            self.seat = None

@@ -1,0 +1,222 @@
+"""The edge's gRPC clients: one channel per service, every call under a deadline, answers micro-batched.
+
+A unary gRPC call costs ~200-330 µs of CPU on each side; fifty answers in one call cost ~8 µs each
+(research/performance.md B2, C). So answers from all sockets wait up to a couple of milliseconds to share
+one BatchSubmitAnswers call, and each caller awaits only its own outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Final
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from edge.fanout import FeedNotFound
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
+
+log = logging.getLogger(__name__)
+
+QUIZ_SERVICE: Final = "quizmesh.quiz.v1.QuizService"
+LEADERBOARD_SERVICE: Final = "quizmesh.leaderboard.v1.LeaderboardService"
+
+_CHANNEL_OPTIONS: Final = [
+    # Long-lived watch streams must notice a dead peer; the services permit pings every 5 s.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+]
+
+SendBatch = Callable[[list[quiz_pb2.Answer]], Awaitable[Sequence[quiz_pb2.AnswerOutcome]]]
+
+
+class AnswerBatcher:
+    """Queues answers and sends them as one batch when `max_batch` are pending or `linger_s` after the
+    first; several batches may be in flight at once."""
+
+    def __init__(self, send: SendBatch, *, max_batch: int, linger_s: float) -> None:
+        self._send = send
+        self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._pending: list[tuple[quiz_pb2.Answer, asyncio.Future[quiz_pb2.AnswerOutcome]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def submit(self, answer: quiz_pb2.Answer) -> quiz_pb2.AnswerOutcome:
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[quiz_pb2.AnswerOutcome] = loop.create_future()
+        self._pending.append((answer, outcome))
+        if len(self._pending) >= self._max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._linger_s, self._flush)
+        return await outcome
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        task = asyncio.create_task(self._send_batch(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _send_batch(self, batch: list[tuple[quiz_pb2.Answer, asyncio.Future[quiz_pb2.AnswerOutcome]]]) -> None:
+        try:
+            outcomes = await self._send([answer for answer, _ in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"BatchSubmitAnswers returned {len(outcomes)} outcomes for {len(batch)}")
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            # A caller whose socket closed has cancelled its future; its answer was still judged.
+            if not future.done():
+                future.set_result(outcome)
+
+    async def close(self) -> None:
+        """Sends what is pending and waits for every batch in flight."""
+        self._flush()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+
+class Upstream:
+    """Clients of QuizService and LeaderboardService. `open()` and `close()` bracket their channels."""
+
+    def __init__(
+        self,
+        quiz_addr: str,
+        leaderboard_addr: str,
+        *,
+        answer_batch_size: int = 256,
+        answer_batch_linger_s: float = 0.002,
+        answer_deadline_s: float = 5.0,
+        call_deadline_s: float = 5.0,
+        readiness_deadline_s: float = 1.0,
+    ) -> None:
+        self._quiz_addr = quiz_addr
+        self._leaderboard_addr = leaderboard_addr
+        self._answer_deadline_s = answer_deadline_s
+        self._deadline_s = call_deadline_s
+        self._readiness_deadline_s = readiness_deadline_s
+        self._batch_size = answer_batch_size
+        self._linger_s = answer_batch_linger_s
+        self._quiz_channel: Any = None
+        self._leaderboard_channel: Any = None
+        self._quiz: Any = None
+        self._leaderboard: Any = None
+        self._batcher: AnswerBatcher | None = None
+
+    async def open(self) -> None:
+        self._quiz_channel = grpc.aio.insecure_channel(self._quiz_addr, options=_CHANNEL_OPTIONS)
+        self._leaderboard_channel = grpc.aio.insecure_channel(self._leaderboard_addr, options=_CHANNEL_OPTIONS)
+        self._quiz = quiz_grpc.QuizServiceStub(self._quiz_channel)
+        self._leaderboard = leaderboard_grpc.LeaderboardServiceStub(self._leaderboard_channel)
+        self._batcher = AnswerBatcher(self._send_answers, max_batch=self._batch_size, linger_s=self._linger_s)
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        if self._batcher is not None:
+            try:
+                await asyncio.wait_for(self._batcher.close(), grace_s)
+            except TimeoutError:
+                log.warning("answers still in flight after %.1f s at shutdown", grace_s)
+        for channel in (self._quiz_channel, self._leaderboard_channel):
+            if channel is not None:
+                await channel.close(grace_s)
+
+    async def ready(self) -> bool:
+        """Whether both services answer their health check with SERVING right now."""
+        checks = [
+            self._serving(self._quiz_channel, QUIZ_SERVICE),
+            self._serving(self._leaderboard_channel, LEADERBOARD_SERVICE),
+        ]
+        return all(await asyncio.gather(*checks))
+
+    async def _serving(self, channel: Any, service: str) -> bool:
+        if channel is None:
+            return False
+        try:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=self._readiness_deadline_s
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    # --- QuizService ---
+
+    async def _send_answers(self, answers: list[quiz_pb2.Answer]) -> Sequence[quiz_pb2.AnswerOutcome]:
+        response = await self._quiz.BatchSubmitAnswers(
+            quiz_pb2.BatchSubmitAnswersRequest(answers=answers), timeout=self._answer_deadline_s
+        )
+        return list(response.outcomes)
+
+    async def submit_answer(self, answer: quiz_pb2.Answer) -> quiz_pb2.AnswerOutcome:
+        assert self._batcher is not None, "Upstream.open() was not called"
+        return await self._batcher.submit(answer)
+
+    async def create_quiz(self, request: quiz_pb2.CreateQuizRequest) -> quiz_pb2.CreateQuizResponse:
+        response: quiz_pb2.CreateQuizResponse = await self._quiz.CreateQuiz(request, timeout=self._deadline_s)
+        return response
+
+    async def get_quiz(self, request: quiz_pb2.GetQuizRequest) -> quiz_pb2.GetQuizResponse:
+        response: quiz_pb2.GetQuizResponse = await self._quiz.GetQuiz(request, timeout=self._deadline_s)
+        return response
+
+    async def join_quiz(self, request: quiz_pb2.JoinQuizRequest) -> quiz_pb2.JoinQuizResponse:
+        response: quiz_pb2.JoinQuizResponse = await self._quiz.JoinQuiz(request, timeout=self._deadline_s)
+        return response
+
+    async def resume_quiz(self, request: quiz_pb2.ResumeQuizRequest) -> quiz_pb2.ResumeQuizResponse:
+        response: quiz_pb2.ResumeQuizResponse = await self._quiz.ResumeQuiz(request, timeout=self._deadline_s)
+        return response
+
+    async def leave_quiz(self, request: quiz_pb2.LeaveQuizRequest) -> quiz_pb2.LeaveQuizResponse:
+        response: quiz_pb2.LeaveQuizResponse = await self._quiz.LeaveQuiz(request, timeout=self._deadline_s)
+        return response
+
+    async def get_quiz_state(self, request: quiz_pb2.GetQuizStateRequest) -> quiz_pb2.GetQuizStateResponse:
+        response: quiz_pb2.GetQuizStateResponse = await self._quiz.GetQuizState(request, timeout=self._deadline_s)
+        return response
+
+    async def host_call(self, method: str, request: Any) -> Any:
+        """One of the host RPCs (StartQuiz, NextQuestion, ...); each returns at least `state`."""
+        return await getattr(self._quiz, method)(request, timeout=self._deadline_s)
+
+    # --- watches (no deadline: they live as long as the quiz has local sockets; keepalive guards them) ---
+
+    async def watch_quiz(self, quiz_id: str) -> AsyncIterator[quiz_pb2.WatchQuizResponse]:
+        call = self._quiz.WatchQuiz(quiz_pb2.WatchQuizRequest(quiz_id=quiz_id))
+        try:
+            async for update in call:
+                yield update
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise FeedNotFound(quiz_id) from exc
+            raise
+        finally:
+            call.cancel()
+
+    async def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]:
+        call = self._leaderboard.WatchLeaderboard(leaderboard_pb2.WatchLeaderboardRequest(quiz_id=quiz_id))
+        try:
+            async for update in call:
+                yield update.leaderboard
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise FeedNotFound(quiz_id) from exc
+            raise
+        finally:
+            call.cancel()

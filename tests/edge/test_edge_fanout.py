@@ -1,0 +1,232 @@
+"""The fan-out's encoding and membership, with recording transports and a source that never speaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from edge.fanout import Board, Fanout, Recipient, text_frame
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from tests.edge.edge_fakes import RecordingTransport, board, decode_frames
+
+QUIZ = "q-fan"
+RANKING = [("p1", "Ann", 3000), ("p2", "Bob", 2000), ('p"3', 'Cy "the" Kid', 1000), ("p4", "Dee", 0)]
+
+
+class SilentSource:
+    """Counts watches and keeps them open without delivering anything; tests deliver by hand."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.open: Counter[tuple[str, str]] = Counter()
+
+    async def _hold(self, key: tuple[str, str]) -> AsyncIterator[Any]:
+        self.calls[key] += 1
+        self.open[key] += 1
+        try:
+            await asyncio.Event().wait()
+            yield  # pragma: no cover - never reached
+        finally:
+            self.open[key] -= 1
+
+    def watch_quiz(self, quiz_id: str) -> AsyncIterator[quiz_pb2.WatchQuizResponse]:
+        return self._hold(("quiz", quiz_id))
+
+    def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]:
+        return self._hold(("leaderboard", quiz_id))
+
+
+def state(*, visible: bool = True, time_ms: int = 1_000, phase: int = quiz_pb2.QUIZ_PHASE_LOBBY) -> Any:
+    s = quiz_pb2.QuizState(quiz_id=QUIZ, phase=phase, leaderboard_visible=visible)  # type: ignore[arg-type]
+    s.server_time.FromMilliseconds(time_ms)
+    return s
+
+
+def player(pid: str) -> tuple[Recipient, RecordingTransport]:
+    transport = RecordingTransport()
+    return Recipient(transport, QUIZ, player_id=pid), transport
+
+
+def host() -> tuple[Recipient, RecordingTransport]:
+    transport = RecordingTransport()
+    return Recipient(transport, QUIZ, is_host=True), transport
+
+
+@pytest.fixture
+async def fanout() -> AsyncIterator[tuple[Fanout, SilentSource]]:
+    source = SilentSource()
+    hub = Fanout(source, top_n=2, max_buffered_bytes=1000)
+    yield hub, source
+    await hub.close()
+
+
+def test_text_frames_use_the_right_length_encoding() -> None:
+    for size in (0, 125, 126, 65535, 65536):
+        payload = b'"' + b"x" * max(size - 2, 0) + b'"' if size >= 2 else b"1" * size or b"0"
+        assert decode_frames(text_frame(payload)) == [__import__("orjson").loads(payload)]
+
+
+def test_personal_parts_for_first_middle_last_and_unranked_players() -> None:
+    encoded = Board(board(QUIZ, 7, RANKING), top_n=2)
+    first, middle, last, unranked = (decode_frames(encoded.frame_for(pid))[0] for pid in ("p1", 'p"3', "p4", "p-new"))
+    top = [
+        {"rank": 1, "player_id": "p1", "nickname": "Ann", "score": 3000},
+        {"rank": 2, "player_id": "p2", "nickname": "Bob", "score": 2000},
+    ]
+    shared = {"type": "leaderboard_updated", "quiz_id": QUIZ, "version": 7, "player_count": 4, "top": top}
+    assert first == {**shared, "me": {"rank": 1, "score": 3000}, "ahead": None}
+    assert middle == {
+        **shared,
+        "me": {"rank": 3, "score": 1000},
+        "ahead": {"rank": 2, "player_id": "p2", "nickname": "Bob", "score": 2000},
+    }
+    assert last == {
+        **shared,
+        "me": {"rank": 4, "score": 0},
+        "ahead": {"rank": 3, "player_id": 'p"3', "nickname": 'Cy "the" Kid', "score": 1000},
+    }
+    assert unranked == {**shared, "me": None, "ahead": None}
+
+
+async def test_one_pair_of_watches_per_quiz_started_by_the_first_socket_stopped_by_the_last(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, source = fanout
+    members = [player(f"p{i}")[0] for i in range(3)]
+    for member in members:
+        hub.attach(member, state())
+    await asyncio.sleep(0)
+    assert source.calls == Counter({("quiz", QUIZ): 1, ("leaderboard", QUIZ): 1})
+    for member in members:
+        hub.detach(member)
+    await asyncio.sleep(0)
+    assert hub.watched_quizzes == frozenset()
+    assert +source.open == Counter()
+
+
+async def test_each_player_gets_its_own_standing_and_the_host_gets_none(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    (ann, ann_t), (cy, cy_t), (dee, dee_t), (boss, boss_t) = player("p1"), player('p"3'), player("p4"), host()
+    for member in (ann, cy, dee, boss):
+        hub.attach(member, state())
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+
+    assert ann_t.messages()[0]["me"] == {"rank": 1, "score": 3000}
+    assert cy_t.messages()[0]["ahead"]["player_id"] == "p2"
+    assert dee_t.messages()[0]["me"] == {"rank": 4, "score": 0}
+    host_view = boss_t.messages()[0]
+    assert (host_view["me"], host_view["ahead"], host_view["player_count"]) == (None, None, 4)
+
+
+async def test_hidden_leaderboard_reaches_hosts_only_and_players_once_revealed(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    (ann, ann_t), (boss, boss_t) = player("p1"), host()
+    hub.attach(ann, state(visible=False))
+    hub.attach(boss, state(visible=False))
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    assert ann_t.messages() == []
+    assert len(boss_t.messages()) == 1
+
+    hub.observe_state(state(visible=True, time_ms=2_000))
+    assert ann_t.messages()[0]["me"] == {"rank": 1, "score": 3000}
+
+
+async def test_a_reveal_seen_only_on_the_stream_still_shows_players_the_board(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    ann, ann_t = player("p1")
+    hub.attach(ann, state(visible=False))
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=state(visible=True, time_ms=2_000)))
+    assert [m["type"] for m in ann_t.messages()] == ["quiz_state", "leaderboard_updated"]
+
+
+async def test_stale_or_replayed_leaderboards_are_dropped(fanout: tuple[Fanout, SilentSource]) -> None:
+    hub, _ = fanout
+    ann, ann_t = player("p1")
+    hub.attach(ann, state())
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 5, RANKING))
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 5, RANKING))  # the first message after a reconnect
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 4, RANKING))
+    assert [m["version"] for m in ann_t.messages()] == [5]
+
+
+async def test_quiz_state_is_one_encoding_for_all_and_kicked_player_is_detached(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    kicked_calls: list[str] = []
+    (ann, ann_t), (bob, bob_t), (boss, boss_t) = player("p1"), player("p2"), host()
+    bob.on_kicked = lambda: kicked_calls.append("p2")
+    for member in (ann, bob, boss):
+        hub.attach(member, state())
+    update = quiz_pb2.WatchQuizResponse(state=state(time_ms=2_000), kicked_player_id="p2")
+    hub.deliver_quiz_update(QUIZ, update)
+
+    assert ann_t.data == boss_t.data
+    assert ann_t.messages()[0]["type"] == "quiz_state"
+    assert ann_t.messages()[0]["kicked_player_id"] == "p2"
+    assert bob_t.messages() == [{"type": "kicked", "quiz_id": QUIZ}]
+    assert kicked_calls == ["p2"]
+    hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=state(time_ms=3_000)))
+    assert len(bob_t.messages()) == 1
+
+
+async def test_a_late_joiner_gets_what_happened_after_its_reply_state(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    ann, _ann_t = player("p1")
+    hub.attach(ann, state(time_ms=1_000))
+    opened = state(time_ms=5_000, phase=quiz_pb2.QUIZ_PHASE_QUESTION_OPEN)
+    hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=opened))
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+
+    bob, bob_t = player("p2")
+    hub.attach(bob, state(time_ms=4_000))  # its join read the state before the question opened
+    received = bob_t.messages()
+    assert received[0]["state"]["phase"] == "question_open"
+    assert received[1]["me"] == {"rank": 2, "score": 2000}
+
+    cy, cy_t = player('p"3')
+    hub.attach(cy, state(time_ms=6_000))
+    assert [m["type"] for m in cy_t.messages()] == ["leaderboard_updated"]
+
+
+async def test_slow_readers_skip_leaderboards_and_are_cut_off_for_quiz_states(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    ann, ann_t = player("p1")
+    hub.attach(ann, state())
+    ann_t.buffered = 10_000
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    assert ann_t.messages() == []
+    assert not ann_t.aborted
+    opened = state(time_ms=2_000, phase=quiz_pb2.QUIZ_PHASE_QUESTION_OPEN)
+    hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=opened))
+    assert ann_t.aborted
+
+
+async def test_a_stream_opening_with_the_state_sockets_already_have_sends_nothing(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    ann, ann_t = player("p1")
+    hub.attach(ann, state(time_ms=1_000))
+    hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=state(time_ms=1_500)))
+    assert ann_t.messages() == []
+    opened = state(time_ms=2_000, phase=quiz_pb2.QUIZ_PHASE_QUESTION_OPEN)
+    hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=opened))
+    hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=opened))  # replayed after a reconnect
+    assert [m["state"]["phase"] for m in ann_t.messages()] == ["question_open"]

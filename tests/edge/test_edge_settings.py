@@ -1,0 +1,48 @@
+"""The edge's settings from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.settings import Settings
+from quizmesh.settings import SettingsError
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.address, settings.quiz_addr, settings.leaderboard_addr) == (
+        "127.0.0.1:8080",
+        "127.0.0.1:50051",
+        "127.0.0.1:50052",
+    )
+    assert (settings.leaderboard_top_n, settings.answer_batch_size, settings.answer_batch_linger_ms) == (10, 256, 2)
+    assert settings.allowed_origins == frozenset()
+    assert (settings.max_msg_size, settings.heartbeat_s) == (64 * 1024, 20.0)
+
+
+def test_overrides_and_origin_list() -> None:
+    settings = Settings.from_env(
+        {
+            "QUIZMESH_EDGE_PORT": "0",
+            "QUIZMESH_EDGE_ALLOWED_ORIGINS": " https://Quiz.example/ ,http://localhost:3000,",
+            "QUIZMESH_EDGE_LEADERBOARD_TOP_N": "25",
+        }
+    )
+    assert settings.port == 0
+    assert settings.allowed_origins == frozenset({"https://quiz.example", "http://localhost:3000"})
+    assert settings.leaderboard_top_n == 25
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("QUIZMESH_EDGE_PORT", "http"),
+        ("QUIZMESH_EDGE_PORT", "70000"),
+        ("QUIZMESH_EDGE_LEADERBOARD_TOP_N", "0"),
+        ("QUIZMESH_EDGE_ANSWER_BATCH_SIZE", "0"),
+        ("QUIZMESH_EDGE_ALLOWED_ORIGINS", "quiz.example"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})

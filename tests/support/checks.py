@@ -1,0 +1,56 @@
+"""Cross-checks of what the system stored: PostgreSQL (via PersistenceService) against Redis (via
+LeaderboardService), recomputed with the documented scoring."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import grpc
+
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as lb_pb
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as lb_grpc
+from quizmesh.persistence.v1 import persistence_service_pb2 as ps_pb
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as ps_grpc
+
+
+async def stored_answers(persistence_addr: str, quiz_id: str) -> list[ps_pb.StoredAnswer]:
+    answers: list[ps_pb.StoredAnswer] = []
+    token = ""
+    async with grpc.aio.insecure_channel(persistence_addr) as channel:
+        stub = ps_grpc.PersistenceServiceStub(channel)
+        while True:
+            page = await stub.ListAnswers(
+                ps_pb.ListAnswersRequest(quiz_id=quiz_id, page_size=1000, page_token=token), timeout=10
+            )
+            answers.extend(page.answers)
+            token = page.next_page_token
+            if not token:
+                return answers
+
+
+async def wait_for_stored_answers(
+    persistence_addr: str, quiz_id: str, expected: int, timeout_s: float = 30
+) -> list[ps_pb.StoredAnswer]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        answers = await stored_answers(persistence_addr, quiz_id)
+        if len(answers) >= expected or asyncio.get_running_loop().time() > deadline:
+            return answers
+        await asyncio.sleep(0.2)
+
+
+def recomputed_scores(answers: list[ps_pb.StoredAnswer]) -> dict[str, int]:
+    """Each player's score from stored answers: the sum of the points of their answers."""
+    scores: dict[str, int] = defaultdict(int)
+    for answer in answers:
+        scores[answer.player_id] += answer.points
+    return dict(scores)
+
+
+async def leaderboard_scores(leaderboard_addr: str, quiz_id: str) -> dict[str, int]:
+    async with grpc.aio.insecure_channel(leaderboard_addr) as channel:
+        reply = await lb_grpc.LeaderboardServiceStub(channel).GetLeaderboard(
+            lb_pb.GetLeaderboardRequest(quiz_id=quiz_id, top_n=1000), timeout=10
+        )
+    return {e.player_id: e.score for e in reply.top_entries}
