@@ -39,8 +39,9 @@ infra-down: ## Stop what infra-up started.
 infra-status: ## Show each infra component.
 	bash scripts/infra.sh status
 
-dev: ## Run quizmesh locally.
-	quizmesh dev
+dev: ## Install quizmesh and run it embedded (one process, no Kafka/Redis/PostgreSQL) on :8080.
+	$(PYTHON) -m pip install -q -e .
+	$(PYTHON) -m quizmesh dev
 
 release-contracts: ## Refresh the buf breaking baseline; ARGS=--allow-breaking before the first release.
 	bash scripts/release_contracts.sh $(ARGS)
