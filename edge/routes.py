@@ -17,6 +17,7 @@ import grpc
 from edge import protocol
 from edge.protocol import ClientError
 from edge.session import Seat, Session
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,18 @@ async def join_quiz(session: Session, message: protocol.JoinQuiz) -> Reply:
 async def resume(session: Session, message: protocol.Resume) -> Reply:
     response = await session.upstream.resume_quiz(quiz_pb2.ResumeQuizRequest(player_token=message.player_token))
     token = response.player_token or message.player_token
+    # A returning player gets everything in one message, their rank included.
+    standing = await session.upstream.get_leaderboard(
+        leaderboard_pb2.GetLeaderboardRequest(
+            quiz_id=response.state.quiz_id, top_n=1, player_id=response.player.player_id
+        )
+    )
     session.take_player_seat(response.state.quiz_id, response.player.player_id, token)
     return Reply(
         "resumed",
         {
             "player": protocol.player_json(response.player),
+            "rank": standing.player_entry.rank if standing.HasField("player_entry") else None,
             "player_token": token,
             "state": protocol.state_json(response.state),
             "answered_current_question": response.answered_current_question,

@@ -18,6 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from edge.fanout import FeedNotFound
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
+from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
 
@@ -93,13 +95,15 @@ class AnswerBatcher:
 
 
 class Upstream:
-    """Clients of QuizService and LeaderboardService. `open()` and `close()` bracket their channels."""
+    """Clients of QuizService, LeaderboardService and (for the results export) PersistenceService.
+    `open()` and `close()` bracket their channels."""
 
     def __init__(
         self,
         quiz_addr: str,
         leaderboard_addr: str,
         *,
+        persistence_addr: str = "127.0.0.1:50053",
         answer_batch_size: int = 256,
         answer_batch_linger_s: float = 0.002,
         answer_deadline_s: float = 5.0,
@@ -108,6 +112,7 @@ class Upstream:
     ) -> None:
         self._quiz_addr = quiz_addr
         self._leaderboard_addr = leaderboard_addr
+        self._persistence_addr = persistence_addr
         self._answer_deadline_s = answer_deadline_s
         self._deadline_s = call_deadline_s
         self._readiness_deadline_s = readiness_deadline_s
@@ -115,8 +120,10 @@ class Upstream:
         self._linger_s = answer_batch_linger_s
         self._quiz_channel: Any = None
         self._leaderboard_channel: Any = None
+        self._persistence_channel: Any = None
         self._quiz: Any = None
         self._leaderboard: Any = None
+        self._persistence: Any = None
         self._batcher: AnswerBatcher | None = None
 
     async def open(self) -> None:
@@ -124,6 +131,8 @@ class Upstream:
         self._leaderboard_channel = grpc.aio.insecure_channel(self._leaderboard_addr, options=_CHANNEL_OPTIONS)
         self._quiz = quiz_grpc.QuizServiceStub(self._quiz_channel)
         self._leaderboard = leaderboard_grpc.LeaderboardServiceStub(self._leaderboard_channel)
+        self._persistence_channel = grpc.aio.insecure_channel(self._persistence_addr, options=_CHANNEL_OPTIONS)
+        self._persistence = persistence_grpc.PersistenceServiceStub(self._persistence_channel)
         self._batcher = AnswerBatcher(self._send_answers, max_batch=self._batch_size, linger_s=self._linger_s)
 
     async def close(self, grace_s: float = 5.0) -> None:
@@ -132,7 +141,7 @@ class Upstream:
                 await asyncio.wait_for(self._batcher.close(), grace_s)
             except TimeoutError:
                 log.warning("answers still in flight after %.1f s at shutdown", grace_s)
-        for channel in (self._quiz_channel, self._leaderboard_channel):
+        for channel in (self._quiz_channel, self._leaderboard_channel, self._persistence_channel):
             if channel is not None:
                 await channel.close(grace_s)
 
@@ -183,6 +192,14 @@ class Upstream:
         response: quiz_pb2.ResumeQuizResponse = await self._quiz.ResumeQuiz(request, timeout=self._deadline_s)
         return response
 
+    async def get_leaderboard(
+        self, request: leaderboard_pb2.GetLeaderboardRequest
+    ) -> leaderboard_pb2.GetLeaderboardResponse:
+        response: leaderboard_pb2.GetLeaderboardResponse = await self._leaderboard.GetLeaderboard(
+            request, timeout=self._deadline_s
+        )
+        return response
+
     async def leave_quiz(self, request: quiz_pb2.LeaveQuizRequest) -> quiz_pb2.LeaveQuizResponse:
         response: quiz_pb2.LeaveQuizResponse = await self._quiz.LeaveQuiz(request, timeout=self._deadline_s)
         return response
@@ -194,6 +211,22 @@ class Upstream:
     async def host_call(self, method: str, request: Any) -> Any:
         """One of the host RPCs (StartQuiz, NextQuestion, ...); each returns at least `state`."""
         return await getattr(self._quiz, method)(request, timeout=self._deadline_s)
+
+    # --- PersistenceService ---
+
+    async def list_participants(
+        self, request: persistence_pb2.ListParticipantsRequest
+    ) -> persistence_pb2.ListParticipantsResponse:
+        response: persistence_pb2.ListParticipantsResponse = await self._persistence.ListParticipants(
+            request, timeout=self._deadline_s
+        )
+        return response
+
+    async def list_answers(self, request: persistence_pb2.ListAnswersRequest) -> persistence_pb2.ListAnswersResponse:
+        response: persistence_pb2.ListAnswersResponse = await self._persistence.ListAnswers(
+            request, timeout=self._deadline_s
+        )
+        return response
 
     # --- watches (no deadline: they live as long as the quiz has local sockets; keepalive guards them) ---
 

@@ -54,3 +54,26 @@ async def leaderboard_scores(leaderboard_addr: str, quiz_id: str) -> dict[str, i
             lb_pb.GetLeaderboardRequest(quiz_id=quiz_id, top_n=1000), timeout=10
         )
     return {e.player_id: e.score for e in reply.top_entries}
+
+
+async def stored_participants(persistence_addr: str, quiz_id: str) -> list[ps_pb.Participant]:
+    participants: list[ps_pb.Participant] = []
+    token = ""
+    async with grpc.aio.insecure_channel(persistence_addr) as channel:
+        stub = ps_grpc.PersistenceServiceStub(channel)
+        while True:
+            page = await stub.ListParticipants(
+                ps_pb.ListParticipantsRequest(quiz_id=quiz_id, page_size=1000, page_token=token), timeout=10
+            )
+            participants.extend(page.participants)
+            token = page.next_page_token
+            if not token:
+                return participants
+
+
+async def leaderboard_ranking(leaderboard_addr: str, quiz_id: str) -> list[lb_pb.LeaderboardEntry]:
+    async with grpc.aio.insecure_channel(leaderboard_addr) as channel:
+        reply = await lb_grpc.LeaderboardServiceStub(channel).GetLeaderboard(
+            lb_pb.GetLeaderboardRequest(quiz_id=quiz_id, top_n=1000), timeout=10
+        )
+    return list(reply.top_entries)

@@ -43,7 +43,7 @@ class EdgeClient:
         self.closed_with = self._ws.close_code
         self._arrived.set()
 
-    async def request(self, message_type: str, timeout_s: float = 15, **fields: Any) -> Message:
+    async def request(self, message_type: str, *, timeout_s: float = 15, **fields: Any) -> Message:
         request_id = str(next(self._ids))
         reply: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = reply

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +129,6 @@ async def process_stack(
     extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     require_real_stack()
-    run_id = uuid.uuid4().hex[:8]
     common = {
         **os.environ,
         "QUIZMESH_EVENT_BUS": "kafka",
@@ -141,9 +139,8 @@ async def process_stack(
         "QUIZMESH_POSTGRES_DSN": REAL.postgres_dsn,
         "QUIZMESH_SIGNING_KEY": SIGNING_KEY,
         "QUIZMESH_LEADERBOARD_INTERVAL_MS": "200",
-        # Each stack is its own deployment: its own consumer groups, starting from the log's end.
-        "QUIZMESH_LEADERBOARD_GROUP": f"leaderboard_svc-{run_id}",
-        "QUIZMESH_PERSISTENCE_GROUP": f"persistence_svc-{run_id}",
+        # Stacks reuse the default consumer groups, like a redeploy: each starts from the offsets the
+        # previous one committed instead of replaying the topics' whole history.
         **(extra_env or {}),
     }
     quiz_addrs = [f"127.0.0.1:{free_port()}" for _ in range(quiz_services)]
