@@ -102,12 +102,16 @@ def _timestamp(at: datetime) -> Timestamp:
 
 
 def _participant(row: ParticipantRow) -> pb.Participant:
-    return pb.Participant(
+    participant = pb.Participant(
         quiz_id=row.quiz_id,
         player_id=row.player_id,
         nickname=row.nickname,
         join_time=_timestamp(row.joined_at),
+        kicked=row.kicked,
     )
+    if row.left_at is not None:
+        participant.leave_time.CopyFrom(_timestamp(row.left_at))
+    return participant
 
 
 def _answer(row: AnswerRow) -> pb.StoredAnswer:

@@ -4,7 +4,8 @@ codes, in one table. A client mistake is answered with a status, never logged as
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from typing import NoReturn
 
 import grpc
@@ -16,6 +17,7 @@ from quiz_svc.ports import Clock
 from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
+from quizmesh.telemetry import QuizMetrics, Telemetry, answer_spans, span_headers
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +104,21 @@ def _outcome_to_pb(outcome: AcceptedAnswer | AnswerRefusal) -> pb.AnswerOutcome:
 
 
 class QuizServicer(pb_grpc.QuizServiceServicer):
-    def __init__(self, game: QuizGame, feed: ChannelUpdateFeed, clock: Clock) -> None:
+    def __init__(self, game: QuizGame, feed: ChannelUpdateFeed, clock: Clock, telemetry: Telemetry) -> None:
         self._game = game
         self._feed = feed
         self._clock = clock
+        self._metrics = QuizMetrics(telemetry.meter("quiz_svc"))
+        self._tracer = telemetry.tracer("quiz_svc")
+
+    def _count(self, outcomes: Sequence[AcceptedAnswer | AnswerRefusal]) -> None:
+        accepted = 0
+        for outcome in outcomes:
+            if isinstance(outcome, AnswerRefusal):
+                self._metrics.answers_rejected.add(1, {"reason": outcome.value})
+            else:
+                accepted += 1
+        self._metrics.answers_accepted.add(accepted)
 
     async def CreateQuiz(
         self, request: pb.CreateQuizRequest, context: grpc.aio.ServicerContext
@@ -162,6 +175,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             quiz = await self._game.quiz(request.quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
+        self._metrics.joins.add(1)
         return pb.JoinQuizResponse(
             player=messages.player_to_pb(player),
             player_token=token,
@@ -199,6 +213,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
     ) -> pb.SubmitAnswerResponse:
         a = request.answer
         [outcome] = await self._game.submit_answers([AnswerInput(a.player_token, a.question_index, a.choice)])
+        self._count([outcome])
         if isinstance(outcome, AnswerRefusal):
             await _abort(context, _REFUSAL_STATUS[outcome], outcome.value, domain.REFUSAL_MESSAGES[outcome])
         return pb.SubmitAnswerResponse(result=messages.answer_to_pb(outcome.answer, outcome.event_id))
@@ -213,8 +228,20 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
                 "invalid_argument",
                 f"a batch holds at most {MAX_BATCH} answers; split it",
             )
-        inputs = [AnswerInput(a.player_token, a.question_index, a.choice) for a in request.answers]
-        outcomes = await self._game.submit_answers(inputs)
+        started = time.perf_counter()
+        # Many players' answers share this call; each keeps its own trace through the event it publishes.
+        with answer_spans(self._tracer, "quiz_svc answer", [a.trace_context for a in request.answers]) as spans:
+            inputs = [
+                AnswerInput(a.player_token, a.question_index, a.choice, span_headers(span))
+                for a, span in zip(request.answers, spans, strict=True)
+            ]
+            outcomes = await self._game.submit_answers(inputs)
+            for span, outcome in zip(spans, outcomes, strict=True):
+                span.set_attribute(
+                    "quizmesh.answer.outcome", outcome.value if isinstance(outcome, AnswerRefusal) else "accepted"
+                )
+        self._count(outcomes)
+        self._metrics.batch_duration.record(time.perf_counter() - started)
         return pb.BatchSubmitAnswersResponse(outcomes=[_outcome_to_pb(o) for o in outcomes])
 
     async def _host(

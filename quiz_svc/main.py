@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from quiz_svc.adapters.cached_repo import CachedQuizRepository
 from quiz_svc.adapters.memory_game import InMemoryGameStore
+from quiz_svc.adapters.persistence_results import PersistenceResults
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.grpc_api import QuizServicer
 from quiz_svc.ports import GameStore, QuizRepository
@@ -66,6 +67,7 @@ async def run(
     publisher = runtime.publisher("quiz_svc")
     channels = runtime.channels(redis)
     feed = ChannelUpdateFeed(channels, clock)
+    results = PersistenceResults(settings.persistence_address)
     game = QuizGame(
         repository,
         store,
@@ -73,6 +75,7 @@ async def run(
         feed,
         credentials,
         clock,
+        results,
         Timeouts(publish_s=settings.publish_timeout_ms / 1000),
     )
     server = GrpcServer(
@@ -81,9 +84,10 @@ async def run(
             ServiceBinding(
                 SERVICE_NAME,
                 quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
-                QuizServicer(game, feed, clock),
+                QuizServicer(game, feed, clock, runtime.telemetry),
             )
         ],
+        interceptors=runtime.telemetry.grpc_server_interceptors(),
     )
     try:
         await repository.migrate()
@@ -99,6 +103,7 @@ async def run(
         await server.stop(settings.shutdown_grace_s)
         await publisher.close()
         await channels.close()
+        await results.close()
         await repository.close()
         if redis is not None:
             await redis.aclose()

@@ -11,7 +11,7 @@ from quiz_svc.domain import AnswerRefusal, GameState, PlayerStanding, QuizDefini
 
 
 class QuizRepository(Protocol):
-    """Durable quiz definitions (the quiz database)."""
+    """Durable quiz definitions and the last state each quiz's host moved it to (the quiz database)."""
 
     async def migrate(self) -> None: ...
 
@@ -24,6 +24,12 @@ class QuizRepository(Protocol):
     async def list(self, limit: int, before_ms: int | None) -> list[QuizDefinition]:
         """Newest first, created strictly before before_ms when given."""
         ...
+
+    async def save_state(self, state: GameState) -> None:
+        """Keeps the state durably unless a newer version is already kept."""
+        ...
+
+    async def saved_state(self, quiz_id: str) -> GameState | None: ...
 
     async def close(self) -> None: ...
 
@@ -143,6 +149,28 @@ class GameStore(Protocol):
         ...
 
     async def unschedule_close(self, quiz_id: str) -> None: ...
+
+    async def restore(
+        self, state: GameState, players: Sequence[PlayerRecord], answers: Sequence[tuple[AnswerKey, StoredAnswer]]
+    ) -> bool:
+        """Recreates a quiz's lost live state, answers as acknowledged; False if it exists already."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoredResults:
+    """What the results database holds of a quiz: its players and their acknowledged answers."""
+
+    players: Sequence[PlayerRecord]
+    answers: Sequence[tuple[AnswerKey, StoredAnswer]]
+
+
+class ResultsSource(Protocol):
+    """Reads back what persistence_svc stored, the source of truth for a quiz's players and answers."""
+
+    async def results(self, quiz_id: str) -> StoredResults: ...
 
     async def close(self) -> None: ...
 

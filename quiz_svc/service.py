@@ -8,6 +8,8 @@ publishes events, in the order that keeps the guarantees:
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -53,6 +55,7 @@ from quiz_svc.ports import (
     QuizRepository,
     QuizUpdate,
     Replay,
+    ResultsSource,
     StoredAnswer,
     UpdateFeed,
 )
@@ -78,6 +81,8 @@ class AnswerInput:
     player_token: str
     question_index: int
     choice: int
+    # Kafka headers for the answer's event: its trace context, opaque to the rules.
+    event_headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,8 +119,11 @@ class QuizGame:
         feed: UpdateFeed,
         credentials: Credentials,
         clock: Clock,
+        results: ResultsSource,
         timeouts: Timeouts = Timeouts(),
     ) -> None:
+        self._durable_results = results
+        self._restoring: dict[str, asyncio.Lock] = {}
         self._repository = repository
         self._store = store
         self._publisher = publisher
@@ -161,10 +169,7 @@ class QuizGame:
 
     async def state(self, quiz_id: str) -> tuple[QuizDefinition, GameState]:
         quiz = await self.quiz(quiz_id)
-        state = await self._store.state(quiz.quiz_id)
-        if state is None:
-            raise QuizNotFound(f"quiz {quiz.quiz_id} has no live session")
-        return quiz, state
+        return quiz, await self._current(quiz)
 
     # --- players ---
 
@@ -263,6 +268,15 @@ class QuizGame:
             claims.append((position, claim, quiz, question))
 
         claimed = await self._store.claim_answers([c for _, c, _, _ in claims]) if claims else []
+        lost = {
+            quiz.quiz_id: quiz
+            for (_, _, quiz, _), o in zip(claims, claimed, strict=True)
+            if o == AnswerRefusal.QUIZ_NOT_FOUND
+        }
+        if lost:
+            for quiz in lost.values():
+                await self._current(quiz)
+            claimed = await self._store.claim_answers([c for _, c, _, _ in claims])
         verdicts: list[tuple[AnswerKey, StoredAnswer]] = []
         to_publish: list[tuple[int, AnswerKey, StoredAnswer, QuizDefinition]] = []
         for (position, claim, quiz, question), outcome in zip(claims, claimed, strict=True):
@@ -282,7 +296,10 @@ class QuizGame:
         if not to_publish:
             return [o if o is not None else AnswerRefusal.UNAVAILABLE for o in outcomes]
 
-        records = [to_record(self._answer_event(key, answer, quiz, now)) for _, key, answer, quiz in to_publish]
+        records = [
+            to_record(self._answer_event(key, answer, quiz, now), inputs[position].event_headers)
+            for position, key, answer, quiz in to_publish
+        ]
         keys = [key for _, key, _, _ in to_publish]
         try:
             await self._publisher.publish(records, timeout_s=self._timeouts.publish_s)
@@ -367,10 +384,45 @@ class QuizGame:
     async def _current(self, quiz: QuizDefinition) -> GameState:
         state = await self._store.state(quiz.quiz_id)
         if state is None:
-            raise QuizNotFound(f"quiz {quiz.quiz_id} has no live session")
+            state = await self._restore(quiz)
         return state
 
+    async def _restore(self, quiz: QuizDefinition) -> GameState:
+        """Rebuilds a quiz's live state after Redis lost it, from the durable records.
+
+        The quiz database holds the last state the host moved the quiz to; PersistenceService holds its
+        players and acknowledged answers (PostgreSQL is the source of truth, Redis a projection).
+        """
+        lock = self._restoring.setdefault(quiz.quiz_id, asyncio.Lock())
+        async with lock:
+            state = await self._store.state(quiz.quiz_id)
+            if state is not None:
+                return state
+            saved = await self._repository.saved_state(quiz.quiz_id) or initial_state(quiz)
+            try:
+                stored = await self._durable_results.results(quiz.quiz_id)
+            except Exception as exc:
+                raise Unavailable(f"quiz {quiz.quiz_id}'s live state is being rebuilt; try again") from exc
+            active = sum(1 for p in stored.players if p.active)
+            rebuilt = dataclasses.replace(saved, participant_count=active)
+            # Another process may have restored it first; either way the store now holds a state.
+            await self._store.restore(rebuilt, stored.players, stored.answers)
+            if rebuilt.phase == Phase.QUESTION_OPEN:
+                await self._store.schedule_close(quiz.quiz_id, rebuilt.close_ms)
+            log.warning(
+                "rebuilt the live state of quiz %s from durable records: %d players, %d answers",
+                quiz.quiz_id,
+                len(stored.players),
+                len(stored.answers),
+            )
+            self._restoring.pop(quiz.quiz_id, None)
+            state = await self._store.state(quiz.quiz_id)
+            if state is None:
+                raise Unavailable(f"quiz {quiz.quiz_id}'s live state could not be rebuilt; try again")
+            return state
+
     async def _after_transition(self, quiz: QuizDefinition, old: GameState, new: GameState) -> QuestionResults | None:
+        await self._repository.save_state(new)
         results = None
         if new.phase == Phase.QUESTION_OPEN:
             await self._store.schedule_close(quiz.quiz_id, new.close_ms)

@@ -12,6 +12,7 @@ from quizmesh.settings import env_int, env_str
 @dataclass(frozen=True)
 class Settings:
     address: str
+    persistence_address: str
     publish_timeout_ms: int
     scheduler_tick_ms: int
     shutdown_grace_s: int
@@ -20,6 +21,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         return cls(
             address=env_str(env, "QUIZMESH_QUIZ_ADDR", "127.0.0.1:50051"),
+            persistence_address=env_str(env, "QUIZMESH_PERSISTENCE_ADDR", "127.0.0.1:50053"),
             publish_timeout_ms=env_int(env, "QUIZMESH_QUIZ_PUBLISH_TIMEOUT_MS", 3000, minimum=100),
             scheduler_tick_ms=env_int(env, "QUIZMESH_QUIZ_SCHEDULER_TICK_MS", 100, minimum=10),
             shutdown_grace_s=env_int(env, "QUIZMESH_SHUTDOWN_GRACE_S", 10, minimum=0),

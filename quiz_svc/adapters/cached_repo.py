@@ -12,7 +12,7 @@ from collections import OrderedDict
 from redis.asyncio import Redis
 
 from quiz_svc.adapters import quiz_codec
-from quiz_svc.domain import QuizDefinition
+from quiz_svc.domain import GameState, QuizDefinition
 from quiz_svc.ports import QuizRepository
 
 _REDIS_TTL_S = 3600
@@ -61,6 +61,12 @@ class CachedQuizRepository:
 
     async def list(self, limit: int, before_ms: int | None) -> list[QuizDefinition]:
         return await self._source.list(limit, before_ms)
+
+    async def save_state(self, state: GameState) -> None:
+        await self._source.save_state(state)
+
+    async def saved_state(self, quiz_id: str) -> GameState | None:
+        return await self._source.saved_state(quiz_id)
 
     async def close(self) -> None:
         await self._source.close()

@@ -147,5 +147,23 @@ class InMemoryGameStore:
     async def unschedule_close(self, quiz_id: str) -> None:
         self._deadlines.pop(quiz_id, None)
 
+    async def restore(
+        self, state: GameState, players: Sequence[PlayerRecord], answers: Sequence[tuple[AnswerKey, StoredAnswer]]
+    ) -> bool:
+        if state.quiz_id in self._games:
+            return False
+        game = self._games[state.quiz_id] = _Game(state)
+        for p in players:
+            game.players[p.player_id] = p
+            if p.active:
+                game.nicknames[p.nickname.casefold()] = p.player_id
+        for key, answer in answers:
+            game.answers[(key.question_index, key.player_id)] = _Reservation(
+                answer.choice, answer.received_ms, 0, acknowledged=True, judged=answer
+            )
+            count_key = (key.question_index, answer.choice)
+            game.counts[count_key] = game.counts.get(count_key, 0) + 1
+        return True
+
     async def close(self) -> None:
         return None

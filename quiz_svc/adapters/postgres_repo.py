@@ -7,7 +7,8 @@ import datetime as dt
 import asyncpg
 
 from quiz_svc.adapters import quiz_codec
-from quiz_svc.domain import QuizDefinition
+from quiz_svc.adapters.quiz_codec import saved_state_row, state_from_row
+from quiz_svc.domain import GameState, QuizDefinition
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quizzes (
@@ -17,6 +18,16 @@ CREATE TABLE IF NOT EXISTS quizzes (
     created_at  timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS quizzes_created_at ON quizzes (created_at DESC);
+CREATE TABLE IF NOT EXISTS quiz_states (
+    quiz_id             text PRIMARY KEY REFERENCES quizzes (quiz_id),
+    phase               text NOT NULL,
+    question_index      integer NOT NULL,
+    question_count      integer NOT NULL,
+    open_ms             bigint NOT NULL,
+    close_ms            bigint NOT NULL,
+    leaderboard_visible boolean NOT NULL,
+    version             bigint NOT NULL
+);
 """
 _TIMEOUT_S = 5.0
 
@@ -63,6 +74,25 @@ class PostgresQuizRepository:
             limit,
         )
         return [quiz_codec.decode(r["d"]) for r in rows]
+
+    async def save_state(self, state: GameState) -> None:
+        await self._pool.execute(
+            "INSERT INTO quiz_states AS s (quiz_id, phase, question_index, question_count, open_ms, close_ms,"
+            " leaderboard_visible, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (quiz_id) DO UPDATE SET phase = EXCLUDED.phase, question_index = EXCLUDED.question_index,"
+            " open_ms = EXCLUDED.open_ms, close_ms = EXCLUDED.close_ms,"
+            " leaderboard_visible = EXCLUDED.leaderboard_visible, version = EXCLUDED.version"
+            " WHERE s.version < EXCLUDED.version",
+            *saved_state_row(state),
+        )
+
+    async def saved_state(self, quiz_id: str) -> GameState | None:
+        row = await self._pool.fetchrow(
+            "SELECT phase, question_index, question_count, open_ms, close_ms, leaderboard_visible, version"
+            " FROM quiz_states WHERE quiz_id = $1",
+            quiz_id,
+        )
+        return state_from_row(quiz_id, tuple(row)) if row is not None else None
 
     async def close(self) -> None:
         await self._pool.close()

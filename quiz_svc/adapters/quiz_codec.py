@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from quiz_svc.domain import PointsMode, Question, QuizDefinition
+from quiz_svc.domain import GameState, Phase, PointsMode, Question, QuizDefinition
 
 
 def encode(quiz: QuizDefinition) -> bytes:
@@ -47,4 +47,25 @@ def decode(raw: bytes | str) -> QuizDefinition:
             )
             for q in data["questions"]
         ),
+    )
+
+
+def saved_state_row(state: GameState) -> tuple[str, str, int, int, int, int, bool, int]:
+    """The durable columns of a live state; the participant count is derived, not kept."""
+    return (
+        state.quiz_id,
+        state.phase.value,
+        state.question_index,
+        state.question_count,
+        state.open_ms,
+        state.close_ms,
+        state.leaderboard_visible,
+        state.version,
+    )
+
+
+def state_from_row(quiz_id: str, row: tuple[Any, ...]) -> GameState:
+    phase, index, count, opened, closes, visible, version = row
+    return GameState(
+        quiz_id, Phase(phase), int(index), int(count), int(opened), int(closes), bool(visible), 0, int(version)
     )

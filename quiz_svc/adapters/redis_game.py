@@ -143,6 +143,34 @@ return 1
 """
 
 
+# ARGV: state fields as name/value pairs up to '--', then 'P' player_id nickname_folded record
+# or 'A' question_index player_id answer choice.
+_RESTORE = """
+local prefix = KEYS[1]
+if redis.call('EXISTS', prefix .. ':state') == 1 then return 0 end
+local i = 1
+local fields = {}
+while ARGV[i] ~= '--' do
+  fields[#fields + 1] = ARGV[i]
+  i = i + 1
+end
+redis.call('HSET', prefix .. ':state', unpack(fields))
+i = i + 1
+while i <= #ARGV do
+  if ARGV[i] == 'P' then
+    redis.call('HSET', prefix .. ':players', ARGV[i + 1], ARGV[i + 3])
+    if ARGV[i + 2] ~= '' then redis.call('HSET', prefix .. ':nicks', ARGV[i + 2], ARGV[i + 1]) end
+    i = i + 4
+  else
+    redis.call('HSET', prefix .. ':a:' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    redis.call('HINCRBY', prefix .. ':c:' .. ARGV[i + 1], ARGV[i + 4], 1)
+    i = i + 5
+  end
+end
+return 1
+"""
+
+
 def _prefix(quiz_id: str) -> str:
     return f"qz:{{{quiz_id}}}"
 
@@ -200,6 +228,7 @@ class RedisGameStore:
         self._claim = redis.register_script(_CLAIM)
         self._record = redis.register_script(_RECORD)
         self._settle = redis.register_script(_SETTLE)
+        self._restore = redis.register_script(_RESTORE)
 
     async def create(self, state: GameState) -> None:
         fields: dict[Any, Any] = {**_state_fields(state), "count": state.participant_count}
@@ -320,6 +349,28 @@ class RedisGameStore:
 
     async def unschedule_close(self, quiz_id: str) -> None:
         await self._redis.zrem(DEADLINES, quiz_id)
+
+    async def restore(
+        self, state: GameState, players: Sequence[PlayerRecord], answers: Sequence[tuple[AnswerKey, StoredAnswer]]
+    ) -> bool:
+        args: list[Any] = []
+        for name, value in {**_state_fields(state), "count": state.participant_count}.items():
+            args += [name, value]
+        args.append("--")
+        for p in players:
+            record = {
+                "n": p.nickname,
+                "t": p.standing.total,
+                "s": p.standing.streak,
+                "l": p.standing.last_correct_index,
+                "a": int(p.active),
+                "k": int(p.kicked),
+            }
+            args += ["P", p.player_id, p.nickname.casefold() if p.active else "", orjson.dumps(record)]
+        for key, answer in answers:
+            held = {**orjson.loads(_encode_stored(answer)), "lease": 0, "ack": 1}
+            args += ["A", key.question_index, key.player_id, orjson.dumps(held), answer.choice]
+        return bool(await self._restore(keys=[_prefix(state.quiz_id)], args=args))
 
     async def close(self) -> None:
         return None

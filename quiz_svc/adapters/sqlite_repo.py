@@ -5,7 +5,8 @@ from __future__ import annotations
 import aiosqlite
 
 from quiz_svc.adapters import quiz_codec
-from quiz_svc.domain import QuizDefinition
+from quiz_svc.adapters.quiz_codec import saved_state_row, state_from_row
+from quiz_svc.domain import GameState, QuizDefinition
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quizzes (
@@ -15,6 +16,16 @@ CREATE TABLE IF NOT EXISTS quizzes (
     created_ms  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS quizzes_created_ms ON quizzes (created_ms DESC);
+CREATE TABLE IF NOT EXISTS quiz_states (
+    quiz_id             TEXT PRIMARY KEY REFERENCES quizzes (quiz_id),
+    phase               TEXT NOT NULL,
+    question_index      INTEGER NOT NULL,
+    question_count      INTEGER NOT NULL,
+    open_ms             INTEGER NOT NULL,
+    close_ms            INTEGER NOT NULL,
+    leaderboard_visible INTEGER NOT NULL,
+    version             INTEGER NOT NULL
+);
 """
 
 
@@ -52,6 +63,27 @@ class SqliteQuizRepository:
         ) as cur:
             rows = await cur.fetchall()
         return [quiz_codec.decode(r[0]) for r in rows]
+
+    async def save_state(self, state: GameState) -> None:
+        await self._db.execute(
+            "INSERT INTO quiz_states (quiz_id, phase, question_index, question_count, open_ms, close_ms,"
+            " leaderboard_visible, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (quiz_id) DO UPDATE SET phase = excluded.phase, question_index = excluded.question_index,"
+            " open_ms = excluded.open_ms, close_ms = excluded.close_ms,"
+            " leaderboard_visible = excluded.leaderboard_visible, version = excluded.version"
+            " WHERE quiz_states.version < excluded.version",
+            saved_state_row(state),
+        )
+        await self._db.commit()
+
+    async def saved_state(self, quiz_id: str) -> GameState | None:
+        async with self._db.execute(
+            "SELECT phase, question_index, question_count, open_ms, close_ms, leaderboard_visible, version"
+            " FROM quiz_states WHERE quiz_id = ?",
+            (quiz_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return state_from_row(quiz_id, tuple(row)) if row is not None else None
 
     async def close(self) -> None:
         await self._db.close()

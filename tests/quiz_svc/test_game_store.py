@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -144,3 +145,26 @@ async def test_due_deadlines_are_listed_once_scheduled(game_store: GameStore) ->
     assert q.quiz_id in await game_store.due_closes(NOW + 10_000, 1000)
     await game_store.unschedule_close(q.quiz_id)
     assert q.quiz_id not in await game_store.due_closes(NOW + 10_000, 1000)
+
+
+async def test_a_lost_quiz_is_restored_with_its_answers_already_acknowledged(game_store: GameStore) -> None:
+    from quiz_svc.ports import PlayerRecord
+
+    q = quiz()
+    state = apply_host_action(initial_state(q), q, HostAction.START, NOW)
+    state = dataclasses.replace(state, participant_count=1)
+    players = [
+        PlayerRecord("p1", "Ada", PlayerStanding(900, 1, 0), True, False),
+        PlayerRecord("p2", "Bob", PlayerStanding(0, 0, -1), False, True),
+    ]
+    answers = [(AnswerKey(q.quiz_id, 0, "p1"), judged(900))]
+    assert await game_store.restore(state, players, answers)
+    assert not await game_store.restore(state, players, answers)
+    assert await game_store.state(q.quiz_id) == state
+    [again] = await game_store.claim_answers([claim(q, "p1")])
+    [removed] = await game_store.claim_answers([claim(q, "p2")])
+    assert (again, removed) == (AnswerRefusal.ALREADY_ANSWERED, AnswerRefusal.NOT_A_PARTICIPANT)
+    assert await game_store.answer(AnswerKey(q.quiz_id, 0, "p1")) == judged(900)
+    assert await game_store.choice_counts(q.quiz_id, 0, 3) == [0, 1, 0]
+    assert await game_store.add_player(q.quiz_id, "p3", "ada") is None  # Ada's nickname is still hers
+    assert await game_store.add_player(q.quiz_id, "p4", "bob") is not None  # Bob's was freed

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from quiz_svc import domain
 from quiz_svc.adapters.memory_game import InMemoryGameStore
+from quiz_svc.adapters.persistence_results import stored_results
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction, Phase, PointsMode, Question
+from quiz_svc.ports import StoredResults
 from quiz_svc.service import AcceptedAnswer, AnswerInput, QuizGame
 from quizmesh.auth import Credentials
 from quizmesh.eventbus import EventBusUnavailable, Record
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryPublisher
 from quizmesh.events.v1 import events_pb2
+from quizmesh.persistence.v1 import persistence_service_pb2 as ps_pb
 from quizmesh.pubsub import InMemoryChannels
 from tests.quiz_svc.conftest import FakeClock
 
@@ -43,9 +46,62 @@ class SwitchablePublisher:
         return None
 
 
+class ResultsFromBus:
+    """Stands in for PersistenceService: what it would have stored from the events on the bus."""
+
+    def __init__(self, bus: InMemoryBus) -> None:
+        self._bus = bus
+
+    def _events(self, topic: str) -> list[bytes]:
+        return [r.value for p in range(8) for r in self._bus.read(topic, p, 0, 100_000)]
+
+    async def results(self, quiz_id: str) -> StoredResults:
+        joins = [events_pb2.UserJoinedQuiz.FromString(v) for v in self._events("user_joined_quiz")]
+        lefts = {
+            e.player_id: e
+            for e in (events_pb2.UserLeftQuiz.FromString(v) for v in self._events("user_left_quiz"))
+            if e.quiz_id == quiz_id
+        }
+        answers = [events_pb2.AnswerSubmitted.FromString(v) for v in self._events("answer_submitted")]
+        participants = [
+            ps_pb.Participant(
+                quiz_id=j.quiz_id,
+                player_id=j.player_id,
+                nickname=j.nickname,
+                join_time=j.event_time,
+                kicked=lefts[j.player_id].kicked if j.player_id in lefts else False,
+                leave_time=lefts[j.player_id].event_time if j.player_id in lefts else None,
+            )
+            for j in joins
+            if j.quiz_id == quiz_id
+        ]
+        stored = [
+            ps_pb.StoredAnswer(
+                quiz_id=a.quiz_id,
+                question_index=a.question_index,
+                player_id=a.player_id,
+                choice=a.choice,
+                correct=a.correct,
+                points=a.points,
+                response_time_ms=a.response_time_ms,
+                answer_time=a.answer_time,
+                event_id=a.event_id,
+                total_score=a.total_score,
+                streak=a.streak,
+            )
+            for a in answers
+            if a.quiz_id == quiz_id
+        ]
+        return stored_results(participants, stored)
+
+    async def close(self) -> None:
+        return None
+
+
 class Harness:
     def __init__(self, game: QuizGame, clock: FakeClock, bus: InMemoryBus, publisher: SwitchablePublisher):
         self.game, self.clock, self.bus, self.publisher = game, clock, bus, publisher
+        self.rebuilt: Callable[[], QuizGame] = lambda: game
 
     def answers_on_bus(self) -> list[events_pb2.AnswerSubmitted]:
         found = []
@@ -63,8 +119,11 @@ async def harness() -> Harness:
     repo = await SqliteQuizRepository.open(":memory:")
     await repo.migrate()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
-    game = QuizGame(repo, InMemoryGameStore(), publisher, feed, Credentials(KEY), clock)
-    return Harness(game, clock, bus, publisher)
+    results = ResultsFromBus(bus)
+    game = QuizGame(repo, InMemoryGameStore(), publisher, feed, Credentials(KEY), clock, results)
+    harness = Harness(game, clock, bus, publisher)
+    harness.rebuilt = lambda: QuizGame(repo, InMemoryGameStore(), publisher, feed, Credentials(KEY), clock, results)
+    return harness
 
 
 async def started_quiz(h: Harness, players: int = 1) -> tuple[str, str, list[str]]:
@@ -194,3 +253,25 @@ async def test_a_kicked_player_cannot_resume_or_answer(harness: Harness) -> None
         await harness.game.resume(token)
     [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
     assert outcome == AnswerRefusal.NOT_A_PARTICIPANT
+
+
+async def test_a_quiz_whose_live_state_was_lost_is_rebuilt_from_durable_records(harness: Harness) -> None:
+    quiz_id, host, tokens = await started_quiz(harness, players=3)
+    harness.clock.advance(1_000)
+    await harness.game.submit_answers([AnswerInput(tokens[0], 0, 1), AnswerInput(tokens[1], 0, 0)])
+    kicked = (await harness.game.resume(tokens[2])).player.player_id
+    await harness.game.kick(quiz_id, host, kicked)
+    before = await harness.game.resume(tokens[0])
+
+    after_loss = harness.rebuilt()  # same databases and bus, but an empty game store: Redis lost its data
+    resumed = await after_loss.resume(tokens[0])
+    assert resumed.player.standing == before.player.standing
+    assert resumed.state.phase == Phase.QUESTION_OPEN and resumed.state.question_index == 0
+    assert resumed.state.participant_count == 2
+    assert resumed.current_answer is not None and resumed.current_answer.points == before.player.standing.total
+    [again] = await after_loss.submit_answers([AnswerInput(tokens[0], 0, 1)])
+    assert again == AnswerRefusal.ALREADY_ANSWERED
+    with pytest.raises(domain.PlayerRemoved):
+        await after_loss.resume(tokens[2])
+    _, results = await after_loss.host_action(quiz_id, host, HostAction.CLOSE)
+    assert results is not None and results.choice_counts == (1, 1)

@@ -29,15 +29,23 @@ class Participant(_message.Message):
     PLAYER_ID_FIELD_NUMBER: _builtins.int
     NICKNAME_FIELD_NUMBER: _builtins.int
     JOIN_TIME_FIELD_NUMBER: _builtins.int
+    LEAVE_TIME_FIELD_NUMBER: _builtins.int
+    KICKED_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     player_id: _builtins.str
     """The player's ID."""
     nickname: _builtins.str
     """The player's nickname."""
+    kicked: _builtins.bool
+    """Whether the host removed the player."""
     @_builtins.property
     def join_time(self) -> _timestamp_pb2.Timestamp:
         """When the player joined."""
+
+    @_builtins.property
+    def leave_time(self) -> _timestamp_pb2.Timestamp:
+        """When the player left or was removed; unset while still in the quiz."""
 
     def __init__(
         self,
@@ -46,10 +54,12 @@ class Participant(_message.Message):
         player_id: _builtins.str = ...,
         nickname: _builtins.str = ...,
         join_time: _timestamp_pb2.Timestamp | None = ...,
+        leave_time: _timestamp_pb2.Timestamp | None = ...,
+        kicked: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "leave_time", b"leave_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "nickname", b"nickname", "player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "kicked", b"kicked", "leave_time", b"leave_time", "nickname", b"nickname", "player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

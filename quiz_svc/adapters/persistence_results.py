@@ -1,0 +1,70 @@
+"""Reads a quiz's stored players and answers back through PersistenceService, the source of truth."""
+
+from __future__ import annotations
+
+import grpc
+
+from quiz_svc.domain import PlayerStanding, streak_bonus
+from quiz_svc.ports import AnswerKey, PlayerRecord, StoredAnswer, StoredResults
+from quizmesh.persistence.v1 import persistence_service_pb2 as pb
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
+
+_PAGE = 10_000
+_DEADLINE_S = 10.0
+
+
+class PersistenceResults:
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.aio.insecure_channel(address)
+        self._stub = pb_grpc.PersistenceServiceStub(self._channel)
+
+    async def results(self, quiz_id: str) -> StoredResults:
+        participants: list[pb.Participant] = []
+        token = ""
+        while True:
+            page = await self._stub.ListParticipants(
+                pb.ListParticipantsRequest(quiz_id=quiz_id, page_size=_PAGE, page_token=token), timeout=_DEADLINE_S
+            )
+            participants.extend(page.participants)
+            token = page.next_page_token
+            if not token:
+                break
+        stored: list[pb.StoredAnswer] = []
+        while True:
+            answers = await self._stub.ListAnswers(
+                pb.ListAnswersRequest(quiz_id=quiz_id, page_size=_PAGE, page_token=token), timeout=_DEADLINE_S
+            )
+            stored.extend(answers.answers)
+            token = answers.next_page_token
+            if not token:
+                break
+        return stored_results(participants, stored)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+def stored_results(participants: list[pb.Participant], stored: list[pb.StoredAnswer]) -> StoredResults:
+    answers: list[tuple[AnswerKey, StoredAnswer]] = []
+    latest: dict[str, StoredAnswer] = {}
+    for a in sorted(stored, key=lambda a: a.question_index):
+        # Each stored answer carries the standing it produced, so the newest one is the player's standing.
+        last_correct = a.question_index if a.streak > 0 else -1
+        answer = StoredAnswer(
+            choice=a.choice,
+            correct=a.correct,
+            points=a.points,
+            bonus=streak_bonus(a.streak) if a.correct and a.points > 0 else 0,
+            response_ms=a.response_time_ms,
+            received_ms=a.answer_time.ToMilliseconds(),
+            standing=PlayerStanding(a.total_score, a.streak, last_correct),
+        )
+        answers.append((AnswerKey(a.quiz_id, a.question_index, a.player_id), answer))
+        latest[a.player_id] = answer
+    players = []
+    for p in participants:
+        newest = latest.get(p.player_id)
+        standing = newest.standing if newest is not None else PlayerStanding(0, 0, -1)
+        active = not p.HasField("leave_time")
+        players.append(PlayerRecord(p.player_id, p.nickname, standing, active, p.kicked))
+    return StoredResults(players, answers)
