@@ -5,7 +5,7 @@ PYTHON ?= python
 BUF ?= npx --no -- buf
 
 .DEFAULT_GOAL := help
-.PHONY: help install gen lint test test-fast infra-up infra-down infra-status dev release-contracts
+.PHONY: help install gen lint test test-fast infra-up infra-down infra-status dev release-contracts bench
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ infra-down: ## Stop what infra-up started.
 
 infra-status: ## Show each infra component.
 	bash scripts/infra.sh status
+
+bench: ## Benchmarks side by side (needs `make infra-up`; ~20 min); writes bench/out/results.json. ARGS=fanout|pipeline|linger|sessions
+	$(PYTHON) -m pip install -q -e '.[dev,bench]'
+	$(PYTHON) -m bench $(ARGS)
 
 dev: ## Install quizmesh and run it embedded (one process, no Kafka/Redis/PostgreSQL) on :8080.
 	$(PYTHON) -m pip install -q -e .

@@ -5,6 +5,8 @@ in that quiz: a gRPC stream message costs 5-10x a WebSocket frame, so one per pl
 Each update is encoded once. A leaderboard frame is the shared top-N JSON plus a few bytes of the
 recipient's own standing; a quiz-state frame is the same bytes for everyone. Frames are written straight
 to each socket's transport: no task, queue or re-encoding per recipient (research/performance.md B1, D).
+A socket's wire protocol (plain JSON, or Socket.IO events) only adds constant bytes around that JSON, once
+per update per protocol.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 from edge import protocol
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.telemetry import EdgeTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,42 @@ def _frame_header(length: int) -> bytes:
 def text_frame(payload: bytes, suffix: bytes = b"") -> bytes:
     """A complete, unmasked, uncompressed server-to-client text frame carrying payload + suffix."""
     return b"".join((_frame_header(len(payload) + len(suffix)), payload, suffix))
+
+
+class Framing(Protocol):
+    """How one wire protocol carries a pushed message whose JSON is already encoded."""
+
+    def enclosure(self, message_type: str) -> tuple[bytes, bytes]:
+        """The constant bytes this protocol puts before and after the JSON of a message of this type."""
+        ...
+
+
+class _PlainJson:
+    """The plain protocol: the message's JSON is the frame's payload."""
+
+    def enclosure(self, message_type: str) -> tuple[bytes, bytes]:
+        return b"", b""
+
+
+PLAIN_JSON: Final[Framing] = _PlainJson()
+
+
+class Pushed:
+    """A pushed message encoded once; its frame for each wire protocol is built the first time it is needed."""
+
+    __slots__ = ("_frames", "json", "message_type")
+
+    def __init__(self, message_type: str, json: bytes) -> None:
+        self.message_type = message_type
+        self.json = json
+        self._frames: dict[Framing, bytes] = {}
+
+    def frame(self, framing: Framing) -> bytes:
+        frame = self._frames.get(framing)
+        if frame is None:
+            opening, closing = framing.enclosure(self.message_type)
+            frame = self._frames[framing] = text_frame(opening + self.json, closing)
+        return frame
 
 
 class FeedNotFound(Exception):
@@ -70,9 +109,9 @@ class Transport(Protocol):
 
 
 class Recipient:
-    """One socket's membership in one quiz: where to write, and whose standing to show it."""
+    """One socket's membership in one quiz: where to write, in which protocol, and whose standing to show it."""
 
-    __slots__ = ("is_host", "on_kicked", "player_id", "quiz_id", "transport")
+    __slots__ = ("framing", "is_host", "on_kicked", "player_id", "quiz_id", "transport")
 
     def __init__(
         self,
@@ -82,18 +121,20 @@ class Recipient:
         player_id: str = "",
         is_host: bool = False,
         on_kicked: Callable[[], None] | None = None,
+        framing: Framing = PLAIN_JSON,
     ) -> None:
         self.transport = transport
         self.quiz_id = quiz_id
         self.player_id = player_id
         self.is_host = is_host
         self.on_kicked = on_kicked
+        self.framing = framing
 
 
 class Board:
     """One leaderboard update, encoded once: the shared prefix and a cheap personal suffix per player."""
 
-    __slots__ = ("_ahead", "_entries", "_index", "_prefix", "anonymous_frame", "version")
+    __slots__ = ("_ahead", "_entries", "_heads", "_index", "_prefix", "anonymous", "version")
 
     def __init__(self, leaderboard: leaderboard_pb2.Leaderboard, top_n: int) -> None:
         entries = leaderboard.entries
@@ -101,6 +142,7 @@ class Board:
         self._entries = entries
         self._index: dict[str, int] | None = None  # built on the first personal frame; hosts need none
         self._ahead: dict[int, bytes] = {}
+        self._heads: dict[Framing, tuple[bytes, bytes]] = {}  # per protocol: its opening + the prefix, its closing
         shared = orjson.dumps(
             {
                 "type": "leaderboard_updated",
@@ -111,22 +153,27 @@ class Board:
             }
         )
         self._prefix = shared[:-1]  # without its closing brace; each recipient's part closes it
-        # Hosts, and players not ranked yet, all get these same bytes.
-        self.anonymous_frame = text_frame(self._prefix, b',"me":null,"ahead":null}')
+        # Hosts, and players not ranked yet, all get these same bytes (per protocol).
+        self.anonymous = Pushed("leaderboard_updated", self._prefix + b',"me":null,"ahead":null}')
 
-    def frame_for(self, player_id: str) -> bytes:
+    def frame_for(self, player_id: str, framing: Framing = PLAIN_JSON) -> bytes:
         if self._index is None:
             self._index = {entry.player_id: i for i, entry in enumerate(self._entries)}
         position = self._index.get(player_id)
         if position is None:
-            return self.anonymous_frame
+            return self.anonymous.frame(framing)
+        head = self._heads.get(framing)
+        if head is None:
+            opening, closing = framing.enclosure("leaderboard_updated")
+            head = self._heads[framing] = (opening + self._prefix, closing)
         entry = self._entries[position]
-        suffix = b',"me":{"rank":%d,"score":%d},"ahead":%b}' % (
+        suffix = b',"me":{"rank":%d,"score":%d},"ahead":%b}%b' % (
             entry.rank,
             entry.score,
             self._ahead_json(position),
+            head[1],
         )
-        return text_frame(self._prefix, suffix)
+        return text_frame(head[0], suffix)
 
     def _ahead_json(self, position: int) -> bytes:
         if position == 0:
@@ -169,8 +216,9 @@ class _QuizFeed:
         self.ended = state.phase == quiz_pb2.QUIZ_PHASE_ENDED
         self.state_time_ms = protocol.timestamp_ms(state.server_time)
         self.board: Board | None = None
-        self.state_frame: bytes | None = None
-        self.state_frame_time_ms = -1
+        self.announced_count = -1  # the participant count last pushed to players of a hidden leaderboard
+        self.state_message: Pushed | None = None
+        self.state_message_time_ms = -1
         self.last_broadcast = _state_key(state)
 
     def observe(self, state: quiz_pb2.QuizState) -> bool:
@@ -179,10 +227,15 @@ class _QuizFeed:
         if time_ms < self.state_time_ms:
             return False
         self.state_time_ms = time_ms
-        revealed = state.leaderboard_visible and not self.visible
+        shown_before = self.players_see_board
         self.visible = state.leaderboard_visible
         self.ended = state.phase == quiz_pb2.QUIZ_PHASE_ENDED
-        return revealed
+        return self.players_see_board and not shown_before
+
+    @property
+    def players_see_board(self) -> bool:
+        """The final ranking is every player's to see, even when the host hid the live one."""
+        return self.visible or self.ended
 
 
 class Fanout:
@@ -196,7 +249,9 @@ class Fanout:
         max_buffered_bytes: int,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
+        telemetry: EdgeTelemetry | None = None,
     ) -> None:
+        self._telemetry = telemetry or EdgeTelemetry.disabled()
         self._source = source
         self._top_n = top_n
         self._max_buffered = max_buffered_bytes
@@ -224,13 +279,14 @@ class Fanout:
         else:
             self._observe(feed, state)
         feed.recipients.add(recipient)
-        if feed.state_frame is not None and feed.state_frame_time_ms > protocol.timestamp_ms(state.server_time):
-            self._write(recipient, feed.state_frame, droppable=False)
+        framing = recipient.framing
+        if feed.state_message is not None and feed.state_message_time_ms > protocol.timestamp_ms(state.server_time):
+            self._write(recipient, feed.state_message.frame(framing), droppable=False)
         if feed.board is not None:
             if recipient.is_host:
-                self._write(recipient, feed.board.anonymous_frame, droppable=True)
-            elif feed.visible:
-                self._write(recipient, feed.board.frame_for(recipient.player_id), droppable=True)
+                self._write(recipient, feed.board.anonymous.frame(framing), droppable=True)
+            elif feed.players_see_board:
+                self._write(recipient, feed.board.frame_for(recipient.player_id, framing), droppable=True)
 
     def detach(self, recipient: Recipient) -> None:
         """Removes a socket; the quiz's watches stop with its last local socket."""
@@ -281,22 +337,37 @@ class Fanout:
             return  # a replay after reconnecting, or a late message for a quiz no longer watched
         board = feed.board = Board(leaderboard, self._top_n)
         write = self._write
-        if feed.visible:
-            for recipient in feed.recipients:
-                write(
-                    recipient,
-                    board.anonymous_frame if recipient.is_host else board.frame_for(recipient.player_id),
-                    droppable=True,
-                )
-        else:
-            for recipient in feed.recipients:
-                if recipient.is_host:
-                    write(recipient, board.anonymous_frame, droppable=True)
+        answered_ms = leaderboard.last_answer_time.ToMilliseconds() if leaderboard.HasField("last_answer_time") else 0
+        with self._telemetry.broadcast(leaderboard.trace_context, answered_ms, len(feed.recipients)):
+            if feed.players_see_board:
+                for recipient in feed.recipients:
+                    write(
+                        recipient,
+                        board.anonymous.frame(recipient.framing)
+                        if recipient.is_host
+                        else board.frame_for(recipient.player_id, recipient.framing),
+                        droppable=True,
+                    )
+            else:
+                # Players of a hidden leaderboard still see the participant count change.
+                count = len(leaderboard.entries)
+                participants = None
+                if count != feed.announced_count:
+                    feed.announced_count = count
+                    participants = Pushed(
+                        "participants",
+                        orjson.dumps({"type": "participants", "quiz_id": quiz_id, "player_count": count}),
+                    )
+                for recipient in feed.recipients:
+                    if recipient.is_host:
+                        write(recipient, board.anonymous.frame(recipient.framing), droppable=True)
+                    elif participants is not None:
+                        write(recipient, participants.frame(recipient.framing), droppable=True)
 
     def _send_board_to_players(self, feed: _QuizFeed, board: Board) -> None:
         for recipient in feed.recipients:
             if not recipient.is_host:
-                self._write(recipient, board.frame_for(recipient.player_id), droppable=True)
+                self._write(recipient, board.frame_for(recipient.player_id, recipient.framing), droppable=True)
 
     def deliver_quiz_update(self, quiz_id: str, update: quiz_pb2.WatchQuizResponse) -> None:
         feed = self._feeds.get(quiz_id)
@@ -312,19 +383,19 @@ class Fanout:
             self._send_board_to_players(feed, feed.board)
 
     def _broadcast_quiz_update(self, feed: _QuizFeed, update: quiz_pb2.WatchQuizResponse) -> None:
-        frame = feed.state_frame = text_frame(quiz_state_payload(update))
-        feed.state_frame_time_ms = protocol.timestamp_ms(update.state.server_time)
+        message = feed.state_message = Pushed("quiz_state", quiz_state_payload(update))
+        feed.state_message_time_ms = protocol.timestamp_ms(update.state.server_time)
         kicked_id = update.kicked_player_id
         kicked: list[Recipient] = []
         for recipient in feed.recipients:
             if kicked_id and not recipient.is_host and recipient.player_id == kicked_id:
                 kicked.append(recipient)
             else:
-                self._write(recipient, frame, droppable=False)
+                self._write(recipient, message.frame(recipient.framing), droppable=False)
         if kicked:
-            kicked_frame = text_frame(orjson.dumps({"type": "kicked", "quiz_id": feed.quiz_id}))
+            kicked_message = Pushed("kicked", orjson.dumps({"type": "kicked", "quiz_id": feed.quiz_id}))
             for recipient in kicked:
-                self._write(recipient, kicked_frame, droppable=False)
+                self._write(recipient, kicked_message.frame(recipient.framing), droppable=False)
                 self.detach(recipient)
                 if recipient.on_kicked is not None:
                     recipient.on_kicked()

@@ -11,19 +11,27 @@ from aiohttp import web
 from edge.app import create_app
 from edge.settings import Settings
 from edge.upstream import Upstream
+from quizmesh.telemetry import EdgeTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
 
 
-async def run(settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None) -> None:
+async def run(
+    settings: Settings,
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None = None,
+    telemetry: Telemetry | None = None,
+) -> None:
     upstream = Upstream(
         settings.quiz_addr,
         settings.leaderboard_addr,
+        persistence_addr=settings.persistence_addr,
         answer_batch_size=settings.answer_batch_size,
         answer_batch_linger_s=settings.answer_batch_linger_ms / 1000,
         answer_deadline_s=settings.answer_deadline_s,
         call_deadline_s=settings.call_deadline_s,
         readiness_deadline_s=settings.readiness_deadline_s,
+        telemetry=EdgeTelemetry(telemetry or Telemetry.disabled()),
     )
     runner = web.AppRunner(
         create_app(settings, upstream), handle_signals=False, shutdown_timeout=settings.shutdown_grace_s

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import orjson
 
+from edge import schema as client_schema
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 
 RequestId = str | int | None
@@ -210,7 +211,7 @@ def _question(raw: object, at: str) -> QuestionSpec:
     if not isinstance(correct, list) or not all(_is_int(c) for c in correct):
         raise invalid_field(f"{at}correct_choices", "a list of choice indices")
     points = raw.get("points", "standard")
-    if points not in POINTS_MODES:
+    if not isinstance(points, str) or points not in POINTS_MODES:
         raise invalid_field(f"{at}points", "one of " + ", ".join(repr(p) for p in POINTS_MODES))
     return QuestionSpec(
         text=_str(raw, "text", at=at),
@@ -264,6 +265,14 @@ def parse_message(raw: str | bytes) -> Envelope:
         fields = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ClientError("malformed_json", "the message is not valid JSON") from None
+    violation = client_schema.violation(fields)
+    if violation is not None:
+        raise ClientError(violation.code, violation.message, request_id=violation.request_id)
+    return parse_fields(fields)
+
+
+def parse_fields(fields: object) -> Envelope:
+    """Reads a decoded frame into a typed message; parse_message has checked it against the schema first."""
     if not isinstance(fields, dict):
         raise ClientError("invalid_message", "the message must be a JSON object with a 'type' field")
     request_id = fields.get("id")

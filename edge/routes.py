@@ -15,10 +15,12 @@ from typing import Any, Final
 import grpc
 
 from edge import protocol
+from edge.limits import ConnectionLimits
 from edge.protocol import ClientError
 from edge.session import Seat, Session
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.telemetry import ClientMessage
 
 log = logging.getLogger(__name__)
 
@@ -276,15 +278,24 @@ def _reason(exc: grpc.aio.AioRpcError) -> str:
     return ""
 
 
-async def dispatch(session: Session, raw: str | bytes) -> None:
+async def dispatch(session: Session, raw: str | bytes, limits: ConnectionLimits | None = None) -> None:
     """Handles one text frame. Every failure becomes an error frame; the connection stays usable."""
+    with session.telemetry.client_message() as handled:
+        await _handle(session, raw, limits, handled)
+
+
+async def _handle(session: Session, raw: str | bytes, limits: ConnectionLimits | None, handled: ClientMessage) -> None:
     request_id: protocol.RequestId = None
     try:
         envelope = protocol.parse_message(raw)
         request_id = envelope.request_id
+        handled.message_type = envelope.type
+        if limits is not None:
+            limits.admit(envelope.type)
         reply = await ROUTES[envelope.type](session, envelope.message)
     except ClientError as exc:
         exc.request_id = exc.request_id if exc.request_id is not None else request_id
+        handled.error_code = exc.code
         await session.send(protocol.encode_error(exc))
         return
     except grpc.aio.AioRpcError as exc:
@@ -292,10 +303,12 @@ async def dispatch(session: Session, raw: str | bytes) -> None:
         if error.code in ("internal", "unavailable"):
             log.warning("upstream call failed: %s %s", exc.code(), exc.details())
         error.request_id = request_id
+        handled.error_code = error.code
         await session.send(protocol.encode_error(error))
         return
     except Exception:
         log.exception("handling a client message failed")
+        handled.error_code = "internal"
         await session.send(
             protocol.encode_error(
                 ClientError("internal", "the edge failed to handle the message", request_id=request_id)

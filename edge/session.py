@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
-from edge.fanout import Fanout, Recipient, Transport
+from edge.fanout import PLAIN_JSON, Fanout, Framing, Recipient, Transport
 from edge.settings import Settings
 from edge.upstream import Upstream
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
@@ -27,6 +27,9 @@ class Seat:
 
 
 class Session:
+    # How the fan-out frames this socket's pushed messages; a Socket.IO session frames them as events.
+    framing: Framing = PLAIN_JSON
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
@@ -40,6 +43,7 @@ class Session:
         self.upstream = upstream
         self.fanout = fanout
         self.settings = settings
+        self.telemetry = upstream.telemetry
         self.seat: Seat | None = None
 
     async def send(self, payload: bytes) -> None:
@@ -47,14 +51,14 @@ class Session:
 
     def take_player_seat(self, quiz_id: str, player_id: str, player_token: str) -> Seat:
         self.leave_seat()
-        recipient = Recipient(self.transport, quiz_id, player_id=player_id)
+        recipient = Recipient(self.transport, quiz_id, player_id=player_id, framing=self.framing)
         seat = self.seat = Seat(quiz_id, recipient, player_token=player_token)
         recipient.on_kicked = lambda: self._drop(seat)
         return seat
 
     def take_host_seat(self, quiz_id: str, host_token: str) -> Seat:
         self.leave_seat()
-        recipient = Recipient(self.transport, quiz_id, is_host=True)
+        recipient = Recipient(self.transport, quiz_id, is_host=True, framing=self.framing)
         seat = self.seat = Seat(quiz_id, recipient, host_token=host_token)
         return seat
 

@@ -17,6 +17,8 @@ class Settings:
     leaderboard_addr: str
     # Origins allowed to open a WebSocket; empty allows same-host pages and clients that send no Origin.
     allowed_origins: frozenset[str]
+    # Read only by the results export (GET /quizzes/{quiz_id}/results.csv); not needed to play.
+    persistence_addr: str = "127.0.0.1:50053"
     leaderboard_top_n: int = 10
     answer_batch_size: int = 256
     answer_batch_linger_ms: int = 2
@@ -28,6 +30,10 @@ class Settings:
     # A socket whose unsent output exceeds this is skipped for leaderboards and cut off for quiz states.
     max_buffered_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 5.0
+    # Rate limits (edge/limits.py): messages per connection, joins (join_quiz, resume) per client address.
+    messages_per_s: int = 20
+    messages_burst: int = 40
+    joins_per_min: int = 10
 
     @property
     def address(self) -> str:
@@ -46,10 +52,14 @@ class Settings:
             port=port,
             quiz_addr=env_str(env, "QUIZMESH_QUIZ_ADDR", "127.0.0.1:50051"),
             leaderboard_addr=env_str(env, "QUIZMESH_LEADERBOARD_ADDR", "127.0.0.1:50052"),
+            persistence_addr=env_str(env, "QUIZMESH_PERSISTENCE_ADDR", "127.0.0.1:50053"),
             allowed_origins=parse_origins(env_str(env, "QUIZMESH_EDGE_ALLOWED_ORIGINS", "")),
             leaderboard_top_n=top_n,
             answer_batch_size=env_int(env, "QUIZMESH_EDGE_ANSWER_BATCH_SIZE", 256, minimum=1),
             answer_batch_linger_ms=env_int(env, "QUIZMESH_EDGE_ANSWER_BATCH_LINGER_MS", 2),
+            messages_per_s=env_int(env, "QUIZMESH_EDGE_MESSAGES_PER_S", 20, minimum=1),
+            messages_burst=env_int(env, "QUIZMESH_EDGE_MESSAGES_BURST", 40, minimum=1),
+            joins_per_min=env_int(env, "QUIZMESH_EDGE_JOINS_PER_MIN", 10, minimum=1),
         )
 
 

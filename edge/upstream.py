@@ -22,6 +22,7 @@ from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
+from quizmesh.telemetry import EdgeTelemetry, current_trace_context
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,9 @@ class Upstream:
         answer_deadline_s: float = 5.0,
         call_deadline_s: float = 5.0,
         readiness_deadline_s: float = 1.0,
+        telemetry: EdgeTelemetry | None = None,
     ) -> None:
+        self.telemetry = telemetry or EdgeTelemetry.disabled()
         self._quiz_addr = quiz_addr
         self._leaderboard_addr = leaderboard_addr
         self._persistence_addr = persistence_addr
@@ -127,11 +130,16 @@ class Upstream:
         self._batcher: AnswerBatcher | None = None
 
     async def open(self) -> None:
-        self._quiz_channel = grpc.aio.insecure_channel(self._quiz_addr, options=_CHANNEL_OPTIONS)
-        self._leaderboard_channel = grpc.aio.insecure_channel(self._leaderboard_addr, options=_CHANNEL_OPTIONS)
+        traced = self.telemetry.grpc_client_interceptors
+        self._quiz_channel = grpc.aio.insecure_channel(self._quiz_addr, options=_CHANNEL_OPTIONS, interceptors=traced)
+        self._leaderboard_channel = grpc.aio.insecure_channel(
+            self._leaderboard_addr, options=_CHANNEL_OPTIONS, interceptors=traced
+        )
         self._quiz = quiz_grpc.QuizServiceStub(self._quiz_channel)
         self._leaderboard = leaderboard_grpc.LeaderboardServiceStub(self._leaderboard_channel)
-        self._persistence_channel = grpc.aio.insecure_channel(self._persistence_addr, options=_CHANNEL_OPTIONS)
+        self._persistence_channel = grpc.aio.insecure_channel(
+            self._persistence_addr, options=_CHANNEL_OPTIONS, interceptors=traced
+        )
         self._persistence = persistence_grpc.PersistenceServiceStub(self._persistence_channel)
         self._batcher = AnswerBatcher(self._send_answers, max_batch=self._batch_size, linger_s=self._linger_s)
 
@@ -167,13 +175,16 @@ class Upstream:
     # --- QuizService ---
 
     async def _send_answers(self, answers: list[quiz_pb2.Answer]) -> Sequence[quiz_pb2.AnswerOutcome]:
-        response = await self._quiz.BatchSubmitAnswers(
-            quiz_pb2.BatchSubmitAnswersRequest(answers=answers), timeout=self._answer_deadline_s
-        )
+        with self.telemetry.answer_batch([a.trace_context for a in answers]):
+            response = await self._quiz.BatchSubmitAnswers(
+                quiz_pb2.BatchSubmitAnswersRequest(answers=answers), timeout=self._answer_deadline_s
+            )
         return list(response.outcomes)
 
     async def submit_answer(self, answer: quiz_pb2.Answer) -> quiz_pb2.AnswerOutcome:
         assert self._batcher is not None, "Upstream.open() was not called"
+        # The answer shares its call with others; its own trace travels inside it.
+        answer.trace_context.update(current_trace_context())
         return await self._batcher.submit(answer)
 
     async def create_quiz(self, request: quiz_pb2.CreateQuizRequest) -> quiz_pb2.CreateQuizResponse:

@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from leaderboard_svc.domain import RankedEntry, RankingSnapshot
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
+from leaderboard_svc.rebuild import Rebuilder
 from leaderboard_svc.relay import Relay
 from quizmesh.eventcodec import now_ms, timestamp_ms
 from quizmesh.events.v1 import events_pb2
@@ -52,7 +53,9 @@ def _from_update(update: events_pb2.LeaderboardUpdated) -> pb.WatchLeaderboardRe
         for position, e in enumerate(update.entries, start=1)
     )
     last_answer_ms = update.last_answer_time.ToMilliseconds() if update.HasField("last_answer_time") else 0
-    return _leaderboard(update.quiz_id, update.version, entries, update.event_time, last_answer_ms)
+    response = _leaderboard(update.quiz_id, update.version, entries, update.event_time, last_answer_ms)
+    response.leaderboard.trace_context.update(update.trace_context)
+    return response
 
 
 async def _abort_unavailable(context: grpc.aio.ServicerContext[object, object], exc: StoreUnavailable) -> None:
@@ -60,9 +63,16 @@ async def _abort_unavailable(context: grpc.aio.ServicerContext[object, object], 
 
 
 class LeaderboardServicer(pb_grpc.LeaderboardServiceServicer):
-    def __init__(self, store: LeaderboardStore, relay: Relay) -> None:
+    def __init__(self, store: LeaderboardStore, relay: Relay, rebuilder: Rebuilder | None = None) -> None:
         self._store = store
         self._relay = relay
+        self._rebuilder = rebuilder
+
+    async def _rebuild_if_lost(self, quiz_id: str) -> None:
+        """A read of a ranking that was lost (no events may ever come again for an ended quiz) queues its
+        rebuild; this read still answers from what Redis holds now."""
+        if self._rebuilder is not None and quiz_id not in self._rebuilder.pending:
+            self._rebuilder.request(await self._store.unbuilt([quiz_id]))
 
     async def GetLeaderboard(
         self, request: pb.GetLeaderboardRequest, context: grpc.aio.ServicerContext[object, object]
@@ -77,6 +87,7 @@ class LeaderboardServicer(pb_grpc.LeaderboardServiceServicer):
         # As AIP-158 does for page sizes, a too-large top_n is coerced down rather than refused.
         top_n = min(request.top_n or DEFAULT_TOP_N, MAX_TOP_N)
         try:
+            await self._rebuild_if_lost(request.quiz_id)
             page = await self._store.top(request.quiz_id, top_n, request.player_id)
         except StoreUnavailable as exc:
             await _abort_unavailable(context, exc)
@@ -97,6 +108,7 @@ class LeaderboardServicer(pb_grpc.LeaderboardServiceServicer):
         # updates the snapshot already reflects are skipped by version.
         async with self._relay.watch(request.quiz_id) as watcher:
             try:
+                await self._rebuild_if_lost(request.quiz_id)
                 snapshot = await self._store.ranking(request.quiz_id)
             except StoreUnavailable as exc:
                 await _abort_unavailable(context, exc)

@@ -11,9 +11,10 @@ from leaderboard_svc.adapters.memory_store import MemoryLeaderboardStore
 from leaderboard_svc.adapters.redis_store import RedisLeaderboardStore
 from leaderboard_svc.domain import Coalescer
 from leaderboard_svc.grpc_api import LeaderboardServicer
-from leaderboard_svc.ports import LeaderboardStore
+from leaderboard_svc.ports import LeaderboardStore, RankingHistory
 from leaderboard_svc.projector import Projector
 from leaderboard_svc.publisher import LeaderboardPublisher
+from leaderboard_svc.rebuild import Rebuilder
 from leaderboard_svc.relay import Relay
 from leaderboard_svc.settings import Settings
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED, USER_JOINED_QUIZ, USER_LEFT_QUIZ
@@ -47,21 +48,26 @@ async def run(
     tail_reader = runtime.tail_reader((LEADERBOARD_UPDATED,), client_id)
     relay = Relay(tail_reader)
     coalescer = Coalescer(settings.interval_ms)
-    projector = Projector(consumer, store, coalescer)
-    leaderboard_publisher = LeaderboardPublisher(store, publisher, coalescer)
+    history = _history(runtime, redis is not None)
+    rebuilder = Rebuilder(store, history, coalescer) if history is not None else None
+    traces = runtime.telemetry.record_traces("leaderboard_svc apply", remember_links=True)
+    projector = Projector(consumer, store, coalescer, rebuilder, traces=traces)
+    leaderboard_publisher = LeaderboardPublisher(store, publisher, coalescer, traces=traces)
     server = GrpcServer(
         settings.address,
         [
             ServiceBinding(
                 SERVICE_NAME,
                 leaderboard_service_pb2_grpc.add_LeaderboardServiceServicer_to_server,
-                LeaderboardServicer(store, relay),
+                LeaderboardServicer(store, relay, rebuilder),
             )
         ],
+        interceptors=runtime.telemetry.grpc_server_interceptors(),
     )
 
     stop_publishing = asyncio.Event()
     stop_relaying = asyncio.Event()
+    stop_rebuilding = asyncio.Event()
     try:
         await server.start()
         async with asyncio.timeout(STARTUP_DEADLINE_S):
@@ -77,6 +83,8 @@ async def run(
             projecting = tasks.create_task(projector.run(stop), name="projector")
             tasks.create_task(leaderboard_publisher.run(stop_publishing), name="leaderboard-publisher")
             tasks.create_task(relay.run(stop_relaying), name="relay")
+            if rebuilder is not None:
+                tasks.create_task(rebuilder.run(stop_rebuilding), name="rebuilder")
             await stop.wait()
             # Ordered: refuse new work, end the watches, drain unary calls; the projector stops on
             # its own (stop is set), then the publisher flushes what it applied last.
@@ -84,15 +92,29 @@ async def run(
             relay.close()
             await server.stop(SHUTDOWN_GRACE_S)
             await projecting
+            stop_rebuilding.set()
             stop_publishing.set()
             stop_relaying.set()
     finally:
         await server.stop(0)
         closers = [consumer.close, publisher.close, tail_reader.close]
+        if history is not None:
+            closers.append(history.close)
         if redis is not None:
             closers.append(redis.aclose)
         for close in closers:
             await _close_quietly(close)
+
+
+def _history(runtime: Runtime, on_redis: bool) -> RankingHistory | None:
+    """PostgreSQL's history, which a Redis ranking is rebuilt from. The in-memory store lives and dies
+    with the process, so the embedded mode has nothing to rebuild."""
+    engines = runtime.engines
+    if not on_redis or engines.database != "postgres" or not engines.postgres_dsn:
+        return None
+    from leaderboard_svc.adapters.postgres_history import PostgresRankingHistory
+
+    return PostgresRankingHistory(engines.postgres_dsn)
 
 
 async def _close_quietly(close: Callable[[], Awaitable[None]]) -> None:

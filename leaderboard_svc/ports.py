@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from leaderboard_svc.domain import LeaderboardPage, RankingEvent, RankingSnapshot
@@ -24,7 +24,27 @@ class LeaderboardStore(Protocol):
 
         Replays change nothing: an answer applies only above the player's last applied question
         index, a join adds a player once (never again after they left), a leave removes them.
+        Before changing anything, it durably marks every quiz of the batch as awaiting publication
+        with a new mark (see dirty_marks), so a crash after the offsets are committed cannot lose
+        the quiz's next leaderboard_updated.
         """
+        ...
+
+    async def dirty_marks(self, quiz_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """The publication marks of quiz_ids (of every marked quiz when None); unmarked quizzes are absent."""
+        ...
+
+    async def clear_dirty(self, marks: Mapping[str, str]) -> None:
+        """Removes each quiz's mark if it is still the one given: a quiz marked again since stays marked."""
+        ...
+
+    async def unbuilt(self, quiz_ids: Sequence[str]) -> set[str]:
+        """The quizzes whose ranking was never rebuilt from the durable history (or was lost since)."""
+        ...
+
+    async def mark_built(self, quiz_id: str, version_floor: int) -> None:
+        """Records that quiz_id's ranking now holds its durable history, and raises its version to at
+        least version_floor so that watchers of the ranking from before a loss accept the next update."""
         ...
 
     async def ranking(self, quiz_id: str) -> RankingSnapshot:
@@ -42,3 +62,21 @@ class LeaderboardStore(Protocol):
     async def top(self, quiz_id: str, n: int, player_id: str) -> LeaderboardPage:
         """The first n entries, and player_id's entry when it is non-empty and ranked."""
         ...
+
+
+class HistoryUnavailable(Exception):
+    """The durable history could not be read now. Retrying later is safe."""
+
+
+class RankingHistory(Protocol):
+    """The durable record of a quiz's joins, answers and leaves (PostgreSQL, written by persistence_svc).
+
+    The source of truth the Redis ranking is a projection of.
+    """
+
+    async def events(self, quiz_id: str) -> list[RankingEvent]:
+        """Every stored event of the quiz that moves a ranking, in an order that replays correctly:
+        joins, then answers by question index, then leaves."""
+        ...
+
+    async def close(self) -> None: ...

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 
 from leaderboard_svc.domain import AnswerScored, Coalescer, PlayerJoined, PlayerLeft, RankingEvent
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
+from leaderboard_svc.rebuild import Rebuilder
 from quizmesh.eventbus.ports import ConsumedRecord, EventConsumer
 from quizmesh.eventcodec import Event, UndecodableEvent, decode
 from quizmesh.events.v1 import events_pb2
+from quizmesh.telemetry import RecordTraces
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +61,25 @@ class Projector:
     """poll -> apply -> commit, then mark the quizzes seen for publication.
 
     Offsets are committed only after the store applied the batch, so a crash replays it, which the
-    store's guards make harmless. Every quiz seen is marked, changed or not: after a restart, a replay
-    is the only hint that an applied change may never have been published.
+    store's guards make harmless. Every quiz seen is marked, changed or not (the store also keeps a
+    durable mark, which the publisher adopts after a crash). With a rebuilder, a quiz whose ranking is
+    not built from the durable history (new, expired, or lost with Redis' data) is queued to be.
     """
 
-    def __init__(self, consumer: EventConsumer, store: LeaderboardStore, coalescer: Coalescer) -> None:
+    def __init__(
+        self,
+        consumer: EventConsumer,
+        store: LeaderboardStore,
+        coalescer: Coalescer,
+        rebuilder: Rebuilder | None = None,
+        *,
+        traces: RecordTraces | None = None,
+    ) -> None:
         self._consumer = consumer
         self._store = store
         self._coalescer = coalescer
+        self._rebuilder = rebuilder
+        self._traces = traces or RecordTraces.disabled()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -74,10 +87,23 @@ class Projector:
             if not records:
                 continue
             events = ranking_events(records)
-            if not await self._apply_until_done(events, stop):
+            with self._traces.processing(records):
+                applied = await self._apply_until_done(events, stop)
+            if not applied:
                 return  # stopping with the batch unapplied: its offsets stay uncommitted
             await self._consumer.commit()
-            self._coalescer.mark({e.quiz_id for e in events})
+            quiz_ids = {e.quiz_id for e in events}
+            self._coalescer.mark(quiz_ids)
+            if self._rebuilder is not None:
+                await self._request_rebuilds(self._rebuilder, quiz_ids)
+
+    async def _request_rebuilds(self, rebuilder: Rebuilder, quiz_ids: set[str]) -> None:
+        unchecked = [q for q in quiz_ids if q not in rebuilder.pending]
+        try:
+            rebuilder.request(await self._store.unbuilt(unchecked))
+        except StoreUnavailable as exc:
+            # Checked again with the quiz's next batch; the batch itself is applied and committed.
+            log.warning("cannot check whether %d rankings are built: %s", len(unchecked), exc)
 
     async def _apply_until_done(self, events: Sequence[RankingEvent], stop: asyncio.Event) -> bool:
         """Applies the batch, retrying while the store is unavailable. The records are already

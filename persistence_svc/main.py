@@ -54,6 +54,7 @@ async def run(
                     PersistenceServicer(store),
                 )
             ],
+            interceptors=runtime.telemetry.grpc_server_interceptors(),
         )
         await server.start()
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)
@@ -61,7 +62,12 @@ async def run(
         sink = ResultSink(
             consumer,
             store,
-            SinkTuning(max_records=settings.batch_max_records, poll_timeout_s=settings.poll_timeout_ms / 1000),
+            SinkTuning(
+                max_records=settings.batch_max_records,
+                poll_timeout_s=settings.poll_timeout_ms / 1000,
+                pause_after_save_s=settings.test_pause_after_save_ms / 1000,
+                pause_marker=settings.test_pause_marker,
+            ),
         )
         await server.set_serving(True)
         log.info("persistence_svc serving on port %d, consuming as group %r", server.port, settings.group)
@@ -103,7 +109,7 @@ async def _connect(engines: Engines, settings: Settings) -> ResultStore:
             pool_size=settings.db_pool_size,
             command_timeout_s=settings.db_command_timeout_s,
         )
-    return await SqliteResultStore.open(engines.sqlite_path)
+    return await SqliteResultStore.open(engines.sqlite_file("results"))
 
 
 async def _close_consumer(consumer: EventConsumer) -> None:

@@ -33,7 +33,7 @@ async def open_repository(runtime: Runtime) -> QuizRepository:
         return await PostgresQuizRepository.connect(engines.postgres_dsn)
     from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 
-    return await SqliteQuizRepository.open(engines.sqlite_path)
+    return await SqliteQuizRepository.open(engines.sqlite_file("quizzes"))
 
 
 async def _schedule_deadlines(game: QuizGame, tick_s: float, stop: asyncio.Event) -> None:
@@ -54,42 +54,49 @@ async def run(
     stop: asyncio.Event,
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
-    redis = runtime.redis() if runtime.engines.state == "redis" else None
-    store: GameStore
-    if redis is not None:
-        from quiz_svc.adapters.redis_game import RedisGameStore
+    # Every resource is closed however far start-up got, in reverse order of opening.
+    async with contextlib.AsyncExitStack() as resources:
+        redis = runtime.redis() if runtime.engines.state == "redis" else None
+        store: GameStore
+        if redis is not None:
+            from quiz_svc.adapters.redis_game import RedisGameStore
 
-        store = RedisGameStore(redis)
-    else:
-        store = InMemoryGameStore()
-    clock = SystemClock()
-    repository = CachedQuizRepository(await open_repository(runtime), redis)
-    publisher = runtime.publisher("quiz_svc")
-    channels = runtime.channels(redis)
-    feed = ChannelUpdateFeed(channels, clock)
-    results = PersistenceResults(settings.persistence_address)
-    game = QuizGame(
-        repository,
-        store,
-        publisher,
-        feed,
-        credentials,
-        clock,
-        results,
-        Timeouts(publish_s=settings.publish_timeout_ms / 1000),
-    )
-    server = GrpcServer(
-        settings.address,
-        [
-            ServiceBinding(
-                SERVICE_NAME,
-                quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
-                QuizServicer(game, feed, clock, runtime.telemetry),
-            )
-        ],
-        interceptors=runtime.telemetry.grpc_server_interceptors(),
-    )
-    try:
+            resources.push_async_callback(redis.aclose)
+            store = RedisGameStore(redis)
+        else:
+            store = InMemoryGameStore()
+        clock = SystemClock()
+        repository = CachedQuizRepository(await open_repository(runtime), redis)
+        resources.push_async_callback(repository.close)
+        results = PersistenceResults(settings.persistence_address)
+        resources.push_async_callback(results.close)
+        channels = runtime.channels(redis)
+        resources.push_async_callback(channels.close)
+        publisher = runtime.publisher("quiz_svc")
+        resources.push_async_callback(publisher.close)
+        feed = ChannelUpdateFeed(channels, clock)
+        game = QuizGame(
+            repository,
+            store,
+            publisher,
+            feed,
+            credentials,
+            clock,
+            results,
+            Timeouts(publish_s=settings.publish_timeout_ms / 1000),
+        )
+        server = GrpcServer(
+            settings.address,
+            [
+                ServiceBinding(
+                    SERVICE_NAME,
+                    quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
+                    QuizServicer(game, feed, clock, runtime.telemetry),
+                )
+            ],
+            interceptors=runtime.telemetry.grpc_server_interceptors(),
+        )
+        resources.push_async_callback(server.stop, settings.shutdown_grace_s)
         await repository.migrate()
         if redis is not None:
             await asyncio.wait_for(redis.ping(), 5)
@@ -99,11 +106,3 @@ async def run(
         if on_ready is not None:
             on_ready(server.port)
         await _schedule_deadlines(game, settings.scheduler_tick_ms / 1000, stop)
-    finally:
-        await server.stop(settings.shutdown_grace_s)
-        await publisher.close()
-        await channels.close()
-        await results.close()
-        await repository.close()
-        if redis is not None:
-            await redis.aclose()

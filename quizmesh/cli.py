@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from quizmesh.services import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
 from quizmesh.settings import SettingsError
+from quizmesh.telemetry import LogFormat, configure_logging
 
 
 def _run(coro: object) -> None:
@@ -57,11 +57,26 @@ def main(argv: list[str] | None = None) -> None:
     dev.add_argument("--sqlite", default="quizmesh-dev.sqlite3", help="SQLite file for durable data")
     for name in SERVICES:
         commands.add_parser(name, help=f"run {name} alone, configured from the environment")
+    rebuild = commands.add_parser("rebuild-leaderboard", help="rebuild a quiz's Redis ranking from PostgreSQL")
+    rebuild.add_argument("quiz_id")
+    commands.add_parser("loadtest", help="simulate players over WebSockets (`quizmesh loadtest --help`)")
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["loadtest"]:
+        from quizmesh import loadtest  # picows is needed only here
+
+        loadtest.main(arguments[1:])
+        return
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        # Services write ECS JSON lines for Filebeat; the interactive commands write plain text.
+        log_format: LogFormat = "ecs" if args.command in SERVICES else "plain"
+        configure_logging(args.log_level, os.environ, default_format=log_format, service_name=args.command)
         if args.command == "dev":
             _run(_dev(args))
+        elif args.command == "rebuild-leaderboard":
+            from leaderboard_svc.rebuild import rebuild_command
+
+            print(f"replayed {asyncio.run(rebuild_command(args.quiz_id))} stored events into the ranking")
         else:
             _run(serve_one(args.command))
     except SettingsError as exc:

@@ -16,6 +16,7 @@ from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPubl
 from quizmesh.eventbus.ports import EventConsumer, EventPublisher, TailReader
 from quizmesh.pubsub import Channels, InMemoryChannels, RedisChannels
 from quizmesh.settings import Engines
+from quizmesh.telemetry import Telemetry
 
 
 @dataclass
@@ -23,20 +24,25 @@ class Runtime:
     engines: Engines
     memory_bus: InMemoryBus = field(default_factory=InMemoryBus)
     memory_channels: InMemoryChannels = field(default_factory=InMemoryChannels)
+    telemetry: Telemetry = field(default_factory=Telemetry.disabled)
 
     def publisher(self, client_id: str) -> EventPublisher:
         if self.engines.event_bus == "memory":
-            return InMemoryPublisher(self.memory_bus)
+            return self.telemetry.traced_publisher(InMemoryPublisher(self.memory_bus))
         from quizmesh.eventbus.kafka import KafkaPublisher
 
-        return KafkaPublisher(self.engines.kafka_bootstrap, client_id=client_id)
+        return self.telemetry.traced_publisher(KafkaPublisher(self.engines.kafka_bootstrap, client_id=client_id))
 
     def consumer(self, group: str, topics: Sequence[str], client_id: str) -> EventConsumer:
         if self.engines.event_bus == "memory":
-            return InMemoryConsumer(self.memory_bus, group, topics)
+            in_memory = InMemoryConsumer(self.memory_bus, group, topics)
+            self.telemetry.watch_consumer_lag(group, in_memory.lag)
+            return in_memory
         from quizmesh.eventbus.kafka import KafkaConsumer
 
-        return KafkaConsumer(self.engines.kafka_bootstrap, group, topics, client_id=client_id)
+        kafka = KafkaConsumer(self.engines.kafka_bootstrap, group, topics, client_id=client_id)
+        self.telemetry.watch_consumer_lag(group, kafka.lag)
+        return kafka
 
     def tail_reader(self, topics: Sequence[str], client_id: str) -> TailReader:
         if self.engines.event_bus == "memory":

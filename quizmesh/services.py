@@ -17,6 +17,7 @@ from typing import Any
 from quizmesh.auth import Credentials
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines, signing_key
+from quizmesh.telemetry import Telemetry, setup_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ async def run_edge(
     from edge import main
     from edge.settings import Settings
 
-    await main.run(Settings.from_env(env), stop, on_ready)
+    await main.run(Settings.from_env(env), stop, on_ready, runtime.telemetry)
 
 
 SERVICES: dict[str, ServiceRunner] = {
@@ -80,7 +81,11 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 async def serve_one(name: str, env: Mapping[str, str] = os.environ) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
-    await SERVICES[name](Runtime(Engines.from_env(env)), env, stop, None)
+    telemetry = setup_telemetry(name, env)
+    try:
+        await SERVICES[name](Runtime(Engines.from_env(env), telemetry=telemetry), env, stop, None)
+    finally:
+        telemetry.close()
 
 
 def embedded_env(base: Mapping[str, str], ports: Mapping[str, int], sqlite_path: str) -> dict[str, str]:
@@ -103,10 +108,23 @@ def embedded_env(base: Mapping[str, str], ports: Mapping[str, int], sqlite_path:
 
 
 async def run_embedded(
-    env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
+    env: Mapping[str, str],
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None = None,
+    *,
+    telemetry: Telemetry | None = None,
 ) -> None:
-    """All four components in this process. on_ready receives the edge's port once all serve."""
-    runtime = Runtime(Engines.from_env(env))
+    """All four components in this process. on_ready receives the edge's port once all serve.
+
+    The components share the process's telemetry (one metrics endpoint), set up here unless given."""
+    if telemetry is None:
+        telemetry = setup_telemetry("quizmesh", env)
+        try:
+            await run_embedded(env, stop, on_ready, telemetry=telemetry)
+        finally:
+            telemetry.close()
+        return
+    runtime = Runtime(Engines.from_env(env), telemetry=telemetry)
     backends_ready = asyncio.Event()
     pending = {"quiz-svc", "leaderboard-svc", "persistence-svc"}
 

@@ -81,9 +81,19 @@ class Engines:
             kafka_bootstrap=env_str(env, "QUIZMESH_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
             redis_url=env_str(env, "QUIZMESH_REDIS_URL", "redis://127.0.0.1:16379/0"),
             postgres_dsn=env_secret(env, "QUIZMESH_POSTGRES_DSN")
-            or "postgresql://quizmesh:quizmesh@127.0.0.1:15432/quizmesh",
+            or "postgresql://quizmesh@127.0.0.1:15432/quizmesh",
             sqlite_path=env_str(env, "QUIZMESH_SQLITE_PATH", "quizmesh-dev.sqlite3"),
         )
+
+    def sqlite_file(self, owner: str) -> str:
+        """The SQLite file of one service: each owns its own, as each owns its own tables.
+
+        `quizmesh-dev.sqlite3` becomes `quizmesh-dev.<owner>.sqlite3`; ":memory:" stays in memory.
+        """
+        if self.sqlite_path == ":memory:":
+            return self.sqlite_path
+        stem, dot, suffix = self.sqlite_path.rpartition(".")
+        return f"{stem}.{owner}.{suffix}" if dot and "/" not in suffix else f"{self.sqlite_path}.{owner}"
 
     @classmethod
     def embedded(cls, sqlite_path: str) -> Engines:

@@ -1,7 +1,8 @@
 """Regenerates the Python stubs for every contract in protos/ into quizmesh/<package>/v1/.
 
-The output folders hold nothing else and are never edited by hand; tests/unit/test_generated_code.py
-fails when they drift from the protos. Usage: python scripts/gen_protos.py [--out DIR]
+The output folders hold nothing else and are never edited by hand;
+tests/contracts/test_contracts.py::test_generated_code_matches_the_protos fails when they drift.
+Usage: python scripts/gen_protos.py [--out DIR]
 """
 
 from __future__ import annotations

@@ -23,18 +23,22 @@
 #
 # Tunables (environment): INFRA_KAFKA_TIMEOUT (s, default 120), INFRA_REDIS_TIMEOUT (20),
 # INFRA_PG_TIMEOUT (60), INFRA_STOP_TIMEOUT (30), PG_BIN (PostgreSQL bin dir).
+# A second, private set (fault tests stop and kill it without disturbing the shared one):
+# QUIZMESH_INFRA_DIR (default $REPO/.infra), QUIZMESH_INFRA_KAFKA_PORT (19092),
+# QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT (19093), QUIZMESH_INFRA_REDIS_PORT (16379),
+# QUIZMESH_INFRA_PG_PORT (15432). The Kafka jar cache stays in $REPO/.infra/kafka/libs.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-INFRA="$REPO/.infra"
+INFRA="${QUIZMESH_INFRA_DIR:-$REPO/.infra}"
 PIDS="$INFRA/pids"
 LOGS="$INFRA/logs"
 KAFKA_SRC="$REPO/scripts/kafka"
 
-KAFKA_PORT=19092
-KAFKA_CONTROLLER_PORT=19093
-REDIS_PORT=16379
-PG_PORT=15432
+KAFKA_PORT="${QUIZMESH_INFRA_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT:-19093}"
+REDIS_PORT="${QUIZMESH_INFRA_REDIS_PORT:-16379}"
+PG_PORT="${QUIZMESH_INFRA_PG_PORT:-15432}"
 PG_DB=quizmesh
 PG_USER=quizmesh
 PG_PASSWORD=quizmesh
@@ -211,7 +215,7 @@ stop_pid() { # component signal
 # Kafka
 # ---------------------------------------------------------------------------------------
 KAFKA_DIR="$INFRA/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_LIBS="$REPO/.infra/kafka/libs"
 KAFKA_LOG="$LOGS/kafka.log"
 KAFKA_CONF="$KAFKA_DIR/server.properties"
 TOOLS_JOPTS=(-Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true

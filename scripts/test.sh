@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs quizmesh's whole test suite, as CI does (.ci/run):
-#   1. installs what is missing: the Python package with its dev extra, buf from npm;
+#   1. installs what is missing: the Python package with its dev extra, buf from npm, Chromium (as root);
 #   2. starts Kafka, Redis and PostgreSQL (scripts/infra.sh up) and exports their settings;
 #   3. ruff check, ruff format --check, mypy;
 #   4. pytest -ra: every test, slow ones included (extra arguments are passed to pytest);
@@ -76,6 +76,16 @@ if python_deps_ok; then
     note "installed and up to date"
 else
     "$PYTHON" -m pip install -e '.[dev]'
+fi
+
+step "chromium (browser tests)"
+if [[ -x /usr/bin/chromium ]]; then
+    note "/usr/bin/chromium is installed"
+elif [[ $(id -u) -eq 0 ]]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+else
+    note "/usr/bin/chromium is missing and this is not root: the browser tests skip (and fail under CI=true)"
 fi
 
 step "npm dependencies (buf)"

@@ -1,6 +1,7 @@
 -- Applies one quiz's batch of ranking events atomically; mirrors leaderboard_svc/domain.py.
 -- KEYS: rank (zset of composite scores), players (hash player -> "score|reached_ms|last_question"),
---       nick (hash), left (set), last_answer (string, ms), version (string; only its TTL is refreshed)
+--       nick (hash), left (set), last_answer (string, ms), version and built (strings; only their TTLs
+--       are refreshed)
 -- ARGV: ttl_s, then 7 fields per event: kind (J|A|L), player_id, nickname, question_index,
 --       total_score, quiz_elapsed_ms, answer_time_ms (fields an event kind lacks are empty)
 -- Returns 1 if the ranking changed, else 0.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from leaderboard_svc.domain import (
@@ -26,6 +27,7 @@ class _Quiz:
     left: set[str] = field(default_factory=set)
     version: int = 0
     last_answer_ms: int = 0
+    built: bool = False
 
 
 class MemoryLeaderboardStore:
@@ -33,12 +35,16 @@ class MemoryLeaderboardStore:
 
     def __init__(self) -> None:
         self._quizzes: dict[str, _Quiz] = {}
+        self._dirty: dict[str, str] = {}
+        self._marks = itertools.count(1)
 
     async def ping(self) -> None:
         return None
 
     async def apply(self, events: Sequence[RankingEvent]) -> set[str]:
         changed: set[str] = set()
+        mark = str(next(self._marks))
+        self._dirty.update((event.quiz_id, mark) for event in events)
         for event in events:
             quiz = self._quizzes.setdefault(event.quiz_id, _Quiz())
             if self._apply(quiz, event):
@@ -64,6 +70,24 @@ class MemoryLeaderboardStore:
         if isinstance(event, AnswerScored):
             quiz.last_answer_ms = max(quiz.last_answer_ms, event.answer_time_ms)
         return True
+
+    async def dirty_marks(self, quiz_ids: Sequence[str] | None = None) -> dict[str, str]:
+        if quiz_ids is None:
+            return dict(self._dirty)
+        return {q: self._dirty[q] for q in quiz_ids if q in self._dirty}
+
+    async def clear_dirty(self, marks: Mapping[str, str]) -> None:
+        for quiz_id, mark in marks.items():
+            if self._dirty.get(quiz_id) == mark:
+                del self._dirty[quiz_id]
+
+    async def unbuilt(self, quiz_ids: Sequence[str]) -> set[str]:
+        return {q for q in quiz_ids if not self._quizzes.get(q, _Quiz()).built}
+
+    async def mark_built(self, quiz_id: str, version_floor: int) -> None:
+        quiz = self._quizzes.setdefault(quiz_id, _Quiz())
+        quiz.built = True
+        quiz.version = max(quiz.version, version_floor)
 
     async def ranking(self, quiz_id: str) -> RankingSnapshot:
         quiz = self._quizzes.get(quiz_id, _Quiz())

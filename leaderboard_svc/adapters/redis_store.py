@@ -6,8 +6,9 @@ guard and update them atomically. Deadlines come from the client's socket timeou
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -27,6 +28,29 @@ from leaderboard_svc.ports import StoreUnavailable
 
 T = TypeVar("T")
 
+# Quizzes applied but not yet published: quiz ID -> the mark of the batch that last touched it. One
+# small hash for all quizzes (entries live about one coalescing interval), outside any quiz's slot.
+DIRTY_KEY = "lb:dirty"
+
+_CLEAR_IF_UNCHANGED = """
+local cleared = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    cleared = cleared + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return cleared
+"""
+
+# KEYS: version, built. ARGV: version floor, ttl_s.
+_MARK_BUILT = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return 1
+"""
+
 
 def _script(name: str) -> str:
     return resources.files("leaderboard_svc.adapters").joinpath(name).read_text()
@@ -41,6 +65,8 @@ class _Keys:
         self.left = f"{prefix}:left"
         self.last_answer = f"{prefix}:last_answer"
         self.version = f"{prefix}:version"
+        # Present once the ranking holds the quiz's durable history; gone after a data loss.
+        self.built = f"{prefix}:built"
 
 
 def _arguments(event: RankingEvent) -> tuple[str | int, ...]:
@@ -76,6 +102,8 @@ class RedisLeaderboardStore:
         # register_script re-loads a script on NOSCRIPT, e.g. after Redis restarted.
         self._apply_events = redis.register_script(_script("apply_events.lua"))
         self._top = redis.register_script(_script("top.lua"))
+        self._clear_if_unchanged = redis.register_script(_CLEAR_IF_UNCHANGED)
+        self._mark_built = redis.register_script(_MARK_BUILT)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -93,24 +121,67 @@ class RedisLeaderboardStore:
         if not by_quiz:
             return set()
         quiz_ids = list(by_quiz)
+        mark = uuid.uuid4().hex
 
         async def run() -> list[Any]:
-            # One script call per quiz, all in one round trip; each call is atomic on its own.
+            # One script call per quiz, all in one round trip; each call is atomic on its own. The
+            # marks go first: Redis runs a pipeline in order, so a quiz is never changed unmarked.
             async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(DIRTY_KEY, mapping=dict.fromkeys(quiz_ids, mark))
                 for quiz_id in quiz_ids:
                     keys = _Keys(quiz_id)
                     args: list[str | int] = [self._ttl_s]
                     for event in by_quiz[quiz_id]:
                         args.extend(_arguments(event))
                     await self._apply_events(
-                        keys=[keys.rank, keys.players, keys.nick, keys.left, keys.last_answer, keys.version],
+                        keys=[
+                            keys.rank,
+                            keys.players,
+                            keys.nick,
+                            keys.left,
+                            keys.last_answer,
+                            keys.version,
+                            keys.built,
+                        ],
                         args=args,
                         client=pipe,
                     )
                 return await pipe.execute()
 
-        results = await self._call(run)
+        results = (await self._call(run))[1:]
         return {quiz_id for quiz_id, changed in zip(quiz_ids, results, strict=True) if changed}
+
+    async def dirty_marks(self, quiz_ids: Sequence[str] | None = None) -> dict[str, str]:
+        if quiz_ids is None:
+            everything: dict[Any, Any] = await self._call(lambda: self._redis.hgetall(DIRTY_KEY))
+            return {_text(k): _text(v) for k, v in everything.items()}
+        if not quiz_ids:
+            return {}
+        values: list[Any] = await self._call(lambda: self._redis.hmget(DIRTY_KEY, list(quiz_ids)))
+        return {q: _text(v) for q, v in zip(quiz_ids, values, strict=True) if v is not None}
+
+    async def clear_dirty(self, marks: Mapping[str, str]) -> None:
+        if not marks:
+            return
+        args = [item for pair in marks.items() for item in pair]
+        await self._call(lambda: self._clear_if_unchanged(keys=[DIRTY_KEY], args=args))
+
+    async def unbuilt(self, quiz_ids: Sequence[str]) -> set[str]:
+        if not quiz_ids:
+            return set()
+
+        async def run() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for quiz_id in quiz_ids:
+                    pipe.exists(_Keys(quiz_id).built)
+                return await pipe.execute()
+
+        exists = await self._call(run)
+        return {quiz_id for quiz_id, present in zip(quiz_ids, exists, strict=True) if not present}
+
+    async def mark_built(self, quiz_id: str, version_floor: int) -> None:
+        keys = _Keys(quiz_id)
+        await self._call(lambda: self._mark_built(keys=[keys.version, keys.built], args=[version_floor, self._ttl_s]))
 
     async def ranking(self, quiz_id: str) -> RankingSnapshot:
         return await self._read_ranking(quiz_id, allocate_version=False)

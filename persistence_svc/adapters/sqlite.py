@@ -136,10 +136,10 @@ class SqliteResultStore:
         # isolation_level=None: the module opens no implicit transactions; save() opens its own.
         conn = await aiosqlite.connect(path, isolation_level=None)
         try:
+            await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             await conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed batch survives a power loss before its offsets are committed.
             await conn.execute("PRAGMA synchronous=FULL")
-            await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         except BaseException:
             await conn.close()
             raise

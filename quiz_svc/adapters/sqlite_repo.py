@@ -35,7 +35,9 @@ class SqliteQuizRepository:
 
     @classmethod
     async def open(cls, path: str) -> SqliteQuizRepository:
-        db = await aiosqlite.connect(path)
+        # persistence_svc opens the same file in the embedded mode: wait for its locks, never fail on them.
+        db = await aiosqlite.connect(path, timeout=10.0)
+        await db.execute("PRAGMA busy_timeout=10000")
         await db.execute("PRAGMA journal_mode=WAL")
         return cls(db)
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from quizmesh.eventbus.ports import ConsumedRecord, EventBusUnavailable, Record
 
@@ -97,13 +97,32 @@ class KafkaConsumer:
             heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=10_000,
         )
+        self._lag: dict[tuple[str, int], int] = {}
 
     async def start(self) -> None:
         await self._consumer.start()
 
     async def poll(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
         batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        await self._measure_lag()
         return _records(batches)
+
+    async def _measure_lag(self) -> None:
+        # The highwater is known once a partition was fetched, and then so is the position, which
+        # position() returns without waiting. Records fetched but not yet returned count as lag.
+        lag: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            try:
+                highwater = self._consumer.highwater(tp)
+                if highwater is not None:
+                    lag[(tp.topic, tp.partition)] = max(0, highwater - await self._consumer.position(tp))
+            except (AssertionError, IllegalStateError):
+                continue  # revoked by a rebalance meanwhile
+        self._lag = lag
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind each assigned partition's end at the last poll, by (topic, partition)."""
+        return self._lag
 
     async def commit(self) -> None:
         try:

@@ -114,6 +114,14 @@ class InMemoryConsumer(_Reader):
             committed = self._bus.committed(self._group, topic)
             committed[:] = self._positions[topic]
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind each partition's end, by (topic, partition)."""
+        return {
+            (topic, partition): end - position
+            for topic, positions in self._positions.items()
+            for partition, (end, position) in enumerate(zip(self._bus.end_offsets(topic), positions, strict=True))
+        }
+
     async def close(self) -> None:
         return None
 

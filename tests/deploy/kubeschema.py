@@ -226,10 +226,19 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+# Directories of non-Kubernetes files: Prometheus rules and a Grafana dashboard, which
+# tests/observability checks against the metrics the services export.
+NOT_MANIFESTS = frozenset({"observability"})
+
+
 def manifest_files(paths: Iterable[Path]) -> Iterator[Path]:
     for p in paths:
         if p.is_dir():
-            yield from sorted(x for x in p.rglob("*") if x.suffix in (".yaml", ".yml") and x.is_file())
+            yield from sorted(
+                x
+                for x in p.rglob("*")
+                if x.suffix in (".yaml", ".yml") and x.is_file() and not NOT_MANIFESTS & set(x.relative_to(p).parts)
+            )
         else:
             yield p
 

@@ -133,11 +133,27 @@ async def test_hidden_leaderboard_reaches_hosts_only_and_players_once_revealed(
     hub.attach(ann, state(visible=False))
     hub.attach(boss, state(visible=False))
     hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
-    assert ann_t.messages() == []
-    assert len(boss_t.messages()) == 1
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 2, RANKING))
+    # Players see only the participant count, and only when it changed.
+    assert ann_t.messages() == [{"type": "participants", "quiz_id": QUIZ, "player_count": 4}]
+    assert len(boss_t.messages()) == 2
 
     hub.observe_state(state(visible=True, time_ms=2_000))
-    assert ann_t.messages()[0]["me"] == {"rank": 1, "score": 3000}
+    assert ann_t.messages()[-1]["me"] == {"rank": 1, "score": 3000}
+
+
+async def test_the_final_ranking_reaches_players_even_when_the_leaderboard_was_hidden(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    ann, ann_t = player("p2")
+    hub.attach(ann, state(visible=False))
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    ended = state(visible=False, time_ms=2_000, phase=quiz_pb2.QUIZ_PHASE_ENDED)
+    hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=ended))
+    final = ann_t.messages()[-1]
+    assert final["type"] == "leaderboard_updated"
+    assert final["me"] == {"rank": 2, "score": 2000}
 
 
 async def test_a_reveal_seen_only_on_the_stream_still_shows_players_the_board(
@@ -148,7 +164,7 @@ async def test_a_reveal_seen_only_on_the_stream_still_shows_players_the_board(
     hub.attach(ann, state(visible=False))
     hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=state(visible=True, time_ms=2_000)))
-    assert [m["type"] for m in ann_t.messages()] == ["quiz_state", "leaderboard_updated"]
+    assert [m["type"] for m in ann_t.messages()] == ["participants", "quiz_state", "leaderboard_updated"]
 
 
 async def test_stale_or_replayed_leaderboards_are_dropped(fanout: tuple[Fanout, SilentSource]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
@@ -112,7 +112,7 @@ class Harness:
 
 
 @pytest.fixture
-async def harness() -> Harness:
+async def harness() -> AsyncIterator[Harness]:
     clock = FakeClock()
     bus = InMemoryBus()
     publisher = SwitchablePublisher(bus)
@@ -123,7 +123,8 @@ async def harness() -> Harness:
     game = QuizGame(repo, InMemoryGameStore(), publisher, feed, Credentials(KEY), clock, results)
     harness = Harness(game, clock, bus, publisher)
     harness.rebuilt = lambda: QuizGame(repo, InMemoryGameStore(), publisher, feed, Credentials(KEY), clock, results)
-    return harness
+    yield harness
+    await repo.close()
 
 
 async def started_quiz(h: Harness, players: int = 1) -> tuple[str, str, list[str]]:

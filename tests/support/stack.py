@@ -28,6 +28,13 @@ from quizmesh.services import embedded_env, run_embedded
 from tests.support.infra import REAL, require_real_stack
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
+# Every test client connects from 127.0.0.1, which the per-address join limit would treat as one
+# flooding client: tests that need the production limits set their own.
+LOOPBACK_LIMITS = {
+    "QUIZMESH_EDGE_JOINS_PER_MIN": "100000",
+    "QUIZMESH_EDGE_MESSAGES_PER_S": "1000",
+    "QUIZMESH_EDGE_MESSAGES_BURST": "1000",
+}
 
 
 def free_port() -> int:
@@ -44,15 +51,39 @@ class Stack:
     persistence_addrs: list[str]
     mode: str
     processes: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+    # The environment each process was started with, by service and index: for restarts in fault tests.
+    envs: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    log_dir: Path | None = None
 
     def ws_url(self, edge: int = 0) -> str:
         return f"{self.edge_urls[edge]}/ws"
+
+    def restart(self, service: str, index: int = 0) -> subprocess.Popen[bytes]:
+        """Starts process `index` of `service` again with its environment (stop it first)."""
+        assert self.log_dir is not None, "only a process_stack's processes can be restarted"
+        number = sum(len(group) for group in self.processes.values())
+        process = _spawn(service, self.envs[service][index], self.log_dir, number)
+        self.processes[service][index] = process
+        return process
+
+    def add(self, service: str) -> tuple[int, str]:
+        """Starts one more process of a gRPC service in the same deployment; returns its index and address."""
+        assert self.log_dir is not None, "only a process_stack can grow"
+        variable = f"QUIZMESH_{service.removesuffix('-svc').upper()}_ADDR"
+        address = f"127.0.0.1:{free_port()}"
+        env = {**self.envs[service][0], variable: address}
+        self.envs[service].append(env)
+        number = sum(len(group) for group in self.processes.values())
+        self.processes[service].append(_spawn(service, env, self.log_dir, number))
+        addresses = {"quiz-svc": self.quiz_addrs, "leaderboard-svc": self.leaderboard_addrs}
+        addresses.get(service, self.persistence_addrs).append(address)
+        return len(self.processes[service]) - 1, address
 
 
 @contextlib.asynccontextmanager
 async def embedded_stack(tmp_path: Path, extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Stack]:
     ports = {"edge": free_port(), "quiz": free_port(), "leaderboard": free_port(), "persistence": free_port()}
-    base = {**os.environ, "QUIZMESH_LEADERBOARD_INTERVAL_MS": "200", **(extra_env or {})}
+    base = {**os.environ, "QUIZMESH_LEADERBOARD_INTERVAL_MS": "200", **LOOPBACK_LIMITS, **(extra_env or {})}
     env = embedded_env(base, ports, str(tmp_path / "embedded.sqlite3"))
     stop = asyncio.Event()
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -139,6 +170,7 @@ async def process_stack(
         "QUIZMESH_POSTGRES_DSN": REAL.postgres_dsn,
         "QUIZMESH_SIGNING_KEY": SIGNING_KEY,
         "QUIZMESH_LEADERBOARD_INTERVAL_MS": "200",
+        **LOOPBACK_LIMITS,
         # Stacks reuse the default consumer groups, like a redeploy: each starts from the offsets the
         # previous one committed instead of replaying the topics' whole history.
         **(extra_env or {}),
@@ -148,20 +180,20 @@ async def process_stack(
     persistence_addrs = [f"127.0.0.1:{free_port()}" for _ in range(persistences)]
     edge_ports = [free_port() for _ in range(edges)]
     processes: dict[str, list[subprocess.Popen[bytes]]] = {}
+    envs: dict[str, list[dict[str, str]]] = {}
     log_dir.mkdir(parents=True, exist_ok=True)
+
+    def spawn(service: str, env: dict[str, str], n: int) -> None:
+        envs.setdefault(service, []).append(env)
+        processes.setdefault(service, []).append(_spawn(service, env, log_dir, n))
+
     try:
         for i, address in enumerate(quiz_addrs):
-            processes.setdefault("quiz-svc", []).append(
-                _spawn("quiz-svc", {**common, "QUIZMESH_QUIZ_ADDR": address}, log_dir, i)
-            )
+            spawn("quiz-svc", {**common, "QUIZMESH_QUIZ_ADDR": address}, i)
         for i, address in enumerate(leaderboard_addrs):
-            processes.setdefault("leaderboard-svc", []).append(
-                _spawn("leaderboard-svc", {**common, "QUIZMESH_LEADERBOARD_ADDR": address}, log_dir, i)
-            )
+            spawn("leaderboard-svc", {**common, "QUIZMESH_LEADERBOARD_ADDR": address}, i)
         for i, address in enumerate(persistence_addrs):
-            processes.setdefault("persistence-svc", []).append(
-                _spawn("persistence-svc", {**common, "QUIZMESH_PERSISTENCE_ADDR": address}, log_dir, i)
-            )
+            spawn("persistence-svc", {**common, "QUIZMESH_PERSISTENCE_ADDR": address}, i)
         for i, port in enumerate(edge_ports):
             # Edges are spread over the backends, as a load balancer would.
             edge_env = {
@@ -171,7 +203,7 @@ async def process_stack(
                 "QUIZMESH_LEADERBOARD_ADDR": leaderboard_addrs[i % len(leaderboard_addrs)],
                 "QUIZMESH_PERSISTENCE_ADDR": persistence_addrs[i % len(persistence_addrs)],
             }
-            processes.setdefault("edge", []).append(_spawn("edge", edge_env, log_dir, i))
+            spawn("edge", edge_env, i)
         stack = Stack(
             [f"http://127.0.0.1:{p}" for p in edge_ports],
             quiz_addrs,
@@ -179,6 +211,8 @@ async def process_stack(
             persistence_addrs,
             mode="processes",
             processes=processes,
+            envs=envs,
+            log_dir=log_dir,
         )
         await wait_ready(stack, log_dir)
         yield stack

@@ -218,12 +218,33 @@ class LeaderboardUpdated(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     EVENT_ID_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
     LAST_ANSWER_TIME_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique ID of this event."""
     quiz_id: _builtins.str
@@ -242,6 +263,12 @@ class LeaderboardUpdated(_message.Message):
     def last_answer_time(self) -> _timestamp_pb2.Timestamp:
         """Server time of the newest answer reflected in this ranking."""
 
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C Trace Context fields (`traceparent`, `tracestate`) of the span that published this ranking,
+        which links to the answers it reflects.
+        """
+
     def __init__(
         self,
         *,
@@ -251,10 +278,11 @@ class LeaderboardUpdated(_message.Message):
         version: _builtins.int = ...,
         entries: _abc.Iterable[Global___LeaderboardEntry] | None = ...,
         last_answer_time: _timestamp_pb2.Timestamp | None = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time", "last_answer_time", b"last_answer_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "event_id", b"event_id", "event_time", b"event_time", "last_answer_time", b"last_answer_time", "quiz_id", b"quiz_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "event_id", b"event_id", "event_time", b"event_time", "last_answer_time", b"last_answer_time", "quiz_id", b"quiz_id", "trace_context", b"trace_context", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

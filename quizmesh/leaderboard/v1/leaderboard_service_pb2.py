@@ -25,25 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1quizmesh/leaderboard/v1/leaderboard_service.proto\x12\x17quizmesh.leaderboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n\x10LeaderboardEntry\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x10\n\x08nickname\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x03\x12\x0c\n\x04rank\x18\x04 \x01(\x05\"\xd2\x01\n\x0bLeaderboard\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12:\n\x07\x65ntries\x18\x03 \x03(\x0b\x32).quizmesh.leaderboard.v1.LeaderboardEntry\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_answer_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x15GetLeaderboardRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\r\n\x05top_n\x18\x02 \x01(\x05\x12\x11\n\tplayer_id\x18\x03 \x01(\t\"\xc0\x01\n\x16GetLeaderboardResponse\x12>\n\x0btop_entries\x18\x01 \x03(\x0b\x32).quizmesh.leaderboard.v1.LeaderboardEntry\x12?\n\x0cplayer_entry\x18\x02 \x01(\x0b\x32).quizmesh.leaderboard.v1.LeaderboardEntry\x12\x14\n\x0cplayer_count\x18\x03 \x01(\x05\x12\x0f\n\x07version\x18\x04 \x01(\x03\"*\n\x17WatchLeaderboardRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\"U\n\x18WatchLeaderboardResponse\x12\x39\n\x0bleaderboard\x18\x01 \x01(\x0b\x32$.quizmesh.leaderboard.v1.Leaderboard2\x82\x02\n\x12LeaderboardService\x12q\n\x0eGetLeaderboard\x12..quizmesh.leaderboard.v1.GetLeaderboardRequest\x1a/.quizmesh.leaderboard.v1.GetLeaderboardResponse\x12y\n\x10WatchLeaderboard\x12\x30.quizmesh.leaderboard.v1.WatchLeaderboardRequest\x1a\x31.quizmesh.leaderboard.v1.WatchLeaderboardResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1quizmesh/leaderboard/v1/leaderboard_service.proto\x12\x17quizmesh.leaderboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n\x10LeaderboardEntry\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x10\n\x08nickname\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x03\x12\x0c\n\x04rank\x18\x04 \x01(\x05\"\xd6\x02\n\x0bLeaderboard\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12:\n\x07\x65ntries\x18\x03 \x03(\x0b\x32).quizmesh.leaderboard.v1.LeaderboardEntry\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_answer_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12M\n\rtrace_context\x18\x06 \x03(\x0b\x32\x36.quizmesh.leaderboard.v1.Leaderboard.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x15GetLeaderboardRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\r\n\x05top_n\x18\x02 \x01(\x05\x12\x11\n\tplayer_id\x18\x03 \x01(\t\"\xc0\x01\n\x16GetLeaderboardResponse\x12>\n\x0btop_entries\x18\x01 \x03(\x0b\x32).quizmesh.leaderboard.v1.LeaderboardEntry\x12?\n\x0cplayer_entry\x18\x02 \x01(\x0b\x32).quizmesh.leaderboard.v1.LeaderboardEntry\x12\x14\n\x0cplayer_count\x18\x03 \x01(\x05\x12\x0f\n\x07version\x18\x04 \x01(\x03\"*\n\x17WatchLeaderboardRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\"U\n\x18WatchLeaderboardResponse\x12\x39\n\x0bleaderboard\x18\x01 \x01(\x0b\x32$.quizmesh.leaderboard.v1.Leaderboard2\x82\x02\n\x12LeaderboardService\x12q\n\x0eGetLeaderboard\x12..quizmesh.leaderboard.v1.GetLeaderboardRequest\x1a/.quizmesh.leaderboard.v1.GetLeaderboardResponse\x12y\n\x10WatchLeaderboard\x12\x30.quizmesh.leaderboard.v1.WatchLeaderboardRequest\x1a\x31.quizmesh.leaderboard.v1.WatchLeaderboardResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quizmesh.leaderboard.v1.leaderboard_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LEADERBOARD_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_LEADERBOARD_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_LEADERBOARDENTRY']._serialized_start=111
   _globals['_LEADERBOARDENTRY']._serialized_end=195
   _globals['_LEADERBOARD']._serialized_start=198
-  _globals['_LEADERBOARD']._serialized_end=408
-  _globals['_GETLEADERBOARDREQUEST']._serialized_start=410
-  _globals['_GETLEADERBOARDREQUEST']._serialized_end=484
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=487
-  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=679
-  _globals['_WATCHLEADERBOARDREQUEST']._serialized_start=681
-  _globals['_WATCHLEADERBOARDREQUEST']._serialized_end=723
-  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_start=725
-  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_end=810
-  _globals['_LEADERBOARDSERVICE']._serialized_start=813
-  _globals['_LEADERBOARDSERVICE']._serialized_end=1071
+  _globals['_LEADERBOARD']._serialized_end=540
+  _globals['_LEADERBOARD_TRACECONTEXTENTRY']._serialized_start=489
+  _globals['_LEADERBOARD_TRACECONTEXTENTRY']._serialized_end=540
+  _globals['_GETLEADERBOARDREQUEST']._serialized_start=542
+  _globals['_GETLEADERBOARDREQUEST']._serialized_end=616
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_start=619
+  _globals['_GETLEADERBOARDRESPONSE']._serialized_end=811
+  _globals['_WATCHLEADERBOARDREQUEST']._serialized_start=813
+  _globals['_WATCHLEADERBOARDREQUEST']._serialized_end=855
+  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_start=857
+  _globals['_WATCHLEADERBOARDRESPONSE']._serialized_end=942
+  _globals['_LEADERBOARDSERVICE']._serialized_start=945
+  _globals['_LEADERBOARDSERVICE']._serialized_end=1203
 # @@protoc_insertion_point(module_scope)

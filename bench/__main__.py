@@ -1,0 +1,62 @@
+"""`python -m bench [fanout|pipeline|sessions|all]`: runs benchmarks, merges them into bench/out/results.json."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+OUT = Path(__file__).parent / "out"
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    logs = OUT / "logs"
+    results: dict[str, Any] = {}
+    if args.what in ("fanout", "all"):
+        from bench.fanout import run as run_fanout
+
+        results["fanout"] = await run_fanout(args.sizes, logs)
+    if args.what in ("pipeline", "all"):
+        from bench.pipeline import run as run_pipeline
+
+        results["pipeline"] = await run_pipeline(logs, quick=args.quick)
+    if args.what == "linger":
+        from bench.pipeline import linger_comparison
+
+        results["linger"] = await linger_comparison(logs)
+    if args.what in ("sessions", "all"):
+        from bench.sessions import run as run_sessions
+
+        results["sessions"] = await run_sessions(args.sessions, logs)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("what", choices=["fanout", "pipeline", "linger", "sessions", "all"], nargs="?", default="all")
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 10000])
+    parser.add_argument("--sessions", type=int, default=100_000, help="idle quiz sessions to create")
+    parser.add_argument("--quick", action="store_true", help="shorter pipeline steps")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    results = uvloop.run(_run(args))
+    path = OUT / "results.json"
+    merged: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
+    merged.update(results)
+    merged["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    merged.setdefault("runs", []).append(
+        {"what": args.what, "started": started, "seconds": round(time.time() - started)}
+    )
+    path.write_bytes(orjson.dumps(merged, option=orjson.OPT_INDENT_2))
+    print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()

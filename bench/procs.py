@@ -1,0 +1,156 @@
+"""Starting, pinning, measuring and stopping the processes a benchmark runs.
+
+Every child is started here with its own PID recorded and is stopped by that PID, never by name.
+CPU time and memory are read from /proc, so nothing beyond the standard library is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# Every simulated player connects from 127.0.0.1, so the edge's per-address limits must not apply.
+LOOPBACK_EDGE_LIMITS = {
+    "QUIZMESH_EDGE_JOINS_PER_MIN": "100000000",
+    "QUIZMESH_EDGE_MESSAGES_PER_S": "1000000",
+    "QUIZMESH_EDGE_MESSAGES_BURST": "1000000",
+}
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its direct children (PostgreSQL works in its postmaster's children)."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / _TICKS
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, timeout_s: float = 15) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path, cpus: Sequence[int] = ()) -> Child:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{name}.log").open("wb")
+    command = ["taskset", "-c", ",".join(map(str, cpus)), *argv] if cpus else list(argv)
+    process = subprocess.Popen(command, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return Child(name, process)
+
+
+def spawn_service(
+    service: str, env: Mapping[str, str], log_dir: Path, cpus: Sequence[int] = (), tag: str = ""
+) -> Child:
+    argv = [sys.executable, "-c", "from quizmesh.cli import main; main()", service]
+    return spawn(f"{service}{tag}", argv, env, log_dir, cpus)
+
+
+async def grpc_serving(address: str, service: str = "") -> bool:
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=1
+            )
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.aio.AioRpcError:
+        return False
+
+
+async def http_ready(url: str) -> bool:
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response,
+        ):
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def wait_ready(
+    children: Sequence[Child], grpc_addrs: Sequence[str], http_urls: Sequence[str], timeout_s: float = 90
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pending = [("grpc", a) for a in grpc_addrs] + [("http", u) for u in http_urls]
+    while pending:
+        for child in children:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.process.returncode}; see its log")
+        pending = [
+            (kind, target)
+            for kind, target in pending
+            if not await (grpc_serving(target) if kind == "grpc" else http_ready(target))
+        ]
+        if pending:
+            if loop.time() > deadline:
+                raise TimeoutError(f"not ready after {timeout_s} s: {pending}")
+            await asyncio.sleep(0.2)
+
+
+class CpuMeter:
+    """CPU seconds used by named processes between start() and stop()."""
+
+    def __init__(self, pids: Mapping[str, int]) -> None:
+        self.pids = dict(pids)
+        self._start: dict[str, float] = {}
+        self._wall = 0.0
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._wall = asyncio.get_running_loop().time()
+
+    def stop(self) -> tuple[dict[str, float], float]:
+        used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        return used, asyncio.get_running_loop().time() - self._wall

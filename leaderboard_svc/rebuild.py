@@ -1,0 +1,139 @@
+"""Rebuilding rankings from the durable history: Redis is a projection of PostgreSQL.
+
+A quiz's ranking is rebuilt when the projector finds it unbuilt (its `built` marker is missing: a new
+quiz, an expired ranking, or Redis lost its data) and on demand (`quizmesh rebuild-leaderboard`).
+Rebuilding replays the stored history through the same idempotent apply as live events, so it merges
+with whatever the live stream applied meanwhile, in any order.
+
+persistence_svc may still be writing events the leaderboard already applied before the loss, so an
+automatic rebuild is repeated once after RECHECK_AFTER_S, by when those rows are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from leaderboard_svc.domain import Coalescer
+from leaderboard_svc.ports import HistoryUnavailable, LeaderboardStore, RankingHistory, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+RECHECK_AFTER_S = 10.0
+RETRY_AFTER_S = 1.0
+IDLE_TICK_S = 0.2
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def rebuild(
+    quiz_id: str, store: LeaderboardStore, history: RankingHistory, clock: Callable[[], int] = wall_ms
+) -> int:
+    """Replays quiz_id's stored history into its ranking; returns the number of events replayed.
+
+    The version is raised to the wall clock in ms: versions are otherwise small counters, so the
+    next publication outranks anything a watcher saw before the loss.
+    """
+    events = await history.events(quiz_id)
+    if events:
+        await store.apply(events)
+    await store.mark_built(quiz_id, clock())
+    return len(events)
+
+
+class Rebuilder:
+    """Rebuilds requested quizzes in the background, retrying while the history or store is down."""
+
+    def __init__(
+        self,
+        store: LeaderboardStore,
+        history: RankingHistory,
+        coalescer: Coalescer,
+        *,
+        recheck_after_s: float = RECHECK_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._history = history
+        self._coalescer = coalescer
+        self._recheck_after_s = recheck_after_s
+        self._clock = clock
+        self._due: dict[str, float] = {}  # quiz ID -> monotonic time of its next rebuild
+        self._rechecks: set[str] = set()  # quizzes whose due rebuild is the repeat
+        self._wakeup = asyncio.Event()
+
+    def request(self, quiz_ids: Iterable[str]) -> None:
+        now = self._clock()
+        for quiz_id in quiz_ids:
+            if quiz_id not in self._due or quiz_id in self._rechecks:
+                self._due[quiz_id] = now
+                self._rechecks.discard(quiz_id)
+                self._wakeup.set()
+
+    @property
+    def pending(self) -> Mapping[str, float]:
+        return self._due
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self._clock()
+            for quiz_id in [q for q, at in self._due.items() if at <= now]:
+                await self._rebuild_one(quiz_id)
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(stop, self._wakeup), IDLE_TICK_S)
+
+    async def _rebuild_one(self, quiz_id: str) -> None:
+        was_recheck = quiz_id in self._rechecks
+        try:
+            replayed = await rebuild(quiz_id, self._store, self._history)
+        except (HistoryUnavailable, StoreUnavailable) as exc:
+            log.warning("rebuilding quiz %s's ranking failed; retrying in %.0fs: %s", quiz_id, RETRY_AFTER_S, exc)
+            self._due[quiz_id] = self._clock() + RETRY_AFTER_S
+            return
+        self._coalescer.mark([quiz_id])
+        if was_recheck:
+            del self._due[quiz_id]
+            self._rechecks.discard(quiz_id)
+        else:
+            log.info("rebuilt quiz %s's ranking from %d stored events", quiz_id, replayed)
+            self._due[quiz_id] = self._clock() + self._recheck_after_s
+            self._rechecks.add(quiz_id)
+
+
+async def _first(stop: asyncio.Event, wakeup: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+async def rebuild_command(quiz_id: str, env: Mapping[str, str] = os.environ) -> int:
+    """`quizmesh rebuild-leaderboard QUIZ_ID`: rebuilds one quiz's ranking in the configured Redis from
+    the configured PostgreSQL. A running leaderboard_svc publishes the rebuilt ranking within a few
+    seconds (it adopts the durable publication mark this leaves). Returns the events replayed."""
+    from leaderboard_svc.adapters.postgres_history import PostgresRankingHistory
+    from leaderboard_svc.adapters.redis_store import RedisLeaderboardStore
+    from leaderboard_svc.settings import Settings
+    from quizmesh.runtime import Runtime
+    from quizmesh.settings import Engines, SettingsError
+
+    engines = Engines.from_env(env)
+    if engines.state != "redis" or engines.database != "postgres":
+        raise SettingsError("rebuild-leaderboard needs QUIZMESH_STATE_STORE=redis and QUIZMESH_DATABASE=postgres")
+    redis = Runtime(engines).redis()
+    history = PostgresRankingHistory(engines.postgres_dsn)
+    try:
+        store = RedisLeaderboardStore(redis, ttl_s=Settings.from_env(env).ranking_ttl_s)
+        return await rebuild(quiz_id.strip().upper(), store, history)
+    finally:
+        await history.close()
+        await redis.aclose()

@@ -1,0 +1,448 @@
+"""`quizctl`: run and inspect quizzes from a shell, over the services' gRPC APIs.
+
+It talks to quiz_svc, leaderboard_svc and persistence_svc directly (plaintext gRPC, as inside the mesh
+or against `quizmesh dev`), so it needs no WebSocket and no browser. Exit codes: 0 done, 2 usage or a
+bad input file, 3 not found, 4 permission denied or unauthenticated, 5 a service unavailable, 1
+anything else; errors are one line on stderr carrying the service's own explanation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from edge.results import results_csv
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
+from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
+
+EXIT_OK: Final = 0
+EXIT_OTHER: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_NOT_FOUND: Final = 3
+EXIT_DENIED: Final = 4
+EXIT_UNAVAILABLE: Final = 5
+
+_EXIT_CODES: Final[Mapping[grpc.StatusCode, int]] = {
+    grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED: EXIT_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_DENIED,
+    grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
+}
+# The services' finer error code (quiz_svc.grpc_api.ERROR_CODE_KEY) travels in this trailing metadata key.
+_ERROR_CODE_KEY: Final = "quizmesh-error-code"
+_POINTS_MODES: Final[Mapping[str, quiz_pb2.PointsMode.ValueType]] = {
+    "standard": quiz_pb2.POINTS_MODE_STANDARD,
+    "double": quiz_pb2.POINTS_MODE_DOUBLE,
+    "none": quiz_pb2.POINTS_MODE_NONE,
+}
+_PHASES: Final[Mapping[int, str]] = {
+    quiz_pb2.QUIZ_PHASE_UNSPECIFIED: "lobby",
+    quiz_pb2.QUIZ_PHASE_LOBBY: "lobby",
+    quiz_pb2.QUIZ_PHASE_QUESTION_OPEN: "question_open",
+    quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED: "question_closed",
+    quiz_pb2.QUIZ_PHASE_ENDED: "ended",
+}
+_PAGE_SIZE: Final = 1000
+
+
+class UsageError(Exception):
+    """A missing argument or an unreadable input file: exit code 2."""
+
+
+@dataclass(frozen=True)
+class Services:
+    """One channel per service, each call bounded by timeout_s (watch streams are not)."""
+
+    quiz: quiz_grpc.QuizServiceStub
+    leaderboard: leaderboard_grpc.LeaderboardServiceStub
+    persistence: persistence_grpc.PersistenceServiceStub
+    timeout_s: float
+
+
+@contextlib.asynccontextmanager
+async def _connect(args: argparse.Namespace) -> AsyncIterator[Services]:
+    async with (
+        grpc.aio.insecure_channel(args.quiz_addr) as quiz,
+        grpc.aio.insecure_channel(args.leaderboard_addr) as leaderboard,
+        grpc.aio.insecure_channel(args.persistence_addr) as persistence,
+    ):
+        yield Services(
+            quiz_grpc.QuizServiceStub(quiz),
+            leaderboard_grpc.LeaderboardServiceStub(leaderboard),
+            persistence_grpc.PersistenceServiceStub(persistence),
+            args.timeout,
+        )
+
+
+def _json(message: Message) -> dict[str, Any]:
+    """The proto3 JSON mapping, as grpcurl prints it (64-bit integers as strings)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _emit(line: str) -> None:
+    print(line, flush=True)
+
+
+# --- create ---
+
+
+def _fail(source: str, problem: str) -> NoReturn:
+    raise UsageError(f"{source}: {problem}")
+
+
+def quiz_request(document: object, source: str = "quiz") -> quiz_pb2.CreateQuizRequest:
+    """A CreateQuizRequest from JSON shaped like the edge's create_quiz message (docs/protocol.md).
+
+    Keys it does not know, such as the quiz_id of a quiz exported from a `hosting` reply, are ignored,
+    so an exported quiz imports as a new one. The service checks the rules (2 to 6 choices, ...)."""
+    if not isinstance(document, dict):
+        _fail(source, "must be a JSON object with 'title' and 'questions'")
+    title = document.get("title")
+    if not isinstance(title, str):
+        _fail(source, "'title' must be a string")
+    questions = document.get("questions")
+    if not isinstance(questions, list) or not questions:
+        _fail(source, "'questions' must be a non-empty list")
+    request = quiz_pb2.CreateQuizRequest(title=title)
+    for position, raw in enumerate(questions):
+        at = f"questions[{position}]"
+        if not isinstance(raw, dict):
+            _fail(source, f"{at} must be an object")
+        text, choices, correct = raw.get("text"), raw.get("choices"), raw.get("correct_choices")
+        limit, points = raw.get("time_limit_seconds"), raw.get("points", "standard")
+        if not isinstance(text, str):
+            _fail(source, f"{at}.text must be a string")
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            _fail(source, f"{at}.choices must be a list of strings")
+        if not isinstance(correct, list) or not all(type(c) is int for c in correct):
+            _fail(source, f"{at}.correct_choices must be a list of choice indices")
+        if type(limit) is not int:
+            _fail(source, f"{at}.time_limit_seconds must be an integer")
+        if points not in _POINTS_MODES:
+            _fail(source, f"{at}.points must be one of {', '.join(_POINTS_MODES)}")
+        request.questions.append(
+            quiz_pb2.Question(
+                text=text,
+                choices=choices,
+                correct_choices=correct,
+                time_limit_seconds=limit,
+                points_mode=_POINTS_MODES[points],
+            )
+        )
+    late = document.get("allow_late_join")
+    if late is not None:
+        if not isinstance(late, bool):
+            _fail(source, "'allow_late_join' must be true or false")
+        request.allow_late_join = late
+    return request
+
+
+def _read_quiz_file(path: str) -> quiz_pb2.CreateQuizRequest:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from None
+    return quiz_request(document, path)
+
+
+async def _create(services: Services, args: argparse.Namespace) -> None:
+    request = _read_quiz_file(args.file)
+    response = await services.quiz.CreateQuiz(request, timeout=services.timeout_s)
+    if args.json:
+        _emit(json.dumps({"quiz_id": response.quiz.quiz_id, "host_token": response.host_token, **_json(response)}))
+    else:
+        _emit(f"quiz_id     {response.quiz.quiz_id}")
+        _emit(f"host_token  {response.host_token}")
+
+
+# --- list ---
+
+
+async def _list(services: Services, args: argparse.Namespace) -> None:
+    remaining, token = args.limit, ""
+    while remaining > 0:
+        page = await services.quiz.ListQuizzes(
+            quiz_pb2.ListQuizzesRequest(page_size=min(remaining, _PAGE_SIZE), page_token=token),
+            timeout=services.timeout_s,
+        )
+        for quiz in page.quizzes:
+            if args.json:
+                _emit(json.dumps(_json(quiz)))
+            else:
+                _emit(f"{quiz.quiz_id}  {quiz.create_time.ToJsonString()}  {quiz.title}")
+        remaining -= len(page.quizzes)
+        token = page.next_page_token
+        if not token:
+            break
+
+
+# --- host actions ---
+
+
+def _host_token(args: argparse.Namespace) -> str:
+    token: str = args.host_token or os.environ.get("QUIZMESH_HOST_TOKEN", "")
+    if not token:
+        raise UsageError("a host credential is needed: pass --host-token or set QUIZMESH_HOST_TOKEN")
+    return token
+
+
+def _state_line(state: quiz_pb2.QuizState) -> str:
+    line = f"{state.quiz_id}  {_PHASES.get(state.phase, 'lobby')}"
+    if state.question_index >= 0:
+        line += f"  question {state.question_index + 1}/{state.question_count}"
+    return line + f"  players {state.participant_count}"
+
+
+_HOST_CALLS: Final[Mapping[str, tuple[str, Callable[..., Message]]]] = {
+    "start": ("StartQuiz", quiz_pb2.StartQuizRequest),
+    "next": ("NextQuestion", quiz_pb2.NextQuestionRequest),
+    "close": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
+    "end": ("EndQuiz", quiz_pb2.EndQuizRequest),
+}
+
+
+async def _host_action(services: Services, args: argparse.Namespace) -> None:
+    method, request_type = _HOST_CALLS[args.command]
+    request = request_type(quiz_id=args.quiz_id, host_token=_host_token(args))
+    response = await getattr(services.quiz, method)(request, timeout=services.timeout_s)
+    if args.json:
+        _emit(json.dumps(_json(response)))
+        return
+    _emit(_state_line(response.state))
+    if args.command == "close":
+        results = response.results
+        _emit(f"correct {list(results.correct_choices)}  answers per choice {list(results.choice_counts)}")
+
+
+# --- leaderboard ---
+
+
+async def _leaderboard(services: Services, args: argparse.Namespace) -> None:
+    response = await services.leaderboard.GetLeaderboard(
+        leaderboard_pb2.GetLeaderboardRequest(quiz_id=args.quiz_id, top_n=args.top), timeout=services.timeout_s
+    )
+    if args.json:
+        _emit(json.dumps(_json(response)))
+        return
+    _emit(f"{args.quiz_id}: {response.player_count} players, version {response.version}")
+    for entry in response.top_entries:
+        _emit(f"{entry.rank:>4}  {entry.score:>8}  {entry.nickname}  ({entry.player_id})")
+
+
+# --- export ---
+
+
+async def _pages(fetch: Callable[[str], Any], items: Callable[[Any], Sequence[Any]]) -> list[Any]:
+    collected: list[Any] = []
+    token = ""
+    while True:
+        page = await fetch(token)
+        collected.extend(items(page))
+        token = page.next_page_token
+        if not token:
+            return collected
+
+
+async def _export(services: Services, args: argparse.Namespace) -> None:
+    """The same CSV as the edge's GET /quizzes/{quiz_id}/results.csv: one row per player per question
+    asked so far. persistence_svc stores results from Kafka moments after they are judged, so export
+    once the quiz has ended to have every answer."""
+    quiz_id, timeout = args.quiz_id, services.timeout_s
+    state = (await services.quiz.GetQuizState(quiz_pb2.GetQuizStateRequest(quiz_id=quiz_id), timeout=timeout)).state
+    participants: list[persistence_pb2.Participant] = await _pages(
+        lambda token: services.persistence.ListParticipants(
+            persistence_pb2.ListParticipantsRequest(quiz_id=quiz_id, page_size=_PAGE_SIZE, page_token=token),
+            timeout=timeout,
+        ),
+        lambda page: page.participants,
+    )
+    answers: list[persistence_pb2.StoredAnswer] = await _pages(
+        lambda token: services.persistence.ListAnswers(
+            persistence_pb2.ListAnswersRequest(quiz_id=quiz_id, page_size=_PAGE_SIZE, page_token=token),
+            timeout=timeout,
+        ),
+        lambda page: page.answers,
+    )
+    sys.stdout.write(results_csv(quiz_id, state.question_index + 1, participants, answers))
+    sys.stdout.flush()
+
+
+# --- tail ---
+
+
+class _Enough(Exception):
+    """--count lines have been printed."""
+
+
+async def _tail(services: Services, args: argparse.Namespace) -> None:
+    printed = 0
+
+    async def pump(stream: str, responses: AsyncIterator[Message]) -> None:
+        nonlocal printed
+        async for response in responses:
+            _emit(json.dumps({"stream": stream, **_json(response)}))
+            printed += 1
+            if args.count and printed >= args.count:
+                raise _Enough
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(pump("quiz", services.quiz.WatchQuiz(quiz_pb2.WatchQuizRequest(quiz_id=args.quiz_id))))
+            group.create_task(
+                pump(
+                    "leaderboard",
+                    services.leaderboard.WatchLeaderboard(
+                        leaderboard_pb2.WatchLeaderboardRequest(quiz_id=args.quiz_id)
+                    ),
+                )
+            )
+    except* _Enough:
+        pass
+    except* grpc.aio.AioRpcError as failed:
+        raise failed.exceptions[0] from None
+
+
+# --- the command line ---
+
+_COMMANDS: Final[Mapping[str, Callable[[Services, argparse.Namespace], Any]]] = {
+    "create": _create,
+    "list": _list,
+    "start": _host_action,
+    "next": _host_action,
+    "close": _host_action,
+    "end": _host_action,
+    "leaderboard": _leaderboard,
+    "export": _export,
+    "tail": _tail,
+}
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """Where the services are. Accepted before and after the command; only the top level has defaults,
+    so an option given after the command is not overwritten by them."""
+    env = os.environ
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--quiz-addr",
+        default=default(env.get("QUIZMESH_QUIZ_ADDR", "127.0.0.1:50051")),
+        help="quiz_svc (default: $QUIZMESH_QUIZ_ADDR or 127.0.0.1:50051)",
+    )
+    parser.add_argument(
+        "--leaderboard-addr",
+        default=default(env.get("QUIZMESH_LEADERBOARD_ADDR", "127.0.0.1:50052")),
+        help="leaderboard_svc (default: $QUIZMESH_LEADERBOARD_ADDR or 127.0.0.1:50052)",
+    )
+    parser.add_argument(
+        "--persistence-addr",
+        default=default(env.get("QUIZMESH_PERSISTENCE_ADDR", "127.0.0.1:50053")),
+        help="persistence_svc (default: $QUIZMESH_PERSISTENCE_ADDR or 127.0.0.1:50053)",
+    )
+    parser.add_argument("--timeout", type=float, default=default(10.0), help="seconds per call (default 10)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quizctl",
+        description="Run and inspect quizmesh quizzes over the services' gRPC APIs.",
+        epilog="Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 permission denied, 5 unavailable.",
+    )
+    _connection_options(parser, defaults=True)
+    connection = argparse.ArgumentParser(add_help=False)
+    _connection_options(connection, defaults=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    create = commands.add_parser("create", parents=[connection], help="create (or import) a quiz from a JSON file")
+    create.add_argument("--file", "-f", required=True, help="the quiz as JSON, or - for stdin (docs/examples)")
+    create.add_argument("--json", action="store_true", help="print the created quiz as JSON")
+
+    listing = commands.add_parser("list", parents=[connection], help="list quizzes, newest first")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    for name, text in [
+        ("start", "start the quiz and open its first question"),
+        ("next", "open the next question"),
+        ("close", "close the open question now and show its results"),
+        ("end", "end the quiz"),
+    ]:
+        action = commands.add_parser(name, parents=[connection], help=f"{text} (host)")
+        action.add_argument("quiz_id")
+        action.add_argument("--host-token", help="the host credential (default: $QUIZMESH_HOST_TOKEN)")
+        action.add_argument("--json", action="store_true", help="print the reply as JSON")
+
+    board = commands.add_parser("leaderboard", parents=[connection], help="show a quiz's leaderboard")
+    board.add_argument("quiz_id")
+    board.add_argument("--top", type=int, default=10, help="how many entries (default 10, at most 1000)")
+    board.add_argument("--json", action="store_true", help="print the reply as JSON")
+
+    export = commands.add_parser("export", parents=[connection], help="write a quiz's results as CSV to stdout")
+    export.add_argument("quiz_id")
+
+    tail = commands.add_parser(
+        "tail", parents=[connection], help="print a quiz's state and leaderboard changes as JSON lines"
+    )
+    tail.add_argument("quiz_id")
+    tail.add_argument("--count", type=int, default=0, help="stop after this many lines (default: until Ctrl+C)")
+    return parser
+
+
+def _describe(exc: grpc.aio.AioRpcError, args: argparse.Namespace) -> str:
+    details = " ".join((exc.details() or "").split())
+    reason = next((v for k, v in exc.trailing_metadata() or () if k == _ERROR_CODE_KEY), "")
+    line = f"{exc.code().name}: {details}" + (f" [{reason}]" if reason else "")
+    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        line += f" (quiz {args.quiz_addr}, leaderboard {args.leaderboard_addr}, persistence {args.persistence_addr})"
+    return line
+
+
+async def _run(args: argparse.Namespace) -> None:
+    async with _connect(args) as services:
+        await _COMMANDS[args.command](services, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns its exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    try:
+        asyncio.run(_run(args))
+    except UsageError as exc:
+        print(f"quizctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except grpc.aio.AioRpcError as exc:
+        print(f"quizctl: {_describe(exc, args)}", file=sys.stderr)
+        return _EXIT_CODES.get(exc.code(), EXIT_OTHER)
+    except KeyboardInterrupt:
+        return EXIT_OK if args.command == "tail" else 130
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""quizmesh.telemetry on its own: logs without credentials, ECS lines with trace IDs, the metrics
+endpoint's configuration, trace context through record headers, and consumer lag."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import urllib.request
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from quizmesh.auth import Credentials
+from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
+from quizmesh.eventbus.ports import ConsumedRecord, Record
+from quizmesh.settings import SettingsError
+from quizmesh.telemetry import (
+    REDACTED,
+    LogFormat,
+    RecordTraces,
+    Telemetry,
+    TracedPublisher,
+    configure_logging,
+    context_from_headers,
+    current_trace_context,
+    log_handler,
+    setup_telemetry,
+)
+
+TOKEN = Credentials(b"k" * 32).issue("player", "QUIZ1234", "player-1")
+
+
+def _log_line(log_format: LogFormat) -> tuple[logging.Logger, io.StringIO]:
+    stream = io.StringIO()
+    logger = logging.getLogger(f"tests.observability.{log_format}")
+    logger.handlers[:] = [log_handler(log_format, stream, service_name="quiz-svc")]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, stream
+
+
+@pytest.mark.parametrize("log_format", ["ecs", "plain"])
+def test_a_credential_never_reaches_the_log(log_format: LogFormat) -> None:
+    logger, stream = _log_line(log_format)
+    logger.info("player resumed with %s", TOKEN)
+    logger.warning(f"bad credential {TOKEN}", extra={"token": TOKEN})
+    try:
+        raise ValueError(f"cannot verify {TOKEN}")
+    except ValueError:
+        logger.exception("verification failed")
+    out = stream.getvalue()
+    assert TOKEN.split(".")[1] not in out
+    # The message argument, the message and the exception text; ECS lines also hold the extra field.
+    assert out.count(REDACTED) == (4 if log_format == "ecs" else 3)
+
+
+def test_ecs_lines_carry_the_current_trace_and_span_ids() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    logger, stream = _log_line("ecs")
+    with provider.get_tracer("test").start_as_current_span("work") as span:
+        logger.info("answer accepted")
+    logger.info("outside any span")
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    context = span.get_span_context()
+    assert inside["message"] == "answer accepted"
+    assert inside["log.level"] == "info"
+    assert "ecs.version" in inside and "@timestamp" in inside
+    assert inside["service"]["name"] == "quiz-svc"
+    assert inside["trace"]["id"] == f"{context.trace_id:032x}"
+    assert inside["span"]["id"] == f"{context.span_id:016x}"
+    assert "trace" not in outside
+
+
+def test_an_unknown_log_format_is_a_configuration_error() -> None:
+    with pytest.raises(SettingsError, match="QUIZMESH_LOG_FORMAT"):
+        configure_logging("INFO", {"QUIZMESH_LOG_FORMAT": "xml"}, default_format="ecs", service_name="edge")
+
+
+def test_without_a_metrics_port_there_is_no_endpoint_and_instruments_cost_nothing() -> None:
+    telemetry = setup_telemetry("quiz-svc", {})
+    try:
+        assert telemetry.metrics_port is None
+        assert telemetry.tracing
+        assert telemetry.meter("m").create_counter("quizmesh_test").__class__.__name__.startswith("NoOp")
+    finally:
+        telemetry.close()
+
+
+def test_metrics_port_zero_serves_prometheus_text_on_a_free_port() -> None:
+    telemetry = setup_telemetry("quiz-svc", {"QUIZMESH_METRICS_PORT": "0"})
+    try:
+        assert telemetry.metrics_port
+        telemetry.meter("m").create_counter("quizmesh_test_things").add(2)
+        url = f"http://127.0.0.1:{telemetry.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        assert "quizmesh_test_things_total" in text and 'service_name="quiz-svc"' in text
+    finally:
+        telemetry.close()
+
+
+def test_a_busy_metrics_port_is_a_configuration_error() -> None:
+    first = setup_telemetry("a", {"QUIZMESH_METRICS_PORT": "0"})
+    try:
+        with pytest.raises(SettingsError, match="QUIZMESH_METRICS_PORT"):
+            setup_telemetry("b", {"QUIZMESH_METRICS_PORT": str(first.metrics_port)})
+    finally:
+        first.close()
+
+
+async def test_a_published_record_carries_its_producer_span_to_the_consumer() -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("t", {}, span_exporter=exporter)
+    tracer = telemetry.tracer("test")
+    bus = InMemoryBus(partitions=2)
+    publisher = TracedPublisher(InMemoryPublisher(bus), tracer)
+    consumer = InMemoryConsumer(bus, "g", ["answers"])
+    await consumer.start()
+    with tracer.start_as_current_span("answer") as answer:
+        headers = tuple((k, v.encode()) for k, v in current_trace_context().items())
+    await publisher.publish([Record("answers", "Q1", b"x", headers)], timeout_s=1)
+    [record] = await consumer.poll(10, 0.1)
+    traces = RecordTraces(tracer, "apply", remember_links=True)
+    with traces.processing([record]):
+        pass
+    traces.publication("Q1", "publish")
+    [produce] = [s for s in exporter.get_finished_spans() if s.name == "answers publish"]
+    [apply] = [s for s in exporter.get_finished_spans() if s.name == "apply"]
+    [publication] = [s for s in exporter.get_finished_spans() if s.name == "publish"]
+    assert produce.kind == SpanKind.PRODUCER and produce.parent is not None
+    assert produce.parent.span_id == answer.get_span_context().span_id
+    assert apply.parent is not None and produce.context is not None and apply.parent.span_id == produce.context.span_id
+    assert apply.context is not None and [link.context.span_id for link in publication.links] == [apply.context.span_id]
+    assert traces.publication("Q1", "publish")  # a context still, with nothing left to link
+    assert [s for s in exporter.get_finished_spans() if s.name == "publish"][-1].links == ()
+    telemetry.close()
+
+
+def test_records_without_trace_context_get_no_processing_span() -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("t", {}, span_exporter=exporter)
+    traces = telemetry.record_traces("apply")
+    with traces.processing([ConsumedRecord("answers", 0, 0, "Q1", b"x")]):
+        pass
+    assert exporter.get_finished_spans() == ()
+    assert context_from_headers(()) is None
+    telemetry.close()
+
+
+def test_disabled_telemetry_adds_no_interceptors_and_no_publisher_wrapper() -> None:
+    telemetry = Telemetry.disabled()
+    publisher = InMemoryPublisher(InMemoryBus())
+    assert telemetry.grpc_server_interceptors() == []
+    assert telemetry.grpc_client_interceptors() == []
+    assert telemetry.traced_publisher(publisher) is publisher
+    assert RecordTraces.disabled().publication("Q1", "publish") == {}
+
+
+async def test_the_in_memory_consumer_reports_its_lag_per_partition() -> None:
+    bus = InMemoryBus(partitions=2)
+    consumer = InMemoryConsumer(bus, "g", ["answers"])
+    await consumer.start()
+    await bus.append([Record("answers", "Q1", b"1"), Record("answers", "Q1", b"2")])
+    partition = bus.partition_for("Q1")
+    assert consumer.lag() == {("answers", partition): 2, ("answers", 1 - partition): 0}
+    await consumer.poll(1, 0.1)
+    assert consumer.lag()[("answers", partition)] == 1
