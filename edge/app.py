@@ -121,7 +121,12 @@ async def _socketio(request: web.Request) -> web.StreamResponse:
     _admit(request)
     app = request.app
     return await socketio_transport.serve(
-        request, app[SETTINGS_KEY], app[UPSTREAM_KEY], app[FANOUT_KEY], app[SOCKETS_KEY]
+        request,
+        app[SETTINGS_KEY],
+        app[UPSTREAM_KEY],
+        app[FANOUT_KEY],
+        app[SOCKETS_KEY],
+        app[LIMITER_KEY].connection(request.remote),
     )
 
 

@@ -35,6 +35,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from edge import protocol, routes
 from edge.fanout import Fanout, Framing, Recipient, Transport, text_frame
+from edge.limits import ConnectionLimits
 from edge.protocol import ClientError
 from edge.session import Session
 from edge.settings import Settings
@@ -234,9 +235,11 @@ class SocketIOSession(Session):
         fanout: Fanout,
         settings: Settings,
         heartbeat: Heartbeat,
+        limits: ConnectionLimits,
     ) -> None:
         super().__init__(ws, transport, upstream, fanout, settings)
         self.heartbeat = heartbeat
+        self.limits = limits
         self.connected = False  # to the default namespace
         # Requests are handled one at a time per socket, so the reply being sent is to this request.
         self._ack_id: int | None = None
@@ -304,7 +307,7 @@ class SocketIOSession(Session):
         try:
             if isinstance(fields, dict):
                 # The same frame a plain client would send, through the same parser and handlers.
-                await routes.dispatch(self, orjson.dumps({**fields, "type": name}))
+                await routes.dispatch(self, orjson.dumps({**fields, "type": name}), self.limits)
             else:
                 error = ClientError("invalid_message", "an event's argument must be a JSON object of its fields")
                 await self.send(protocol.encode_error(error))
@@ -318,6 +321,7 @@ async def serve(
     upstream: Upstream,
     fanout: Fanout,
     sockets: set[web.WebSocketResponse],
+    limits: ConnectionLimits,
 ) -> web.StreamResponse:
     """Runs one Socket.IO connection whose handshake request was checked (handshake_refusal) and admitted."""
     # Engine.IO's PING/PONG is the heartbeat here, so aiohttp's own WebSocket pings stay off.
@@ -327,7 +331,7 @@ async def serve(
     if transport is None:  # the client went away during the handshake
         return ws
     heartbeat = Heartbeat(transport, PING_INTERVAL_MS / 1000, PING_TIMEOUT_MS / 1000)
-    session = SocketIOSession(ws, transport, upstream, fanout, settings, heartbeat)
+    session = SocketIOSession(ws, transport, upstream, fanout, settings, heartbeat, limits)
     sockets.add(ws)
     close_code, reason = WSCloseCode.OK, b""
     try:

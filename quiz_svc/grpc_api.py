@@ -17,7 +17,7 @@ from quiz_svc.ports import Clock
 from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
-from quizmesh.telemetry import QuizMetrics, Telemetry, answer_spans, span_headers
+from quizmesh.telemetry import QuizMetrics, Telemetry, answer_spans
 
 log = logging.getLogger(__name__)
 
@@ -230,16 +230,17 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             )
         started = time.perf_counter()
         # Many players' answers share this call; each keeps its own trace through the event it publishes.
-        with answer_spans(self._tracer, "quiz_svc answer", [a.trace_context for a in request.answers]) as spans:
+        with answer_spans(self._tracer, "quiz_svc answer", [a.trace_context for a in request.answers]) as traces:
             inputs = [
-                AnswerInput(a.player_token, a.question_index, a.choice, span_headers(span))
-                for a, span in zip(request.answers, spans, strict=True)
+                AnswerInput(a.player_token, a.question_index, a.choice, t.headers)
+                for a, t in zip(request.answers, traces, strict=True)
             ]
             outcomes = await self._game.submit_answers(inputs)
-            for span, outcome in zip(spans, outcomes, strict=True):
-                span.set_attribute(
-                    "quizmesh.answer.outcome", outcome.value if isinstance(outcome, AnswerRefusal) else "accepted"
-                )
+            for t, outcome in zip(traces, outcomes, strict=True):
+                if t.span is not None:
+                    t.span.set_attribute(
+                        "quizmesh.answer.outcome", outcome.value if isinstance(outcome, AnswerRefusal) else "accepted"
+                    )
         self._count(outcomes)
         self._metrics.batch_duration.record(time.perf_counter() - started)
         return pb.BatchSubmitAnswersResponse(outcomes=[_outcome_to_pb(o) for o in outcomes])

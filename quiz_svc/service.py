@@ -422,7 +422,12 @@ class QuizGame:
             return state
 
     async def _after_transition(self, quiz: QuizDefinition, old: GameState, new: GameState) -> QuestionResults | None:
-        await self._repository.save_state(new)
+        try:
+            await self._repository.save_state(new)
+        except Exception:
+            # The live state in Redis already changed and the quiz goes on; the durable copy only serves a
+            # rebuild after Redis loses its data, and the next transition writes a newer one.
+            log.warning("could not keep quiz %s's state durably; it stays live in Redis", quiz.quiz_id, exc_info=True)
         results = None
         if new.phase == Phase.QUESTION_OPEN:
             await self._store.schedule_close(quiz.quiz_id, new.close_ms)

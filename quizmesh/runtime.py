@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher, InMemoryTailReader
 from quizmesh.eventbus.ports import EventConsumer, EventPublisher, TailReader
 from quizmesh.pubsub import Channels, InMemoryChannels, RedisChannels
 from quizmesh.settings import Engines
 from quizmesh.telemetry import Telemetry
+
+# One event loop gains nothing from more connections than it has calls worth pipelining in parallel.
+REDIS_MAX_CONNECTIONS = 64
+REDIS_POOL_WAIT_S = 5.0
 
 
 @dataclass
@@ -51,9 +55,20 @@ class Runtime:
 
         return KafkaTailReader(self.engines.kafka_bootstrap, topics, client_id=client_id)
 
-    def redis(self) -> Redis:
-        """A new client for the configured Redis; the caller closes it."""
-        return Redis.from_url(self.engines.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    def redis(self, *, max_connections: int = REDIS_MAX_CONNECTIONS, wait_s: float = REDIS_POOL_WAIT_S) -> Redis:
+        """A new client for the configured Redis; the caller closes it (`aclose`, which also closes the pool).
+
+        redis-py's default pool raises MaxConnectionsError once 100 calls are in flight, which reached
+        players as `internal`; a blocking pool makes a call beyond `max_connections` wait up to `wait_s`
+        for a free connection instead (Redis answers in well under a millisecond, so the wait is short)."""
+        pool = BlockingConnectionPool.from_url(
+            self.engines.redis_url,
+            max_connections=max_connections,
+            timeout=wait_s,
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
+        )
+        return Redis.from_pool(pool)
 
     def channels(self, redis: Redis | None) -> Channels:
         if self.engines.state == "memory" or redis is None:

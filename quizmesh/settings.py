@@ -80,8 +80,7 @@ class Engines:
             database=env_choice(env, "QUIZMESH_DATABASE", "postgres", ("postgres", "sqlite")),
             kafka_bootstrap=env_str(env, "QUIZMESH_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
             redis_url=env_str(env, "QUIZMESH_REDIS_URL", "redis://127.0.0.1:16379/0"),
-            postgres_dsn=env_secret(env, "QUIZMESH_POSTGRES_DSN")
-            or "postgresql://quizmesh@127.0.0.1:15432/quizmesh",
+            postgres_dsn=env_secret(env, "QUIZMESH_POSTGRES_DSN") or "postgresql://quizmesh@127.0.0.1:15432/quizmesh",
             sqlite_path=env_str(env, "QUIZMESH_SQLITE_PATH", "quizmesh-dev.sqlite3"),
         )
 

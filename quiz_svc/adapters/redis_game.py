@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from quiz_svc.domain import AnswerRefusal, GameState, Phase, PlayerStanding
 from quiz_svc.ports import (
@@ -292,14 +294,14 @@ class RedisGameStore:
         for position, claim in enumerate(claims):
             by_quiz[claim.quiz_id].append(position)
         outcomes: list[ClaimOutcome | None] = [None] * len(claims)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for quiz_id, positions in by_quiz.items():
-                args: list[str | int] = [len(positions)]
-                for position in positions:
-                    c = claims[position]
-                    args += [c.question_index, c.player_id, c.choice, c.received_ms, c.lease_until_ms]
-                await self._claim(keys=[_prefix(quiz_id)], args=args, client=pipe)
-            replies = await pipe.execute()
+        calls: list[tuple[str, list[str | int]]] = []
+        for quiz_id, positions in by_quiz.items():
+            args: list[str | int] = [len(positions)]
+            for position in positions:
+                c = claims[position]
+                args += [c.question_index, c.player_id, c.choice, c.received_ms, c.lease_until_ms]
+            calls.append((_prefix(quiz_id), args))
+        replies = await self._run_per_quiz(self._claim, calls)
         for positions, reply in zip(by_quiz.values(), replies, strict=True):
             for position, result in zip(positions, orjson.loads(reply), strict=True):
                 outcomes[position] = _claim_outcome(result)
@@ -309,19 +311,33 @@ class RedisGameStore:
         grouped: dict[str, list[str | int | bytes]] = defaultdict(list)
         for key, answer in verdicts:
             grouped[key.quiz_id] += [key.question_index, key.player_id, _encode_stored(answer)]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for quiz_id, args in grouped.items():
-                await self._record(keys=[_prefix(quiz_id)], args=[len(args) // 3, *args], client=pipe)
-            await pipe.execute()
+        await self._run_per_quiz(
+            self._record, [(_prefix(quiz_id), [len(args) // 3, *args]) for quiz_id, args in grouped.items()]
+        )
 
     async def _settle_keys(self, keys: Sequence[AnswerKey], mode: str) -> None:
         grouped: dict[str, list[str | int]] = defaultdict(list)
         for key in keys:
             grouped[key.quiz_id] += [key.question_index, key.player_id]
+        await self._run_per_quiz(self._settle, [(_prefix(quiz_id), [mode, *args]) for quiz_id, args in grouped.items()])
+
+    async def _run_per_quiz(self, script: AsyncScript, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Runs `script` once per (quiz key prefix, args), all in one pipeline on one connection.
+
+        By EVALSHA alone: redis-py's pipelined Script objects send a SCRIPT EXISTS round trip before
+        every pipeline. A call refused with NOSCRIPT (Redis restarted or flushed its scripts) did
+        not run, so it is run again alone once the script is loaded."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for quiz_id, args in grouped.items():
-                await self._settle(keys=[_prefix(quiz_id)], args=[mode, *args], client=pipe)
-            await pipe.execute()
+            for prefix, args in calls:
+                pipe.evalsha(script.sha, 1, prefix, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for position, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                prefix, args = calls[position]
+                replies[position] = await script(keys=[prefix], args=list(args))
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
 
     async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
         await self._settle_keys(keys, "ack")

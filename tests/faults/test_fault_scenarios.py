@@ -194,29 +194,32 @@ async def test_second_consumer_joins_and_leaves_mid_stream(private_infra: Privat
 
 
 async def test_kafka_broker_restarted_under_load(private_infra: PrivateInfra, tmp_path: Path) -> None:
-    """The broker is restarted twice mid-quiz: SIGTERM (clean), then SIGKILL."""
+    """The broker is restarted twice mid-quiz, SIGTERM (clean) then SIGKILL, while players keep
+    answering question after question."""
     async with stack_on(private_infra, tmp_path) as stack:
         game = await playing(stack)
         figures: dict[str, Any] = {}
 
-        async def fault(index: int) -> None:
-            if index in (3, 7):
-                kind = "sigterm" if index == 3 else "sigkill"
-                await asyncio.sleep(0.05)
-                args = ("stop", "kafka") if kind == "sigterm" else ("stop", "kafka", "--kill")
-                figures[f"{kind}_stop_s"] = await asyncio.to_thread(private_infra.infra, *args)
-                figures[f"{kind}_start_s"] = await asyncio.to_thread(private_infra.infra, "start", "kafka")
+        async def restart_kafka(kind: str) -> None:
+            stop = ("stop", "kafka") if kind == "sigterm" else ("stop", "kafka", "--kill")
+            figures[f"{kind}_stop_s"] = await asyncio.to_thread(private_infra.infra, *stop)
+            figures[f"{kind}_start_s"] = await asyncio.to_thread(private_infra.infra, "start", "kafka")
 
-        await game.play(fault)
-        await finish(
-            private_infra,
-            "4-kafka-restart",
-            "test_kafka_broker_restarted_under_load",
-            game,
-            game.ledger,
-            game.quiz_id,
-            **figures,
-        )
+        await game.answer_question()
+        for kind in ("sigterm", "sigkill"):
+            restarting = asyncio.create_task(restart_kafka(kind))
+            while not restarting.done() and game.question_index < QUESTIONS - 1:
+                await game.next_question()
+                await game.answer_question()  # retries while the broker is away
+            await restarting
+        while game.question_index < QUESTIONS - 1:
+            await game.next_question()
+            await game.answer_question()
+        report = await finish(
+            private_infra, "4-kafka-restart", "test_kafka_broker_restarted_under_load",
+            game, game.ledger, game.quiz_id, **figures,
+        )  # fmt: skip
+        assert report["client_errors"].get("answer:unavailable", 0) > 0, report  # the load met the outage
 
 
 # --- 5 ---
@@ -304,52 +307,52 @@ async def test_redis_data_lost_mid_quiz_leaderboard_rebuilt(private_infra: Priva
         report["rebuild_s"] = round(time.monotonic() - started, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quiz_svc keeps its live game state only in Redis: after FLUSHALL the quiz has no live "
-    "session (the lead is making it survive a Redis data loss)",
-)
 async def test_redis_data_lost_mid_quiz_game_continues(private_infra: PrivateInfra, tmp_path: Path) -> None:
+    """quiz_svc rebuilds the quiz's live state from PostgreSQL (via PersistenceService) and the game
+    goes on. The loss comes once persistence_svc has stored every accepted answer: quiz_svc rebuilds
+    players' standings from the stored answers, so it cannot know of answers still in Kafka (see
+    docs/reliability.md, known limits)."""
     async with stack_on(private_infra, tmp_path) as stack:
         game = await playing(stack, players=50, questions=3)
         await game.answer_question()
+        figures, _ = await converge(private_infra.postgres_dsn, private_infra.redis_url, game.quiz_id, game.ledger)
+        assert figures.lost == 0
         await flush_redis(private_infra)
-        await game.next_question()
-        await game.answer_question(give_up_after_s=20)
+        for _ in range(2):
+            await game.next_question()
+            await game.answer_question(give_up_after_s=30)
         await finish(
-            private_infra,
-            "6b-redis-data-lost-game-continues",
-            "test_redis_data_lost_mid_quiz_game_continues",
-            game,
-            game.ledger,
-            game.quiz_id,
-        )
+            private_infra, "6b-redis-data-lost-game-continues", "test_redis_data_lost_mid_quiz_game_continues",
+            game, game.ledger, game.quiz_id,
+        )  # fmt: skip
 
 
 # --- 7 ---
 
 
 async def test_postgres_restarted_under_load(private_infra: PrivateInfra, tmp_path: Path) -> None:
+    """PostgreSQL is stopped (fast shutdown) with a question open, players answer it while the
+    database is down (Kafka holds the answers), and it is started again: persistence_svc stores them."""
     async with stack_on(private_infra, tmp_path) as stack:
         game = await playing(stack)
         figures: dict[str, Any] = {}
-
-        async def fault(index: int) -> None:
-            if index == 4:
-                await asyncio.sleep(0.05)
-                figures["stop_s"] = await asyncio.to_thread(private_infra.infra, "stop", "postgres")
-                figures["start_s"] = await asyncio.to_thread(private_infra.infra, "start", "postgres")
-
-        await game.play(fault)
-        await finish(
-            private_infra,
-            "7-postgres-restart",
-            "test_postgres_restarted_under_load",
-            game,
-            game.ledger,
-            game.quiz_id,
-            **figures,
-        )
+        for _ in range(4):
+            await game.answer_question()
+            await game.next_question()
+        # Host actions write the game state to PostgreSQL, so the question is opened before it goes.
+        figures["stop_s"] = await asyncio.to_thread(private_infra.infra, "stop", "postgres")
+        before = len(game.ledger.accepted)
+        await game.answer_question()
+        figures["accepted_while_down"] = len(game.ledger.accepted) - before
+        figures["start_s"] = await asyncio.to_thread(private_infra.infra, "start", "postgres")
+        for _ in range(QUESTIONS - 5):
+            await game.next_question()
+            await game.answer_question()
+        report = await finish(
+            private_infra, "7-postgres-restart", "test_postgres_restarted_under_load",
+            game, game.ledger, game.quiz_id, **figures,
+        )  # fmt: skip
+        assert report["accepted_while_down"] == PLAYERS, report
 
 
 # --- 8 ---
@@ -429,7 +432,12 @@ class WsPlayers:
 async def test_reconnect_storm_every_player_resumes(private_infra: PrivateInfra, tmp_path: Path) -> None:
     """The edge holding every socket is SIGKILLed and restarted; all players reconnect at once,
     resume with their credentials and keep answering."""
-    async with stack_on(private_infra, tmp_path, edges=1) as stack, aiohttp.ClientSession() as session:
+    # limit=0: aiohttp's default pool of 100 connections would hold the 101st socket back forever.
+    connector = aiohttp.TCPConnector(limit=0)
+    async with (
+        stack_on(private_infra, tmp_path, edges=1) as stack,
+        aiohttp.ClientSession(connector=connector) as session,
+    ):
         host = GrpcGame(stack.quiz_addrs, players=0, questions=4)
         await host.setup()
         players = WsPlayers(session, stack.ws_url(), host.quiz_id)

@@ -56,7 +56,12 @@ class Observed:
 @contextlib.asynccontextmanager
 async def observed_stack(tmp_path: Path, exporter: InMemorySpanExporter) -> AsyncIterator[tuple[Stack, int]]:
     ports = {"edge": free_port(), "quiz": free_port(), "leaderboard": free_port(), "persistence": free_port()}
-    base = {**os.environ, "QUIZMESH_LEADERBOARD_INTERVAL_MS": "100", "QUIZMESH_METRICS_PORT": "0"}
+    base = {
+        **os.environ,
+        "QUIZMESH_LEADERBOARD_INTERVAL_MS": "100",
+        "QUIZMESH_METRICS_PORT": "0",
+        "QUIZMESH_TRACE_SAMPLE_RATIO": "1",
+    }
     base.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     env = embedded_env(base, ports, str(tmp_path / "observed.sqlite3"))
     telemetry = setup_telemetry("quizmesh", env, span_exporter=exporter)

@@ -20,10 +20,12 @@ from quizmesh.eventbus.ports import ConsumedRecord, Record
 from quizmesh.settings import SettingsError
 from quizmesh.telemetry import (
     REDACTED,
+    EdgeTelemetry,
     LogFormat,
     RecordTraces,
     Telemetry,
     TracedPublisher,
+    answer_spans,
     configure_logging,
     context_from_headers,
     current_trace_context,
@@ -32,6 +34,10 @@ from quizmesh.telemetry import (
 )
 
 TOKEN = Credentials(b"k" * 32).issue("player", "QUIZ1234", "player-1")
+# Production processes sample 1% of new traces; these tests follow every one.
+SAMPLE_ALL = {"QUIZMESH_TRACE_SAMPLE_RATIO": "1"}
+NONE_NEW = {"QUIZMESH_TRACE_SAMPLE_RATIO": "0"}
+SAMPLED_ANSWER = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 
 
 def _log_line(log_format: LogFormat) -> tuple[logging.Logger, io.StringIO]:
@@ -116,7 +122,7 @@ def test_a_busy_metrics_port_is_a_configuration_error() -> None:
 
 async def test_a_published_record_carries_its_producer_span_to_the_consumer() -> None:
     exporter = InMemorySpanExporter()
-    telemetry = setup_telemetry("t", {}, span_exporter=exporter)
+    telemetry = setup_telemetry("t", SAMPLE_ALL, span_exporter=exporter)
     tracer = telemetry.tracer("test")
     bus = InMemoryBus(partitions=2)
     publisher = TracedPublisher(InMemoryPublisher(bus), tracer)
@@ -144,7 +150,7 @@ async def test_a_published_record_carries_its_producer_span_to_the_consumer() ->
 
 def test_records_without_trace_context_get_no_processing_span() -> None:
     exporter = InMemorySpanExporter()
-    telemetry = setup_telemetry("t", {}, span_exporter=exporter)
+    telemetry = setup_telemetry("t", SAMPLE_ALL, span_exporter=exporter)
     traces = telemetry.record_traces("apply")
     with traces.processing([ConsumedRecord("answers", 0, 0, "Q1", b"x")]):
         pass
@@ -171,3 +177,58 @@ async def test_the_in_memory_consumer_reports_its_lag_per_partition() -> None:
     assert consumer.lag() == {("answers", partition): 2, ("answers", 1 - partition): 0}
     await consumer.poll(1, 0.1)
     assert consumer.lag()[("answers", partition)] == 1
+
+
+def test_by_default_a_small_ratio_of_new_traces_is_sampled() -> None:
+    telemetry = setup_telemetry("t", {})
+    tracer = telemetry.tracer("test")
+    sampled = 0
+    for _ in range(2000):
+        with tracer.start_as_current_span("frame") as span:
+            sampled += span.is_recording()
+    assert 0 < sampled < 100  # 1%: 20 expected
+    telemetry.close()
+    with pytest.raises(SettingsError, match="QUIZMESH_TRACE_SAMPLE_RATIO"):
+        setup_telemetry("t", {"QUIZMESH_TRACE_SAMPLE_RATIO": "2"})
+
+
+async def test_an_unsampled_answer_gets_no_span_anywhere_and_carries_its_context_on() -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("t", NONE_NEW, span_exporter=exporter)
+    tracer = telemetry.tracer("test")
+    with tracer.start_as_current_span("frame"):
+        unsampled = current_trace_context()
+    assert int(unsampled["traceparent"][-2:], 16) & 1 == 0  # the "sampled" flag is off
+    with EdgeTelemetry(telemetry).answer_batch([unsampled]), answer_spans(tracer, "answer", [unsampled, {}]) as traces:
+        assert [t.span for t in traces] == [None, None]
+        assert dict((k, v.decode()) for k, v in traces[0].headers) == unsampled
+    bus = InMemoryBus()
+    consumer = InMemoryConsumer(bus, "g", ["answers"])
+    await consumer.start()
+    await TracedPublisher(InMemoryPublisher(bus), tracer).publish(
+        [Record("answers", "Q1", b"x", traces[0].headers)], timeout_s=1
+    )
+    [record] = await consumer.poll(10, 0.1)
+    assert record.headers == traces[0].headers
+    with telemetry.record_traces("apply").processing([record]):
+        pass
+    assert exporter.get_finished_spans() == ()
+    telemetry.close()
+
+
+def test_a_sampled_answer_is_traced_and_its_batch_too_whatever_the_ratio() -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("t", NONE_NEW, span_exporter=exporter)
+    tracer = telemetry.tracer("test")
+    with tracer.start_as_current_span("frame"):
+        unsampled = current_trace_context()
+    carriers = [unsampled, SAMPLED_ANSWER]
+    with EdgeTelemetry(telemetry).answer_batch(carriers), answer_spans(tracer, "answer", carriers) as traces:
+        assert traces[0].span is None and traces[1].span is not None
+    [batch] = [s for s in exporter.get_finished_spans() if s.name == "edge answer batch"]
+    [answer] = [s for s in exporter.get_finished_spans() if s.name == "answer"]
+    assert [f"{link.context.span_id:016x}" for link in batch.links] == ["b7ad6b7169203331"]
+    assert answer.parent is not None and f"{answer.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert answer.context is not None and batch.context is not None
+    assert [link.context.span_id for link in answer.links] == [batch.context.span_id]
+    telemetry.close()

@@ -189,7 +189,9 @@ async def process_stack(
 
     try:
         for i, address in enumerate(quiz_addrs):
-            spawn("quiz-svc", {**common, "QUIZMESH_QUIZ_ADDR": address}, i)
+            # quiz_svc reads PersistenceService to rebuild a quiz's live state after Redis lost it.
+            quiz_env = {**common, "QUIZMESH_QUIZ_ADDR": address, "QUIZMESH_PERSISTENCE_ADDR": persistence_addrs[0]}
+            spawn("quiz-svc", quiz_env, i)
         for i, address in enumerate(leaderboard_addrs):
             spawn("leaderboard-svc", {**common, "QUIZMESH_LEADERBOARD_ADDR": address}, i)
         for i, address in enumerate(persistence_addrs):

@@ -1,0 +1,189 @@
+"""Recovery: the durable publication marks, and rankings rebuilt from PostgreSQL's history."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from leaderboard_svc.adapters.memory_store import MemoryLeaderboardStore
+from leaderboard_svc.adapters.postgres_history import PostgresRankingHistory
+from leaderboard_svc.domain import AnswerScored, Coalescer, PlayerJoined, PlayerLeft, RankingEvent
+from leaderboard_svc.ports import HistoryUnavailable, LeaderboardStore
+from leaderboard_svc.projector import Projector
+from leaderboard_svc.publisher import LeaderboardPublisher
+from leaderboard_svc.rebuild import Rebuilder, rebuild
+from persistence_svc.adapters.postgres import PostgresResultStore
+from persistence_svc.domain import batch_of, row_from_event
+from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
+from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED
+from quizmesh.eventcodec import decode, to_record
+from quizmesh.events.v1 import events_pb2
+from tests.persistence_svc import persistence_factories as events
+
+HISTORY: list[RankingEvent] = [
+    PlayerJoined("q", "ann", "Ann", 10),
+    PlayerJoined("q", "bob", "Bob", 20),
+    PlayerJoined("q", "cy", "Cy", 30),
+    AnswerScored("q", "ann", 0, 900, 1000, 5000),
+    AnswerScored("q", "bob", 0, 950, 1100, 5100),
+    AnswerScored("q", "ann", 1, 1800, 2000, 6000),
+    PlayerLeft("q", "cy"),
+]
+
+
+class FakeHistory:
+    def __init__(self, stored: list[RankingEvent], failures: int = 0) -> None:
+        self.stored = stored
+        self.failures = failures
+        self.reads = 0
+
+    async def events(self, quiz_id: str) -> list[RankingEvent]:
+        self.reads += 1
+        if self.failures:
+            self.failures -= 1
+            raise HistoryUnavailable("down for the test")
+        return [e for e in self.stored if e.quiz_id == quiz_id]
+
+    async def close(self) -> None:
+        return None
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Waits (up to 10 s) for a condition the code under test makes true in its own time."""
+    async with asyncio.timeout(10):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
+async def ranking(store: LeaderboardStore, quiz_id: str = "q") -> list[tuple[str, str, int]]:
+    snapshot = await store.ranking(quiz_id)
+    return [(e.player_id, e.nickname, e.score) for e in snapshot.entries]
+
+
+async def test_a_quiz_is_marked_before_it_changes_and_a_newer_mark_survives_clearing(
+    store: LeaderboardStore, quiz_id: str
+) -> None:
+    await store.apply([PlayerJoined(quiz_id, "ann", "Ann", 1)])
+    first = await store.dirty_marks([quiz_id])
+    assert set(first) == {quiz_id}
+    await store.apply([AnswerScored(quiz_id, "ann", 0, 500, 2, 3)])
+    await store.clear_dirty(first)  # a publication that read the ranking before the second batch
+    second = await store.dirty_marks([quiz_id])
+    assert second and second != first
+    await store.clear_dirty(second)
+    assert await store.dirty_marks([quiz_id]) == {}
+
+
+async def test_a_ranking_is_unbuilt_until_marked_and_its_version_only_rises(
+    store: LeaderboardStore, quiz_id: str
+) -> None:
+    await store.apply([PlayerJoined(quiz_id, "ann", "Ann", 1)])
+    assert await store.unbuilt([quiz_id]) == {quiz_id}
+    await store.mark_built(quiz_id, 1_000)
+    assert await store.unbuilt([quiz_id]) == set()
+    await store.mark_built(quiz_id, 10)
+    assert (await store.next_ranking(quiz_id)).version == 1_001
+
+
+async def test_a_rebuild_gives_the_live_ranking_whatever_was_applied_before() -> None:
+    live = MemoryLeaderboardStore()
+    await live.apply(HISTORY)
+    for already_applied in ([], HISTORY[:4], HISTORY[3:], HISTORY):
+        rebuilt = MemoryLeaderboardStore()
+        await rebuilt.apply(already_applied)
+        assert await rebuild("q", rebuilt, FakeHistory(HISTORY), clock=lambda: 7) == len(HISTORY)
+        assert await ranking(rebuilt) == await ranking(live) == [("ann", "Ann", 1800), ("bob", "Bob", 950)]
+        assert await rebuilt.unbuilt(["q"]) == set()
+
+
+async def test_the_projector_queues_unbuilt_quizzes_and_the_rebuilder_rebuilds_them_twice() -> None:
+    store = MemoryLeaderboardStore()
+    coalescer = Coalescer(interval_ms=100)
+    history = FakeHistory(HISTORY, failures=1)
+    rebuilder = Rebuilder(store, history, coalescer, recheck_after_s=0.2)
+    bus = InMemoryBus()
+    # Redis lost everything but bob's second answer arrives: the ranking would hold bob alone.
+    await bus.append([to_record(_answer("q", "bob", 1, 1900))])
+    consumer = InMemoryConsumer(bus, "leaderboard_svc", (ANSWER_SUBMITTED,))
+    await consumer.start()
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(Projector(consumer, store, coalescer, rebuilder).run(stop)),
+        asyncio.create_task(rebuilder.run(stop)),
+    ]
+    await until(lambda: history.reads >= 3 and not rebuilder.pending)  # a failed read, the rebuild, the repeat
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert await ranking(store) == [("bob", "Bob", 1900), ("ann", "Ann", 1800)]
+    assert await store.unbuilt(["q"]) == set()
+    assert "q" in coalescer.take_all()
+
+
+async def test_a_publisher_starting_after_a_crash_publishes_what_was_applied_but_not_published() -> None:
+    store = MemoryLeaderboardStore()
+    await store.apply(HISTORY)  # applied and committed; the process died before publishing
+    bus = InMemoryBus()
+    publisher = LeaderboardPublisher(store, InMemoryPublisher(bus), Coalescer(interval_ms=100))
+    stop = asyncio.Event()
+    running = asyncio.create_task(publisher.run(stop))
+    await until(lambda: sum(bus.end_offsets(LEADERBOARD_UPDATED)) > 0)
+    stop.set()
+    await running
+    partition = next(i for i, end in enumerate(bus.end_offsets(LEADERBOARD_UPDATED)) if end)
+    published = decode(bus.read(LEADERBOARD_UPDATED, partition, 0, 1)[0])
+    assert [e.player_id for e in published.entries] == ["ann", "bob"]  # type: ignore[union-attr]
+    assert await store.dirty_marks() == {}
+
+
+async def test_only_marks_unchanged_for_a_whole_scan_are_adopted() -> None:
+    store = MemoryLeaderboardStore()
+    coalescer = Coalescer(interval_ms=100)
+    publisher = LeaderboardPublisher(store, InMemoryPublisher(InMemoryBus()), coalescer)
+    await publisher.adopt_stale_marks()  # the first scan: nothing marked yet
+    await store.apply([PlayerJoined("live", "ann", "Ann", 1), PlayerJoined("orphan", "bob", "Bob", 1)])
+    await publisher.adopt_stale_marks()
+    assert coalescer.take_all() == []  # both marks are new
+    await store.apply([PlayerJoined("live", "cy", "Cy", 2)])  # its owner keeps applying
+    await publisher.adopt_stale_marks()
+    assert coalescer.take_all() == ["orphan"]
+
+
+def _answer(quiz_id: str, player_id: str, question: int, total: int) -> events_pb2.AnswerSubmitted:
+    event = events.answered(quiz_id, question, player_id, 5000 + question)
+    event.total_score = total
+    return event
+
+
+@pytest.mark.integration
+async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_dsn: str) -> None:
+    quiz_id = f"quiz-{uuid.uuid4().hex}"
+    stored = [
+        events.joined(quiz_id, "ann", 10, "Ann"),
+        events.joined(quiz_id, "bob", 20, "Bob"),
+        events.answered(quiz_id, 1, "ann", 3000),
+        events.answered(quiz_id, 0, "ann", 1000),
+        events.left(quiz_id, "bob", 4000),
+    ]
+    results = await PostgresResultStore.connect(postgres_dsn)
+    try:
+        await results.migrate()
+        await results.save(batch_of([row_from_event(e) for e in stored]))
+    finally:
+        await results.close()
+    history = PostgresRankingHistory(postgres_dsn)
+    try:
+        replay = await history.events(quiz_id)
+    finally:
+        await history.close()
+    assert replay == [
+        PlayerJoined(quiz_id, "ann", "Ann", 10),
+        PlayerJoined(quiz_id, "bob", "Bob", 20),
+        AnswerScored(quiz_id, "ann", 0, 500, 1000, events.BASE_MS + 1000),
+        AnswerScored(quiz_id, "ann", 1, 1000, 3000, events.BASE_MS + 3000),
+        PlayerLeft(quiz_id, "bob"),
+    ]
