@@ -21,7 +21,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.what in ("fanout", "all"):
         from bench.fanout import run as run_fanout
 
-        results["fanout"] = await run_fanout(args.sizes, logs)
+        results["fanout"] = await run_fanout(args.sizes, logs, protocols=args.protocols)
     if args.what in ("pipeline", "all"):
         from bench.pipeline import run as run_pipeline
 
@@ -41,6 +41,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("what", choices=["fanout", "pipeline", "linger", "sessions", "all"], nargs="?", default="all")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 10000])
+    parser.add_argument(
+        "--protocols",
+        type=lambda s: s.split(","),
+        default=["plain", "socketio", "python-socketio"],
+        help="fan-out rows: plain (edge, WebSocket), socketio (edge, /socket.io/), python-socketio",
+    )
     parser.add_argument("--sessions", type=int, default=100_000, help="idle quiz sessions to create")
     parser.add_argument("--quick", action="store_true", help="shorter pipeline steps")
     args = parser.parse_args()

@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge.fanout import FeedNotFound
+from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
@@ -35,6 +36,7 @@ _CHANNEL_OPTIONS: Final = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    *RETRY_OPTIONS,
 ]
 
 SendBatch = Callable[[list[quiz_pb2.Answer]], Awaitable[Sequence[quiz_pb2.AnswerOutcome]]]

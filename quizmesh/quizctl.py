@@ -24,6 +24,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from edge.results import results_csv
+from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
@@ -79,9 +80,9 @@ class Services:
 @contextlib.asynccontextmanager
 async def _connect(args: argparse.Namespace) -> AsyncIterator[Services]:
     async with (
-        grpc.aio.insecure_channel(args.quiz_addr) as quiz,
-        grpc.aio.insecure_channel(args.leaderboard_addr) as leaderboard,
-        grpc.aio.insecure_channel(args.persistence_addr) as persistence,
+        grpc.aio.insecure_channel(args.quiz_addr, options=RETRY_OPTIONS) as quiz,
+        grpc.aio.insecure_channel(args.leaderboard_addr, options=RETRY_OPTIONS) as leaderboard,
+        grpc.aio.insecure_channel(args.persistence_addr, options=RETRY_OPTIONS) as persistence,
     ):
         yield Services(
             quiz_grpc.QuizServiceStub(quiz),

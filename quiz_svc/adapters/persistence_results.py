@@ -6,6 +6,7 @@ import grpc
 
 from quiz_svc.domain import PlayerStanding, streak_bonus
 from quiz_svc.ports import AnswerKey, PlayerRecord, StoredAnswer, StoredResults
+from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 
@@ -15,7 +16,7 @@ _DEADLINE_S = 10.0
 
 class PersistenceResults:
     def __init__(self, address: str) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = grpc.aio.insecure_channel(address, options=RETRY_OPTIONS)
         self._stub = pb_grpc.PersistenceServiceStub(self._channel)
 
     async def results(self, quiz_id: str) -> StoredResults:
