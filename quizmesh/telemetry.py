@@ -577,6 +577,7 @@ def setup_telemetry(
         tracer_provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(settings.otlp_endpoint)))
     if span_exporter is not None:
         tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    _instrument_drivers(tracer_provider)
     if settings.metrics_port is None:
         return Telemetry(tracer_provider, metrics.NoOpMeterProvider())
     registry = CollectorRegistry(auto_describe=True)
@@ -591,6 +592,21 @@ def setup_telemetry(
     telemetry = Telemetry(tracer_provider, meter_provider, metrics_server=server)
     log.info("metrics of %s at http://%s:%d/metrics", service_name, settings.metrics_host, telemetry.metrics_port)
     return telemetry
+
+
+def _instrument_drivers(tracer_provider: TracerProvider) -> None:
+    """Redis commands and asyncpg queries become child spans of whatever answer they serve.
+
+    The instrumentors patch the driver classes process-wide; re-instrumenting binds them to this
+    provider (a process sets up telemetry once, tests several times).
+    """
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    for instrumentor in (RedisInstrumentor(), AsyncPGInstrumentor()):  # type: ignore[no-untyped-call]
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+        instrumentor.instrument(tracer_provider=tracer_provider)
 
 
 def _otlp_exporter(endpoint: str) -> SpanExporter:
