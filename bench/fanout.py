@@ -9,7 +9,8 @@ players), so the trigger time of each broadcast is on this process's clock.
 
 The Socket.IO clients speak Engine.IO v4 / Socket.IO v5 over the websocket transport (open packet,
 `40` namespace connect, `3` for each ping); `verify_socketio_client` checks them against
-python-socketio's own AsyncClient.
+python-socketio's own AsyncClient. The same client also measures the edge's own Socket.IO endpoint
+(`/socket.io/`): it joins with `join_quiz` and an ack, and the frames come from the same fan-out.
 
 Saturated: K broadcasts back to back; delivered messages/s = frames received / (last receipt − trigger).
 Paced: one broadcast every `interval_s`; latency of each delivery = receipt − trigger.
@@ -125,6 +126,35 @@ class SioPlayer(_Client):
             transport.send(WSMsgType.TEXT, b"40")
         elif payload.startswith(b"40") and not self.connected.done():
             self.connected.set_result(True)
+
+
+class EdgeSioPlayer(SioPlayer):
+    """A Socket.IO client of the edge: joins the quiz with `join_quiz` and an ack once connected."""
+
+    def __init__(self, recorder: Recorder, join_event: bytes) -> None:
+        super().__init__(recorder)
+        self.join_event = join_event
+        self.joined: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        payload = frame.get_payload_as_bytes()
+        if payload.startswith(b'42["leaderboard_updated"'):
+            self.recorder.frame(payload)
+        elif payload.startswith(b"430[") and not self.joined.done():
+            reply = orjson.loads(payload[3:])[0]
+            if reply["type"] == "joined":
+                self.joined.set_result(reply["player"]["player_id"])
+            else:
+                self.joined.set_exception(RuntimeError(payload.decode()))
+        elif payload == b"2":
+            transport.send(WSMsgType.TEXT, b"3")
+        elif payload.startswith(b"0{"):
+            transport.send(WSMsgType.TEXT, b"40")
+        elif payload.startswith(b"40") and not self.connected.done():
+            self.connected.set_result(True)
+            transport.send(WSMsgType.TEXT, self.join_event)
 
 
 class Feed(lb_grpc.LeaderboardServiceServicer):
@@ -279,8 +309,15 @@ async def _feed_server() -> AsyncIterator[tuple[Feed, str]]:
 
 
 async def run_edge(
-    clients: int, quiz_addr: str, log_dir: Path, saturated: int, paced: int, interval_s: float
+    clients: int,
+    quiz_addr: str,
+    log_dir: Path,
+    saturated: int,
+    paced: int,
+    interval_s: float,
+    socketio: bool = False,
 ) -> dict[str, Any]:
+    """The edge's fan-out to plain WebSocket clients, or with `socketio` to clients of its /socket.io/."""
     async with _feed_server() as (feed, feed_addr):
         port = free_port()
         env = {
@@ -291,7 +328,8 @@ async def run_edge(
             "QUIZMESH_SIGNING_KEY": SIGNING_KEY,
             **LOOPBACK_EDGE_LIMITS,
         }
-        edge = spawn_service("edge", env, log_dir, SERVER_CPUS, tag=f"-fanout-{clients}")
+        tag = f"-fanout-{'socketio-' if socketio else ''}{clients}"
+        edge = spawn_service("edge", env, log_dir, SERVER_CPUS, tag=tag)
         try:
             await wait_ready([edge], [], [f"http://127.0.0.1:{port}/readyz"])
             url = f"ws://127.0.0.1:{port}/ws"
@@ -318,8 +356,19 @@ async def run_edge(
                 )
                 player_ids.append(await listener.joined)
 
+            def make_sio() -> EdgeSioPlayer:
+                fields = {"quiz_id": quiz_id, "nickname": f"p{next(names)}"}
+                return EdgeSioPlayer(recorder, b"420" + orjson.dumps(["join_quiz", fields]))
+
+            async def join_sio(listener: EdgeSioPlayer) -> None:
+                player_ids.append(await listener.joined)
+
             joined_at = time.monotonic()
-            listeners = await _connect_all(clients, make, url, join)
+            if socketio:
+                sio_url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+                listeners = await _connect_all(clients, make_sio, sio_url, join_sio)
+            else:
+                listeners = await _connect_all(clients, make, url, join)
             join_s = time.monotonic() - joined_at
             await asyncio.wait_for(feed.watching.wait(), 10)
             rss_after = rss_bytes(edge.pid)
@@ -338,7 +387,7 @@ async def run_edge(
 
             result = await _measure(edge, recorder, trigger, clients, saturated, paced, interval_s)
             result.update(
-                server="quizmesh edge",
+                server="quizmesh edge, Socket.IO" if socketio else "quizmesh edge",
                 payload_bytes=len(orjson.dumps(same_payload(base))),
                 joins_per_s=round(clients / join_s),
                 rss_per_connection_bytes=round((rss_after - rss_before) / clients),
@@ -425,7 +474,28 @@ async def verify_socketio_client(log_dir: Path) -> bool:
         server.stop()
 
 
-async def run(sizes: Sequence[int], log_dir: Path, interval_s: float = 1.5, paced: int = 8) -> dict[str, Any]:
+PROTOCOLS: Final = ("plain", "socketio", "python-socketio")
+# Each protocol's key in a result row: the edge to plain WebSocket clients, the edge to its Socket.IO
+# clients, and the python-socketio room broadcast.
+_ROW_KEYS: Final = {"plain": "edge", "socketio": "edge_socketio", "python-socketio": "socketio"}
+
+
+def _ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None) -> float | None:
+    if not numerator or not denominator or not numerator["messages_per_s"] or not denominator["messages_per_s"]:
+        return None
+    return round(float(numerator["messages_per_s"]) / float(denominator["messages_per_s"]), 1)
+
+
+async def run(
+    sizes: Sequence[int],
+    log_dir: Path,
+    interval_s: float = 1.5,
+    paced: int = 8,
+    protocols: Sequence[str] = PROTOCOLS,
+) -> dict[str, Any]:
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        raise ValueError(f"unknown protocols {sorted(unknown)}; choose from {PROTOCOLS}")
     raise_fd_limit()
     os.sched_setaffinity(0, CLIENT_CPUS)
     verified = await verify_socketio_client(log_dir)
@@ -446,21 +516,23 @@ async def run(sizes: Sequence[int], log_dir: Path, interval_s: float = 1.5, pace
         try:
             await wait_ready([quiz_svc], [quiz_addr], [])
             for clients in sizes:
-                edge = await run_edge(clients, quiz_addr, log_dir, max(20, 300_000 // clients), paced, interval_s)
-                board = ranking("BENCH", [f"player-{i:06d}abcdefghij" for i in range(clients)], 1)
-                sio = await run_socketio(
-                    clients, board, log_dir, max(10, math.ceil(100_000 / clients)), paced, interval_s
-                )
-                rows.append(
-                    {
-                        "clients": clients,
-                        "edge": edge,
-                        "socketio": sio,
-                        "ratio_messages_per_s": round(edge["messages_per_s"] / sio["messages_per_s"], 1)
-                        if edge["messages_per_s"] and sio["messages_per_s"]
-                        else None,
-                    }
-                )
+                measured: dict[str, dict[str, Any]] = {}
+                edge_saturated = max(20, 300_000 // clients)
+                for protocol in protocols:
+                    if protocol == "python-socketio":
+                        board = ranking("BENCH", [f"player-{i:06d}abcdefghij" for i in range(clients)], 1)
+                        saturated = max(10, math.ceil(100_000 / clients))
+                        measured[protocol] = await run_socketio(clients, board, log_dir, saturated, paced, interval_s)
+                    else:
+                        measured[protocol] = await run_edge(
+                            clients, quiz_addr, log_dir, edge_saturated, paced, interval_s, protocol == "socketio"
+                        )
+                sio = measured.get("python-socketio")
+                row: dict[str, Any] = {"clients": clients}
+                row.update({_ROW_KEYS[protocol]: result for protocol, result in measured.items()})
+                row["ratio_messages_per_s"] = _ratio(measured.get("plain"), sio)
+                row["ratio_edge_socketio_messages_per_s"] = _ratio(measured.get("socketio"), sio)
+                rows.append(row)
                 print(orjson.dumps(rows[-1]).decode(), file=sys.stderr, flush=True)
         finally:
             quiz_svc.stop()

@@ -7,11 +7,12 @@ aiokafka defaults to acks=1 without idempotence; both are set explicitly here, s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
 
 from quizmesh.eventbus.ports import ConsumedRecord, EventBusUnavailable, Record
 
@@ -54,9 +55,33 @@ class KafkaPublisher:
 
     async def _publish(self, records: Sequence[Record]) -> None:
         producer = await self.start()
-        # send() only enqueues into the accumulator; all records of a call share its batches.
-        pending = [await producer.send(r.topic, r.value, key=r.key.encode(), headers=list(r.headers)) for r in records]
-        await asyncio.gather(*pending)
+        try:
+            # send() only enqueues into the accumulator; all records of a call share its batches.
+            pending = [
+                await producer.send(r.topic, r.value, key=r.key.encode(), headers=list(r.headers)) for r in records
+            ]
+            await asyncio.gather(*pending)
+        except KafkaError as exc:
+            if not exc.retriable and not isinstance(exc, KafkaTimeoutError):
+                await self._discard(producer, exc)
+            raise
+
+    async def _discard(self, producer: AIOKafkaProducer, cause: KafkaError) -> None:
+        """Replaces a producer whose idempotent session is broken for good.
+
+        After the broker loses its producer state (a SIGKILL, say) every send fails with
+        OutOfOrderSequenceNumber until a new producer ID is obtained. The failed records reach Kafka on
+        the player's retry, under the same event IDs, which every sink deduplicates.
+        """
+        async with self._start_lock:
+            current = self._producer is producer
+            if current:
+                self._producer = None
+        if not current:
+            return  # another publish already replaced it
+        log.warning("discarding the Kafka producer after %r; the next publish starts a new one", cause)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), 5)
 
     async def close(self) -> None:
         if self._producer is not None:
