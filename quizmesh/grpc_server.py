@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,16 @@ class ServiceBinding:
 class GrpcServer:
     """Serves NOT_SERVING until told the service is ready, and again from the start of shutdown."""
 
-    def __init__(self, address: str, bindings: Sequence[ServiceBinding], *, interceptors: Sequence[Any] = ()):
+    def __init__(
+        self,
+        address: str,
+        bindings: Sequence[ServiceBinding],
+        *,
+        interceptors: Sequence[Any] = (),
+        lame_duck_s: float = 0.5,
+    ):
+        self._lame_duck_s = lame_duck_s
+        self._stopping = False
         self._server = grpc.aio.server(
             interceptors=list(interceptors),
             options=[
@@ -59,6 +69,16 @@ class GrpcServer:
             await self._health.set(name, status)
 
     async def stop(self, grace_s: float) -> None:
-        """Ordered shutdown: NOT_SERVING first, then stop accepting and let in-flight calls finish."""
+        """Ordered shutdown: NOT_SERVING first, then stop accepting and let in-flight calls finish.
+
+        Between the two the server keeps serving for a short lame-duck period: a call a client sent just
+        before it saw NOT_SERVING (or before its balancer did) still arrives, and is served rather than
+        cancelled as it would be once the server stops accepting.
+        """
+        if self._stopping:
+            await self._server.stop(grace_s)
+            return
+        self._stopping = True
         await self._health.enter_graceful_shutdown()
+        await asyncio.sleep(self._lame_duck_s)
         await self._server.stop(grace_s)
