@@ -18,6 +18,7 @@ from edge import protocol
 from edge.limits import ConnectionLimits
 from edge.protocol import ClientError
 from edge.session import Seat, Session
+from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.telemetry import ClientMessage
@@ -250,10 +251,9 @@ _RETRYABLE: Final[Mapping[grpc.StatusCode, str]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "unavailable",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limited",
 }
-# The services' stable error code for a refused call travels in this trailing metadata key
-# (quiz_svc.grpc_api.ERROR_CODE_KEY); it says what was not found, or refines a status.
-ERROR_CODE_METADATA_KEY: Final = "quizmesh-error-code"
-# Without it, NOT_FOUND names what was missing in its first word, e.g. "player p-1 is not in quiz q-1".
+# The services' stable error code (trailing metadata ERROR_CODE_METADATA_KEY) says what was not found,
+# or refines a status. Without it, NOT_FOUND names what was missing in its first word,
+# e.g. "player p-1 is not in quiz q-1".
 _NOT_FOUND: Final[Mapping[str, str]] = {"player": "player_not_found", "question": "question_not_found"}
 
 

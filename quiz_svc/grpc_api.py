@@ -15,13 +15,13 @@ from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction
 from quiz_svc.ports import Clock
 from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
+from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 from quizmesh.telemetry import QuizMetrics, Telemetry, answer_spans
 
 log = logging.getLogger(__name__)
 
-ERROR_CODE_KEY = "quizmesh-error-code"
 
 _STATUS_OF: dict[type[domain.QuizError], grpc.StatusCode] = {
     domain.InvalidQuiz: grpc.StatusCode.INVALID_ARGUMENT,
@@ -82,7 +82,7 @@ _HOST_ACTIONS = {
 
 async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, code: str, message: str) -> NoReturn:
     """Ends the call with a status; the stable error code also travels as trailing metadata."""
-    context.set_trailing_metadata(((ERROR_CODE_KEY, code),))
+    context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, code),))
     await context.abort(status, message)
     raise AssertionError("context.abort returned")
 

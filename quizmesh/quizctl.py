@@ -24,6 +24,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from edge.results import results_csv
+from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
@@ -46,8 +47,6 @@ _EXIT_CODES: Final[Mapping[grpc.StatusCode, int]] = {
     grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
 }
-# The services' finer error code (quiz_svc.grpc_api.ERROR_CODE_KEY) travels in this trailing metadata key.
-_ERROR_CODE_KEY: Final = "quizmesh-error-code"
 _POINTS_MODES: Final[Mapping[str, quiz_pb2.PointsMode.ValueType]] = {
     "standard": quiz_pb2.POINTS_MODE_STANDARD,
     "double": quiz_pb2.POINTS_MODE_DOUBLE,
@@ -413,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _describe(exc: grpc.aio.AioRpcError, args: argparse.Namespace) -> str:
     details = " ".join((exc.details() or "").split())
-    reason = next((v for k, v in exc.trailing_metadata() or () if k == _ERROR_CODE_KEY), "")
+    reason = next((v for k, v in exc.trailing_metadata() or () if k == ERROR_CODE_METADATA_KEY), "")
     line = f"{exc.code().name}: {details}" + (f" [{reason}]" if reason else "")
     if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         line += f" (quiz {args.quiz_addr}, leaderboard {args.leaderboard_addr}, persistence {args.persistence_addr})"
