@@ -153,8 +153,10 @@ async def test_one_broadcast_to_plain_and_socketio_sockets_encodes_its_json_once
     hub.deliver_leaderboard(QUIZ, board(QUIZ, 3, RANKING))
     messages = [value for value in encoded if isinstance(value, dict)]  # not the event names, once per process
     assert len([message for message in messages if "top" in message]) == 1
-    # The personal parts: one "ahead" entry per ranked position below the first, not one per socket.
-    assert len(messages) == 1 + 2
+    assert len(messages) == 1
+    # The personal parts: each ranked player's ID and nickname encoded once per broadcast, not once per socket.
+    personal = [value for value in encoded if isinstance(value, str) and value != "leaderboard_updated"]
+    assert sorted(personal) == sorted(text for player_id, nickname, _ in RANKING for text in (player_id, nickname))
 
     for player_id in ("p1", "p2", "p3", "p-new", "host-a"):
         [plain] = plain_messages(sockets[("plain", player_id)])
