@@ -20,11 +20,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 
 from bench.procs import (
     LOOPBACK_EDGE_LIMITS,
@@ -36,6 +37,7 @@ from bench.procs import (
     tree_cpu_seconds,
     wait_ready,
 )
+from persistence_svc.consumer import SINK_TOPICS
 from quizmesh import loadtest
 from quizmesh.settings import Engines
 
@@ -84,6 +86,11 @@ class Deployment:
         return f"ws://127.0.0.1:{self.edge_port}/ws"
 
     async def start(self) -> None:
+        await start_groups_at_end(
+            self.env["QUIZMESH_KAFKA_BOOTSTRAP"],
+            [self.env["QUIZMESH_LEADERBOARD_GROUP"], self.env["QUIZMESH_PERSISTENCE_GROUP"]],
+            SINK_TOPICS,
+        )
         for service in ("quiz-svc", "leaderboard-svc", "persistence-svc", "edge"):
             self.children[service] = spawn_service(service, self.env, self.log_dir, tag=self.tag)
         await wait_ready(
@@ -95,6 +102,26 @@ class Deployment:
     def stop(self) -> None:
         for child in reversed(list(self.children.values())):
             child.stop()
+
+
+async def start_groups_at_end(bootstrap: str, groups: Sequence[str], topics: Sequence[str]) -> None:
+    """Commits every partition's current end for each new consumer group.
+
+    A new group starts at the earliest retained record, and the shared topics hold every earlier run's
+    and test's events (hundreds of thousands): without this, the measured services would spend the run
+    replaying them (and rebuilding those quizzes' rankings) instead of serving the load under test.
+    """
+    for group in groups:
+        consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            async with asyncio.timeout(30):
+                while not consumer.assignment():  # the group's only member is given every partition
+                    await consumer.getmany(timeout_ms=100)
+            partitions = list(consumer.assignment())
+            await consumer.commit(await consumer.end_offsets(partitions))
+        finally:
+            await consumer.stop()
 
 
 async def _sample(pids: Mapping[str, int], into: list[tuple[float, dict[str, float]]], stop: asyncio.Event) -> None:

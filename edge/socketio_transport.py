@@ -253,7 +253,7 @@ class SocketIOSession(Session):
             # dispatch hands over the reply encoded; reading its type back is one small decode per request.
             reply_type = orjson.loads(payload)["type"]
             packet = b"42[%b,%b]" % (orjson.dumps(REPLY_EVENTS.get(reply_type, reply_type)), payload)
-        await self.ws.send_frame(packet, WSMsgType.TEXT)
+        await self.send_text(packet)
 
     async def receive(self, text: str) -> bool:
         """Handles one Engine.IO packet; returns False once the client has ended the session."""

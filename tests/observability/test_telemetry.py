@@ -232,3 +232,24 @@ def test_a_sampled_answer_is_traced_and_its_batch_too_whatever_the_ratio() -> No
     assert answer.context is not None and batch.context is not None
     assert [link.context.span_id for link in answer.links] == [batch.context.span_id]
     telemetry.close()
+
+
+@pytest.mark.parametrize(("env", "sampled"), [(NONE_NEW, False), (SAMPLE_ALL, True)])
+def test_a_client_frame_starts_a_trace_sampled_at_the_ratio_and_carries_it_either_way(
+    env: dict[str, str], sampled: bool
+) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("t", env, span_exporter=exporter)
+    edge = EdgeTelemetry(telemetry)
+    carriers = []
+    for _ in range(3):
+        with edge.client_message() as handled:
+            handled.message_type = "submit_answer"
+            carriers.append(current_trace_context()["traceparent"])
+    assert current_trace_context() == {}  # the frame's context ends with it
+    # Each frame is its own trace, with valid IDs whether or not it is sampled, so later hops follow its flag.
+    assert len({carrier.split("-")[1] for carrier in carriers}) == 3
+    assert all(len(carrier) == 55 and "-0000000000000000-" not in carrier for carrier in carriers)
+    assert {int(carrier[-2:], 16) & 1 for carrier in carriers} == {int(sampled)}
+    assert len([s for s in exporter.get_finished_spans() if s.name == "edge client message"]) == (3 if sampled else 0)
+    telemetry.close()
