@@ -1,4 +1,4 @@
-"""`python -m bench [fanout|pipeline|sessions|all]`: runs benchmarks, merges them into bench/out/results.json."""
+"""`python -m bench [fanout|floor|pipeline|linger|sessions|all]`: runs benchmarks into bench/out/results.json."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench.fanout import run as run_fanout
 
         results["fanout"] = await run_fanout(args.sizes, logs, protocols=args.protocols)
+    if args.what in ("floor", "all"):
+        from bench.floor import run as run_floor
+
+        results["floor"] = await run_floor(args.sizes)
     if args.what in ("pipeline", "all"):
         from bench.pipeline import run as run_pipeline
 
@@ -39,7 +43,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("what", choices=["fanout", "pipeline", "linger", "sessions", "all"], nargs="?", default="all")
+    parser.add_argument(
+        "what", choices=["fanout", "floor", "pipeline", "linger", "sessions", "all"], nargs="?", default="all"
+    )
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 10000])
     parser.add_argument(
         "--protocols",
