@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -106,43 +107,137 @@ def _records(batches: dict[object, list[object]]) -> list[ConsumedRecord]:
     return out
 
 
-class KafkaConsumer:
-    """A consumer group member with manual commits: at-least-once into idempotent sinks."""
+# A group member gets this long without heartbeats before the broker hands its partitions on.
+SESSION_TIMEOUT_MS = 10_000
+# aiokafka recovers from a broker restart on its own within a session timeout or two; a member still
+# not working after three is stuck (see KafkaConsumer) and is replaced.
+STALL_LIMIT_S = 3 * SESSION_TIMEOUT_MS / 1000
+# A replacement's start() returns once it holds an assignment, which waits out a rebalance (up to the
+# rebalance timeout) when the stuck member still counts as one.
+REPLACEMENT_START_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 5.0
+COMMIT_DEADLINE_S = 5.0
+LAG_READ_DEADLINE_S = 1.0
 
-    def __init__(self, bootstrap: str, group: str, topics: Sequence[str], *, client_id: str = "quizmesh") -> None:
-        self._consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            client_id=client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=2000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            rebalance_timeout_ms=10_000,
-        )
+
+class KafkaConsumer:
+    """A consumer group member with manual commits: at-least-once into idempotent sinks.
+
+    After a broker SIGKILL and restart, aiokafka's member was seen to stay out of its group for good
+    (fault scenario 4, docs/reliability.md). So every poll checks that the member works: a known
+    coordinator, a joined generation, an assignment, and records arriving or none waiting. A member
+    that fails the check for stall_limit_s is replaced by a new one, which starts from the last
+    committed offsets: what the old one returned but did not commit is delivered again, and the sinks
+    ignore it.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topics: Sequence[str],
+        *,
+        client_id: str = "quizmesh",
+        stall_limit_s: float = STALL_LIMIT_S,
+    ) -> None:
+        self._group = group
+        self._topics = tuple(topics)
+        self._options = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "client_id": client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": 2000,
+            "session_timeout_ms": SESSION_TIMEOUT_MS,
+            "heartbeat_interval_ms": 1_000,
+            "rebalance_timeout_ms": 10_000,
+        }
+        self._consumer = AIOKafkaConsumer(*self._topics, **self._options)
         self._lag: dict[tuple[str, int], int] = {}
+        self._stall_limit_s = stall_limit_s
+        self._stalled_since: float | None = None
+        self._last_poll = time.monotonic()
+        self.replacements = 0
 
     async def start(self) -> None:
         await self._consumer.start()
 
     async def poll(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]:
-        batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        try:
+            batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            # aiokafka hands a failure of its coordination here, to the caller; one of its heartbeat
+            # task comes back on every later call (the finished task is restarted only by a rejoin).
+            # Either way the member is not working, which the watchdog below takes care of.
+            if self._stalled_since is None:
+                log.warning("the Kafka consumer of group %s failed: %r", self._group, exc)
+            await self._watch(working=False)
+            await asyncio.sleep(timeout_s)
+            return []
         await self._measure_lag()
-        return _records(batches)
+        records = _records(batches)
+        await self._watch(working=_is_member(self._consumer) and (bool(records) or self._caught_up()))
+        return records
+
+    def _caught_up(self) -> bool:
+        """Every assigned partition was fetched and nothing lies beyond its position (none assigned
+        counts too: a group with more members than partitions leaves some idle)."""
+        return all(self._lag.get((tp.topic, tp.partition)) == 0 for tp in self._consumer.assignment())
+
+    async def _watch(self, *, working: bool) -> None:
+        now = time.monotonic()
+        previous_poll, self._last_poll = self._last_poll, now
+        if working:
+            self._stalled_since = None
+        elif self._stalled_since is None or now - previous_poll > SESSION_TIMEOUT_MS / 1000:
+            # A caller that did not poll for that long (its store was down, say) may have cost the
+            # membership itself; aiokafka rejoins once polled again, so the clock starts afresh.
+            self._stalled_since = now
+        elif now - self._stalled_since >= self._stall_limit_s:
+            await self._replace(now - self._stalled_since)
+            self._stalled_since = None
+
+    async def _replace(self, stalled_s: float) -> None:
+        """Starts a new member before stopping the stuck one, so a broker that is simply down (the new
+        one cannot start either) costs nothing: the old one stays and may yet recover."""
+        log.warning(
+            "the Kafka consumer of group %s has not been a working member for %.0f s; replacing it",
+            self._group,
+            stalled_s,
+        )
+        replacement = AIOKafkaConsumer(*self._topics, **self._options)
+        try:
+            await asyncio.wait_for(replacement.start(), REPLACEMENT_START_DEADLINE_S)
+        except BaseException as exc:
+            await _stop_quietly(replacement)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("no replacement for the Kafka consumer of group %s yet: %r", self._group, exc)
+            return
+        stuck, self._consumer = self._consumer, replacement
+        self._lag = {}
+        self.replacements += 1
+        await _stop_quietly(stuck)
+        log.warning("replaced the Kafka consumer of group %s", self._group)
 
     async def _measure_lag(self) -> None:
         # The highwater is known once a partition was fetched, and then so is the position, which
-        # position() returns without waiting. Records fetched but not yet returned count as lag.
+        # position() returns without waiting, unless a reset of the position is pending: the deadline
+        # keeps that from holding up the poll (the partition's lag stays unknown). Records fetched but
+        # not yet returned count as lag.
         lag: dict[tuple[str, int], int] = {}
-        for tp in self._consumer.assignment():
-            try:
-                highwater = self._consumer.highwater(tp)
-                if highwater is not None:
-                    lag[(tp.topic, tp.partition)] = max(0, highwater - await self._consumer.position(tp))
-            except (AssertionError, IllegalStateError):
-                continue  # revoked by a rebalance meanwhile
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LAG_READ_DEADLINE_S):
+                for tp in self._consumer.assignment():
+                    try:
+                        highwater = self._consumer.highwater(tp)
+                        if highwater is not None:
+                            lag[(tp.topic, tp.partition)] = max(0, highwater - await self._consumer.position(tp))
+                    except (AssertionError, IllegalStateError):
+                        continue  # revoked by a rebalance meanwhile
+                    except KafkaError:
+                        break  # a coordination failure, which the next getmany() reports
         self._lag = lag
 
     def lag(self) -> dict[tuple[str, int], int]:
@@ -151,14 +246,46 @@ class KafkaConsumer:
 
     async def commit(self) -> None:
         try:
-            await self._consumer.commit()
-        except CommitFailedError:
-            # The group rebalanced under us; the new owner re-reads from the last commit and the
-            # sinks ignore what they already hold.
+            # Without a coordinator aiokafka retries a commit for ever; the sinks are idempotent, so
+            # an uncommitted batch is merely delivered again.
+            await asyncio.wait_for(self._consumer.commit(), COMMIT_DEADLINE_S)
+        except (CommitFailedError, IllegalStateError):
+            # The group rebalanced under us (IllegalStateError: it is still rebalancing, no partitions
+            # are assigned); the new owner re-reads from the last commit and the sinks ignore what
+            # they already hold.
             log.warning("offset commit lost to a rebalance; records will be redelivered")
+        except TimeoutError:
+            log.warning("offset commit timed out after %.0f s; records will be redelivered", COMMIT_DEADLINE_S)
 
     async def close(self) -> None:
         await self._consumer.stop()
+
+
+def _is_member(consumer: AIOKafkaConsumer) -> bool:
+    """Whether aiokafka holds a working group membership: a known coordinator, a joined generation and
+    an assignment (possibly empty), kept up by a live coordination task.
+
+    aiokafka (0.14) has no public view of this, so it is read from its coordinator and subscription
+    state; tests/shared/test_kafka_consumer_watchdog.py breaks if those change.
+    """
+    coordinator = consumer._coordinator
+    subscription = consumer._subscription.subscription
+    return bool(
+        coordinator is not None
+        and not coordinator._coordination_task.done()
+        and coordinator.coordinator_id is not None
+        and coordinator.generation > 0
+        and subscription is not None
+        and subscription.assignment is not None
+    )
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    # A stuck member may not manage to leave its group; the broker drops it after a session timeout.
+    try:
+        await asyncio.wait_for(consumer.stop(), STOP_DEADLINE_S)
+    except Exception as exc:
+        log.warning("stopping a Kafka consumer failed: %r", exc)
 
 
 class KafkaTailReader:
