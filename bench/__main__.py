@@ -1,4 +1,4 @@
-"""`python -m bench [fanout|floor|pipeline|linger|sessions|all]`: runs benchmarks into bench/out/results.json."""
+"""`python -m bench [fanout|floor|pipeline|batching|sessions|all]`: runs benchmarks into bench/out/results.json."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench.pipeline import run as run_pipeline
 
         results["pipeline"] = await run_pipeline(logs, quick=args.quick)
-    if args.what == "linger":
-        from bench.pipeline import linger_comparison
+    if args.what == "batching":
+        from bench.pipeline import batching_comparison
 
-        results["linger"] = await linger_comparison(logs)
+        results["batching"] = await batching_comparison(logs)
     if args.what in ("sessions", "all"):
         from bench.sessions import run as run_sessions
 
@@ -44,7 +44,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
-        "what", choices=["fanout", "floor", "pipeline", "linger", "sessions", "all"], nargs="?", default="all"
+        "what", choices=["fanout", "floor", "pipeline", "batching", "sessions", "all"], nargs="?", default="all"
     )
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 10000])
     parser.add_argument(

@@ -28,6 +28,7 @@ async def run(
         persistence_addr=settings.persistence_addr,
         answer_batch_size=settings.answer_batch_size,
         answer_batch_linger_s=settings.answer_batch_linger_ms / 1000,
+        answer_batches_in_flight=settings.answer_batches_in_flight,
         answer_deadline_s=settings.answer_deadline_s,
         call_deadline_s=settings.call_deadline_s,
         readiness_deadline_s=settings.readiness_deadline_s,

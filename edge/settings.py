@@ -22,6 +22,8 @@ class Settings:
     leaderboard_top_n: int = 10
     answer_batch_size: int = 256
     answer_batch_linger_ms: int = 2
+    # Beyond this many answer calls in flight, answers wait for one to return (edge/upstream.py AnswerBatcher).
+    answer_batches_in_flight: int = 2
     answer_deadline_s: float = 5.0
     call_deadline_s: float = 5.0
     readiness_deadline_s: float = 1.0
@@ -57,6 +59,7 @@ class Settings:
             leaderboard_top_n=top_n,
             answer_batch_size=env_int(env, "QUIZMESH_EDGE_ANSWER_BATCH_SIZE", 256, minimum=1),
             answer_batch_linger_ms=env_int(env, "QUIZMESH_EDGE_ANSWER_BATCH_LINGER_MS", 2),
+            answer_batches_in_flight=env_int(env, "QUIZMESH_EDGE_ANSWER_BATCHES_IN_FLIGHT", 2, minimum=1),
             messages_per_s=env_int(env, "QUIZMESH_EDGE_MESSAGES_PER_S", 20, minimum=1),
             messages_burst=env_int(env, "QUIZMESH_EDGE_MESSAGES_BURST", 40, minimum=1),
             joins_per_min=env_int(env, "QUIZMESH_EDGE_JOINS_PER_MIN", 10, minimum=1),

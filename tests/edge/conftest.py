@@ -61,6 +61,7 @@ async def edge(services: FakeServices) -> AsyncIterator[EdgeFactory]:
             settings.leaderboard_addr,
             answer_batch_size=settings.answer_batch_size,
             answer_batch_linger_s=settings.answer_batch_linger_ms / 1000,
+            answer_batches_in_flight=settings.answer_batches_in_flight,
         )
         client = TestClient(TestServer(create_app(settings, upstream)))
         await client.start_server()

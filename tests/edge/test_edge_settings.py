@@ -16,6 +16,7 @@ def test_defaults() -> None:
         "127.0.0.1:50052",
     )
     assert (settings.leaderboard_top_n, settings.answer_batch_size, settings.answer_batch_linger_ms) == (10, 256, 2)
+    assert settings.answer_batches_in_flight == 2
     assert settings.allowed_origins == frozenset()
     assert (settings.max_msg_size, settings.heartbeat_s) == (64 * 1024, 20.0)
 
@@ -26,8 +27,10 @@ def test_overrides_and_origin_list() -> None:
             "QUIZMESH_EDGE_PORT": "0",
             "QUIZMESH_EDGE_ALLOWED_ORIGINS": " https://Quiz.example/ ,http://localhost:3000,",
             "QUIZMESH_EDGE_LEADERBOARD_TOP_N": "25",
+            "QUIZMESH_EDGE_ANSWER_BATCHES_IN_FLIGHT": "6",
         }
     )
+    assert settings.answer_batches_in_flight == 6
     assert settings.port == 0
     assert settings.allowed_origins == frozenset({"https://quiz.example", "http://localhost:3000"})
     assert settings.leaderboard_top_n == 25
@@ -40,6 +43,7 @@ def test_overrides_and_origin_list() -> None:
         ("QUIZMESH_EDGE_PORT", "70000"),
         ("QUIZMESH_EDGE_LEADERBOARD_TOP_N", "0"),
         ("QUIZMESH_EDGE_ANSWER_BATCH_SIZE", "0"),
+        ("QUIZMESH_EDGE_ANSWER_BATCHES_IN_FLIGHT", "0"),
         ("QUIZMESH_EDGE_ALLOWED_ORIGINS", "quiz.example"),
     ],
 )
