@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from quizmesh.garbage_collector import tune_garbage_collector
 from quizmesh.services import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
 from quizmesh.settings import SettingsError
 from quizmesh.telemetry import LogFormat, configure_logging
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         # Services write ECS JSON lines for Filebeat; the interactive commands write plain text.
         log_format: LogFormat = "ecs" if args.command in SERVICES else "plain"
         configure_logging(args.log_level, os.environ, default_format=log_format, service_name=args.command)
+        tune_garbage_collector(os.environ)
         if args.command == "dev":
             _run(_dev(args))
         elif args.command == "rebuild-leaderboard":

@@ -35,6 +35,8 @@ from typing import Any, Final
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from quizmesh.garbage_collector import tune_garbage_collector
+
 Message = dict[str, Any]
 
 _LEADERBOARD_PREFIX: Final = b'{"type":"leaderboard_updated"'
@@ -402,6 +404,7 @@ async def _worker(number: int, plan: WorkerPlan, reports: Any, stop: Any) -> Non
 
 
 def _worker_entry(number: int, plan: WorkerPlan, reports: Any, stop: Any) -> None:
+    tune_garbage_collector(os.environ)
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
     raise_fd_limit()
