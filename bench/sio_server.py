@@ -8,11 +8,14 @@ payload's "version" counting up from its given value, as `await sio.emit(..., ro
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
 import socketio
 from aiohttp import web
+
+from quizmesh.garbage_collector import tune_garbage_collector
 
 ROOM = "quiz"
 
@@ -51,6 +54,8 @@ def create_app() -> web.Application:
 def main() -> None:
     import uvloop
 
+    # The same collector setting as the edge's, so the comparison is between the two servers, not GC settings.
+    tune_garbage_collector(os.environ)
     port = int(sys.argv[1])
     web.run_app(create_app(), host="127.0.0.1", port=port, print=None, loop=uvloop.new_event_loop())
 
