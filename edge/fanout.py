@@ -171,7 +171,7 @@ class Board:
             head = self._heads[framing] = (opening + self._prefix, closing)
         prefix, closing = head
         suffix = suffixes[position] + closing if closing else suffixes[position]
-        return b"".join((_frame_header(len(prefix) + len(suffix)), prefix, suffix))
+        return text_frame(prefix, suffix)
 
     def _build_suffixes(self) -> tuple[dict[str, int], list[bytes]]:
         dumps = orjson.dumps
