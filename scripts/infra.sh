@@ -405,7 +405,23 @@ start_redis() {
 # ---------------------------------------------------------------------------------------
 # PostgreSQL
 # ---------------------------------------------------------------------------------------
+# PostgreSQL refuses to run as root, so as root its tree belongs to the 'postgres' user, who must be able
+# to traverse every directory above it. A checkout inside a private directory (mktemp -d makes mode 700)
+# does not allow that; its PostgreSQL tree then lives in /tmp, under a name derived from this infra dir.
+postgres_can_reach() {
+    local d="$1"
+    while [[ "$d" != / ]]; do
+        if [[ -d "$d" ]] && ! runuser -u postgres -- test -x "$d"; then
+            return 1
+        fi
+        d="$(dirname "$d")"
+    done
+}
+
 PG_ROOT="$INFRA/pg"
+if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1 && ! postgres_can_reach "$INFRA"; then
+    PG_ROOT="/tmp/quizmesh-pg-$(printf '%s' "$INFRA" | sha256sum | cut -c1-16)"
+fi
 PG_DATA="$PG_ROOT/data"
 PG_SOCK="$PG_ROOT/run"
 PG_LOG="$PG_ROOT/log/postgres.log" # inside the postgres-owned tree so the server can write it
@@ -446,14 +462,8 @@ pg_prepare_dirs() {
     mkdir -p "$PG_ROOT" "$PG_SOCK" "$(dirname "$PG_LOG")"
     if [[ $EUID -eq 0 ]]; then
         id postgres >/dev/null 2>&1 || die "postgres: no 'postgres' system user (install the postgresql package)"
-        # the postgres user must be able to traverse every parent of .infra/pg
-        local d="$PG_ROOT"
-        while [[ "$d" != / ]]; do
-            if ! runuser -u postgres -- test -x "$d"; then
-                die "postgres: user 'postgres' cannot enter $d; run 'chmod o+x $d' (or set REPO elsewhere)"
-            fi
-            d="$(dirname "$d")"
-        done
+        postgres_can_reach "$PG_ROOT" \
+            || die "postgres: user 'postgres' cannot reach $PG_ROOT; let it traverse the directories above (chmod o+x)"
         chown postgres:postgres "$PG_ROOT" "$PG_SOCK" "$(dirname "$PG_LOG")"
         [[ -d "$PG_DATA" ]] && chown -R postgres:postgres "$PG_DATA"
     fi
@@ -635,7 +645,7 @@ cmd_clean() {
         is_running "$c" && die "$c is running: run 'scripts/infra.sh down' first"
     done
     [[ -d "$INFRA" ]] || return 0
-    rm -rf "$INFRA/pg" "$INFRA/redis" "$INFRA/kafka/data" "$INFRA/kafka/cluster.id" \
+    rm -rf "$PG_ROOT" "$INFRA/redis" "$INFRA/kafka/data" "$INFRA/kafka/cluster.id" \
         "$INFRA/kafka/server.properties" "$LOGS" "$PIDS"
     log "removed data and logs under $INFRA (kept $KAFKA_LIBS)"
 }
