@@ -95,7 +95,7 @@ pid_matches() { # component pid
     case "$c" in
         kafka) [[ "$cmd" == *kafka.Kafka* && "$cmd" == *"$INFRA/kafka/server.properties"* ]] ;;
         redis) [[ "$cmd" == *redis-server*"$REDIS_PORT"* ]] ;;
-        postgres) [[ "$cmd" == *postgres* && "$cmd" == *"$INFRA/pg/data"* ]] ;;
+        postgres) [[ "$cmd" == *postgres* && "$cmd" == *"$PG_DATA"* ]] ;;
         *) return 1 ;;
     esac
 }
