@@ -1,4 +1,4 @@
-"""`python -m bench [fanout|floor|pipeline|batching|sessions|all]`: runs benchmarks into bench/out/results.json."""
+"""`python -m bench [fanout|floor|pipeline|batching|fetch|sessions|all]`: benchmarks into bench/out/results.json."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench.pipeline import batching_comparison
 
         results["batching"] = await batching_comparison(logs)
+    if args.what == "fetch":
+        from bench.pipeline import fetch_comparison
+
+        results["fetch"] = await fetch_comparison(logs)
     if args.what in ("sessions", "all"):
         from bench.sessions import run as run_sessions
 
@@ -44,7 +48,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
-        "what", choices=["fanout", "floor", "pipeline", "batching", "sessions", "all"], nargs="?", default="all"
+        "what",
+        choices=["fanout", "floor", "pipeline", "batching", "fetch", "sessions", "all"],
+        nargs="?",
+        default="all",
     )
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 10000])
     parser.add_argument(

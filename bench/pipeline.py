@@ -253,12 +253,29 @@ BATCHING_SETTINGS: dict[str, dict[str, str]] = {
     "defaults": {},
 }
 
+# The sinks' Kafka fetches, side by side: each fetch returned as soon as one record is there (aiokafka's
+# default, and quizmesh's before the batch waits) against the defaults.
+FETCH_SETTINGS: dict[str, dict[str, str]] = {
+    "fetch-at-once": {"QUIZMESH_LEADERBOARD_BATCH_WAIT_MS": "0", "QUIZMESH_PERSISTENCE_BATCH_WAIT_MS": "0"},
+    "defaults": {},
+}
+
 
 async def batching_comparison(log_dir: Path, *, duration_s: float = 60.0) -> dict[str, Any]:
-    """The same 1,000 answers/s offered to a fresh deployment per edge batching setting, one after another."""
+    return await side_by_side(log_dir, "batching", BATCHING_SETTINGS, duration_s=duration_s)
+
+
+async def fetch_comparison(log_dir: Path, *, duration_s: float = 60.0) -> dict[str, Any]:
+    return await side_by_side(log_dir, "fetch", FETCH_SETTINGS, duration_s=duration_s)
+
+
+async def side_by_side(
+    log_dir: Path, what: str, settings_by_name: Mapping[str, Mapping[str, str]], *, duration_s: float
+) -> dict[str, Any]:
+    """The same 1,000 answers/s offered to a fresh deployment per setting, one after another."""
     results: dict[str, Any] = {}
-    for name, settings in BATCHING_SETTINGS.items():
-        deployment = Deployment(log_dir, f"-batching-{name}", settings)
+    for name, settings in settings_by_name.items():
+        deployment = Deployment(log_dir, f"-{what}-{name}", settings)
         await deployment.start()
         try:
             plan = loadtest.Plan(
@@ -271,7 +288,7 @@ async def batching_comparison(log_dir: Path, *, duration_s: float = 60.0) -> dic
                 answer_max_s=2.0,
                 workers=2,
             )
-            results[name] = await measured_run(deployment, plan, f"batching-{name}")
+            results[name] = await measured_run(deployment, plan, f"{what}-{name}")
         finally:
             deployment.stop()
     return results

@@ -42,7 +42,10 @@ async def run(
         RedisLeaderboardStore(redis, ttl_s=settings.ranking_ttl_s) if redis is not None else MemoryLeaderboardStore()
     )
     consumer = runtime.consumer(
-        settings.consumer_group, (USER_JOINED_QUIZ, ANSWER_SUBMITTED, USER_LEFT_QUIZ), client_id
+        settings.consumer_group,
+        (USER_JOINED_QUIZ, ANSWER_SUBMITTED, USER_LEFT_QUIZ),
+        client_id,
+        batch_wait_ms=settings.batch_wait_ms,
     )
     publisher = runtime.publisher(client_id)
     tail_reader = runtime.tail_reader((LEADERBOARD_UPDATED,), client_id)

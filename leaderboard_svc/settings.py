@@ -15,6 +15,7 @@ class Settings:
     interval_ms: int  # a quiz's leaderboard is published at most once per interval
     consumer_group: str  # every process of one deployment shares it, splitting the partitions
     ranking_ttl_s: int  # a quiz's ranking is dropped from Redis this long after its last change
+    batch_wait_ms: int  # how long Kafka may hold a fetch of events for more; small next to interval_ms
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -23,4 +24,5 @@ class Settings:
             interval_ms=env_int(env, "QUIZMESH_LEADERBOARD_INTERVAL_MS", 500, minimum=1),
             consumer_group=env_str(env, "QUIZMESH_LEADERBOARD_GROUP", "leaderboard_svc"),
             ranking_ttl_s=env_int(env, "QUIZMESH_LEADERBOARD_TTL_S", 86_400, minimum=60),
+            batch_wait_ms=env_int(env, "QUIZMESH_LEADERBOARD_BATCH_WAIT_MS", 20, minimum=0),
         )

@@ -41,7 +41,9 @@ async def run(
             return
         resources.push_async_callback(store.close)
 
-        consumer = runtime.consumer(settings.group, SINK_TOPICS, client_id=_CLIENT_ID)
+        consumer = runtime.consumer(
+            settings.group, SINK_TOPICS, client_id=_CLIENT_ID, batch_wait_ms=settings.batch_wait_ms
+        )
         await asyncio.wait_for(consumer.start(), _CONSUMER_START_TIMEOUT_S)
         resources.push_async_callback(_close_consumer, consumer)
 

@@ -17,6 +17,7 @@ class Settings:
     group: str
     batch_max_records: int
     poll_timeout_ms: int
+    batch_wait_ms: int  # how long Kafka may hold a fetch for more records; larger batches, fewer commits
     db_pool_size: int
     db_command_timeout_s: int
     shutdown_grace_s: int
@@ -31,6 +32,7 @@ class Settings:
             group=env_str(env, "QUIZMESH_PERSISTENCE_GROUP", "persistence_svc"),
             batch_max_records=env_int(env, "QUIZMESH_PERSISTENCE_BATCH_MAX_RECORDS", 2000, minimum=1),
             poll_timeout_ms=env_int(env, "QUIZMESH_PERSISTENCE_POLL_TIMEOUT_MS", 20, minimum=1),
+            batch_wait_ms=env_int(env, "QUIZMESH_PERSISTENCE_BATCH_WAIT_MS", 50, minimum=0),
             db_pool_size=env_int(env, "QUIZMESH_PERSISTENCE_DB_POOL_SIZE", 10, minimum=1),
             db_command_timeout_s=env_int(env, "QUIZMESH_PERSISTENCE_DB_COMMAND_TIMEOUT_S", 10, minimum=1),
             shutdown_grace_s=env_int(env, "QUIZMESH_PERSISTENCE_SHUTDOWN_GRACE_S", 5, minimum=0),

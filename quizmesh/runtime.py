@@ -37,14 +37,16 @@ class Runtime:
 
         return self.telemetry.traced_publisher(KafkaPublisher(self.engines.kafka_bootstrap, client_id=client_id))
 
-    def consumer(self, group: str, topics: Sequence[str], client_id: str) -> EventConsumer:
+    def consumer(self, group: str, topics: Sequence[str], client_id: str, *, batch_wait_ms: int = 0) -> EventConsumer:
         if self.engines.event_bus == "memory":
             in_memory = InMemoryConsumer(self.memory_bus, group, topics)
             self.telemetry.watch_consumer_lag(group, in_memory.lag)
             return in_memory
         from quizmesh.eventbus.kafka import KafkaConsumer
 
-        kafka = KafkaConsumer(self.engines.kafka_bootstrap, group, topics, client_id=client_id)
+        kafka = KafkaConsumer(
+            self.engines.kafka_bootstrap, group, topics, client_id=client_id, batch_wait_ms=batch_wait_ms
+        )
         self.telemetry.watch_consumer_lag(group, kafka.lag)
         return kafka
 

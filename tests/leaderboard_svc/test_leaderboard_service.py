@@ -70,6 +70,7 @@ async def service(engines: Engines) -> AsyncIterator[Service]:
         interval_ms=INTERVAL_MS,
         consumer_group=f"leaderboard_svc-test-{uuid.uuid4().hex}",
         ranking_ttl_s=600,
+        batch_wait_ms=20,
     )
     stop = asyncio.Event()
     ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
