@@ -85,6 +85,7 @@ async def run(
             results,
             Timeouts(publish_s=settings.publish_timeout_ms / 1000),
         )
+        resources.push_async_callback(game.drain)
         server = GrpcServer(
             settings.address,
             [

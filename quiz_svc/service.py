@@ -3,7 +3,10 @@ publishes events, in the order that keeps the guarantees:
 
 - an answer or a join is reported as accepted only once Kafka has acknowledged its event;
 - an answer whose event could not be published is released, and the player's retry publishes the
-  same judged answer (same event ID) instead of judging it again.
+  same judged answer (same event ID) instead of judging it again;
+- a published answer is marked acknowledged in the game store after its player was answered, not
+  before: until the mark lands its lease refuses a duplicate, and should the mark be lost, a retry
+  after the lease replays the same event, which every sink ignores.
 """
 
 from __future__ import annotations
@@ -110,6 +113,41 @@ class Timeouts:
     lease_ms: int = 5_000
 
 
+class AcknowledgementMarks:
+    """Writes the game store's acknowledged marks in the background, one store call at a time.
+
+    The marks of batches published while a call is in flight go together in the next call, so under
+    load there is one call per store round trip rather than one per batch, and no reply waits for one.
+    """
+
+    def __init__(self, store: GameStore) -> None:
+        self._store = store
+        self._pending: list[AnswerKey] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    def add(self, keys: Sequence[AnswerKey]) -> None:
+        self._pending.extend(keys)
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_pending(), name="acknowledgement-marks")
+
+    async def _write_pending(self) -> None:
+        try:
+            while self._pending:
+                keys, self._pending = self._pending, []
+                try:
+                    await self._store.acknowledge(keys)
+                except Exception as exc:
+                    # Harmless if lost (see the module's docstring), so not retried.
+                    log.warning("could not mark %d published answers acknowledged: %r", len(keys), exc)
+        finally:
+            self._writing = None
+
+    async def drain(self) -> None:
+        """Waits until every mark added so far is written (or failed)."""
+        while self._writing is not None:
+            await asyncio.shield(self._writing)
+
+
 class QuizGame:
     def __init__(
         self,
@@ -131,6 +169,11 @@ class QuizGame:
         self._credentials = credentials
         self._clock = clock
         self._timeouts = timeouts
+        self._acknowledgements = AcknowledgementMarks(store)
+
+    async def drain(self) -> None:
+        """Finishes the background work of answers already replied to: call before closing the store."""
+        await self._acknowledgements.drain()
 
     # --- authoring ---
 
@@ -309,7 +352,7 @@ class QuizGame:
             for position, _, _, _ in to_publish:
                 outcomes[position] = AnswerRefusal.UNAVAILABLE
         else:
-            await self._store.acknowledge(keys)
+            self._acknowledgements.add(keys)
             for position, key, answer, _ in to_publish:
                 event_id = answer_event_id(key.quiz_id, key.question_index, key.player_id)
                 outcomes[position] = AcceptedAnswer(answer, event_id)

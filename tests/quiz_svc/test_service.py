@@ -13,7 +13,7 @@ from quiz_svc.adapters.persistence_results import stored_results
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction, Phase, PointsMode, Question
-from quiz_svc.ports import StoredResults
+from quiz_svc.ports import AnswerKey, StoredResults
 from quiz_svc.service import AcceptedAnswer, AnswerInput, QuizGame
 from quizmesh.auth import Credentials
 from quizmesh.eventbus import EventBusUnavailable, Record
@@ -276,3 +276,84 @@ async def test_a_quiz_whose_live_state_was_lost_is_rebuilt_from_durable_records(
         await after_loss.resume(tokens[2])
     _, results = await after_loss.host_action(quiz_id, host, HostAction.CLOSE)
     assert results is not None and results.choice_counts == (1, 1)
+
+
+class GatedAcknowledgements(InMemoryGameStore):
+    """An in-memory store whose acknowledged marks wait for the test's go-ahead, or fail when told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.failing = False
+        self.calls: list[list[AnswerKey]] = []
+
+    async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
+        self.calls.append(list(keys))
+        await self.gate.wait()
+        if self.failing:
+            raise ConnectionError("store unreachable")
+        await super().acknowledge(keys)
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[Harness, GatedAcknowledgements]]:
+    clock, bus = FakeClock(), InMemoryBus()
+    publisher = SwitchablePublisher(bus)
+    repo = await SqliteQuizRepository.open(":memory:")
+    await repo.migrate()
+    store = GatedAcknowledgements()
+    feed = ChannelUpdateFeed(InMemoryChannels(), clock)
+    game = QuizGame(repo, store, publisher, feed, Credentials(KEY), clock, ResultsFromBus(bus))
+    yield Harness(game, clock, bus, publisher), store
+    store.gate.set()
+    await game.drain()
+    await repo.close()
+
+
+async def test_the_reply_does_not_wait_for_the_acknowledged_mark_and_the_lease_covers_the_gap(
+    gated: tuple[Harness, GatedAcknowledgements],
+) -> None:
+    harness, store = gated
+    _, _, [token] = await started_quiz(harness)
+    [accepted] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    assert isinstance(accepted, AcceptedAnswer)  # replied although no mark can be written yet
+    await asyncio.sleep(0)
+    assert len(store.calls) == 1  # the mark is being written, held at the gate
+    [duplicate] = await harness.game.submit_answers([AnswerInput(token, 0, 0)])
+    assert duplicate == AnswerRefusal.ALREADY_ANSWERED
+    store.gate.set()
+    await harness.game.drain()
+    harness.clock.advance(6_000)  # past the lease: only the mark refuses the duplicate now
+    [late_duplicate] = await harness.game.submit_answers([AnswerInput(token, 0, 0)])
+    assert late_duplicate == AnswerRefusal.ALREADY_ANSWERED
+    assert len(harness.answers_on_bus()) == 1
+
+
+async def test_a_lost_acknowledged_mark_only_replays_the_same_event(
+    gated: tuple[Harness, GatedAcknowledgements],
+) -> None:
+    harness, store = gated
+    _, _, [token] = await started_quiz(harness)
+    store.failing = True
+    store.gate.set()
+    [accepted] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    await harness.game.drain()
+    assert isinstance(accepted, AcceptedAnswer)
+    harness.clock.advance(6_000)
+    [replayed] = await harness.game.submit_answers([AnswerInput(token, 0, 0)])
+    assert isinstance(replayed, AcceptedAnswer)
+    assert (replayed.event_id, replayed.answer) == (accepted.event_id, accepted.answer)
+    assert {e.event_id for e in harness.answers_on_bus()} == {accepted.event_id}
+
+
+async def test_marks_of_batches_published_during_a_store_call_share_the_next_call(
+    gated: tuple[Harness, GatedAcknowledgements],
+) -> None:
+    harness, store = gated
+    _, _, tokens = await started_quiz(harness, players=3)
+    for token in tokens:
+        [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+        assert isinstance(outcome, AcceptedAnswer)
+    store.gate.set()
+    await harness.game.drain()
+    assert [len(keys) for keys in store.calls] == [1, 2]
