@@ -213,7 +213,7 @@ async def run(log_dir: Path, *, quick: bool = False) -> dict[str, Any]:
     await deployment.start()
     try:
         # Offered load = players / 2 s: every player answers every question, one question per 2 s.
-        for players in (1000,) if quick else (1000, 2000, 3000):
+        for players in (1000,) if quick else (1000, 2000, 3000, 4000):
             plan = loadtest.Plan(
                 url=deployment.url,
                 players=players,
