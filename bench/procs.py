@@ -44,8 +44,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and its direct children (PostgreSQL works in its postmaster's children)."""
-    total = cpu_seconds(pid)
+    """CPU seconds of a process and its direct children (PostgreSQL works in its postmaster's children).
+
+    Children that already exited count through the parent's reaped-children time, so a PostgreSQL backend
+    closing during a window moves its CPU from one term to the other instead of dropping it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15]) / _TICKS
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
