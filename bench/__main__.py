@@ -29,7 +29,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.what in ("pipeline", "all"):
         from bench.pipeline import run as run_pipeline
 
-        results["pipeline"] = await run_pipeline(logs, quick=args.quick)
+        # An earlier checkout's figures go beside this one's, not over them.
+        key = "pipeline" if args.services_from is None else "pipeline_services_from"
+        results[key] = await run_pipeline(logs, quick=args.quick, services_from=args.services_from)
     if args.what == "batching":
         from bench.pipeline import batching_comparison
 
@@ -62,6 +64,12 @@ def main() -> None:
     )
     parser.add_argument("--sessions", type=int, default=100_000, help="idle quiz sessions to create")
     parser.add_argument("--quick", action="store_true", help="shorter pipeline steps")
+    parser.add_argument(
+        "--services-from",
+        type=lambda s: Path(s).resolve(),
+        default=None,
+        help="pipeline: run the services from this checkout (e.g. a git worktree of an earlier commit)",
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()

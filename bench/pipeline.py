@@ -51,8 +51,15 @@ def infra_pids() -> dict[str, int]:
 
 
 class Deployment:
-    def __init__(self, log_dir: Path, tag: str, extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        tag: str,
+        extra_env: Mapping[str, str] | None = None,
+        code_dir: Path | None = None,
+    ) -> None:
         self.tag = tag
+        self.code_dir = code_dir
         engines = Engines.from_env()
         run_id = uuid.uuid4().hex[:8]
         self.quiz_addr = f"127.0.0.1:{free_port()}"
@@ -92,7 +99,9 @@ class Deployment:
             SINK_TOPICS,
         )
         for service in ("quiz-svc", "leaderboard-svc", "persistence-svc", "edge"):
-            self.children[service] = spawn_service(service, self.env, self.log_dir, tag=self.tag)
+            self.children[service] = spawn_service(
+                service, self.env, self.log_dir, tag=self.tag, code_dir=self.code_dir
+            )
         await wait_ready(
             list(self.children.values()),
             [self.quiz_addr, self.leaderboard_addr, self.persistence_addr],
@@ -206,10 +215,13 @@ async def measured_run(deployment: Deployment, plan: loadtest.Plan, label: str) 
     }
 
 
-async def run(log_dir: Path, *, quick: bool = False) -> dict[str, Any]:
+async def run(log_dir: Path, *, quick: bool = False, services_from: Path | None = None) -> dict[str, Any]:
+    """The pipeline steps and the big quiz on one deployment, then the batching comparison. With
+    services_from, the deployment runs that checkout's services (the load generator stays this one's) and
+    the comparison is skipped: the way to measure an earlier commit side by side with this one."""
     duration = 40.0 if quick else 60.0
-    results: dict[str, Any] = {"steps": []}
-    deployment = Deployment(log_dir, "-pipeline")
+    results: dict[str, Any] = {"steps": [], "services_from": str(services_from or "")}
+    deployment = Deployment(log_dir, "-pipeline", code_dir=services_from)
     await deployment.start()
     try:
         # Offered load = players / 2 s: every player answers every question, one question per 2 s.
@@ -239,7 +251,8 @@ async def run(log_dir: Path, *, quick: bool = False) -> dict[str, Any]:
         results["big_quiz"] = await measured_run(deployment, big, "big-quiz")
     finally:
         deployment.stop()
-    results["batching"] = await batching_comparison(log_dir, duration_s=duration)
+    if services_from is None:
+        results["batching"] = await batching_comparison(log_dir, duration_s=duration)
     return results
 
 

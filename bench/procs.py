@@ -85,19 +85,37 @@ class Child:
                 self.process.wait(5)
 
 
-def spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path, cpus: Sequence[int] = ()) -> Child:
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log_dir: Path,
+    cpus: Sequence[int] = (),
+    cwd: Path | None = None,
+) -> Child:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = (log_dir / f"{name}.log").open("wb")
     command = ["taskset", "-c", ",".join(map(str, cpus)), *argv] if cpus else list(argv)
-    process = subprocess.Popen(command, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command, env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     return Child(name, process)
 
 
 def spawn_service(
-    service: str, env: Mapping[str, str], log_dir: Path, cpus: Sequence[int] = (), tag: str = ""
+    service: str,
+    env: Mapping[str, str],
+    log_dir: Path,
+    cpus: Sequence[int] = (),
+    tag: str = "",
+    code_dir: Path | None = None,
 ) -> Child:
+    """Starts a service from this checkout, or from code_dir: another checkout of quizmesh (a `git worktree`
+    of an earlier commit, say), whose packages then come first on the service's import path."""
     argv = [sys.executable, "-c", "from quizmesh.cli import main; main()", service]
-    return spawn(f"{service}{tag}", argv, env, log_dir, cpus)
+    if code_dir is not None:
+        env = {**env, "PYTHONPATH": str(code_dir)}
+    return spawn(f"{service}{tag}", argv, env, log_dir, cpus, cwd=code_dir)
 
 
 async def grpc_serving(address: str, service: str = "") -> bool:
