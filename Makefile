@@ -39,7 +39,7 @@ infra-down: ## Stop what infra-up started.
 infra-status: ## Show each infra component.
 	bash scripts/infra.sh status
 
-bench: ## Benchmarks side by side (needs `make infra-up`; ~20 min); writes bench/out/results.json. ARGS=fanout|floor|pipeline|batching|sessions
+bench: ## Benchmarks side by side (needs `make infra-up`; ~20 min); writes bench/out/results.json. ARGS=fanout|floor|pipeline|batching|fetch|sessions
 	$(PYTHON) -m pip install -q -e '.[dev,bench]'
 	$(PYTHON) -m bench $(ARGS)
 
