@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
 from quizmesh.eventbus.kafka import KafkaConsumer, KafkaPublisher
 from quizmesh.eventbus.ports import ConsumedRecord, Record
@@ -18,19 +18,6 @@ from quizmesh.eventbus.ports import ConsumedRecord, Record
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 STALL_LIMIT_S = 4.0
-
-
-@pytest.fixture
-async def one_partition_topic(kafka_bootstrap: str) -> AsyncIterator[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    topic = f"watchdog-{uuid.uuid4().hex[:12]}"
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        yield topic
-    finally:
-        await admin.delete_topics([topic])
-        await admin.close()
 
 
 async def _poll_until(

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from quizmesh.eventbus.kafka import KafkaConsumer, KafkaPublisher
 from quizmesh.eventbus.ports import Record
@@ -18,19 +16,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 RECORDS = 4
 SPACING_S = 0.15
-
-
-@pytest.fixture
-async def one_partition_topic(kafka_bootstrap: str) -> AsyncIterator[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    topic = f"fetch-batching-{uuid.uuid4().hex[:12]}"
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        yield topic
-    finally:
-        await admin.delete_topics([topic])
-        await admin.close()
 
 
 async def _batch_sizes(bootstrap: str, topic: str, batch_wait_ms: int) -> list[int]:
