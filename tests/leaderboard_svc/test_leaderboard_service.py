@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -150,10 +149,9 @@ async def test_watch_gets_a_snapshot_then_coalesced_updates(service: Service) ->
     versions = [u.version for u in updates]
     assert versions == sorted(set(versions)) and versions[0] > 0
     assert updates[-1].last_answer_time.ToMilliseconds() == T0 + 4_002
-    published_ms = [u.update_time.ToMilliseconds() for u in updates]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(published_ms)]
-    # At most one publication per interval (the wall clock may jitter by a few ms).
-    assert all(gap >= INTERVAL_MS - 15 for gap in gaps), gaps
+    # Twelve changes reach the watcher as fewer updates. The interval itself is the Coalescer's, proven
+    # on a fake clock in test_leaderboard_domain.py: wall-clock gaps between publications shrink
+    # whenever the machine is loaded (the time is stamped after the ranking is read), so they prove nothing.
     assert len(updates) < 13
     call.cancel()
 
