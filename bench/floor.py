@@ -17,7 +17,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Callable
 from multiprocessing.queues import Queue
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
@@ -73,8 +73,8 @@ class _Backlog:
 
         class Writer(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                assert isinstance(transport, asyncio.WriteTransport)
-                transport.set_write_buffer_limits(high=0)
+                # uvloop's TCPTransport has WriteTransport's methods without subclassing it.
+                cast(asyncio.WriteTransport, transport).set_write_buffer_limits(high=0)
 
             def pause_writing(self) -> None:
                 backlog.paused += 1
