@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -23,15 +24,14 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from edge.results import results_csv
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
-from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
+from quizmesh.results import read_stored_quiz, results_csv
 
 EXIT_OK: Final = 0
 EXIT_OTHER: Final = 1
@@ -253,38 +253,18 @@ async def _leaderboard(services: Services, args: argparse.Namespace) -> None:
 # --- export ---
 
 
-async def _pages(fetch: Callable[[str], Any], items: Callable[[Any], Sequence[Any]]) -> list[Any]:
-    collected: list[Any] = []
-    token = ""
-    while True:
-        page = await fetch(token)
-        collected.extend(items(page))
-        token = page.next_page_token
-        if not token:
-            return collected
-
-
 async def _export(services: Services, args: argparse.Namespace) -> None:
     """The same CSV as the edge's GET /quizzes/{quiz_id}/results.csv: one row per player per question
     asked so far. persistence_svc stores results from Kafka moments after they are judged, so export
     once the quiz has ended to have every answer."""
     quiz_id, timeout = args.quiz_id, services.timeout_s
     state = (await services.quiz.GetQuizState(quiz_pb2.GetQuizStateRequest(quiz_id=quiz_id), timeout=timeout)).state
-    participants: list[persistence_pb2.Participant] = await _pages(
-        lambda token: services.persistence.ListParticipants(
-            persistence_pb2.ListParticipantsRequest(quiz_id=quiz_id, page_size=_PAGE_SIZE, page_token=token),
-            timeout=timeout,
-        ),
-        lambda page: page.participants,
+    stored = await read_stored_quiz(
+        quiz_id,
+        functools.partial(services.persistence.ListParticipants, timeout=timeout),
+        functools.partial(services.persistence.ListAnswers, timeout=timeout),
     )
-    answers: list[persistence_pb2.StoredAnswer] = await _pages(
-        lambda token: services.persistence.ListAnswers(
-            persistence_pb2.ListAnswersRequest(quiz_id=quiz_id, page_size=_PAGE_SIZE, page_token=token),
-            timeout=timeout,
-        ),
-        lambda page: page.answers,
-    )
-    sys.stdout.write(results_csv(quiz_id, state.question_index + 1, participants, answers))
+    sys.stdout.write(results_csv(quiz_id, state.question_index + 1, stored.participants, stored.answers))
     sys.stdout.flush()
 
 
