@@ -112,7 +112,7 @@ def spawn_service(
 ) -> Child:
     """Starts a service from this checkout, or from code_dir: another checkout of quizmesh (a `git worktree`
     of an earlier commit, say), whose packages then come first on the service's import path."""
-    argv = [sys.executable, "-c", "from quizmesh.cli import main; main()", service]
+    argv = [sys.executable, "-c", "from apps.cli import main; main()", service]
     if code_dir is not None:
         env = {**env, "PYTHONPATH": str(code_dir)}
     return spawn(f"{service}{tag}", argv, env, log_dir, cpus, cwd=code_dir)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from quizmesh import loadtest
-from quizmesh.cli import main as cli_main
+from apps.cli import main as cli_main
+from bench import loadtest
 from tests.support.checks import stored_answers
 from tests.support.stack import Stack, embedded_stack, process_stack
 

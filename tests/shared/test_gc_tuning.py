@@ -42,7 +42,7 @@ def test_a_bad_threshold_is_a_configuration_error_naming_the_variable(value: str
 def test_a_service_with_a_bad_threshold_exits_with_the_configuration_error() -> None:
     env = {**os.environ, "QUIZMESH_GC_GEN0_THRESHOLD": "many"}
     finished = subprocess.run(
-        [sys.executable, "-m", "quizmesh", "persistence-svc"],
+        [sys.executable, "-m", "apps", "persistence-svc"],
         check=False,
         env=env,
         capture_output=True,

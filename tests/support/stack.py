@@ -24,7 +24,7 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from quizmesh.services import embedded_env, run_embedded
+from apps.launcher import embedded_env, run_embedded
 from tests.support.infra import REAL, require_real_stack
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
@@ -130,7 +130,7 @@ async def _http_ready(url: str) -> bool:
 def _spawn(service: str, env: Mapping[str, str], log_dir: Path, n: int) -> subprocess.Popen[bytes]:
     log = (log_dir / f"{service}-{n}.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-c", "from quizmesh.cli import main; main()", service],
+        [sys.executable, "-c", "from apps.cli import main; main()", service],
         env=dict(env),
         stdout=log,
         stderr=subprocess.STDOUT,

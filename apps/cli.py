@@ -7,8 +7,8 @@ import asyncio
 import os
 import sys
 
+from apps.launcher import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
 from quizmesh.garbage_collector import tune_garbage_collector
-from quizmesh.services import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
 from quizmesh.settings import SettingsError
 from quizmesh.telemetry import LogFormat, configure_logging
 
@@ -63,8 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("loadtest", help="simulate players over WebSockets (`quizmesh loadtest --help`)")
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["loadtest"]:
-        from quizmesh import loadtest  # picows is needed only here
-
+        try:
+            from bench import loadtest  # the load generator lives apart, beside the benchmarks
+        except ImportError as exc:  # picows is needed only here; bench/ only in a checkout
+            install = "pip install -e '.[bench]' in a checkout"
+            print(f"quizmesh loadtest: {exc.name} is missing; {install}", file=sys.stderr)
+            raise SystemExit(2) from None
         loadtest.main(arguments[1:])
         return
     args = parser.parse_args(argv)
