@@ -9,8 +9,8 @@ import sys
 
 from apps.launcher import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
 from quizmesh.garbage_collector import tune_garbage_collector
+from quizmesh.logs import LogFormat, configure_logging
 from quizmesh.settings import SettingsError
-from quizmesh.telemetry import LogFormat, configure_logging
 
 
 def _run(coro: object) -> None:

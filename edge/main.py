@@ -10,8 +10,9 @@ from aiohttp import web
 
 from edge.app import create_app
 from edge.settings import Settings
+from edge.telemetry import EdgeTelemetry
 from edge.upstream import Upstream
-from quizmesh.telemetry import EdgeTelemetry, Telemetry
+from quizmesh.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from edge import protocol
 from edge.limits import ConnectionLimits
 from edge.protocol import ClientError
 from edge.session import Seat, Session
+from edge.telemetry import ClientMessage
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
-from quizmesh.telemetry import ClientMessage
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from leaderboard_svc.domain import AnswerScored, Coalescer, PlayerJoined, Player
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
 from leaderboard_svc.rebuild import Rebuilder
 from quizmesh.eventbus.ports import ConsumedRecord, EventConsumer
+from quizmesh.eventbus.traced import RecordTraces
 from quizmesh.eventcodec import Event, UndecodableEvent, decode
 from quizmesh.events.v1 import events_pb2
-from quizmesh.telemetry import RecordTraces
 
 log = logging.getLogger(__name__)
 

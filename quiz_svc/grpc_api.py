@@ -13,12 +13,14 @@ import grpc
 from quiz_svc import domain, messages
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction
+from quiz_svc.metrics import QuizMetrics
 from quiz_svc.ports import Clock
 from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
-from quizmesh.telemetry import QuizMetrics, Telemetry, answer_spans
+from quizmesh.telemetry import Telemetry
+from quizmesh.tracing import answer_spans
 
 log = logging.getLogger(__name__)
 

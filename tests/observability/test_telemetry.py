@@ -1,5 +1,6 @@
-"""quizmesh.telemetry on its own: logs without credentials, ECS lines with trace IDs, the metrics
-endpoint's configuration, trace context through record headers, and consumer lag."""
+"""Telemetry on its own (quizmesh.telemetry, .tracing, .logs, .eventbus.traced, edge.telemetry): logs
+without credentials, ECS lines with trace IDs, the metrics endpoint's configuration, trace context
+through record headers, and consumer lag."""
 
 from __future__ import annotations
 
@@ -14,24 +15,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from edge.telemetry import EdgeTelemetry
 from quizmesh.auth import Credentials
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
 from quizmesh.eventbus.ports import ConsumedRecord, Record
+from quizmesh.eventbus.traced import RecordTraces, TracedPublisher
+from quizmesh.logs import REDACTED, LogFormat, configure_logging, log_handler
 from quizmesh.settings import SettingsError
-from quizmesh.telemetry import (
-    REDACTED,
-    EdgeTelemetry,
-    LogFormat,
-    RecordTraces,
-    Telemetry,
-    TracedPublisher,
-    answer_spans,
-    configure_logging,
-    context_from_headers,
-    current_trace_context,
-    log_handler,
-    setup_telemetry,
-)
+from quizmesh.telemetry import Telemetry, setup_telemetry
+from quizmesh.tracing import answer_spans, context_from_headers, current_trace_context
 
 TOKEN = Credentials(b"k" * 32).issue("player", "QUIZ1234", "player-1")
 # Production processes sample 1% of new traces; these tests follow every one.
