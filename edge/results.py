@@ -47,15 +47,12 @@ def csv_handler(upstream: Upstream) -> Handler:
     async def results(request: web.Request) -> web.StreamResponse:
         host_token = _host_token(request)
         try:
-            quiz = (
-                await upstream.get_quiz(
-                    quiz_pb2.GetQuizRequest(quiz_id=request.match_info["quiz_id"], host_token=host_token)
-                )
-            ).quiz
-            # As in routes.host_quiz: only a valid host credential gets correct choices back, and every
-            # question has some, so their absence means the token is not this quiz's.
-            if not quiz.questions or not quiz.questions[0].correct_choices:
+            found = await upstream.get_quiz(
+                quiz_pb2.GetQuizRequest(quiz_id=request.match_info["quiz_id"], host_token=host_token)
+            )
+            if not found.host_verified:
                 raise web.HTTPForbidden(text="the host token is not valid for this quiz")
+            quiz = found.quiz
             state = (await upstream.get_quiz_state(quiz_pb2.GetQuizStateRequest(quiz_id=quiz.quiz_id))).state
             stored = await read_stored_quiz(quiz.quiz_id, upstream.list_participants, upstream.list_answers)
         except grpc.aio.AioRpcError as exc:

@@ -141,13 +141,12 @@ async def create_quiz(session: Session, message: protocol.CreateQuiz) -> Reply:
 
 
 async def host_quiz(session: Session, message: protocol.HostQuiz) -> Reply:
-    quiz = (
-        await session.upstream.get_quiz(quiz_pb2.GetQuizRequest(quiz_id=message.quiz_id, host_token=message.host_token))
-    ).quiz
-    # GetQuiz reveals correct choices only to a valid host credential, and every question has one;
-    # their absence is how a wrong host_token shows.
-    if quiz.questions and not quiz.questions[0].correct_choices:
+    found = await session.upstream.get_quiz(
+        quiz_pb2.GetQuizRequest(quiz_id=message.quiz_id, host_token=message.host_token)
+    )
+    if not found.host_verified:
         raise ClientError("permission_denied", "the host_token is not valid for this quiz")
+    quiz = found.quiz
     state = (await session.upstream.get_quiz_state(quiz_pb2.GetQuizStateRequest(quiz_id=message.quiz_id))).state
     session.take_host_seat(message.quiz_id, message.host_token)
     return Reply(

@@ -142,7 +142,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         except domain.QuizError as exc:
             await _abort_for(context, exc)
         is_host = bool(request.host_token) and self._game.is_host(quiz.quiz_id, request.host_token)
-        return pb.GetQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=is_host))
+        return pb.GetQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=is_host), host_verified=is_host)
 
     async def ListQuizzes(
         self, request: pb.ListQuizzesRequest, context: grpc.aio.ServicerContext
