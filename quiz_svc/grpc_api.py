@@ -74,12 +74,6 @@ _REFUSAL_STATUS = {
     AnswerRefusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
 MAX_BATCH = 5000
-_HOST_ACTIONS = {
-    "StartQuiz": HostAction.START,
-    "NextQuestion": HostAction.NEXT,
-    "CloseQuestion": HostAction.CLOSE,
-    "EndQuiz": HostAction.END,
-}
 
 
 async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, code: str, message: str) -> NoReturn:
