@@ -67,8 +67,6 @@ async def run(
             SinkTuning(
                 max_records=settings.batch_max_records,
                 poll_timeout_s=settings.poll_timeout_ms / 1000,
-                pause_after_save_s=settings.test_pause_after_save_ms / 1000,
-                pause_marker=settings.test_pause_marker,
             ),
         )
         await server.set_serving(True)

@@ -21,9 +21,6 @@ class Settings:
     db_pool_size: int
     db_command_timeout_s: int
     shutdown_grace_s: int
-    # Fault tests only (QUIZMESH_PERSISTENCE_TEST_PAUSE_AFTER_SAVE_MS, ..._MARKER); see SinkTuning.
-    test_pause_after_save_ms: int = 0
-    test_pause_marker: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -36,8 +33,6 @@ class Settings:
             db_pool_size=env_int(env, "QUIZMESH_PERSISTENCE_DB_POOL_SIZE", 10, minimum=1),
             db_command_timeout_s=env_int(env, "QUIZMESH_PERSISTENCE_DB_COMMAND_TIMEOUT_S", 10, minimum=1),
             shutdown_grace_s=env_int(env, "QUIZMESH_PERSISTENCE_SHUTDOWN_GRACE_S", 5, minimum=0),
-            test_pause_after_save_ms=env_int(env, "QUIZMESH_PERSISTENCE_TEST_PAUSE_AFTER_SAVE_MS", 0),
-            test_pause_marker=env_str(env, "QUIZMESH_PERSISTENCE_TEST_PAUSE_MARKER", ""),
         )
         if not settings.address:
             raise SettingsError("QUIZMESH_PERSISTENCE_ADDR is empty: set host:port, e.g. 127.0.0.1:50053")
