@@ -9,12 +9,12 @@ partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from persistence_svc.domain import InvalidEvent, Row, StoreBatch, batch_of, row_from_event
 from persistence_svc.ports import ResultStore, StoreUnavailable
+from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import (
     ANSWER_SUBMITTED,
     USER_JOINED_QUIZ,
@@ -61,18 +61,15 @@ class ResultSink:
 
     async def _store_until_done(self, batch: StoreBatch, stop: asyncio.Event) -> bool:
         """Saves the batch, retrying with backoff while the store is unavailable. False if stopped first."""
-        delay = self._tuning.retry_initial_s
+        backoff = Backoff(self._tuning.retry_initial_s, self._tuning.retry_max_s)
         while True:
             try:
                 await self._store.save(batch)
                 return True
             except StoreUnavailable as exc:
-                log.warning("storing %d rows failed, retrying in %.2fs: %s", len(batch), delay, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
+                log.warning("storing %d rows failed, retrying in %.2fs: %s", len(batch), backoff.delay_s, exc)
+            if await backoff.wait(stop):
                 return False
-            delay = min(delay * 2, self._tuning.retry_max_s)
 
     async def _commit(self) -> None:
         try:
