@@ -14,7 +14,6 @@ import signal
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from quizmesh.auth import Credentials
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines, signing_key
 from quizmesh.telemetry import Telemetry, setup_telemetry
@@ -32,8 +31,7 @@ async def run_quiz_svc(
     from quiz_svc import main
     from quiz_svc.settings import Settings
 
-    key = signing_key(env, allow_ephemeral=False)
-    await main.run(runtime, Settings.from_env(env), Credentials(key), stop, on_ready)
+    await main.run(runtime, Settings.from_env(env), stop, on_ready)
 
 
 async def run_leaderboard_svc(
@@ -60,7 +58,7 @@ async def run_edge(
     from edge import main
     from edge.settings import Settings
 
-    await main.run(Settings.from_env(env), stop, on_ready, runtime.telemetry)
+    await main.run(runtime, Settings.from_env(env), stop, on_ready)
 
 
 SERVICES: dict[str, ServiceRunner] = {

@@ -32,6 +32,7 @@ from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
 from quizmesh.results import read_stored_quiz, results_csv
+from quizmesh.settings import LEADERBOARD_ADDR, PERSISTENCE_ADDR, QUIZ_ADDR, Text, Variables
 
 EXIT_OK: Final = 0
 EXIT_OTHER: Final = 1
@@ -60,6 +61,12 @@ _PHASES: Final[Mapping[int, str]] = {
     quiz_pb2.QUIZ_PHASE_ENDED: "ended",
 }
 _PAGE_SIZE: Final = 1000
+HOST_TOKEN: Final = Text(
+    "QUIZMESH_HOST_TOKEN",
+    "The host credential of the quiz a host command acts on; --host-token wins.",
+    default="",
+)
+VARIABLES: Final[Variables] = (QUIZ_ADDR, LEADERBOARD_ADDR, PERSISTENCE_ADDR, HOST_TOKEN)
 
 
 class UsageError(Exception):
@@ -201,9 +208,9 @@ async def _list(services: Services, args: argparse.Namespace) -> None:
 
 
 def _host_token(args: argparse.Namespace) -> str:
-    token: str = args.host_token or os.environ.get("QUIZMESH_HOST_TOKEN", "")
+    token: str = args.host_token or HOST_TOKEN.read(os.environ)
     if not token:
-        raise UsageError("a host credential is needed: pass --host-token or set QUIZMESH_HOST_TOKEN")
+        raise UsageError(f"a host credential is needed: pass --host-token or set {HOST_TOKEN.name}")
     return token
 
 
@@ -321,27 +328,19 @@ _COMMANDS: Final[Mapping[str, Callable[[Services, argparse.Namespace], Any]]] = 
 def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """Where the services are. Accepted before and after the command; only the top level has defaults,
     so an option given after the command is not overwritten by them."""
-    env = os.environ
-
-    def default(value: object) -> object:
-        return value if defaults else argparse.SUPPRESS
-
+    for option, service, address in (
+        ("--quiz-addr", "quiz_svc", QUIZ_ADDR),
+        ("--leaderboard-addr", "leaderboard_svc", LEADERBOARD_ADDR),
+        ("--persistence-addr", "persistence_svc", PERSISTENCE_ADDR),
+    ):
+        parser.add_argument(
+            option,
+            default=address.read(os.environ) if defaults else argparse.SUPPRESS,
+            help=f"{service} (default: ${address.name} or {address.default})",
+        )
     parser.add_argument(
-        "--quiz-addr",
-        default=default(env.get("QUIZMESH_QUIZ_ADDR", "127.0.0.1:50051")),
-        help="quiz_svc (default: $QUIZMESH_QUIZ_ADDR or 127.0.0.1:50051)",
+        "--timeout", type=float, default=10.0 if defaults else argparse.SUPPRESS, help="seconds per call (default 10)"
     )
-    parser.add_argument(
-        "--leaderboard-addr",
-        default=default(env.get("QUIZMESH_LEADERBOARD_ADDR", "127.0.0.1:50052")),
-        help="leaderboard_svc (default: $QUIZMESH_LEADERBOARD_ADDR or 127.0.0.1:50052)",
-    )
-    parser.add_argument(
-        "--persistence-addr",
-        default=default(env.get("QUIZMESH_PERSISTENCE_ADDR", "127.0.0.1:50053")),
-        help="persistence_svc (default: $QUIZMESH_PERSISTENCE_ADDR or 127.0.0.1:50053)",
-    )
-    parser.add_argument("--timeout", type=float, default=default(10.0), help="seconds per call (default 10)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,13 +7,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import ecs_logging
 from opentelemetry import trace
-
-from quizmesh.settings import env_choice
 
 # header.payload.signature, base64url: how every credential quizmesh issues looks.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
@@ -64,9 +61,8 @@ def log_handler(log_format: LogFormat, stream: Any = None, *, service_name: str 
     return handler
 
 
-def configure_logging(level: str, env: Mapping[str, str], *, default_format: LogFormat, service_name: str) -> None:
-    """The process's root logging: QUIZMESH_LOG_FORMAT=ecs|plain, else `default_format`."""
-    log_format = env_choice(env, "QUIZMESH_LOG_FORMAT", default_format, ("ecs", "plain"))
+def configure_logging(level: str, log_format: LogFormat, *, service_name: str) -> None:
+    """The process's root logging, set once by the entry point that owns the process."""
     root = logging.getLogger()
     root.handlers[:] = [log_handler(log_format, service_name=service_name)]
     root.setLevel(level.upper())

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from wsgiref.simple_server import WSGIServer
 
 from opentelemetry import metrics, trace
@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from quizmesh.eventbus.ports import EventPublisher
 from quizmesh.eventbus.traced import RecordTraces, TracedPublisher
-from quizmesh.settings import SettingsError, env_int, env_str
+from quizmesh.settings import Integer, Number, SettingsError, Text, Variables
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +57,71 @@ def seconds_histogram(meter: metrics.Meter, name: str, description: str) -> metr
     )
 
 
+METRICS_PORT = Integer(
+    "QUIZMESH_METRICS_PORT",
+    "The port of the process's Prometheus endpoint (/metrics); 0 picks a free one and logs it.",
+    default=0,
+    maximum=65535,
+    unset="no endpoint, and no-op instruments",
+)
+METRICS_HOST = Text("QUIZMESH_METRICS_HOST", "The address the metrics endpoint listens on.", default="127.0.0.1")
+TRACE_SAMPLE_RATIO = Number(
+    "QUIZMESH_TRACE_SAMPLE_RATIO",
+    "The share of new traces sampled (parent-based; a new trace linked to a sampled span is sampled too).",
+    default=DEFAULT_SAMPLE_RATIO,
+    minimum=0.0,
+    maximum=1.0,
+    unset=f"`{DEFAULT_SAMPLE_RATIO}`, or the SDK's sampler when only OTEL_TRACES_SAMPLER is set",
+)
+OTLP_ENDPOINT = Text(
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "Where spans are exported over OTLP/gRPC.",
+    default="",
+    unset="spans are not exported",
+)
+OTEL_SERVICE_NAME = Text(
+    "OTEL_SERVICE_NAME",
+    "The service.name of the process's spans and metrics.",
+    default="",
+    unset="the component's name (`quiz-svc`, ...; `quizmesh` in the embedded mode)",
+)
+OTEL_TRACES_SAMPLER = Text(
+    "OTEL_TRACES_SAMPLER",
+    "The OpenTelemetry SDK's own sampler; used only while QUIZMESH_TRACE_SAMPLE_RATIO is unset.",
+    default="",
+    unset="quizmesh's ratio sampler",
+)
+
+
 @dataclass(frozen=True)
 class TelemetrySettings:
+    VARIABLES: ClassVar[Variables] = (
+        METRICS_PORT,
+        METRICS_HOST,
+        TRACE_SAMPLE_RATIO,
+        OTLP_ENDPOINT,
+        OTEL_SERVICE_NAME,
+        OTEL_TRACES_SAMPLER,
+    )
+
     metrics_port: int | None  # None: no endpoint; 0: any free port
     metrics_host: str
     otlp_endpoint: str | None
     # None: the SDK's sampler from the standard OTEL_TRACES_SAMPLER variables (set, and no ratio of ours)
     sample_ratio: float | None
+    service_name: str | None  # None: the component's own name
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TelemetrySettings:
-        port = env.get("QUIZMESH_METRICS_PORT", "")
+        sample_ratio: float | None = TRACE_SAMPLE_RATIO.read(env)
+        if not TRACE_SAMPLE_RATIO.is_set(env) and OTEL_TRACES_SAMPLER.is_set(env):
+            sample_ratio = None
         return cls(
-            metrics_port=env_int(env, "QUIZMESH_METRICS_PORT", 0) if port else None,
-            metrics_host=env_str(env, "QUIZMESH_METRICS_HOST", "127.0.0.1"),
-            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-            sample_ratio=_sample_ratio(env),
+            metrics_port=METRICS_PORT.read_if_set(env),
+            metrics_host=METRICS_HOST.read(env),
+            otlp_endpoint=OTLP_ENDPOINT.read_if_set(env),
+            sample_ratio=sample_ratio,
+            service_name=OTEL_SERVICE_NAME.read_if_set(env),
         )
 
     def sampler(self) -> Sampler | None:
@@ -104,19 +153,6 @@ class RatioOrLinked(Sampler):
 
     def get_description(self) -> str:
         return f"RatioOrLinked{{{self._ratio.rate}}}"
-
-
-def _sample_ratio(env: Mapping[str, str]) -> float | None:
-    raw = env.get("QUIZMESH_TRACE_SAMPLE_RATIO", "")
-    if not raw:
-        return None if env.get("OTEL_TRACES_SAMPLER") else DEFAULT_SAMPLE_RATIO
-    try:
-        ratio = float(raw)
-    except ValueError:
-        raise SettingsError(f"QUIZMESH_TRACE_SAMPLE_RATIO={raw!r} is not a number") from None
-    if not 0.0 <= ratio <= 1.0:
-        raise SettingsError(f"QUIZMESH_TRACE_SAMPLE_RATIO={ratio} must be between 0 and 1")
-    return ratio
 
 
 class Telemetry:
@@ -210,7 +246,7 @@ def setup_telemetry(
 
     `span_exporter` adds an exporter that sees every span as it ends (tests use an in-memory one)."""
     settings = TelemetrySettings.from_env(env)
-    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or service_name})
+    resource = Resource.create({"service.name": settings.service_name or service_name})
     tracer_provider = TracerProvider(resource=resource, sampler=settings.sampler())
     if settings.otlp_endpoint:
         tracer_provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(settings.otlp_endpoint)))

@@ -20,7 +20,8 @@ from quizmesh.auth import Credentials
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
 from quizmesh.eventbus.ports import ConsumedRecord, Record
 from quizmesh.eventbus.traced import RecordTraces, TracedPublisher
-from quizmesh.logs import REDACTED, LogFormat, configure_logging, log_handler
+from quizmesh.logs import REDACTED, LogFormat, log_handler
+from quizmesh.process import ProcessSettings
 from quizmesh.settings import SettingsError
 from quizmesh.telemetry import Telemetry, setup_telemetry
 from quizmesh.tracing import answer_spans, context_from_headers, current_trace_context
@@ -77,7 +78,7 @@ def test_ecs_lines_carry_the_current_trace_and_span_ids() -> None:
 
 def test_an_unknown_log_format_is_a_configuration_error() -> None:
     with pytest.raises(SettingsError, match="QUIZMESH_LOG_FORMAT"):
-        configure_logging("INFO", {"QUIZMESH_LOG_FORMAT": "xml"}, default_format="ecs", service_name="edge")
+        ProcessSettings.from_env({"QUIZMESH_LOG_FORMAT": "xml"})
 
 
 def test_without_a_metrics_port_there_is_no_endpoint_and_instruments_cost_nothing() -> None:

@@ -12,7 +12,6 @@ import pytest
 
 from quiz_svc import main
 from quiz_svc.settings import Settings
-from quizmesh.auth import Credentials
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, TailReader
 from quizmesh.events.v1 import events_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
@@ -41,8 +40,10 @@ async def quiz_service(request: pytest.FixtureRequest, tmp_path: object) -> Asyn
     await answers.start()
     stop = asyncio.Event()
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    settings = Settings("127.0.0.1:0", "127.0.0.1:9", publish_timeout_ms=5000, scheduler_tick_ms=50, shutdown_grace_s=1)
-    task = asyncio.create_task(main.run(runtime, settings, Credentials(b"t" * 32), stop, port.set_result))
+    settings = Settings(
+        "127.0.0.1:0", "127.0.0.1:9", b"t" * 32, publish_timeout_ms=5000, scheduler_tick_ms=50, shutdown_grace_s=1
+    )
+    task = asyncio.create_task(main.run(runtime, settings, stop, port.set_result))
     bound = await asyncio.wait_for(port, 30)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{bound}") as channel:
         yield Running(pb_grpc.QuizServiceStub(channel), answers)
