@@ -12,7 +12,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from persistence_svc.domain import InvalidEvent, Row, StoreBatch, batch_of, row_from_event
+from persistence_svc.domain import InvalidEvent, Row, StoreBatch, batch_of
+from persistence_svc.event_rows import row_from_event
 from persistence_svc.ports import ResultStore, StoreUnavailable
 from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import (
