@@ -31,6 +31,7 @@ from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
+from quizmesh.quiz_names import HOST_ACTIONS, PHASE_NAMES, POINTS_MODES
 from quizmesh.results import read_stored_quiz, results_csv
 from quizmesh.settings import LEADERBOARD_ADDR, PERSISTENCE_ADDR, QUIZ_ADDR, Text, Variables
 
@@ -47,18 +48,6 @@ _EXIT_CODES: Final[Mapping[grpc.StatusCode, int]] = {
     grpc.StatusCode.UNAUTHENTICATED: EXIT_DENIED,
     grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
-}
-_POINTS_MODES: Final[Mapping[str, quiz_pb2.PointsMode.ValueType]] = {
-    "standard": quiz_pb2.POINTS_MODE_STANDARD,
-    "double": quiz_pb2.POINTS_MODE_DOUBLE,
-    "none": quiz_pb2.POINTS_MODE_NONE,
-}
-_PHASES: Final[Mapping[int, str]] = {
-    quiz_pb2.QUIZ_PHASE_UNSPECIFIED: "lobby",
-    quiz_pb2.QUIZ_PHASE_LOBBY: "lobby",
-    quiz_pb2.QUIZ_PHASE_QUESTION_OPEN: "question_open",
-    quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED: "question_closed",
-    quiz_pb2.QUIZ_PHASE_ENDED: "ended",
 }
 _PAGE_SIZE: Final = 1000
 HOST_TOKEN: Final = Text(
@@ -142,15 +131,15 @@ def quiz_request(document: object, source: str = "quiz") -> quiz_pb2.CreateQuizR
             _fail(source, f"{at}.correct_choices must be a list of choice indices")
         if type(limit) is not int:
             _fail(source, f"{at}.time_limit_seconds must be an integer")
-        if points not in _POINTS_MODES:
-            _fail(source, f"{at}.points must be one of {', '.join(_POINTS_MODES)}")
+        if points not in POINTS_MODES:
+            _fail(source, f"{at}.points must be one of {', '.join(POINTS_MODES)}")
         request.questions.append(
             quiz_pb2.Question(
                 text=text,
                 choices=choices,
                 correct_choices=correct,
                 time_limit_seconds=limit,
-                points_mode=_POINTS_MODES[points],
+                points_mode=POINTS_MODES[points],
             )
         )
     late = document.get("allow_late_join")
@@ -215,22 +204,23 @@ def _host_token(args: argparse.Namespace) -> str:
 
 
 def _state_line(state: quiz_pb2.QuizState) -> str:
-    line = f"{state.quiz_id}  {_PHASES.get(state.phase, 'lobby')}"
+    line = f"{state.quiz_id}  {PHASE_NAMES.get(state.phase, 'lobby')}"
     if state.question_index >= 0:
         line += f"  question {state.question_index + 1}/{state.question_count}"
     return line + f"  players {state.participant_count}"
 
 
-_HOST_CALLS: Final[Mapping[str, tuple[str, Callable[..., Message]]]] = {
-    "start": ("StartQuiz", quiz_pb2.StartQuizRequest),
-    "next": ("NextQuestion", quiz_pb2.NextQuestionRequest),
-    "close": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
-    "end": ("EndQuiz", quiz_pb2.EndQuizRequest),
+# quizctl's host commands and the host actions (quizmesh.quiz_names.HOST_ACTIONS) they are.
+_HOST_COMMANDS: Final[Mapping[str, str]] = {
+    "start": "start_quiz",
+    "next": "next_question",
+    "close": "close_question",
+    "end": "end_quiz",
 }
 
 
 async def _host_action(services: Services, args: argparse.Namespace) -> None:
-    method, request_type = _HOST_CALLS[args.command]
+    method, request_type = HOST_ACTIONS[_HOST_COMMANDS[args.command]]
     request = request_type(quiz_id=args.quiz_id, host_token=_host_token(args))
     response = await getattr(services.quiz, method)(request, timeout=services.timeout_s)
     if args.json:

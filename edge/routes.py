@@ -22,6 +22,7 @@ from edge.telemetry import ClientMessage
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.quiz_names import HOST_ACTIONS, POINTS_MODES
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ async def leave_quiz(session: Session, message: protocol.LeaveQuiz) -> Reply:
 
 
 def _points(spec: protocol.QuestionSpec) -> quiz_pb2.PointsMode.ValueType:
-    return protocol.POINTS_MODES[spec.points]
+    return POINTS_MODES[spec.points]
 
 
 async def create_quiz(session: Session, message: protocol.CreateQuiz) -> Reply:
@@ -175,17 +176,9 @@ async def _host_call(session: Session, action: str, method: str, request: Any) -
     return Reply("host_ack", fields)
 
 
-_HOST_ACTIONS: Final[Mapping[str, tuple[str, Callable[..., Any]]]] = {
-    "start_quiz": ("StartQuiz", quiz_pb2.StartQuizRequest),
-    "next_question": ("NextQuestion", quiz_pb2.NextQuestionRequest),
-    "close_question": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
-    "end_quiz": ("EndQuiz", quiz_pb2.EndQuizRequest),
-}
-
-
 async def host_action(session: Session, message: protocol.HostAction) -> Reply:
     quiz_id, host_token = _host_credentials(session, message.target)
-    method, request_type = _HOST_ACTIONS[message.action]
+    method, request_type = HOST_ACTIONS[message.action]
     return await _host_call(session, message.action, method, request_type(quiz_id=quiz_id, host_token=host_token))
 
 
