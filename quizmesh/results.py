@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
 from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
 
@@ -44,29 +44,44 @@ class StoredQuiz:
     answers: list[persistence_pb2.StoredAnswer]
 
 
+class _Page(Protocol):
+    next_page_token: str
+
+
+PageT = TypeVar("PageT", bound=_Page)
+ItemT = TypeVar("ItemT")
+
+
+async def _every_page(
+    fetch: Callable[[str], Awaitable[PageT]], items: Callable[[PageT], Iterable[ItemT]]
+) -> list[ItemT]:
+    collected: list[ItemT] = []
+    token = ""
+    while True:
+        page = await fetch(token)
+        collected.extend(items(page))
+        token = page.next_page_token
+        if not token:
+            return collected
+
+
 async def read_stored_quiz(
     quiz_id: str, list_participants: ListParticipants, list_answers: ListAnswers, *, page_size: int = PAGE_SIZE
 ) -> StoredQuiz:
     """Reads every page of a quiz's participants, then of its answers."""
-    participants: list[persistence_pb2.Participant] = []
-    token = ""
-    while True:
-        people = await list_participants(
+    participants = await _every_page(
+        lambda token: list_participants(
             persistence_pb2.ListParticipantsRequest(quiz_id=quiz_id, page_size=page_size, page_token=token)
-        )
-        participants.extend(people.participants)
-        token = people.next_page_token
-        if not token:
-            break
-    answers: list[persistence_pb2.StoredAnswer] = []
-    while True:
-        page = await list_answers(
+        ),
+        lambda page: page.participants,
+    )
+    answers = await _every_page(
+        lambda token: list_answers(
             persistence_pb2.ListAnswersRequest(quiz_id=quiz_id, page_size=page_size, page_token=token)
-        )
-        answers.extend(page.answers)
-        token = page.next_page_token
-        if not token:
-            return StoredQuiz(participants, answers)
+        ),
+        lambda page: page.answers,
+    )
+    return StoredQuiz(participants, answers)
 
 
 def _as_text(value: str) -> str:

@@ -11,6 +11,7 @@ import contextlib
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -130,15 +131,23 @@ def answer_spans(tracer: trace.Tracer, name: str, carriers: Sequence[Mapping[str
         parent = context_from(carrier) if carrier else None
         span = tracer.start_span(name, context=parent, links=batch_links, kind=SpanKind.INTERNAL)
         answers.append(AnswerTrace(span, span_headers(span)))
-    spans = [a.span for a in answers if a.span is not None]
-    try:
+    with EndingSpans([a.span for a in answers if a.span is not None]):
         yield answers
-    except BaseException as exc:
-        for span in spans:
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        raise
-    finally:
-        for span in spans:
+
+
+class EndingSpans:
+    """Ends spans when the block they cover is left, marked failed if it raised."""
+
+    def __init__(self, spans: Sequence[trace.Span]) -> None:
+        self._spans = spans
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: TracebackType | None) -> None:
+        for span in self._spans:
+            if kind is not None:
+                span.set_status(Status(StatusCode.ERROR, kind.__name__))
             span.end()
 
 

@@ -9,10 +9,11 @@ from collections.abc import Iterator, Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind
 
 from quizmesh.eventbus.ports import ConsumedRecord, EventPublisher, Record
 from quizmesh.tracing import (
+    EndingSpans,
     context_from_headers,
     current_span_recording,
     has_trace_context,
@@ -48,15 +49,8 @@ class TracedPublisher:
             spans.append(span)
             headers = headers_with_context(record.headers, trace.set_span_in_context(span))
             traced.append(Record(record.topic, record.key, record.value, headers))
-        try:
+        with EndingSpans(spans):
             await self._inner.publish(traced, timeout_s=timeout_s)
-        except BaseException as exc:
-            for span in spans:
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        finally:
-            for span in spans:
-                span.end()
 
     async def close(self) -> None:
         await self._inner.close()
@@ -104,15 +98,8 @@ class RecordTraces:
             if self._remember and span_context.is_valid:
                 pending = self._pending.setdefault(record.key, collections.deque(maxlen=self._max_links))
                 pending.append(span_context)
-        try:
+        with EndingSpans(spans):
             yield
-        except BaseException as exc:
-            for span in spans:
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        finally:
-            for span in spans:
-                span.end()
 
     def publication(self, key: str, span_name: str) -> dict[str, str]:
         """The trace context for what covers everything processed for `key` since the last call (a
