@@ -224,6 +224,18 @@ async def process_stack(
                 stop_process(process)
 
 
+@contextlib.asynccontextmanager
+async def stack_of_kind(kind: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The whole quizmesh, `embedded` in this process or as separate `processes` on the real infrastructure:
+    what a test parametrised over both runs against."""
+    if kind == "embedded":
+        async with embedded_stack(tmp_path) as running:
+            yield running
+    else:
+        async with process_stack(tmp_path / "logs") as running:
+            yield running
+
+
 async def wait_ready(stack: Stack, log_dir: Path, timeout_s: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     pending = [("grpc", a) for a in stack.quiz_addrs + stack.leaderboard_addrs + stack.persistence_addrs] + [
