@@ -20,45 +20,6 @@ class SettingsError(ValueError):
     """A configuration variable is missing or malformed."""
 
 
-def env_str(env: Mapping[str, str], name: str, default: str) -> str:
-    return env.get(name, default)
-
-
-def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
-
-
-def env_choice(env: Mapping[str, str], name: str, default: E, choices: tuple[E, ...]) -> E:
-    raw = env.get(name, default)
-    for choice in choices:
-        if raw == choice:
-            return choice
-    raise SettingsError(f"{name}={raw!r} must be one of {', '.join(choices)}")
-
-
-def env_secret(env: Mapping[str, str], name: str) -> str | None:
-    """A secret from NAME, or from the file named by NAME_FILE (as Kubernetes mounts them)."""
-    value = env.get(name)
-    if value:
-        return value
-    path = env.get(f"{name}_FILE")
-    if path:
-        try:
-            return pathlib.Path(path).read_text().strip()
-        except OSError as exc:
-            raise SettingsError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
-    return None
-
-
 # --- declared variables ---
 
 
@@ -106,7 +67,7 @@ class Text(Variable[str]):
     default: str
 
     def read(self, env: Mapping[str, str]) -> str:
-        return env_str(env, self.name, self.default)
+        return env.get(self.name, self.default)
 
     def _default_text(self) -> str:
         return f"`{self.default}`" if self.default else "empty"
@@ -119,7 +80,15 @@ class Integer(Variable[int]):
     maximum: int | None = None
 
     def read(self, env: Mapping[str, str]) -> int:
-        value = env_int(env, self.name, self.default, minimum=self.minimum)
+        raw = env.get(self.name)
+        if raw is None or raw == "":
+            return self.default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{self.name}={raw!r} is not an integer") from None
+        if value < self.minimum:
+            raise SettingsError(f"{self.name}={value} must be at least {self.minimum}")
         if self.maximum is not None and value > self.maximum:
             raise SettingsError(f"{self.name}={value} must be at most {self.maximum}")
         return value
@@ -165,7 +134,11 @@ class Choice(Variable[E]):
     choices: tuple[E, ...]
 
     def read(self, env: Mapping[str, str]) -> E:
-        return env_choice(env, self.name, self.default, self.choices)
+        raw = env.get(self.name, self.default)
+        for choice in self.choices:
+            if raw == choice:
+                return choice
+        raise SettingsError(f"{self.name}={raw!r} must be one of {', '.join(self.choices)}")
 
     def _default_text(self) -> str:
         return f"`{self.default}`"
@@ -182,7 +155,16 @@ class Secret(Variable[str | None]):
     default: str | None = None
 
     def read(self, env: Mapping[str, str]) -> str | None:
-        return env_secret(env, self.name) or self.default
+        value = env.get(self.name)
+        if value:
+            return value
+        path = env.get(f"{self.name}_FILE")
+        if path:
+            try:
+                return pathlib.Path(path).read_text().strip() or self.default
+            except OSError as exc:
+                raise SettingsError(f"{self.name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+        return self.default
 
     def is_set(self, env: Mapping[str, str]) -> bool:
         return bool(env.get(self.name) or env.get(f"{self.name}_FILE"))
