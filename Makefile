@@ -45,7 +45,7 @@ bench: ## Benchmarks side by side (needs `make infra-up`; ~20 min); writes bench
 
 dev: ## Install quizmesh and run it embedded (one process, no Kafka/Redis/PostgreSQL) on :8080.
 	$(PYTHON) -m pip install -q -e .
-	$(PYTHON) -m quizmesh dev
+	$(PYTHON) -m apps dev
 
 release-contracts: ## Refresh the buf breaking baseline; ARGS=--allow-breaking before the first release.
 	bash scripts/release_contracts.sh $(ARGS)

@@ -27,7 +27,8 @@ from quizmesh.pubsub import InMemoryChannels
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines
-from quizmesh.telemetry import current_trace_context, setup_telemetry
+from quizmesh.telemetry import setup_telemetry
+from quizmesh.tracing import current_trace_context
 
 PLAYERS, QUESTIONS, BATCH = 400, 12, 100
 

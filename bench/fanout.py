@@ -37,10 +37,10 @@ import orjson
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from bench.loadtest import Host, percentiles, raise_fd_limit
 from bench.procs import LOOPBACK_EDGE_LIMITS, Child, cpu_seconds, free_port, rss_bytes, spawn, spawn_service, wait_ready
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as lb_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as lb_grpc
-from quizmesh.loadtest import Host, percentiles, raise_fd_limit
 
 SERVER_CPUS: Final = (0,)
 CLIENT_CPUS: Final = (1,)

@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from bench import loadtest
 from bench.procs import (
     LOOPBACK_EDGE_LIMITS,
     Child,
@@ -38,7 +39,6 @@ from bench.procs import (
     wait_ready,
 )
 from persistence_svc.consumer import SINK_TOPICS
-from quizmesh import loadtest
 from quizmesh.settings import Engines
 
 SIGNING_KEY = "bench-signing-key-0123456789abcdef0123456789"

@@ -112,10 +112,18 @@ def spawn_service(
 ) -> Child:
     """Starts a service from this checkout, or from code_dir: another checkout of quizmesh (a `git worktree`
     of an earlier commit, say), whose packages then come first on the service's import path."""
-    argv = [sys.executable, "-c", "from quizmesh.cli import main; main()", service]
+    argv = [sys.executable, "-c", f"from {_command_module(code_dir)} import main; main()", service]
     if code_dir is not None:
         env = {**env, "PYTHONPATH": str(code_dir)}
     return spawn(f"{service}{tag}", argv, env, log_dir, cpus, cwd=code_dir)
+
+
+def _command_module(code_dir: Path | None) -> str:
+    """The module of the `quizmesh` command in the checkout that runs the service: apps.cli, or
+    quizmesh.cli in a checkout from before the applications moved out of the runtime (`--services-from`
+    an earlier commit)."""
+    root = code_dir if code_dir is not None else Path(__file__).resolve().parents[1]
+    return "apps.cli" if (root / "apps" / "cli.py").is_file() else "quizmesh.cli"
 
 
 async def grpc_serving(address: str, service: str = "") -> bool:

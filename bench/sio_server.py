@@ -16,6 +16,7 @@ import socketio
 from aiohttp import web
 
 from quizmesh.garbage_collector import tune_garbage_collector
+from quizmesh.process import ProcessSettings
 
 ROOM = "quiz"
 
@@ -55,7 +56,7 @@ def main() -> None:
     import uvloop
 
     # The same collector setting as the edge's, so the comparison is between the two servers, not GC settings.
-    tune_garbage_collector(os.environ)
+    tune_garbage_collector(ProcessSettings.from_env(os.environ).gc_gen0_threshold)
     port = int(sys.argv[1])
     web.run_app(create_app(), host="127.0.0.1", port=port, print=None, loop=uvloop.new_event_loop())
 

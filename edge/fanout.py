@@ -21,9 +21,9 @@ from typing import Final, Protocol, TypeVar
 import orjson
 
 from edge import protocol
+from edge.telemetry import EdgeTelemetry
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
-from quizmesh.telemetry import EdgeTelemetry
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""The edge's composition root: settings → upstream clients → aiohttp app → listening socket."""
+"""The edge's composition root: settings → upstream clients → aiohttp app → listening socket.
+
+Of the runtime the edge uses only the process's telemetry: it holds no event bus or store of its own."""
 
 from __future__ import annotations
 
@@ -10,17 +12,15 @@ from aiohttp import web
 
 from edge.app import create_app
 from edge.settings import Settings
+from edge.telemetry import EdgeTelemetry
 from edge.upstream import Upstream
-from quizmesh.telemetry import EdgeTelemetry, Telemetry
+from quizmesh.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 async def run(
-    settings: Settings,
-    stop: asyncio.Event,
-    on_ready: Callable[[int], None] | None = None,
-    telemetry: Telemetry | None = None,
+    runtime: Runtime, settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
 ) -> None:
     upstream = Upstream(
         settings.quiz_addr,
@@ -32,7 +32,7 @@ async def run(
         answer_deadline_s=settings.answer_deadline_s,
         call_deadline_s=settings.call_deadline_s,
         readiness_deadline_s=settings.readiness_deadline_s,
-        telemetry=EdgeTelemetry(telemetry or Telemetry.disabled()),
+        telemetry=EdgeTelemetry(runtime.telemetry),
     )
     runner = web.AppRunner(
         create_app(settings, upstream), handle_signals=False, shutdown_timeout=settings.shutdown_grace_s

@@ -15,6 +15,7 @@ import orjson
 
 from edge import schema as client_schema
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.quiz_names import PHASE_NAMES, POINTS_MODES, POINTS_NAMES
 
 RequestId = str | int | None
 
@@ -309,26 +310,6 @@ def encode_error(error: ClientError) -> bytes:
     if error.reason and error.reason != error.code:
         fields["reason"] = error.reason
     return encode("error", error.request_id, fields)
-
-
-POINTS_NAMES: Final[Mapping[int, str]] = {
-    quiz_pb2.POINTS_MODE_UNSPECIFIED: "standard",
-    quiz_pb2.POINTS_MODE_STANDARD: "standard",
-    quiz_pb2.POINTS_MODE_DOUBLE: "double",
-    quiz_pb2.POINTS_MODE_NONE: "none",
-}
-POINTS_MODES: Final[Mapping[str, quiz_pb2.PointsMode.ValueType]] = {
-    "standard": quiz_pb2.POINTS_MODE_STANDARD,
-    "double": quiz_pb2.POINTS_MODE_DOUBLE,
-    "none": quiz_pb2.POINTS_MODE_NONE,
-}
-PHASE_NAMES: Final[Mapping[int, str]] = {
-    quiz_pb2.QUIZ_PHASE_UNSPECIFIED: "lobby",
-    quiz_pb2.QUIZ_PHASE_LOBBY: "lobby",
-    quiz_pb2.QUIZ_PHASE_QUESTION_OPEN: "question_open",
-    quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED: "question_closed",
-    quiz_pb2.QUIZ_PHASE_ENDED: "ended",
-}
 
 
 def timestamp_ms(ts: Any) -> int:

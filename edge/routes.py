@@ -18,10 +18,11 @@ from edge import protocol
 from edge.limits import ConnectionLimits
 from edge.protocol import ClientError
 from edge.session import Seat, Session
+from edge.telemetry import ClientMessage
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
-from quizmesh.telemetry import ClientMessage
+from quizmesh.quiz_names import HOST_ACTIONS, POINTS_MODES
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ async def leave_quiz(session: Session, message: protocol.LeaveQuiz) -> Reply:
 
 
 def _points(spec: protocol.QuestionSpec) -> quiz_pb2.PointsMode.ValueType:
-    return protocol.POINTS_MODES[spec.points]
+    return POINTS_MODES[spec.points]
 
 
 async def create_quiz(session: Session, message: protocol.CreateQuiz) -> Reply:
@@ -141,13 +142,12 @@ async def create_quiz(session: Session, message: protocol.CreateQuiz) -> Reply:
 
 
 async def host_quiz(session: Session, message: protocol.HostQuiz) -> Reply:
-    quiz = (
-        await session.upstream.get_quiz(quiz_pb2.GetQuizRequest(quiz_id=message.quiz_id, host_token=message.host_token))
-    ).quiz
-    # GetQuiz reveals correct choices only to a valid host credential, and every question has one;
-    # their absence is how a wrong host_token shows.
-    if quiz.questions and not quiz.questions[0].correct_choices:
+    found = await session.upstream.get_quiz(
+        quiz_pb2.GetQuizRequest(quiz_id=message.quiz_id, host_token=message.host_token)
+    )
+    if not found.host_verified:
         raise ClientError("permission_denied", "the host_token is not valid for this quiz")
+    quiz = found.quiz
     state = (await session.upstream.get_quiz_state(quiz_pb2.GetQuizStateRequest(quiz_id=message.quiz_id))).state
     session.take_host_seat(message.quiz_id, message.host_token)
     return Reply(
@@ -176,17 +176,9 @@ async def _host_call(session: Session, action: str, method: str, request: Any) -
     return Reply("host_ack", fields)
 
 
-_HOST_ACTIONS: Final[Mapping[str, tuple[str, Callable[..., Any]]]] = {
-    "start_quiz": ("StartQuiz", quiz_pb2.StartQuizRequest),
-    "next_question": ("NextQuestion", quiz_pb2.NextQuestionRequest),
-    "close_question": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
-    "end_quiz": ("EndQuiz", quiz_pb2.EndQuizRequest),
-}
-
-
 async def host_action(session: Session, message: protocol.HostAction) -> Reply:
     quiz_id, host_token = _host_credentials(session, message.target)
-    method, request_type = _HOST_ACTIONS[message.action]
+    method, request_type = HOST_ACTIONS[message.action]
     return await _host_call(session, message.action, method, request_type(quiz_id=quiz_id, host_token=host_token))
 
 

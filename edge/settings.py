@@ -5,12 +5,78 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
-from quizmesh.settings import SettingsError, env_int, env_str
+from quizmesh.settings import (
+    LEADERBOARD_ADDR,
+    PERSISTENCE_ADDR,
+    QUIZ_ADDR,
+    Integer,
+    SettingsError,
+    Text,
+    Variables,
+)
+
+HOST = Text("QUIZMESH_EDGE_HOST", "The address the edge's HTTP and WebSocket server listens on.", default="127.0.0.1")
+PORT = Integer(
+    "QUIZMESH_EDGE_PORT", "The edge's HTTP and WebSocket port (0 picks a free one).", default=8080, maximum=65535
+)
+ALLOWED_ORIGINS = Text(
+    "QUIZMESH_EDGE_ALLOWED_ORIGINS",
+    "Comma-separated origins (scheme://host[:port]) allowed to open a WebSocket; empty allows same-host pages "
+    "and clients that send no Origin.",
+    default="",
+)
+LEADERBOARD_TOP_N = Integer(
+    "QUIZMESH_EDGE_LEADERBOARD_TOP_N", "Entries in each leaderboard_updated.", default=10, minimum=1, maximum=1000
+)
+ANSWER_BATCH_SIZE = Integer(
+    "QUIZMESH_EDGE_ANSWER_BATCH_SIZE",
+    "At most this many answers share one BatchSubmitAnswers call.",
+    default=256,
+    minimum=1,
+)
+ANSWER_BATCH_LINGER_MS = Integer(
+    "QUIZMESH_EDGE_ANSWER_BATCH_LINGER_MS", "How long an answer may wait for others to share its call.", default=2
+)
+ANSWER_BATCHES_IN_FLIGHT = Integer(
+    "QUIZMESH_EDGE_ANSWER_BATCHES_IN_FLIGHT",
+    "Answer calls in flight at once; beyond them, answers wait for one to return (and batch up).",
+    default=2,
+    minimum=1,
+)
+MESSAGES_PER_S = Integer(
+    "QUIZMESH_EDGE_MESSAGES_PER_S", "Client messages per second per connection (sustained).", default=20, minimum=1
+)
+MESSAGES_BURST = Integer(
+    "QUIZMESH_EDGE_MESSAGES_BURST", "Client messages per connection in a burst.", default=40, minimum=1
+)
+JOINS_PER_MIN = Integer(
+    "QUIZMESH_EDGE_JOINS_PER_MIN",
+    "join_quiz and resume messages per minute per client address.",
+    default=10,
+    minimum=1,
+)
 
 
 @dataclass(frozen=True)
 class Settings:
+    VARIABLES: ClassVar[Variables] = (
+        HOST,
+        PORT,
+        QUIZ_ADDR,
+        LEADERBOARD_ADDR,
+        PERSISTENCE_ADDR,
+        ALLOWED_ORIGINS,
+        LEADERBOARD_TOP_N,
+        ANSWER_BATCH_SIZE,
+        ANSWER_BATCH_LINGER_MS,
+        ANSWER_BATCHES_IN_FLIGHT,
+        MESSAGES_PER_S,
+        MESSAGES_BURST,
+        JOINS_PER_MIN,
+    )
+
     host: str
     port: int
     quiz_addr: str
@@ -43,26 +109,20 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        port = env_int(env, "QUIZMESH_EDGE_PORT", 8080)
-        if port > 65535:
-            raise SettingsError(f"QUIZMESH_EDGE_PORT={port} must be at most 65535")
-        top_n = env_int(env, "QUIZMESH_EDGE_LEADERBOARD_TOP_N", 10, minimum=1)
-        if top_n > 1000:
-            raise SettingsError(f"QUIZMESH_EDGE_LEADERBOARD_TOP_N={top_n} must be at most 1000")
         return cls(
-            host=env_str(env, "QUIZMESH_EDGE_HOST", "127.0.0.1"),
-            port=port,
-            quiz_addr=env_str(env, "QUIZMESH_QUIZ_ADDR", "127.0.0.1:50051"),
-            leaderboard_addr=env_str(env, "QUIZMESH_LEADERBOARD_ADDR", "127.0.0.1:50052"),
-            persistence_addr=env_str(env, "QUIZMESH_PERSISTENCE_ADDR", "127.0.0.1:50053"),
-            allowed_origins=parse_origins(env_str(env, "QUIZMESH_EDGE_ALLOWED_ORIGINS", "")),
-            leaderboard_top_n=top_n,
-            answer_batch_size=env_int(env, "QUIZMESH_EDGE_ANSWER_BATCH_SIZE", 256, minimum=1),
-            answer_batch_linger_ms=env_int(env, "QUIZMESH_EDGE_ANSWER_BATCH_LINGER_MS", 2),
-            answer_batches_in_flight=env_int(env, "QUIZMESH_EDGE_ANSWER_BATCHES_IN_FLIGHT", 2, minimum=1),
-            messages_per_s=env_int(env, "QUIZMESH_EDGE_MESSAGES_PER_S", 20, minimum=1),
-            messages_burst=env_int(env, "QUIZMESH_EDGE_MESSAGES_BURST", 40, minimum=1),
-            joins_per_min=env_int(env, "QUIZMESH_EDGE_JOINS_PER_MIN", 10, minimum=1),
+            host=HOST.read(env),
+            port=PORT.read(env),
+            quiz_addr=QUIZ_ADDR.read(env),
+            leaderboard_addr=LEADERBOARD_ADDR.read(env),
+            persistence_addr=PERSISTENCE_ADDR.read(env),
+            allowed_origins=parse_origins(ALLOWED_ORIGINS.read(env)),
+            leaderboard_top_n=LEADERBOARD_TOP_N.read(env),
+            answer_batch_size=ANSWER_BATCH_SIZE.read(env),
+            answer_batch_linger_ms=ANSWER_BATCH_LINGER_MS.read(env),
+            answer_batches_in_flight=ANSWER_BATCHES_IN_FLIGHT.read(env),
+            messages_per_s=MESSAGES_PER_S.read(env),
+            messages_burst=MESSAGES_BURST.read(env),
+            joins_per_min=JOINS_PER_MIN.read(env),
         )
 
 
@@ -74,6 +134,6 @@ def parse_origins(raw: str) -> frozenset[str]:
         if not origin:
             continue
         if "://" not in origin:
-            raise SettingsError(f"QUIZMESH_EDGE_ALLOWED_ORIGINS entry {item.strip()!r} must be scheme://host[:port]")
+            raise SettingsError(f"{ALLOWED_ORIGINS.name} entry {item.strip()!r} must be scheme://host[:port]")
         origins.add(origin)
     return frozenset(origins)

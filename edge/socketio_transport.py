@@ -12,7 +12,7 @@ same fan-out as the plain protocol; only the framing differs:
 - Pushed messages become events named after their type, `leaderboard_updated`, `quiz_state` and `kicked`,
   whose one argument is the plain message. The fan-out encodes each update's JSON once and wraps it in
   `42["<type>",` ... `]` once per update (SOCKETIO_EVENTS), exactly as it frames it for plain sockets:
-  no per-socket emit, task or re-encoding (research/performance.md D: a per-socket emit is ~10x slower).
+  no per-socket emit, task or re-encoding (why python-socketio fans out 4-9x slower: docs/performance.md §1).
 
 Only `GET /socket.io/?EIO=4&transport=websocket` is served: clients must set `transports=["websocket"]`.
 Anything else gets HTTP 400 with engine.io's JSON error body, e.g. `{"code":0,"message":"Transport

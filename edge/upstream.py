@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge.fanout import FeedNotFound
+from edge.telemetry import EdgeTelemetry
 from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
@@ -23,7 +24,7 @@ from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
-from quizmesh.telemetry import EdgeTelemetry, current_trace_context
+from quizmesh.tracing import current_trace_context
 
 log = logging.getLogger(__name__)
 

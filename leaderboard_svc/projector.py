@@ -9,16 +9,18 @@ from collections.abc import Sequence
 from leaderboard_svc.domain import AnswerScored, Coalescer, PlayerJoined, PlayerLeft, RankingEvent
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
 from leaderboard_svc.rebuild import Rebuilder
+from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import ConsumedRecord, EventConsumer
+from quizmesh.eventbus.traced import RecordTraces
 from quizmesh.eventcodec import Event, UndecodableEvent, decode
 from quizmesh.events.v1 import events_pb2
-from quizmesh.telemetry import RecordTraces
 
 log = logging.getLogger(__name__)
 
 POLL_MAX_RECORDS = 2000
 POLL_TIMEOUT_S = 0.05
-RETRY_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+RETRY_INITIAL_S = 0.1
+RETRY_MAX_S = 2.0
 
 
 def ranking_event(event: Event) -> RankingEvent | None:
@@ -108,18 +110,13 @@ class Projector:
     async def _apply_until_done(self, events: Sequence[RankingEvent], stop: asyncio.Event) -> bool:
         """Applies the batch, retrying while the store is unavailable. The records are already
         polled, so moving on without them would skip them until the next restart."""
-        attempt = 0
+        backoff = Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
         while True:
             try:
                 changed = await self._store.apply(events)
                 log.debug("applied %d events; %d quizzes changed", len(events), len(changed))
                 return True
             except StoreUnavailable as exc:
-                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                log.warning("store unavailable, retrying the batch in %.1fs: %s", delay, exc)
-                attempt += 1
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
+                log.warning("store unavailable, retrying the batch in %.1fs: %s", backoff.delay_s, exc)
+                if await backoff.wait(stop):
                     return False
-                except TimeoutError:
-                    pass

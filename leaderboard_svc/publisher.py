@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 from leaderboard_svc.domain import Coalescer, RankingSnapshot
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
 from quizmesh.eventbus.ports import EventBusUnavailable, EventPublisher, Record
+from quizmesh.eventbus.traced import RecordTraces
 from quizmesh.eventcodec import new_event_id, now_ms, timestamp_ms, to_record
 from quizmesh.events.v1 import events_pb2
-from quizmesh.telemetry import RecordTraces, carrier_headers
+from quizmesh.tracing import carrier_headers
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import pathlib
 from dataclasses import dataclass
 
-from persistence_svc.domain import InvalidEvent, Row, StoreBatch, batch_of, row_from_event
+from persistence_svc.domain import InvalidEvent, Row, StoreBatch, batch_of
+from persistence_svc.event_rows import row_from_event
 from persistence_svc.ports import ResultStore, StoreUnavailable
+from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import (
     ANSWER_SUBMITTED,
     USER_JOINED_QUIZ,
@@ -39,10 +39,6 @@ class SinkTuning:
     commit_timeout_s: float = 10.0
     retry_initial_s: float = 0.1
     retry_max_s: float = 5.0
-    # Fault tests only: after storing a batch and before committing its offsets, write the batch's
-    # row count to this file and wait, so the test can SIGKILL the process exactly there.
-    pause_after_save_s: float = 0.0
-    pause_marker: str = ""
 
 
 class ResultSink:
@@ -62,32 +58,19 @@ class ResultSink:
             batch = batch_of(_rows(records))
             if not await self._store_until_done(batch, stop):
                 return
-            if self._tuning.pause_after_save_s > 0:
-                await self._pause_after_save(len(batch))
             await self._commit()
-
-    async def _pause_after_save(self, rows: int) -> None:
-        if self._tuning.pause_marker:
-            await asyncio.to_thread(pathlib.Path(self._tuning.pause_marker).write_text, f"{rows}\n")
-        log.warning(
-            "test hook: batch of %d rows stored, pausing %.1fs before the commit", rows, self._tuning.pause_after_save_s
-        )
-        await asyncio.sleep(self._tuning.pause_after_save_s)
 
     async def _store_until_done(self, batch: StoreBatch, stop: asyncio.Event) -> bool:
         """Saves the batch, retrying with backoff while the store is unavailable. False if stopped first."""
-        delay = self._tuning.retry_initial_s
+        backoff = Backoff(self._tuning.retry_initial_s, self._tuning.retry_max_s)
         while True:
             try:
                 await self._store.save(batch)
                 return True
             except StoreUnavailable as exc:
-                log.warning("storing %d rows failed, retrying in %.2fs: %s", len(batch), delay, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
+                log.warning("storing %d rows failed, retrying in %.2fs: %s", len(batch), backoff.delay_s, exc)
+            if await backoff.wait(stop):
                 return False
-            delay = min(delay * 2, self._tuning.retry_max_s)
 
     async def _commit(self) -> None:
         try:

@@ -9,13 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Generic, TypeVar
-
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from quizmesh.events.v1 import events_pb2
 
 
 class InvalidEvent(ValueError):
@@ -115,43 +110,6 @@ def answer_cursor(row: AnswerRow) -> AnswerCursor:
     return AnswerCursor(row.question_index, row.answered_at, row.player_id)
 
 
-def row_from_event(event: Message) -> Row:
-    """The row an event stores. Raises InvalidEvent for events no database would accept."""
-    if isinstance(event, events_pb2.UserJoinedQuiz):
-        return ParticipantRow(
-            quiz_id=_key(event.quiz_id, "quiz_id"),
-            player_id=_key(event.player_id, "player_id"),
-            nickname=_text(event.nickname, "nickname"),
-            joined_at=_time(event.event_time, "event_time"),
-            quiz_elapsed_ms=event.quiz_elapsed_ms,
-        )
-    if isinstance(event, events_pb2.AnswerSubmitted):
-        if event.question_index < 0:
-            raise InvalidEvent(f"question_index {event.question_index} is negative")
-        return AnswerRow(
-            quiz_id=_key(event.quiz_id, "quiz_id"),
-            question_index=event.question_index,
-            player_id=_key(event.player_id, "player_id"),
-            choice=event.choice,
-            correct=event.correct,
-            points=event.points,
-            total_score=event.total_score,
-            streak=event.streak,
-            response_time_ms=event.response_time_ms,
-            answered_at=_time(event.answer_time, "answer_time"),
-            quiz_elapsed_ms=event.quiz_elapsed_ms,
-            event_id=_key(event.event_id, "event_id"),
-        )
-    if isinstance(event, events_pb2.UserLeftQuiz):
-        return LeaveRow(
-            quiz_id=_key(event.quiz_id, "quiz_id"),
-            player_id=_key(event.player_id, "player_id"),
-            left_at=_time(event.event_time, "event_time"),
-            kicked=event.kicked,
-        )
-    raise InvalidEvent(f"{type(event).__name__} is not stored")
-
-
 def batch_of(rows: Iterable[Row]) -> StoreBatch:
     """One write for many rows. Joins and answers keep their first occurrence; a player's leaves
     merge into one, since a PostgreSQL upsert may touch each row only once per statement."""
@@ -175,23 +133,23 @@ def _merge_leaves(a: LeaveRow, b: LeaveRow) -> LeaveRow:
     return LeaveRow(a.quiz_id, a.player_id, max(a.left_at, b.left_at), a.kicked or b.kicked)
 
 
-def _key(value: str, name: str) -> str:
+def key(value: str, name: str) -> str:
+    """A key column's value: never empty, never holding NUL."""
     if not value:
         raise InvalidEvent(f"{name} is empty")
-    return _text(value, name)
+    return text(value, name)
 
 
-def _text(value: str, name: str) -> str:
+def index(value: int, name: str) -> int:
+    """A position (a question's index): never negative."""
+    if value < 0:
+        raise InvalidEvent(f"{name} {value} is negative")
+    return value
+
+
+def text(value: str, name: str) -> str:
+    """A text column's value: never holding NUL."""
     # PostgreSQL text cannot hold NUL; such a row would fail its batch on every redelivery.
     if "\x00" in value:
         raise InvalidEvent(f"{name} contains a NUL character")
     return value
-
-
-def _time(ts: Timestamp, name: str) -> datetime:
-    if ts.seconds == 0 and ts.nanos == 0:
-        raise InvalidEvent(f"{name} is unset")
-    try:
-        return ts.ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError) as exc:
-        raise InvalidEvent(f"{name} is out of range: {exc}") from None

@@ -13,6 +13,7 @@ from persistence_svc.consumer import SINK_TOPICS, ResultSink, SinkTuning
 from persistence_svc.grpc_api import PersistenceServicer
 from persistence_svc.ports import ResultStore, StoreUnavailable
 from persistence_svc.settings import Settings
+from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import EventConsumer
 from quizmesh.grpc_server import GrpcServer, ServiceBinding
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc
@@ -25,6 +26,7 @@ SERVICE_NAME = "quizmesh.persistence.v1.PersistenceService"
 _CLIENT_ID = "persistence_svc"
 _CONSUMER_START_TIMEOUT_S = 30.0
 _CONSUMER_CLOSE_TIMEOUT_S = 10.0
+_CONNECT_RETRY_INITIAL_S = 0.2
 _CONNECT_RETRY_MAX_S = 5.0
 
 
@@ -67,8 +69,6 @@ async def run(
             SinkTuning(
                 max_records=settings.batch_max_records,
                 poll_timeout_s=settings.poll_timeout_ms / 1000,
-                pause_after_save_s=settings.test_pause_after_save_ms / 1000,
-                pause_marker=settings.test_pause_marker,
             ),
         )
         await server.set_serving(True)
@@ -83,12 +83,12 @@ async def run(
 
 async def _open_store(engines: Engines, settings: Settings, stop: asyncio.Event) -> ResultStore | None:
     """The migrated store, waiting for the database to become reachable; None if stopped first."""
-    delay = 0.2
+    backoff = Backoff(_CONNECT_RETRY_INITIAL_S, _CONNECT_RETRY_MAX_S)
     while not stop.is_set():
         try:
             store = await _connect(engines, settings)
         except StoreUnavailable as exc:
-            log.warning("results database unreachable, retrying in %.1fs: %s", delay, exc)
+            log.warning("results database unreachable, retrying in %.1fs: %s", backoff.delay_s, exc)
         else:
             try:
                 await store.migrate()
@@ -97,10 +97,8 @@ async def _open_store(engines: Engines, settings: Settings, stop: asyncio.Event)
                 await store.close()
                 if not isinstance(exc, StoreUnavailable):
                     raise
-                log.warning("migrating the results database failed, retrying in %.1fs: %s", delay, exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        delay = min(delay * 2, _CONNECT_RETRY_MAX_S)
+                log.warning("migrating the results database failed, retrying in %.1fs: %s", backoff.delay_s, exc)
+        await backoff.wait(stop)
     return None
 
 

@@ -5,13 +5,59 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
-from quizmesh.settings import SettingsError, env_int, env_str
+from quizmesh.settings import PERSISTENCE_ADDR, Integer, SettingsError, Text, Variables
+
+GROUP = Text(
+    "QUIZMESH_PERSISTENCE_GROUP",
+    "The Kafka consumer group; every persistence_svc process of one deployment shares it.",
+    default="persistence_svc",
+)
+BATCH_MAX_RECORDS = Integer(
+    "QUIZMESH_PERSISTENCE_BATCH_MAX_RECORDS",
+    "At most this many records are stored in one transaction.",
+    default=2000,
+    minimum=1,
+)
+POLL_TIMEOUT_MS = Integer(
+    "QUIZMESH_PERSISTENCE_POLL_TIMEOUT_MS", "How long one poll of Kafka waits for records.", default=20, minimum=1
+)
+BATCH_WAIT_MS = Integer(
+    "QUIZMESH_PERSISTENCE_BATCH_WAIT_MS",
+    "How long Kafka may hold a fetch for more records: larger batches, fewer transactions and commits.",
+    default=50,
+)
+DB_POOL_SIZE = Integer(
+    "QUIZMESH_PERSISTENCE_DB_POOL_SIZE", "PostgreSQL connections in the pool.", default=10, minimum=1
+)
+DB_COMMAND_TIMEOUT_S = Integer(
+    "QUIZMESH_PERSISTENCE_DB_COMMAND_TIMEOUT_S",
+    "How long one PostgreSQL command (or a connection) may take before it counts as unavailable.",
+    default=10,
+    minimum=1,
+)
+SHUTDOWN_GRACE_S = Integer(
+    "QUIZMESH_PERSISTENCE_SHUTDOWN_GRACE_S",
+    "persistence_svc's shutdown: how long calls in flight may finish once it stops taking new ones.",
+    default=5,
+)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Where to listen, which consumer group to join, and how to batch. Engines are chosen elsewhere."""
+
+    VARIABLES: ClassVar[Variables] = (
+        PERSISTENCE_ADDR,
+        GROUP,
+        BATCH_MAX_RECORDS,
+        POLL_TIMEOUT_MS,
+        BATCH_WAIT_MS,
+        DB_POOL_SIZE,
+        DB_COMMAND_TIMEOUT_S,
+        SHUTDOWN_GRACE_S,
+    )
 
     address: str
     group: str
@@ -21,26 +67,21 @@ class Settings:
     db_pool_size: int
     db_command_timeout_s: int
     shutdown_grace_s: int
-    # Fault tests only (QUIZMESH_PERSISTENCE_TEST_PAUSE_AFTER_SAVE_MS, ..._MARKER); see SinkTuning.
-    test_pause_after_save_ms: int = 0
-    test_pause_marker: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         settings = cls(
-            address=env_str(env, "QUIZMESH_PERSISTENCE_ADDR", "127.0.0.1:50053"),
-            group=env_str(env, "QUIZMESH_PERSISTENCE_GROUP", "persistence_svc"),
-            batch_max_records=env_int(env, "QUIZMESH_PERSISTENCE_BATCH_MAX_RECORDS", 2000, minimum=1),
-            poll_timeout_ms=env_int(env, "QUIZMESH_PERSISTENCE_POLL_TIMEOUT_MS", 20, minimum=1),
-            batch_wait_ms=env_int(env, "QUIZMESH_PERSISTENCE_BATCH_WAIT_MS", 50, minimum=0),
-            db_pool_size=env_int(env, "QUIZMESH_PERSISTENCE_DB_POOL_SIZE", 10, minimum=1),
-            db_command_timeout_s=env_int(env, "QUIZMESH_PERSISTENCE_DB_COMMAND_TIMEOUT_S", 10, minimum=1),
-            shutdown_grace_s=env_int(env, "QUIZMESH_PERSISTENCE_SHUTDOWN_GRACE_S", 5, minimum=0),
-            test_pause_after_save_ms=env_int(env, "QUIZMESH_PERSISTENCE_TEST_PAUSE_AFTER_SAVE_MS", 0),
-            test_pause_marker=env_str(env, "QUIZMESH_PERSISTENCE_TEST_PAUSE_MARKER", ""),
+            address=PERSISTENCE_ADDR.read(env),
+            group=GROUP.read(env),
+            batch_max_records=BATCH_MAX_RECORDS.read(env),
+            poll_timeout_ms=POLL_TIMEOUT_MS.read(env),
+            batch_wait_ms=BATCH_WAIT_MS.read(env),
+            db_pool_size=DB_POOL_SIZE.read(env),
+            db_command_timeout_s=DB_COMMAND_TIMEOUT_S.read(env),
+            shutdown_grace_s=SHUTDOWN_GRACE_S.read(env),
         )
         if not settings.address:
-            raise SettingsError("QUIZMESH_PERSISTENCE_ADDR is empty: set host:port, e.g. 127.0.0.1:50053")
+            raise SettingsError(f"{PERSISTENCE_ADDR.name} is empty: set host:port, e.g. 127.0.0.1:50053")
         if not settings.group:
-            raise SettingsError("QUIZMESH_PERSISTENCE_GROUP is empty: set the Kafka consumer group ID")
+            raise SettingsError(f"{GROUP.name} is empty: set the Kafka consumer group ID")
         return settings

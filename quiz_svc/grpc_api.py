@@ -13,12 +13,14 @@ import grpc
 from quiz_svc import domain, messages
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction
+from quiz_svc.metrics import QuizMetrics
 from quiz_svc.ports import Clock
 from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
-from quizmesh.telemetry import QuizMetrics, Telemetry, answer_spans
+from quizmesh.telemetry import Telemetry
+from quizmesh.tracing import answer_spans
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,6 @@ _REFUSAL_STATUS = {
     AnswerRefusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
 MAX_BATCH = 5000
-_HOST_ACTIONS = {
-    "StartQuiz": HostAction.START,
-    "NextQuestion": HostAction.NEXT,
-    "CloseQuestion": HostAction.CLOSE,
-    "EndQuiz": HostAction.END,
-}
 
 
 async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, code: str, message: str) -> NoReturn:
@@ -140,7 +136,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         except domain.QuizError as exc:
             await _abort_for(context, exc)
         is_host = bool(request.host_token) and self._game.is_host(quiz.quiz_id, request.host_token)
-        return pb.GetQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=is_host))
+        return pb.GetQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=is_host), host_verified=is_host)
 
     async def ListQuizzes(
         self, request: pb.ListQuizzesRequest, context: grpc.aio.ServicerContext

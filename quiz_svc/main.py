@@ -48,11 +48,7 @@ async def _schedule_deadlines(game: QuizGame, tick_s: float, stop: asyncio.Event
 
 
 async def run(
-    runtime: Runtime,
-    settings: Settings,
-    credentials: Credentials,
-    stop: asyncio.Event,
-    on_ready: Callable[[int], None] | None = None,
+    runtime: Runtime, settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
 ) -> None:
     # Every resource is closed however far start-up got, in reverse order of opening.
     async with contextlib.AsyncExitStack() as resources:
@@ -80,7 +76,7 @@ async def run(
             store,
             publisher,
             feed,
-            credentials,
+            Credentials(settings.signing_key),
             clock,
             results,
             Timeouts(publish_s=settings.publish_timeout_ms / 1000),

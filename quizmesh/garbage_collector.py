@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
 
-from quizmesh.settings import env_int
+from quizmesh.settings import Integer
 
 # CPython's default of 700 makes a process holding 10,000 sockets collect its young objects constantly and
 # promote what is merely in flight (an answer awaiting its gRPC call) to the old generations, which then
@@ -16,7 +15,16 @@ from quizmesh.settings import env_int
 GC_GEN0_THRESHOLD = 50_000
 
 
-def tune_garbage_collector(env: Mapping[str, str]) -> None:
-    """Sets the youngest generation's threshold (QUIZMESH_GC_GEN0_THRESHOLD); the older ones keep theirs."""
+GC_GEN0 = Integer(
+    "QUIZMESH_GC_GEN0_THRESHOLD",
+    "The garbage collector's youngest-generation threshold (CPython's own default is 700; "
+    "quizmesh/garbage_collector.py says why quizmesh raises it).",
+    default=GC_GEN0_THRESHOLD,
+    minimum=1,
+)
+
+
+def tune_garbage_collector(gen0_threshold: int = GC_GEN0_THRESHOLD) -> None:
+    """Sets the youngest generation's threshold; the older ones keep theirs."""
     _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(env_int(env, "QUIZMESH_GC_GEN0_THRESHOLD", GC_GEN0_THRESHOLD, minimum=1), gen1, gen2)
+    gc.set_threshold(gen0_threshold, gen1, gen2)

@@ -1,4 +1,7 @@
-"""Reading configuration from the environment, once, with errors that name the bad variable."""
+"""Configuration from the environment: every variable is declared once, as a `Variable` holding its
+name, default and meaning, and read once at start-up by a settings class, with errors that name the
+bad variable. `python -m apps.configuration` renders the declarations into docs/configuration.md.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ import os
 import pathlib
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
+T = TypeVar("T")
 E = TypeVar("E", bound=str)
 
 
@@ -16,53 +20,246 @@ class SettingsError(ValueError):
     """A configuration variable is missing or malformed."""
 
 
-def env_str(env: Mapping[str, str], name: str, default: str) -> str:
-    return env.get(name, default)
+# --- declared variables ---
 
 
-def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
-    return value
+@dataclass(frozen=True)
+class Variable(Generic[T]):
+    """One environment variable: its name, what it means, and how its value is read and checked.
+
+    `unset` says what leaving the variable unset means, for a variable whose absence is not simply its
+    default (read it with `read_if_set`)."""
+
+    name: str
+    meaning: str
+    unset: str = field(default="", kw_only=True)
+
+    def read(self, env: Mapping[str, str]) -> T:
+        raise NotImplementedError
+
+    def is_set(self, env: Mapping[str, str]) -> bool:
+        return bool(env.get(self.name))
+
+    def read_if_set(self, env: Mapping[str, str]) -> T | None:
+        return self.read(env) if self.is_set(env) else None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every variable this one reads (a secret also reads NAME_FILE)."""
+        return (self.name,)
+
+    @property
+    def default_text(self) -> str:
+        """The default, as the configuration reference shows it."""
+        return self.unset or self._default_text()
+
+    @property
+    def allowed_text(self) -> str:
+        """What values are accepted, as a sentence of the configuration reference; empty when any text is."""
+        return ""
+
+    def _default_text(self) -> str:
+        raise NotImplementedError
 
 
-def env_choice(env: Mapping[str, str], name: str, default: E, choices: tuple[E, ...]) -> E:
-    raw = env.get(name, default)
-    for choice in choices:
-        if raw == choice:
-            return choice
-    raise SettingsError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+@dataclass(frozen=True, kw_only=True)
+class Text(Variable[str]):
+    default: str
+
+    def read(self, env: Mapping[str, str]) -> str:
+        return env.get(self.name, self.default)
+
+    def _default_text(self) -> str:
+        return f"`{self.default}`" if self.default else "empty"
 
 
-def env_secret(env: Mapping[str, str], name: str) -> str | None:
-    """A secret from NAME, or from the file named by NAME_FILE (as Kubernetes mounts them)."""
-    value = env.get(name)
-    if value:
-        return value
-    path = env.get(f"{name}_FILE")
-    if path:
+@dataclass(frozen=True, kw_only=True)
+class Integer(Variable[int]):
+    default: int
+    minimum: int = 0
+    maximum: int | None = None
+
+    def read(self, env: Mapping[str, str]) -> int:
+        raw = env.get(self.name)
+        if raw is None or raw == "":
+            return self.default
         try:
-            return pathlib.Path(path).read_text().strip()
-        except OSError as exc:
-            raise SettingsError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
-    return None
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{self.name}={raw!r} is not an integer") from None
+        if value < self.minimum:
+            raise SettingsError(f"{self.name}={value} must be at least {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise SettingsError(f"{self.name}={value} must be at most {self.maximum}")
+        return value
 
+    def _default_text(self) -> str:
+        return f"`{self.default}`"
+
+    @property
+    def allowed_text(self) -> str:
+        upper = f" to {self.maximum}" if self.maximum is not None else " or more"
+        return f"An integer, {self.minimum}{upper}."
+
+
+@dataclass(frozen=True, kw_only=True)
+class Number(Variable[float]):
+    default: float
+    minimum: float
+    maximum: float
+
+    def read(self, env: Mapping[str, str]) -> float:
+        raw = env.get(self.name, "")
+        if not raw:
+            return self.default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{self.name}={raw!r} is not a number") from None
+        if not self.minimum <= value <= self.maximum:
+            raise SettingsError(f"{self.name}={value} must be between {self.minimum:g} and {self.maximum:g}")
+        return value
+
+    def _default_text(self) -> str:
+        return f"`{self.default:g}`"
+
+    @property
+    def allowed_text(self) -> str:
+        return f"A number, {self.minimum:g} to {self.maximum:g}."
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice(Variable[E]):
+    default: E
+    choices: tuple[E, ...]
+
+    def read(self, env: Mapping[str, str]) -> E:
+        raw = env.get(self.name, self.default)
+        for choice in self.choices:
+            if raw == choice:
+                return choice
+        raise SettingsError(f"{self.name}={raw!r} must be one of {', '.join(self.choices)}")
+
+    def _default_text(self) -> str:
+        return f"`{self.default}`"
+
+    @property
+    def allowed_text(self) -> str:
+        return "One of " + ", ".join(f"`{choice}`" for choice in self.choices) + "."
+
+
+@dataclass(frozen=True, kw_only=True)
+class Secret(Variable[str | None]):
+    """A secret, given in NAME or in the file NAME_FILE names (as Kubernetes mounts secrets)."""
+
+    default: str | None = None
+
+    def read(self, env: Mapping[str, str]) -> str | None:
+        value = env.get(self.name)
+        if value:
+            return value
+        path = env.get(f"{self.name}_FILE")
+        if path:
+            try:
+                return pathlib.Path(path).read_text().strip() or self.default
+            except OSError as exc:
+                raise SettingsError(f"{self.name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+        return self.default
+
+    def is_set(self, env: Mapping[str, str]) -> bool:
+        return bool(env.get(self.name) or env.get(f"{self.name}_FILE"))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, f"{self.name}_FILE")
+
+    def _default_text(self) -> str:
+        return f"`{self.default}`" if self.default else "unset"
+
+    @property
+    def allowed_text(self) -> str:
+        return f"Or `{self.name}_FILE` names a file holding it."
+
+
+Variables = tuple[Variable[Any], ...]
+
+
+# --- the services' addresses, which every caller of a service reads too ---
+
+QUIZ_ADDR = Text(
+    "QUIZMESH_QUIZ_ADDR",
+    "quiz_svc's gRPC address, host:port: where quiz_svc listens (port 0 picks a free one) and where its "
+    "callers reach it.",
+    default="127.0.0.1:50051",
+)
+LEADERBOARD_ADDR = Text(
+    "QUIZMESH_LEADERBOARD_ADDR",
+    "leaderboard_svc's gRPC address, host:port: where it listens (port 0 picks a free one) and where its "
+    "callers reach it.",
+    default="127.0.0.1:50052",
+)
+PERSISTENCE_ADDR = Text(
+    "QUIZMESH_PERSISTENCE_ADDR",
+    "persistence_svc's gRPC address, host:port: where it listens (port 0 picks a free one) and where its "
+    "callers reach it.",
+    default="127.0.0.1:50053",
+)
+
+
+# --- engines ---
 
 EventBusEngine = Literal["kafka", "memory"]
 StateEngine = Literal["redis", "memory"]
 DatabaseEngine = Literal["postgres", "sqlite"]
 
+EVENT_BUS: Choice[EventBusEngine] = Choice(
+    "QUIZMESH_EVENT_BUS",
+    "The event bus: Kafka, or in memory (the embedded mode).",
+    default="kafka",
+    choices=("kafka", "memory"),
+)
+STATE_STORE: Choice[StateEngine] = Choice(
+    "QUIZMESH_STATE_STORE",
+    "Game state and rankings: Redis, or in memory (the embedded mode).",
+    default="redis",
+    choices=("redis", "memory"),
+)
+DATABASE: Choice[DatabaseEngine] = Choice(
+    "QUIZMESH_DATABASE",
+    "Durable data: PostgreSQL, or SQLite files (the embedded mode).",
+    default="postgres",
+    choices=("postgres", "sqlite"),
+)
+KAFKA_BOOTSTRAP = Text(
+    "QUIZMESH_KAFKA_BOOTSTRAP", "Kafka's bootstrap servers, host:port[,host:port...].", default="127.0.0.1:19092"
+)
+REDIS_URL = Text("QUIZMESH_REDIS_URL", "Redis, as a redis:// URL.", default="redis://127.0.0.1:16379/0")
+POSTGRES_DSN = Secret(
+    "QUIZMESH_POSTGRES_DSN",
+    "PostgreSQL, as a postgresql:// DSN (it may hold a password).",
+    default="postgresql://quizmesh@127.0.0.1:15432/quizmesh",
+)
+SQLITE_PATH = Text(
+    "QUIZMESH_SQLITE_PATH",
+    "With QUIZMESH_DATABASE=sqlite: the file name each service derives its own file from "
+    "(`name.sqlite3` becomes `name.<owner>.sqlite3`); `:memory:` keeps the data in memory.",
+    default="quizmesh-dev.sqlite3",
+)
+
 
 @dataclass(frozen=True)
 class Engines:
     """Which engine backs each kind of infrastructure. Choosing them is configuration, not a code fork."""
+
+    VARIABLES: ClassVar[Variables] = (
+        EVENT_BUS,
+        STATE_STORE,
+        DATABASE,
+        KAFKA_BOOTSTRAP,
+        REDIS_URL,
+        POSTGRES_DSN,
+        SQLITE_PATH,
+    )
 
     event_bus: EventBusEngine
     state: StateEngine
@@ -75,13 +272,13 @@ class Engines:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Engines:
         return cls(
-            event_bus=env_choice(env, "QUIZMESH_EVENT_BUS", "kafka", ("kafka", "memory")),
-            state=env_choice(env, "QUIZMESH_STATE_STORE", "redis", ("redis", "memory")),
-            database=env_choice(env, "QUIZMESH_DATABASE", "postgres", ("postgres", "sqlite")),
-            kafka_bootstrap=env_str(env, "QUIZMESH_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-            redis_url=env_str(env, "QUIZMESH_REDIS_URL", "redis://127.0.0.1:16379/0"),
-            postgres_dsn=env_secret(env, "QUIZMESH_POSTGRES_DSN") or "postgresql://quizmesh@127.0.0.1:15432/quizmesh",
-            sqlite_path=env_str(env, "QUIZMESH_SQLITE_PATH", "quizmesh-dev.sqlite3"),
+            event_bus=EVENT_BUS.read(env),
+            state=STATE_STORE.read(env),
+            database=DATABASE.read(env),
+            kafka_bootstrap=KAFKA_BOOTSTRAP.read(env),
+            redis_url=REDIS_URL.read(env),
+            postgres_dsn=POSTGRES_DSN.read(env) or "",
+            sqlite_path=SQLITE_PATH.read(env),
         )
 
     def sqlite_file(self, owner: str) -> str:
@@ -99,13 +296,24 @@ class Engines:
         return cls("memory", "memory", "sqlite", "", "", "", sqlite_path)
 
 
+# --- credentials ---
+
+SIGNING_KEY = Secret(
+    "QUIZMESH_SIGNING_KEY",
+    "The HMAC key (32 characters or more) that signs player and host credentials; every quiz_svc process "
+    "of a deployment needs the same one.",
+    unset="required; `quizmesh dev` makes up a throwaway key",
+)
+_MIN_SIGNING_KEY_LENGTH = 32
+
+
 def signing_key(env: Mapping[str, str] = os.environ, *, allow_ephemeral: bool = False) -> bytes:
     """The HMAC key that signs credentials. Only the embedded mode may make up a throwaway one."""
-    key = env_secret(env, "QUIZMESH_SIGNING_KEY")
+    key = SIGNING_KEY.read(env)
     if key:
-        if len(key) < 32:
-            raise SettingsError("QUIZMESH_SIGNING_KEY must be at least 32 characters")
+        if len(key) < _MIN_SIGNING_KEY_LENGTH:
+            raise SettingsError(f"{SIGNING_KEY.name} must be at least {_MIN_SIGNING_KEY_LENGTH} characters")
         return key.encode()
     if allow_ephemeral:
-        return secrets.token_bytes(32)
-    raise SettingsError("QUIZMESH_SIGNING_KEY (or QUIZMESH_SIGNING_KEY_FILE) must be set")
+        return secrets.token_bytes(_MIN_SIGNING_KEY_LENGTH)
+    raise SettingsError(f"{SIGNING_KEY.name} (or {SIGNING_KEY.name}_FILE) must be set")

@@ -49,7 +49,6 @@ def _compile_branches() -> dict[str, tuple[Validator, Mapping[str, Any]]]:
 
 
 BRANCHES: Final = _compile_branches()
-MESSAGE_TYPES: Final = frozenset(BRANCHES)
 _valid_id: Final[Validator] = fastjsonschema.compile({"$schema": SCHEMA["$schema"], **SCHEMA["properties"]["id"]})
 
 

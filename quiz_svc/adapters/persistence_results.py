@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 
 from quiz_svc.domain import PlayerStanding, streak_bonus
@@ -9,6 +11,7 @@ from quiz_svc.ports import AnswerKey, PlayerRecord, StoredAnswer, StoredResults
 from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
+from quizmesh.results import read_stored_quiz
 
 _PAGE = 10_000
 _DEADLINE_S = 10.0
@@ -20,26 +23,13 @@ class PersistenceResults:
         self._stub = pb_grpc.PersistenceServiceStub(self._channel)
 
     async def results(self, quiz_id: str) -> StoredResults:
-        participants: list[pb.Participant] = []
-        token = ""
-        while True:
-            page = await self._stub.ListParticipants(
-                pb.ListParticipantsRequest(quiz_id=quiz_id, page_size=_PAGE, page_token=token), timeout=_DEADLINE_S
-            )
-            participants.extend(page.participants)
-            token = page.next_page_token
-            if not token:
-                break
-        stored: list[pb.StoredAnswer] = []
-        while True:
-            answers = await self._stub.ListAnswers(
-                pb.ListAnswersRequest(quiz_id=quiz_id, page_size=_PAGE, page_token=token), timeout=_DEADLINE_S
-            )
-            stored.extend(answers.answers)
-            token = answers.next_page_token
-            if not token:
-                break
-        return stored_results(participants, stored)
+        stored = await read_stored_quiz(
+            quiz_id,
+            functools.partial(self._stub.ListParticipants, timeout=_DEADLINE_S),
+            functools.partial(self._stub.ListAnswers, timeout=_DEADLINE_S),
+            page_size=_PAGE,
+        )
+        return stored_results(stored.participants, stored.answers)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -10,7 +10,6 @@ USER_JOINED_QUIZ = "user_joined_quiz"
 USER_LEFT_QUIZ = "user_left_quiz"
 ANSWER_SUBMITTED = "answer_submitted"
 LEADERBOARD_UPDATED = "leaderboard_updated"
-ALL_TOPICS = (USER_JOINED_QUIZ, USER_LEFT_QUIZ, ANSWER_SUBMITTED, LEADERBOARD_UPDATED)
 
 
 class EventBusUnavailable(Exception):

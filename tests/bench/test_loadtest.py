@@ -9,22 +9,18 @@ from typing import Any
 
 import pytest
 
-from quizmesh import loadtest
-from quizmesh.cli import main as cli_main
+from apps.cli import main as cli_main
+from bench import loadtest
 from tests.support.checks import stored_answers
-from tests.support.stack import Stack, embedded_stack, process_stack
+from tests.support.stack import Stack, stack_of_kind
 
 PLAYERS = 24
 
 
 @pytest.fixture(params=["embedded", pytest.param("processes", marks=pytest.mark.slow)])
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
-    if request.param == "embedded":
-        async with embedded_stack(tmp_path) as running:
-            yield running
-    else:
-        async with process_stack(tmp_path / "logs") as running:
-            yield running
+    async with stack_of_kind(request.param, tmp_path) as running:
+        yield running
 
 
 def _plan(stack: Stack) -> loadtest.Plan:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from tests.support.checks import leaderboard_scores, recomputed_scores, wait_for_stored_answers
 from tests.support.client import EdgeClient, Message
 from tests.support.infra import REAL
-from tests.support.stack import Stack, embedded_stack, process_stack
+from tests.support.stack import Stack, stack_of_kind
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +36,8 @@ QUESTIONS = [
 
 @pytest.fixture(params=["embedded", "processes"])
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
-    if request.param == "embedded":
-        async with embedded_stack(tmp_path) as running:
-            yield running
-    else:
-        async with process_stack(tmp_path / "logs") as running:
-            yield running
+    async with stack_of_kind(request.param, tmp_path) as running:
+        yield running
 
 
 def is_leaderboard(message: Message) -> bool:

@@ -22,7 +22,7 @@ from tests.support.checks import (
 from tests.support.client import EdgeClient, Message
 from tests.support.game import Game
 from tests.support.recompute import recompute
-from tests.support.stack import Stack, embedded_stack, process_stack
+from tests.support.stack import Stack, process_stack, stack_of_kind
 
 pytestmark = pytest.mark.e2e
 
@@ -39,12 +39,8 @@ def question(text: str, correct: int = 1, *, limit: int = 30, points: str = "sta
 
 @pytest.fixture(params=["embedded", "processes"])
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
-    if request.param == "embedded":
-        async with embedded_stack(tmp_path) as running:
-            yield running
-    else:
-        async with process_stack(tmp_path / "logs") as running:
-            yield running
+    async with stack_of_kind(request.param, tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

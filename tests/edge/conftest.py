@@ -16,8 +16,9 @@ from edge.app import create_app
 from edge.settings import Settings
 from edge.upstream import Upstream
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
-from tests.edge.edge_fakes import FakeLeaderboardService, FakeQuizService, FakeServices
+from tests.edge.edge_fakes import FakeLeaderboardService, FakePersistenceService, FakeQuizService, FakeServices
 
 
 @pytest.fixture
@@ -26,6 +27,7 @@ async def services() -> AsyncIterator[FakeServices]:
     fakes = FakeServices(FakeQuizService(), FakeLeaderboardService(), health.aio.HealthServicer(), "")
     quiz_grpc.add_QuizServiceServicer_to_server(fakes.quiz, server)
     leaderboard_grpc.add_LeaderboardServiceServicer_to_server(fakes.leaderboard, server)
+    persistence_grpc.add_PersistenceServiceServicer_to_server(FakePersistenceService(), server)
     health_pb2_grpc.add_HealthServicer_to_server(fakes.health, server)
     port = server.add_insecure_port("127.0.0.1:0")
     fakes.address = f"127.0.0.1:{port}"
@@ -41,6 +43,7 @@ def edge_settings(address: str, **overrides: Any) -> Settings:
         port=0,
         quiz_addr=address,
         leaderboard_addr=address,
+        persistence_addr=address,
         allowed_origins=frozenset(),
     )
     return replace(base, **overrides)
@@ -59,6 +62,7 @@ async def edge(services: FakeServices) -> AsyncIterator[EdgeFactory]:
         upstream = Upstream(
             settings.quiz_addr,
             settings.leaderboard_addr,
+            persistence_addr=settings.persistence_addr,
             answer_batch_size=settings.answer_batch_size,
             answer_batch_linger_s=settings.answer_batch_linger_ms / 1000,
             answer_batches_in_flight=settings.answer_batches_in_flight,

@@ -1,5 +1,5 @@
-"""Fakes for the edge's tests: in-process grpc.aio servers standing in for quiz_svc and leaderboard_svc,
-and a transport that records the frames the fan-out writes."""
+"""Fakes for the edge's tests: in-process grpc.aio servers standing in for quiz_svc, leaderboard_svc and
+persistence_svc, and a transport that records the frames the fan-out writes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from grpc_health.v1 import health_pb2
 from edge.upstream import LEADERBOARD_SERVICE, QUIZ_SERVICE
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
+from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
 
@@ -161,10 +163,11 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         assert quiz is not None
         shown = quiz_pb2.Quiz()
         shown.CopyFrom(quiz.quiz)
-        if request.host_token != quiz.host_token:
+        is_host = request.host_token == quiz.host_token
+        if not is_host:
             for question in shown.questions:
                 del question.correct_choices[:]
-        return quiz_pb2.GetQuizResponse(quiz=shown)
+        return quiz_pb2.GetQuizResponse(quiz=shown, host_verified=is_host)
 
     async def JoinQuiz(self, request: Any, context: Any) -> quiz_pb2.JoinQuizResponse:
         quiz = self._quiz(request.quiz_id)
@@ -365,6 +368,16 @@ def board(quiz_id: str, version: int, ranking: list[tuple[str, str, int]]) -> le
             for i, (pid, nick, score) in enumerate(ranking)
         ],
     )
+
+
+class FakePersistenceService(persistence_grpc.PersistenceServiceServicer):
+    """Has stored nothing yet: every quiz has no participants and no answers."""
+
+    async def ListParticipants(self, request: Any, context: Any) -> persistence_pb2.ListParticipantsResponse:
+        return persistence_pb2.ListParticipantsResponse()
+
+    async def ListAnswers(self, request: Any, context: Any) -> persistence_pb2.ListAnswersResponse:
+        return persistence_pb2.ListAnswersResponse()
 
 
 @dataclass

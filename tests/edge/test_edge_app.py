@@ -15,8 +15,9 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
 from edge.app import origin_allowed
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from tests.edge.conftest import EdgeFactory
-from tests.edge.edge_fakes import FakeServices, board
+from tests.edge.edge_fakes import FakeQuiz, FakeServices, board
 
 Client = TestClient[web.Request, web.Application]
 QUESTIONS = [
@@ -182,6 +183,30 @@ async def test_host_errors_map_to_codes(edge: EdgeFactory) -> None:
     assert (twice["code"], twice["message"]) == ("failed_precondition", "the quiz has already started")
     missing = await host.request("kick_player", player_id="p-nobody")
     assert missing["code"] == "player_not_found"
+
+
+async def test_a_quiz_whose_first_question_has_no_correct_choice_keeps_its_host(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    # quiz_svc says who the host is (GetQuizResponse.host_verified); the edge no longer guesses it from
+    # correct choices coming back, which a question without a correct choice never sends.
+    poll = quiz_pb2.Question(text="Tea or coffee?", choices=["tea", "coffee"], time_limit_seconds=20)
+    services.quiz.quizzes["q-poll"] = FakeQuiz(
+        quiz_pb2.Quiz(quiz_id="q-poll", title="Poll", questions=[poll]), host_token="host-poll"
+    )
+    client = await edge()
+    host = await connect(client)
+    hosting = await host.request("host_quiz", quiz_id="q-poll", host_token="host-poll")
+    assert hosting["type"] == "hosting", hosting
+    started = await host.request("start_quiz")
+    assert (started["type"], started["state"]["phase"]) == ("host_ack", "question_open"), started
+    results = await client.get("/quizzes/q-poll/results.csv", headers={"Authorization": "Bearer host-poll"})
+    assert results.status == 200, await results.text()
+    intruder = await connect(client)
+    denied = await intruder.request("host_quiz", quiz_id="q-poll", host_token="not-the-token")
+    assert denied["code"] == "permission_denied"
+    refused = await client.get("/quizzes/q-poll/results.csv", headers={"Authorization": "Bearer not-the-token"})
+    assert refused.status == 403
 
 
 async def test_one_leaderboard_stream_serves_every_socket_of_a_quiz_with_its_own_standing(

@@ -8,6 +8,8 @@ import aiohttp
 import orjson
 
 from edge.main import run
+from quizmesh.runtime import Runtime
+from quizmesh.settings import Engines
 from tests.edge.conftest import edge_settings
 from tests.edge.edge_fakes import FakeServices
 
@@ -15,7 +17,9 @@ from tests.edge.edge_fakes import FakeServices
 async def test_run_reports_its_port_serves_and_closes_sockets_with_1012_on_stop(services: FakeServices) -> None:
     stop = asyncio.Event()
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    server = asyncio.create_task(run(edge_settings(services.address), stop, bound.set_result))
+    server = asyncio.create_task(
+        run(Runtime(Engines.embedded(":memory:")), edge_settings(services.address), stop, bound.set_result)
+    )
     port = await asyncio.wait_for(bound, 5)
     assert port > 0
     async with aiohttp.ClientSession() as http:

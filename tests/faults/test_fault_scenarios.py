@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import grpc
@@ -29,6 +30,7 @@ from quizmesh.persistence.v1 import persistence_service_pb2 as ps_pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as ps_grpc
 from tests.faults.conftest import PrivateInfra
 from tests.faults.harness import GrpcGame, Ledger, converge, write_report
+from tests.faults.pg_proxy import CommitHoldingProxy
 from tests.support.client import EdgeClient
 from tests.support.stack import Stack, process_stack, stop_process, wait_ready
 
@@ -110,36 +112,41 @@ async def test_sigkill_leaderboard_with_answers_in_flight(private_infra: Private
 
 # --- 2 ---
 
-PAUSE_HOOK = "QUIZMESH_PERSISTENCE_TEST_PAUSE_AFTER_SAVE_MS"
-PAUSE_MARKER = "QUIZMESH_PERSISTENCE_TEST_PAUSE_MARKER"
-
 
 async def test_sigkill_persistence_between_db_commit_and_offset_commit(
     private_infra: PrivateInfra, tmp_path: Path
 ) -> None:
-    """persistence_svc is stopped while answers pile up in Kafka, restarted with its test hook (pause
-    after the database commit, before the offset commit), SIGKILLed exactly there, and restarted."""
-    marker = tmp_path / "paused-after-save"
+    """persistence_svc is stopped while answers pile up in Kafka, restarted behind a PostgreSQL proxy
+    that holds back the reply to its first batch's COMMIT (the rows are committed; the offsets cannot
+    be yet), SIGKILLed there, and restarted straight on PostgreSQL."""
     async with stack_on(private_infra, tmp_path) as stack:
         game = await playing(stack)
         figures: dict[str, Any] = {}
         normal_env = stack.envs["persistence-svc"][0]
+        postgres = urlsplit(private_infra.postgres_dsn)
+        assert postgres.hostname is not None and postgres.port is not None
+        proxy = CommitHoldingProxy(postgres.hostname, postgres.port)
+        credentials = postgres.netloc.rpartition("@")[0]
+        proxied_dsn = postgres._replace(
+            netloc=f"{credentials}@127.0.0.1:{await proxy.start()}", query="sslmode=disable"
+        ).geturl()
 
         async def fault(index: int) -> None:
             if index == 3:
                 await asyncio.to_thread(stop_process, stack.processes["persistence-svc"][0])
             elif index == 6:
-                stack.envs["persistence-svc"][0] = {**normal_env, PAUSE_HOOK: "600000", PAUSE_MARKER: str(marker)}
+                stack.envs["persistence-svc"][0] = {**normal_env, "QUIZMESH_POSTGRES_DSN": proxied_dsn}
                 stack.restart("persistence-svc")
-                async with asyncio.timeout(60):
-                    while not marker.exists():  # noqa: ASYNC110 - another process writes it
-                        await asyncio.sleep(0.05)
-                figures["redelivered_rows"] = int(marker.read_text())
+                figures["redelivered_rows"] = await asyncio.wait_for(proxy.held, 60)
                 stop_process(stack.processes["persistence-svc"][0], kill=True)
+                await proxy.close()
                 stack.envs["persistence-svc"][0] = normal_env
                 figures["recovery_s"] = await restart(stack, "persistence-svc")
 
-        await game.play(fault)
+        try:
+            await game.play(fault)
+        finally:
+            await proxy.close()
         report = await finish(
             private_infra,
             "2-sigkill-persistence-after-db-commit",

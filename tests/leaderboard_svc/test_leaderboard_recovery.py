@@ -16,7 +16,8 @@ from leaderboard_svc.projector import Projector
 from leaderboard_svc.publisher import LeaderboardPublisher
 from leaderboard_svc.rebuild import Rebuilder, rebuild
 from persistence_svc.adapters.postgres import PostgresResultStore
-from persistence_svc.domain import batch_of, row_from_event
+from persistence_svc.domain import batch_of
+from persistence_svc.event_rows import row_from_event
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED
 from quizmesh.eventcodec import decode, to_record

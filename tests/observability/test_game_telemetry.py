@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
-from quizmesh.services import embedded_env, run_embedded
+from apps.launcher import embedded_env, run_embedded
 from quizmesh.telemetry import setup_telemetry
 from tests.support.game import Game
 from tests.support.stack import Stack, free_port

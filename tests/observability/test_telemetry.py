@@ -1,5 +1,6 @@
-"""quizmesh.telemetry on its own: logs without credentials, ECS lines with trace IDs, the metrics
-endpoint's configuration, trace context through record headers, and consumer lag."""
+"""Telemetry on its own (quizmesh.telemetry, .tracing, .logs, .eventbus.traced, edge.telemetry): logs
+without credentials, ECS lines with trace IDs, the metrics endpoint's configuration, trace context
+through record headers, and consumer lag."""
 
 from __future__ import annotations
 
@@ -14,24 +15,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from edge.telemetry import EdgeTelemetry
 from quizmesh.auth import Credentials
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
 from quizmesh.eventbus.ports import ConsumedRecord, Record
+from quizmesh.eventbus.traced import RecordTraces, TracedPublisher
+from quizmesh.logs import REDACTED, LogFormat, log_handler
+from quizmesh.process import ProcessSettings
 from quizmesh.settings import SettingsError
-from quizmesh.telemetry import (
-    REDACTED,
-    EdgeTelemetry,
-    LogFormat,
-    RecordTraces,
-    Telemetry,
-    TracedPublisher,
-    answer_spans,
-    configure_logging,
-    context_from_headers,
-    current_trace_context,
-    log_handler,
-    setup_telemetry,
-)
+from quizmesh.telemetry import Telemetry, setup_telemetry
+from quizmesh.tracing import answer_spans, context_from_headers, current_trace_context
 
 TOKEN = Credentials(b"k" * 32).issue("player", "QUIZ1234", "player-1")
 # Production processes sample 1% of new traces; these tests follow every one.
@@ -85,7 +78,7 @@ def test_ecs_lines_carry_the_current_trace_and_span_ids() -> None:
 
 def test_an_unknown_log_format_is_a_configuration_error() -> None:
     with pytest.raises(SettingsError, match="QUIZMESH_LOG_FORMAT"):
-        configure_logging("INFO", {"QUIZMESH_LOG_FORMAT": "xml"}, default_format="ecs", service_name="edge")
+        ProcessSettings.from_env({"QUIZMESH_LOG_FORMAT": "xml"})
 
 
 def test_without_a_metrics_port_there_is_no_endpoint_and_instruments_cost_nothing() -> None:

@@ -12,8 +12,8 @@ from persistence_svc.domain import (
     LeaveRow,
     ParticipantRow,
     batch_of,
-    row_from_event,
 )
+from persistence_svc.event_rows import row_from_event
 from quizmesh.eventcodec import timestamp_ms
 from quizmesh.events.v1 import events_pb2
 from tests.persistence_svc.persistence_factories import BASE_MS, answered, joined, left, new_quiz_id

@@ -12,7 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from persistence_svc.domain import batch_of, row_from_event
+from persistence_svc.domain import batch_of
+from persistence_svc.event_rows import row_from_event
 from persistence_svc.grpc_api import PersistenceServicer
 from persistence_svc.main import SERVICE_NAME, run
 from persistence_svc.ports import ResultStore

@@ -12,7 +12,6 @@ import pytest
 
 from quiz_svc import main
 from quiz_svc.settings import Settings
-from quizmesh.auth import Credentials
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, TailReader
 from quizmesh.events.v1 import events_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
@@ -41,8 +40,10 @@ async def quiz_service(request: pytest.FixtureRequest, tmp_path: object) -> Asyn
     await answers.start()
     stop = asyncio.Event()
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    settings = Settings("127.0.0.1:0", "127.0.0.1:9", publish_timeout_ms=5000, scheduler_tick_ms=50, shutdown_grace_s=1)
-    task = asyncio.create_task(main.run(runtime, settings, Credentials(b"t" * 32), stop, port.set_result))
+    settings = Settings(
+        "127.0.0.1:0", "127.0.0.1:9", b"t" * 32, publish_timeout_ms=5000, scheduler_tick_ms=50, shutdown_grace_s=1
+    )
+    task = asyncio.create_task(main.run(runtime, settings, stop, port.set_result))
     bound = await asyncio.wait_for(port, 30)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{bound}") as channel:
         yield Running(pb_grpc.QuizServiceStub(channel), answers)
@@ -98,14 +99,17 @@ async def test_client_mistakes_get_actionable_statuses(quiz_service: Running) ->
     assert state.state.phase == pb.QUIZ_PHASE_LOBBY
 
 
-async def test_correct_choices_are_shown_only_to_the_host(quiz_service: Running) -> None:
+async def test_the_host_is_told_so_and_alone_sees_the_correct_choices(quiz_service: Running) -> None:
     stub = quiz_service.stub
     created = await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[QUESTION]), timeout=10)
+    other = await stub.CreateQuiz(pb.CreateQuizRequest(title="Other", questions=[QUESTION]), timeout=10)
     quiz_id = created.quiz.quiz_id
     public = await stub.GetQuiz(pb.GetQuizRequest(quiz_id=quiz_id), timeout=10)
     hosted = await stub.GetQuiz(pb.GetQuizRequest(quiz_id=quiz_id, host_token=created.host_token), timeout=10)
-    assert list(public.quiz.questions[0].correct_choices) == []
-    assert list(hosted.quiz.questions[0].correct_choices) == [1]
+    elsewhere = await stub.GetQuiz(pb.GetQuizRequest(quiz_id=quiz_id, host_token=other.host_token), timeout=10)
+    assert (public.host_verified, list(public.quiz.questions[0].correct_choices)) == (False, [])
+    assert (hosted.host_verified, list(hosted.quiz.questions[0].correct_choices)) == (True, [1])
+    assert (elsewhere.host_verified, list(elsewhere.quiz.questions[0].correct_choices)) == (False, [])
 
 
 async def test_watch_quiz_streams_the_state_then_each_change(quiz_service: Running) -> None:

@@ -24,7 +24,7 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from quizmesh.services import embedded_env, run_embedded
+from apps.launcher import embedded_env, run_embedded
 from tests.support.infra import REAL, require_real_stack
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
@@ -130,7 +130,7 @@ async def _http_ready(url: str) -> bool:
 def _spawn(service: str, env: Mapping[str, str], log_dir: Path, n: int) -> subprocess.Popen[bytes]:
     log = (log_dir / f"{service}-{n}.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-c", "from quizmesh.cli import main; main()", service],
+        [sys.executable, "-c", "from apps.cli import main; main()", service],
         env=dict(env),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -222,6 +222,18 @@ async def process_stack(
         for group in processes.values():
             for process in group:
                 stop_process(process)
+
+
+@contextlib.asynccontextmanager
+async def stack_of_kind(kind: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The whole quizmesh, `embedded` in this process or as separate `processes` on the real infrastructure:
+    what a test parametrised over both runs against."""
+    if kind == "embedded":
+        async with embedded_stack(tmp_path) as running:
+            yield running
+    else:
+        async with process_stack(tmp_path / "logs") as running:
+            yield running
 
 
 async def wait_ready(stack: Stack, log_dir: Path, timeout_s: float = 60) -> None:

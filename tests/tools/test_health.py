@@ -12,8 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from apps.launcher import SERVICES
 from quizmesh.runtime import Runtime
-from quizmesh.services import SERVICES
 from quizmesh.settings import Engines
 from tests.support.stack import SIGNING_KEY, free_port
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from edge import results
-from quizmesh import quizctl
+from apps import quizctl
+from quizmesh import results
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 from tests.support.checks import wait_for_stored_answers

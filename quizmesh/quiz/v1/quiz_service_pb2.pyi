@@ -593,6 +593,9 @@ class GetQuizResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     QUIZ_FIELD_NUMBER: _builtins.int
+    HOST_VERIFIED_FIELD_NUMBER: _builtins.int
+    host_verified: _builtins.bool
+    """True when the request's host_token is this quiz's valid host credential (its correct choices are then included)."""
     @_builtins.property
     def quiz(self) -> Global___Quiz:
         """The quiz."""
@@ -601,10 +604,11 @@ class GetQuizResponse(_message.Message):
         self,
         *,
         quiz: Global___Quiz | None = ...,
+        host_verified: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["quiz", b"quiz"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quiz", b"quiz"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_verified", b"host_verified", "quiz", b"quiz"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

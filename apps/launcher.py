@@ -11,63 +11,45 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
 
-from quizmesh.auth import Credentials
+from edge import main as edge_main
+from edge.settings import Settings as EdgeSettings
+from leaderboard_svc import main as leaderboard_main
+from leaderboard_svc.settings import Settings as LeaderboardSettings
+from persistence_svc import main as persistence_main
+from persistence_svc.settings import Settings as PersistenceSettings
+from quiz_svc import main as quiz_main
+from quiz_svc.settings import Settings as QuizSettings
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines, signing_key
 from quizmesh.telemetry import Telemetry, setup_telemetry
 
 log = logging.getLogger(__name__)
 
-ServiceRunner = Callable[
-    [Runtime, Mapping[str, str], asyncio.Event, Callable[[int], None] | None], Coroutine[Any, Any, None]
-]
+Settings = TypeVar("Settings")
+OnReady = Callable[[int], None] | None
+ServiceRunner = Callable[[Runtime, Mapping[str, str], asyncio.Event, OnReady], Coroutine[Any, Any, None]]
 
 
-async def run_quiz_svc(
-    runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None
-) -> None:
-    from quiz_svc import main
-    from quiz_svc.settings import Settings
+def _component(
+    read_settings: Callable[[Mapping[str, str]], Settings],
+    run: Callable[[Runtime, Settings, asyncio.Event, OnReady], Awaitable[None]],
+) -> ServiceRunner:
+    """Starts a component: its settings from the environment, then its composition root."""
 
-    key = signing_key(env, allow_ephemeral=False)
-    await main.run(runtime, Settings.from_env(env), Credentials(key), stop, on_ready)
+    async def start(runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: OnReady) -> None:
+        await run(runtime, read_settings(env), stop, on_ready)
 
-
-async def run_leaderboard_svc(
-    runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None
-) -> None:
-    from leaderboard_svc import main
-    from leaderboard_svc.settings import Settings
-
-    await main.run(runtime, Settings.from_env(env), stop, on_ready)
-
-
-async def run_persistence_svc(
-    runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None
-) -> None:
-    from persistence_svc import main
-    from persistence_svc.settings import Settings
-
-    await main.run(runtime, Settings.from_env(env), stop, on_ready)
-
-
-async def run_edge(
-    runtime: Runtime, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[int], None] | None
-) -> None:
-    from edge import main
-    from edge.settings import Settings
-
-    await main.run(Settings.from_env(env), stop, on_ready, runtime.telemetry)
+    return start
 
 
 SERVICES: dict[str, ServiceRunner] = {
-    "quiz-svc": run_quiz_svc,
-    "leaderboard-svc": run_leaderboard_svc,
-    "persistence-svc": run_persistence_svc,
-    "edge": run_edge,
+    "quiz-svc": _component(QuizSettings.from_env, quiz_main.run),
+    "leaderboard-svc": _component(LeaderboardSettings.from_env, leaderboard_main.run),
+    "persistence-svc": _component(PersistenceSettings.from_env, persistence_main.run),
+    "edge": _component(EdgeSettings.from_env, edge_main.run),
 }
 
 
@@ -138,7 +120,7 @@ async def run_embedded(
 
     async def edge_after_backends() -> None:
         await backends_ready.wait()
-        await run_edge(runtime, env, stop, on_ready)
+        await SERVICES["edge"](runtime, env, stop, on_ready)
 
     async with asyncio.TaskGroup() as group:
         for name in sorted(pending):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 
-from quizmesh.garbage_collector import tune_garbage_collector
-from quizmesh.services import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
+from apps.launcher import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
+from quizmesh.process import ProcessSettings, start_process
 from quizmesh.settings import SettingsError
-from quizmesh.telemetry import LogFormat, configure_logging
 
 
 def _run(coro: object) -> None:
@@ -50,7 +50,7 @@ async def _dev(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="quizmesh", description="Live quizzes at scale.")
-    parser.add_argument("--log-level", default=os.environ.get("QUIZMESH_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", help="the root logger's level (default: $QUIZMESH_LOG_LEVEL or INFO)")
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="run everything in one process, with in-memory engines and SQLite")
     dev.add_argument("--port", type=int, default=8080, help="the edge's HTTP/WebSocket port")
@@ -63,16 +63,23 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("loadtest", help="simulate players over WebSockets (`quizmesh loadtest --help`)")
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["loadtest"]:
-        from quizmesh import loadtest  # picows is needed only here
-
+        try:
+            from bench import loadtest  # the load generator lives apart, beside the benchmarks
+        except ImportError as exc:  # picows is needed only here; bench/ only in a checkout
+            install = "pip install -e '.[bench]' in a checkout"
+            print(f"quizmesh loadtest: {exc.name} is missing; {install}", file=sys.stderr)
+            raise SystemExit(2) from None
         loadtest.main(arguments[1:])
         return
     args = parser.parse_args(argv)
     try:
+        process = ProcessSettings.from_env(os.environ)
+        if args.log_level:
+            process = dataclasses.replace(process, log_level=args.log_level)
         # Services write ECS JSON lines for Filebeat; the interactive commands write plain text.
-        log_format: LogFormat = "ecs" if args.command in SERVICES else "plain"
-        configure_logging(args.log_level, os.environ, default_format=log_format, service_name=args.command)
-        tune_garbage_collector(os.environ)
+        start_process(
+            process, service_name=args.command, default_log_format="ecs" if args.command in SERVICES else "plain"
+        )
         if args.command == "dev":
             _run(_dev(args))
         elif args.command == "rebuild-leaderboard":

@@ -36,6 +36,7 @@ import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from quizmesh.garbage_collector import tune_garbage_collector
+from quizmesh.process import ProcessSettings
 
 Message = dict[str, Any]
 
@@ -404,7 +405,7 @@ async def _worker(number: int, plan: WorkerPlan, reports: Any, stop: Any) -> Non
 
 
 def _worker_entry(number: int, plan: WorkerPlan, reports: Any, stop: Any) -> None:
-    tune_garbage_collector(os.environ)
+    tune_garbage_collector(ProcessSettings.from_env(os.environ).gc_gen0_threshold)
     if plan.cpus:
         os.sched_setaffinity(0, plan.cpus)
     raise_fd_limit()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -23,15 +24,16 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from edge.results import results_csv
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
-from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
+from quizmesh.quiz_names import HOST_ACTIONS, PHASE_NAMES, POINTS_MODES
+from quizmesh.results import read_stored_quiz, results_csv
+from quizmesh.settings import LEADERBOARD_ADDR, PERSISTENCE_ADDR, QUIZ_ADDR, Text, Variables
 
 EXIT_OK: Final = 0
 EXIT_OTHER: Final = 1
@@ -47,19 +49,13 @@ _EXIT_CODES: Final[Mapping[grpc.StatusCode, int]] = {
     grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
 }
-_POINTS_MODES: Final[Mapping[str, quiz_pb2.PointsMode.ValueType]] = {
-    "standard": quiz_pb2.POINTS_MODE_STANDARD,
-    "double": quiz_pb2.POINTS_MODE_DOUBLE,
-    "none": quiz_pb2.POINTS_MODE_NONE,
-}
-_PHASES: Final[Mapping[int, str]] = {
-    quiz_pb2.QUIZ_PHASE_UNSPECIFIED: "lobby",
-    quiz_pb2.QUIZ_PHASE_LOBBY: "lobby",
-    quiz_pb2.QUIZ_PHASE_QUESTION_OPEN: "question_open",
-    quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED: "question_closed",
-    quiz_pb2.QUIZ_PHASE_ENDED: "ended",
-}
 _PAGE_SIZE: Final = 1000
+HOST_TOKEN: Final = Text(
+    "QUIZMESH_HOST_TOKEN",
+    "The host credential of the quiz a host command acts on; --host-token wins.",
+    default="",
+)
+VARIABLES: Final[Variables] = (QUIZ_ADDR, LEADERBOARD_ADDR, PERSISTENCE_ADDR, HOST_TOKEN)
 
 
 class UsageError(Exception):
@@ -135,15 +131,15 @@ def quiz_request(document: object, source: str = "quiz") -> quiz_pb2.CreateQuizR
             _fail(source, f"{at}.correct_choices must be a list of choice indices")
         if type(limit) is not int:
             _fail(source, f"{at}.time_limit_seconds must be an integer")
-        if points not in _POINTS_MODES:
-            _fail(source, f"{at}.points must be one of {', '.join(_POINTS_MODES)}")
+        if points not in POINTS_MODES:
+            _fail(source, f"{at}.points must be one of {', '.join(POINTS_MODES)}")
         request.questions.append(
             quiz_pb2.Question(
                 text=text,
                 choices=choices,
                 correct_choices=correct,
                 time_limit_seconds=limit,
-                points_mode=_POINTS_MODES[points],
+                points_mode=POINTS_MODES[points],
             )
         )
     late = document.get("allow_late_join")
@@ -201,29 +197,30 @@ async def _list(services: Services, args: argparse.Namespace) -> None:
 
 
 def _host_token(args: argparse.Namespace) -> str:
-    token: str = args.host_token or os.environ.get("QUIZMESH_HOST_TOKEN", "")
+    token: str = args.host_token or HOST_TOKEN.read(os.environ)
     if not token:
-        raise UsageError("a host credential is needed: pass --host-token or set QUIZMESH_HOST_TOKEN")
+        raise UsageError(f"a host credential is needed: pass --host-token or set {HOST_TOKEN.name}")
     return token
 
 
 def _state_line(state: quiz_pb2.QuizState) -> str:
-    line = f"{state.quiz_id}  {_PHASES.get(state.phase, 'lobby')}"
+    line = f"{state.quiz_id}  {PHASE_NAMES.get(state.phase, 'lobby')}"
     if state.question_index >= 0:
         line += f"  question {state.question_index + 1}/{state.question_count}"
     return line + f"  players {state.participant_count}"
 
 
-_HOST_CALLS: Final[Mapping[str, tuple[str, Callable[..., Message]]]] = {
-    "start": ("StartQuiz", quiz_pb2.StartQuizRequest),
-    "next": ("NextQuestion", quiz_pb2.NextQuestionRequest),
-    "close": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
-    "end": ("EndQuiz", quiz_pb2.EndQuizRequest),
+# quizctl's host commands and the host actions (quizmesh.quiz_names.HOST_ACTIONS) they are.
+_HOST_COMMANDS: Final[Mapping[str, str]] = {
+    "start": "start_quiz",
+    "next": "next_question",
+    "close": "close_question",
+    "end": "end_quiz",
 }
 
 
 async def _host_action(services: Services, args: argparse.Namespace) -> None:
-    method, request_type = _HOST_CALLS[args.command]
+    method, request_type = HOST_ACTIONS[_HOST_COMMANDS[args.command]]
     request = request_type(quiz_id=args.quiz_id, host_token=_host_token(args))
     response = await getattr(services.quiz, method)(request, timeout=services.timeout_s)
     if args.json:
@@ -253,38 +250,18 @@ async def _leaderboard(services: Services, args: argparse.Namespace) -> None:
 # --- export ---
 
 
-async def _pages(fetch: Callable[[str], Any], items: Callable[[Any], Sequence[Any]]) -> list[Any]:
-    collected: list[Any] = []
-    token = ""
-    while True:
-        page = await fetch(token)
-        collected.extend(items(page))
-        token = page.next_page_token
-        if not token:
-            return collected
-
-
 async def _export(services: Services, args: argparse.Namespace) -> None:
     """The same CSV as the edge's GET /quizzes/{quiz_id}/results.csv: one row per player per question
     asked so far. persistence_svc stores results from Kafka moments after they are judged, so export
     once the quiz has ended to have every answer."""
     quiz_id, timeout = args.quiz_id, services.timeout_s
     state = (await services.quiz.GetQuizState(quiz_pb2.GetQuizStateRequest(quiz_id=quiz_id), timeout=timeout)).state
-    participants: list[persistence_pb2.Participant] = await _pages(
-        lambda token: services.persistence.ListParticipants(
-            persistence_pb2.ListParticipantsRequest(quiz_id=quiz_id, page_size=_PAGE_SIZE, page_token=token),
-            timeout=timeout,
-        ),
-        lambda page: page.participants,
+    stored = await read_stored_quiz(
+        quiz_id,
+        functools.partial(services.persistence.ListParticipants, timeout=timeout),
+        functools.partial(services.persistence.ListAnswers, timeout=timeout),
     )
-    answers: list[persistence_pb2.StoredAnswer] = await _pages(
-        lambda token: services.persistence.ListAnswers(
-            persistence_pb2.ListAnswersRequest(quiz_id=quiz_id, page_size=_PAGE_SIZE, page_token=token),
-            timeout=timeout,
-        ),
-        lambda page: page.answers,
-    )
-    sys.stdout.write(results_csv(quiz_id, state.question_index + 1, participants, answers))
+    sys.stdout.write(results_csv(quiz_id, state.question_index + 1, stored.participants, stored.answers))
     sys.stdout.flush()
 
 
@@ -341,27 +318,19 @@ _COMMANDS: Final[Mapping[str, Callable[[Services, argparse.Namespace], Any]]] = 
 def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """Where the services are. Accepted before and after the command; only the top level has defaults,
     so an option given after the command is not overwritten by them."""
-    env = os.environ
-
-    def default(value: object) -> object:
-        return value if defaults else argparse.SUPPRESS
-
+    for option, service, address in (
+        ("--quiz-addr", "quiz_svc", QUIZ_ADDR),
+        ("--leaderboard-addr", "leaderboard_svc", LEADERBOARD_ADDR),
+        ("--persistence-addr", "persistence_svc", PERSISTENCE_ADDR),
+    ):
+        parser.add_argument(
+            option,
+            default=address.read(os.environ) if defaults else argparse.SUPPRESS,
+            help=f"{service} (default: ${address.name} or {address.default})",
+        )
     parser.add_argument(
-        "--quiz-addr",
-        default=default(env.get("QUIZMESH_QUIZ_ADDR", "127.0.0.1:50051")),
-        help="quiz_svc (default: $QUIZMESH_QUIZ_ADDR or 127.0.0.1:50051)",
+        "--timeout", type=float, default=10.0 if defaults else argparse.SUPPRESS, help="seconds per call (default 10)"
     )
-    parser.add_argument(
-        "--leaderboard-addr",
-        default=default(env.get("QUIZMESH_LEADERBOARD_ADDR", "127.0.0.1:50052")),
-        help="leaderboard_svc (default: $QUIZMESH_LEADERBOARD_ADDR or 127.0.0.1:50052)",
-    )
-    parser.add_argument(
-        "--persistence-addr",
-        default=default(env.get("QUIZMESH_PERSISTENCE_ADDR", "127.0.0.1:50053")),
-        help="persistence_svc (default: $QUIZMESH_PERSISTENCE_ADDR or 127.0.0.1:50053)",
-    )
-    parser.add_argument("--timeout", type=float, default=default(10.0), help="seconds per call (default 10)")
 
 
 def build_parser() -> argparse.ArgumentParser:

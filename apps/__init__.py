@@ -1,0 +1,1 @@
+"""quizmesh's applications: the `quizmesh` command that starts every process, and quizctl."""

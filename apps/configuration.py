@@ -1,0 +1,165 @@
+"""The configuration reference, rendered from the settings classes' declared variables.
+
+`python -m apps.configuration > docs/configuration.md` writes it; tests/apps/test_configuration.py fails
+when that file is stale, when a settings class reads a variable it does not declare, or when any code
+or script names a QUIZMESH_ variable the reference does not hold.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from apps import quizctl
+from edge.settings import Settings as EdgeSettings
+from leaderboard_svc.settings import Settings as LeaderboardSettings
+from persistence_svc.settings import Settings as PersistenceSettings
+from quiz_svc.settings import Settings as QuizSettings
+from quizmesh.process import ProcessSettings
+from quizmesh.settings import Engines, Integer, Number, Text, Variable, Variables
+from quizmesh.telemetry import TelemetrySettings
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Something that reads variables: a component's settings, a tool, the scripts."""
+
+    name: str
+    description: str
+    variables: Variables
+
+
+# Shell scripts and the test suite have no settings class; their variables are declared here.
+SCRIPT_VARIABLES: Variables = (
+    Text(
+        "QUIZMESH_INFRA_DIR",
+        "scripts/infra.sh: where the local Kafka, Redis and PostgreSQL keep their data, logs and PID files.",
+        default="",
+        unset="`.infra/` in the checkout",
+    ),
+    Integer("QUIZMESH_INFRA_KAFKA_PORT", "scripts/infra.sh: the local Kafka's port.", default=19092, maximum=65535),
+    Integer(
+        "QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT",
+        "scripts/infra.sh: the local Kafka's KRaft controller port.",
+        default=19093,
+        maximum=65535,
+    ),
+    Integer("QUIZMESH_INFRA_REDIS_PORT", "scripts/infra.sh: the local Redis's port.", default=16379, maximum=65535),
+    Integer("QUIZMESH_INFRA_PG_PORT", "scripts/infra.sh: the local PostgreSQL's port.", default=15432, maximum=65535),
+    Text("QUIZMESH_KEEP_INFRA", "scripts/test.sh: `1` leaves the infrastructure running afterwards.", default="0"),
+    Text(
+        "QUIZMESH_M2_REPO",
+        "scripts/validate_manifests.sh: the Maven repository that caches the schema validator's jars.",
+        default="",
+        unset="Maven's own (~/.m2/repository)",
+    ),
+    Text(
+        "QUIZMESH_REQUIRE_INFRA",
+        "The test suite: `1` (set by scripts/test.sh, so in CI) fails an integration test whose Kafka, Redis "
+        "or PostgreSQL is unreachable, instead of skipping it.",
+        default="",
+        unset="unreachable infrastructure skips the test",
+    ),
+    Integer("QUIZMESH_FAULT_PLAYERS", "tests/faults: players in each gRPC fault scenario.", default=250, minimum=1),
+    Integer(
+        "QUIZMESH_FAULT_WS_PLAYERS",
+        "tests/faults: WebSocket players in the reconnect-storm scenario.",
+        default=200,
+        minimum=1,
+    ),
+    Number(
+        "QUIZMESH_FAULT_KAFKA_DOWN_S",
+        "tests/faults: how long Kafka stays down in the outage scenario.",
+        default=60.0,
+        minimum=0.0,
+        maximum=3600.0,
+    ),
+    Integer("QUIZMESH_FUZZ_FRAMES", "tests/security: frames sent by the edge's fuzz test.", default=10_000, minimum=1),
+)
+
+READERS: tuple[Reader, ...] = (
+    Reader(
+        "Every process",
+        "Read once at start-up by the `quizmesh` command, whichever component it runs "
+        "(`quizmesh/process.py`, `quizmesh/telemetry.py`).",
+        ProcessSettings.VARIABLES + TelemetrySettings.VARIABLES,
+    ),
+    Reader(
+        "Engines",
+        "Which infrastructure backs quiz_svc, leaderboard_svc and persistence_svc, and where it is "
+        "(`quizmesh/settings.py`). `quizmesh dev` sets the engines to memory and SQLite itself.",
+        Engines.VARIABLES,
+    ),
+    Reader("quiz_svc", "`quizmesh quiz-svc` (`quiz_svc/settings.py`).", QuizSettings.VARIABLES),
+    Reader(
+        "leaderboard_svc", "`quizmesh leaderboard-svc` (`leaderboard_svc/settings.py`).", LeaderboardSettings.VARIABLES
+    ),
+    Reader(
+        "persistence_svc", "`quizmesh persistence-svc` (`persistence_svc/settings.py`).", PersistenceSettings.VARIABLES
+    ),
+    Reader("edge", "`quizmesh edge` (`edge/settings.py`).", EdgeSettings.VARIABLES),
+    Reader("quizctl", "The `quizctl` tool (`apps/quizctl.py`); its options override them.", quizctl.VARIABLES),
+    Reader(
+        "Scripts and tests",
+        "Read by `scripts/` and the test suite, never by a quizmesh process (declared in `apps/configuration.py`).",
+        SCRIPT_VARIABLES,
+    ),
+)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _meaning(variable: Variable[object]) -> str:
+    allowed = variable.allowed_text
+    return _cell(f"{variable.meaning} {allowed}" if allowed else variable.meaning)
+
+
+def render(readers: tuple[Reader, ...] = READERS) -> str:
+    """The reference as Markdown: the variables several readers share first, then each reader's own."""
+    read_by: dict[str, list[str]] = defaultdict(list)
+    for reader in readers:
+        for variable in reader.variables:
+            read_by[variable.name].append(reader.name)
+    shared: dict[str, Variable[object]] = {}
+    for reader in readers:
+        for variable in reader.variables:
+            if len(read_by[variable.name]) > 1:
+                shared.setdefault(variable.name, variable)
+    lines = [
+        "# Configuration",
+        "",
+        "Every environment variable quizmesh reads, with its default and meaning. Generated from the settings",
+        "classes by `python -m apps.configuration > docs/configuration.md`; `tests/apps/test_configuration.py`",
+        "fails when this file is stale or when code reads a variable that is not declared. A bad value stops",
+        "the process at start-up with a configuration error naming the variable (exit code 2).",
+        "",
+        "## Read by several components",
+        "",
+        "| Variable | Default | Read by | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, variable in shared.items():
+        lines.append(
+            f"| `{name}` | {_cell(variable.default_text)} | {', '.join(read_by[name])} | {_meaning(variable)} |"
+        )
+    for reader in readers:
+        own = [variable for variable in reader.variables if variable.name not in shared]
+        lines += ["", f"## {reader.name}", "", reader.description]
+        also = [name for name in read_by if reader.name in read_by[name] and name in shared]
+        if also:
+            lines += ["", "Also reads " + ", ".join(f"`{name}`" for name in also) + " (above)."]
+        if own:
+            lines += ["", "| Variable | Default | Meaning |", "|---|---|---|"]
+            lines += [f"| `{v.name}` | {_cell(v.default_text)} | {_meaning(v)} |" for v in own]
+    return "\n".join(lines) + "\n"
+
+
+def documented_names(readers: tuple[Reader, ...] = READERS) -> frozenset[str]:
+    """Every variable name the reference holds (a secret's NAME_FILE included)."""
+    return frozenset(name for reader in readers for variable in reader.variables for name in variable.names)
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,35 @@
+"""The names quizmesh's JSON faces (the WebSocket protocol, quizctl) give to QuizService's enums and
+host RPCs, kept once so that the edge and quizctl speak the same words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from google.protobuf.message import Message
+
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+
+POINTS_MODES: Final[Mapping[str, quiz_pb2.PointsMode.ValueType]] = {
+    "standard": quiz_pb2.POINTS_MODE_STANDARD,
+    "double": quiz_pb2.POINTS_MODE_DOUBLE,
+    "none": quiz_pb2.POINTS_MODE_NONE,
+}
+POINTS_NAMES: Final[Mapping[int, str]] = {
+    quiz_pb2.POINTS_MODE_UNSPECIFIED: "standard",
+    **{mode: name for name, mode in POINTS_MODES.items()},
+}
+PHASE_NAMES: Final[Mapping[int, str]] = {
+    quiz_pb2.QUIZ_PHASE_UNSPECIFIED: "lobby",
+    quiz_pb2.QUIZ_PHASE_LOBBY: "lobby",
+    quiz_pb2.QUIZ_PHASE_QUESTION_OPEN: "question_open",
+    quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED: "question_closed",
+    quiz_pb2.QUIZ_PHASE_ENDED: "ended",
+}
+# A host action without arguments beyond the quiz and its host credential: its QuizService RPC and request.
+HOST_ACTIONS: Final[Mapping[str, tuple[str, Callable[..., Message]]]] = {
+    "start_quiz": ("StartQuiz", quiz_pb2.StartQuizRequest),
+    "next_question": ("NextQuestion", quiz_pb2.NextQuestionRequest),
+    "close_question": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
+    "end_quiz": ("EndQuiz", quiz_pb2.EndQuizRequest),
+}
