@@ -206,13 +206,15 @@ class GrpcGame:
         self.question_index = 0
 
     async def next_question(self) -> None:
-        host = {"quiz_id": self.quiz_id, "host_token": self._host_token}
-        try:
-            await self._call("CloseQuestion", pb.CloseQuestionRequest(**host))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already closed
-                raise
-        await self._call("NextQuestion", pb.NextQuestionRequest(**host))
+        """Closes the open question and opens the next; each names its question, so a retry of a call
+        that took effect succeeds (and closing one the deadline closed already is no error)."""
+        index, token = self.question_index, self._host_token
+        await self._call(
+            "CloseQuestion", pb.CloseQuestionRequest(quiz_id=self.quiz_id, host_token=token, question_index=index)
+        )
+        await self._call(
+            "NextQuestion", pb.NextQuestionRequest(quiz_id=self.quiz_id, host_token=token, question_index=index + 1)
+        )
         self.question_index += 1
 
     async def answer_question(self, give_up_after_s: float = 90) -> None:

@@ -6,8 +6,10 @@ import pytest
 from redis.asyncio import Redis
 
 from quiz_svc.adapters.memory_game import InMemoryGameStore
+from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.redis_game import RedisGameStore
-from quiz_svc.ports import GameStore
+from quiz_svc.adapters.redis_instances import RedisInstanceRegistry
+from quiz_svc.ports import GameStore, InstanceRegistry
 from tests.support.infra import REAL, require
 
 
@@ -20,6 +22,18 @@ async def game_store(request: pytest.FixtureRequest) -> AsyncIterator[GameStore]
     require("Redis", REAL.redis_url)
     redis = Redis.from_url(REAL.redis_url)
     yield RedisGameStore(redis)
+    await redis.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def instance_registry(request: pytest.FixtureRequest) -> AsyncIterator[InstanceRegistry]:
+    """The registry of quiz_svc processes, on both engines."""
+    if request.param == "memory":
+        yield InMemoryInstanceRegistry()
+        return
+    require("Redis", REAL.redis_url)
+    redis = Redis.from_url(REAL.redis_url)
+    yield RedisInstanceRegistry(redis)
     await redis.aclose()
 
 
