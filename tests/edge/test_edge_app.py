@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
 from edge.app import origin_allowed
+from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from tests.edge.conftest import EdgeFactory
 from tests.edge.edge_fakes import FakeServices, board
 
@@ -167,6 +169,48 @@ async def test_bad_input_gets_error_frames_and_the_connection_stays_usable(
     assert pong["type"] == "pong"
     assert pong["server_time_ms"] > 0
     assert not [r for r in caplog.records if r.exc_info], "a client mistake logged a traceback"
+
+
+async def test_an_answer_is_stamped_with_its_first_receipt_on_the_edge_and_keeps_it_on_retries(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    client = await edge()
+    host, quiz_id = await hosted_quiz(client)
+    player, _ = await joined(client, quiz_id, "ann")
+    await host.request("start_quiz")
+    before = time.time_ns() // 1_000_000
+    # A client cannot set the receipt time: unknown fields are ignored, and the edge stamps its own.
+    first = await player.request("submit_answer", question_index=0, choice=1, receive_time=0, receive_time_ms=1)
+    after = time.time_ns() // 1_000_000
+    retry = await player.request("submit_answer", question_index=0, choice=1)
+    assert (first["type"], retry["code"]) == ("answer_result", "already_answered")
+    stamps = [a.receive_time.ToMilliseconds() for a in services.quiz.answers]
+    assert len(stamps) == 2 and stamps[0] == stamps[1] and before <= stamps[0] <= after
+    # Another question, another first receipt.
+    await host.request("close_question")
+    await host.request("next_question")
+    await player.request("submit_answer", question_index=1, choice=0)
+    assert services.quiz.answers[-1].receive_time.ToMilliseconds() >= after
+
+
+async def test_host_actions_pass_the_question_they_mean(edge: EdgeFactory, services: FakeServices) -> None:
+    client = await edge()
+    host, _ = await hosted_quiz(client)
+    await host.request("start_quiz")
+    await host.request("close_question", question_index=0)
+    await host.request("next_question", question_index=1)
+    await host.request("close_question")
+    named = [
+        (type(r).__name__, r.question_index if r.HasField("question_index") else None)
+        for r in services.quiz.host_requests
+        if isinstance(r, quiz_pb2.NextQuestionRequest | quiz_pb2.CloseQuestionRequest)
+    ]
+    assert named == [("CloseQuestionRequest", 0), ("NextQuestionRequest", 1), ("CloseQuestionRequest", None)]
+    refused = await host.request("next_question", question_index=-1)
+    assert (refused["code"], refused["message"]) == (
+        "invalid_field",
+        "field 'question_index' is required and must be an integer from 0 to 2147483647",
+    )
 
 
 async def test_host_errors_map_to_codes(edge: EdgeFactory) -> None:
