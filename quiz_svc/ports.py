@@ -269,8 +269,9 @@ class InstanceRegistry(Protocol):
     Each process registers a quiz before it first reserves an answer or changes a state there, so the
     recovery of a dead process reads the list of its quizzes instead of scanning the store."""
 
-    async def beat(self, instance_id: str, now_ms: int, ttl_ms: int) -> Heartbeat:
-        """Declares instance_id alive until now_ms + ttl_ms."""
+    async def beat(self, instance_id: str, now_ms: int, ttl_ms: int, dead_for_ms: int = 0) -> Heartbeat:
+        """Declares instance_id alive until now_ms + ttl_ms. Reports as dead the processes whose
+        heartbeat expired at least dead_for_ms ago."""
         ...
 
     async def register(self, instance_id: str, quiz_ids: Sequence[str]) -> None: ...

@@ -132,6 +132,10 @@ class Timeouts:
     liveness_ttl_ms: int = 3_000
     # How long one process has the recovery of a dead one to itself, before another may take it on.
     adoption_ms: int = 10_000
+    # How long after a process was found dead its recovery begins. Its answers are free for the players'
+    # retries at once; the recovery, which publishes the judged ones should nobody retry, comes after
+    # them, so a player who retries in time gets their verdict rather than "already answered".
+    recovery_delay_ms: int = 2_000
     # How old an edge's receipt time may be and still count (domain.plausible_receipt).
     receipt_grace_ms: int = 30_000
 
@@ -223,8 +227,11 @@ class QuizGame:
             self._registered.update(new)
 
     async def heartbeat(self) -> tuple[str, ...]:
-        """Declares this process alive for the liveness TTL; returns the processes found dead."""
-        beat = await self._instances.beat(self.instance_id, self._clock.now_ms(), self._timeouts.liveness_ttl_ms)
+        """Declares this process alive for the liveness TTL; returns the processes dead for longer than
+        the recovery delay."""
+        beat = await self._instances.beat(
+            self.instance_id, self._clock.now_ms(), self._timeouts.liveness_ttl_ms, self._timeouts.recovery_delay_ms
+        )
         if beat.was_given_up and self._beaten:
             log.warning(
                 "quiz_svc %s had missed its heartbeats long enough to be taken for dead; the others may have "

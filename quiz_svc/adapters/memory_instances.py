@@ -15,12 +15,12 @@ class InMemoryInstanceRegistry:
         self._quizzes: dict[str, set[str]] = {}
         self._adopted: dict[str, float] = {}  # dead process -> monotonic time its adoption lapses
 
-    async def beat(self, instance_id: str, now_ms: int, ttl_ms: int) -> Heartbeat:
+    async def beat(self, instance_id: str, now_ms: int, ttl_ms: int, dead_for_ms: int = 0) -> Heartbeat:
         was_given_up = instance_id not in self._expiry
         self._expiry[instance_id] = now_ms + ttl_ms
         return Heartbeat(
             live=frozenset(i for i, until in self._expiry.items() if until >= now_ms),
-            dead=tuple(sorted(i for i, until in self._expiry.items() if until < now_ms)),
+            dead=tuple(sorted(i for i, until in self._expiry.items() if until < now_ms - dead_for_ms)),
             was_given_up=was_given_up,
         )
 

@@ -34,12 +34,12 @@ class RedisInstanceRegistry:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def beat(self, instance_id: str, now_ms: int, ttl_ms: int) -> Heartbeat:
+    async def beat(self, instance_id: str, now_ms: int, ttl_ms: int, dead_for_ms: int = 0) -> Heartbeat:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(INSTANCES, {instance_id: now_ms + ttl_ms})
             pipe.expire(_quizzes(instance_id), QUIZZES_KEPT_S)
             pipe.zrangebyscore(INSTANCES, now_ms, "+inf")
-            pipe.zrangebyscore(INSTANCES, "-inf", f"({now_ms}", start=0, num=DEAD_PER_BEAT)
+            pipe.zrangebyscore(INSTANCES, "-inf", f"({now_ms - dead_for_ms}", start=0, num=DEAD_PER_BEAT)
             added, _, live, dead = await pipe.execute()
         return Heartbeat(
             live=frozenset(i.decode() for i in live),

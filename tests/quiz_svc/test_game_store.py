@@ -304,14 +304,16 @@ async def test_a_process_is_alive_until_its_heartbeat_expires(instance_registry:
     await instance_registry.beat(b, NOW + 1_000, 3_000)
     seen = await instance_registry.beat(a, NOW + 2_000, 3_000)
     assert {a, b} <= seen.live and not seen.was_given_up
-    later = await instance_registry.beat(a, NOW + 4_500, 3_000)
+    later = await instance_registry.beat(a, NOW + 4_500, 3_000, 1_000)
+    assert b not in later.live and b not in later.dead  # dead, but not for 1 s yet
+    later = await instance_registry.beat(a, NOW + 5_500, 3_000, 1_000)
     assert b not in later.live and b in later.dead
     await instance_registry.forget(b)
-    assert b not in (await instance_registry.beat(a, NOW + 4_600, 3_000)).dead
+    assert b not in (await instance_registry.beat(a, NOW + 5_600, 3_000)).dead
     # A process that retires is dead at once for the others.
-    await instance_registry.beat(b, NOW + 4_700, 3_000)
+    await instance_registry.beat(b, NOW + 5_700, 3_000)
     await instance_registry.retire(b)
-    assert b in (await instance_registry.beat(a, NOW + 4_800, 3_000)).dead
+    assert b in (await instance_registry.beat(a, NOW + 5_800, 3_000, 1_000)).dead
     await instance_registry.forget(b)
     await instance_registry.forget(a)
 
