@@ -108,12 +108,18 @@ async def joined(client: Client, quiz_id: str, nickname: str) -> tuple[Socket, d
     return player, reply
 
 
+async def hosted_with_player(edge: EdgeFactory, nickname: str) -> tuple[Socket, str, Socket, dict[str, Any]]:
+    """A new edge, a hosted quiz and one player in it: the host, the quiz ID, the player and its reply."""
+    client = await edge()
+    host, quiz_id = await hosted_quiz(client)
+    player, reply = await joined(client, quiz_id, nickname)
+    return host, quiz_id, player, reply
+
+
 async def test_player_joins_answers_and_gets_results_without_seeing_answers_early(
     edge: EdgeFactory, services: FakeServices
 ) -> None:
-    client = await edge()
-    host, quiz_id = await hosted_quiz(client)
-    player, reply = await joined(client, quiz_id, "ann")
+    host, quiz_id, player, reply = await hosted_with_player(edge, "ann")
     assert reply["player"]["nickname"] == "ann"
     assert reply["player_token"]
     assert reply["state"]["quiz_id"] == quiz_id
@@ -174,9 +180,7 @@ async def test_bad_input_gets_error_frames_and_the_connection_stays_usable(
 async def test_an_answer_is_stamped_with_its_first_receipt_on_the_edge_and_keeps_it_on_retries(
     edge: EdgeFactory, services: FakeServices
 ) -> None:
-    client = await edge()
-    host, quiz_id = await hosted_quiz(client)
-    player, _ = await joined(client, quiz_id, "ann")
+    host, _, player, _ = await hosted_with_player(edge, "ann")
     await host.request("start_quiz")
     before = time.time_ns() // 1_000_000
     # A client cannot set the receipt time: unknown fields are ignored, and the edge stamps its own.
@@ -277,9 +281,7 @@ async def test_a_broken_leaderboard_stream_is_reopened_and_clients_catch_up(
 
 
 async def test_hidden_leaderboard_reaches_only_the_host(edge: EdgeFactory, services: FakeServices) -> None:
-    client = await edge()
-    host, quiz_id = await hosted_quiz(client)
-    player, reply = await joined(client, quiz_id, "ann")
+    host, quiz_id, player, reply = await hosted_with_player(edge, "ann")
     ack = await host.request("set_leaderboard_visibility", visible=False)
     assert ack["state"]["leaderboard_visible"] is False
     await eventually(lambda: services.leaderboard.watch_calls[quiz_id] == 1, "the leaderboard watch")

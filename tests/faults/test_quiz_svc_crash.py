@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -62,18 +62,27 @@ class CrashStack:
             proxy.arm(trigger)
         return trigger
 
-    async def kill(self, replica: int) -> float:
-        """SIGKILLs one quiz_svc; returns the monotonic time of the kill."""
-        stop_process(self.stack.processes["quiz-svc"][replica], kill=True)
-        return time.monotonic()
-
-    async def restart(self, replica: int) -> float:
-        """Starts a killed quiz_svc again; returns the seconds until every service is ready."""
+    async def crash(
+        self, frozen: Link, restart_after_s: float, recovered: Callable[[], Awaitable[float]]
+    ) -> dict[str, Any]:
+        """SIGKILLs the replica frozen at its step and starts it again restart_after_s later; meanwhile
+        `recovered` (returning when, monotonic) waits for the players to have what the crash held up.
+        Returns the figures: which replica, the restart's delay and duration, and the recovery time."""
+        stop_process(self.stack.processes["quiz-svc"][frozen.process], kill=True)
+        killed = time.monotonic()
+        recovering = asyncio.ensure_future(recovered())
+        await asyncio.sleep(restart_after_s)
         started = time.monotonic()
-        self.stack.restart("quiz-svc", replica)
+        self.stack.restart("quiz-svc", frozen.process)
         assert self.stack.log_dir is not None
         await wait_ready(self.stack, self.stack.log_dir)
-        return round(time.monotonic() - started, 2)
+        restart_s = round(time.monotonic() - started, 2)
+        return {
+            "killed_replica": frozen.process,
+            "restart_after_s": restart_after_s,
+            "restart_s": restart_s,
+            "recovered_s": round(await recovering - killed, 2),
+        }
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1-replica", "2-replicas"])
@@ -326,15 +335,8 @@ async def test_sigkill_with_answers_claimed_not_yet_judged(
         await played.next_question()
         answering = asyncio.create_task(played.answer())
         frozen = await freeze_answers(crashing, Hold.CALL)
-        killed = await crashing.kill(frozen.process)
-        await asyncio.sleep(restart_after_s)
-        restart_s = await crashing.restart(frozen.process)
-        answered = await answering
-        await finish(
-            crashing, played, f"18-1-claimed-unjudged-restart-{restart_after_s}s", request,
-            killed_replica=frozen.process, restart_after_s=restart_after_s, restart_s=restart_s,
-            recovered_s=round(answered - killed, 2),
-        )  # fmt: skip
+        figures = await crashing.crash(frozen, restart_after_s, lambda: answering)
+        await finish(crashing, played, f"18-1-claimed-unjudged-restart-{restart_after_s}s", request, **figures)
 
 
 # --- 2: judged, not yet published ---
@@ -350,15 +352,8 @@ async def test_sigkill_after_judging_before_the_kafka_publish(
         await played.next_question()
         answering = asyncio.create_task(played.answer())
         frozen = await freeze_answers(crashing, Hold.REPLY)
-        killed = await crashing.kill(frozen.process)
-        await asyncio.sleep(1)
-        restart_s = await crashing.restart(frozen.process)
-        answered = await answering
-        await finish(
-            crashing, played, "18-2-judged-unpublished", request,
-            killed_replica=frozen.process, restart_after_s=1, restart_s=restart_s,
-            recovered_s=round(answered - killed, 2),
-        )  # fmt: skip
+        figures = await crashing.crash(frozen, 1, lambda: answering)
+        await finish(crashing, played, "18-2-judged-unpublished", request, **figures)
 
 
 # --- 3: in the middle of a transition ---
@@ -383,19 +378,15 @@ async def test_sigkill_in_the_middle_of_a_host_action(
         freezing = asyncio.create_task(freeze_the_transition(crashing))
         acting = asyncio.create_task(played.act(action, question_index=target))
         frozen = await freezing
-        killed = await crashing.kill(frozen.process)
-        delivering = asyncio.create_task(played.everyone_saw(phase, target))
-        await asyncio.sleep(1)
-        restart_s = await crashing.restart(frozen.process)
-        await acting
-        delivered = await delivering
+
+        async def acted_and_delivered() -> float:
+            await acting  # the host's retry succeeded
+            return await played.everyone_saw(phase, target)
+
+        figures = await crashing.crash(frozen, 1, acted_and_delivered)
         if action == "next_question":
             await played.answer()
-        await finish(
-            crashing, played, f"18-3-sigkill-in-{action}", request,
-            killed_replica=frozen.process, restart_after_s=1, restart_s=restart_s,
-            recovered_s=round(delivered - killed, 2),
-        )  # fmt: skip
+        await finish(crashing, played, f"18-3-sigkill-in-{action}", request, **figures)
 
 
 async def test_sigkill_at_a_questions_deadline(crashing: CrashStack, request: pytest.FixtureRequest) -> None:
@@ -407,13 +398,5 @@ async def test_sigkill_at_a_questions_deadline(crashing: CrashStack, request: py
         freezing = asyncio.create_task(freeze_the_transition(crashing))
         await played.answer()
         frozen = await freezing
-        killed = await crashing.kill(frozen.process)
-        delivering = asyncio.create_task(played.everyone_saw("question_closed", FAULT_QUESTION))
-        await asyncio.sleep(1)
-        restart_s = await crashing.restart(frozen.process)
-        delivered = await delivering
-        await finish(
-            crashing, played, "18-3-sigkill-at-deadline", request,
-            killed_replica=frozen.process, restart_after_s=1, restart_s=restart_s,
-            recovered_s=round(delivered - killed, 2),
-        )  # fmt: skip
+        figures = await crashing.crash(frozen, 1, lambda: played.everyone_saw("question_closed", FAULT_QUESTION))
+        await finish(crashing, played, "18-3-sigkill-at-deadline", request, **figures)

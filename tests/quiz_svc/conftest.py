@@ -14,27 +14,27 @@ from tests.support.infra import REAL, require
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def game_store(request: pytest.FixtureRequest) -> AsyncIterator[GameStore]:
+async def engine_redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis | None]:
+    """The engine the store tests run on: None for the in-memory one, else a client of the real Redis."""
+    if request.param == "memory":
+        yield None
+        return
+    require("Redis", REAL.redis_url)
+    redis = Redis.from_url(REAL.redis_url)
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+def game_store(engine_redis: Redis | None) -> GameStore:
     """The same behaviour tests run against both engines of the game store."""
-    if request.param == "memory":
-        yield InMemoryGameStore()
-        return
-    require("Redis", REAL.redis_url)
-    redis = Redis.from_url(REAL.redis_url)
-    yield RedisGameStore(redis)
-    await redis.aclose()
+    return InMemoryGameStore() if engine_redis is None else RedisGameStore(engine_redis)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def instance_registry(request: pytest.FixtureRequest) -> AsyncIterator[InstanceRegistry]:
+@pytest.fixture
+def instance_registry(engine_redis: Redis | None) -> InstanceRegistry:
     """The registry of quiz_svc processes, on both engines."""
-    if request.param == "memory":
-        yield InMemoryInstanceRegistry()
-        return
-    require("Redis", REAL.redis_url)
-    redis = Redis.from_url(REAL.redis_url)
-    yield RedisInstanceRegistry(redis)
-    await redis.aclose()
+    return InMemoryInstanceRegistry() if engine_redis is None else RedisInstanceRegistry(engine_redis)
 
 
 class FakeClock:

@@ -127,6 +127,14 @@ async def replicas() -> AsyncIterator[Replicas]:
     await repo.close()
 
 
+async def alive(replicas: Replicas, **a_parts: object) -> tuple[QuizGame, QuizGame]:
+    """Processes A (built from a_parts: its store, publisher or feed) and B, both with a heartbeat."""
+    a, b = replicas.build("a", **a_parts), replicas.build("b")
+    await a.heartbeat()
+    await b.heartbeat()
+    return a, b
+
+
 async def dies_at(stalling: Stalling, call: Awaitable[object]) -> None:
     """Runs `call` until it reaches the stalled step, then kills it there."""
     task = asyncio.ensure_future(call)
@@ -149,11 +157,8 @@ async def quiz_with_players(game: QuizGame, players: int) -> tuple[str, str, lis
 async def test_an_answer_its_process_died_holding_unjudged_is_judged_on_the_retry_from_its_first_receipt(
     replicas: Replicas,
 ) -> None:
-    b = replicas.build("b")
     stuck = Stalling(replicas.store, "record_verdicts")
-    a = replicas.build("a", store_view=stuck)
-    await a.heartbeat()
-    await b.heartbeat()
+    a, b = await alive(replicas, store_view=stuck)
     _, _, [token] = await quiz_with_players(b, 1)
     opened = replicas.clock.now
     replicas.clock.advance(1_000)
@@ -177,11 +182,8 @@ async def test_an_answer_its_process_died_holding_unjudged_is_judged_on_the_retr
 async def test_a_judged_answer_its_process_died_before_publishing_is_published_by_the_recovery(
     replicas: Replicas,
 ) -> None:
-    b = replicas.build("b")
     stuck = Stalling(SwitchablePublisher(replicas.bus), "publish")
-    a = replicas.build("a", publisher=stuck)
-    await a.heartbeat()
-    await b.heartbeat()
+    a, b = await alive(replicas, publisher=stuck)
     quiz_id, host, tokens = await quiz_with_players(b, 2)
     replicas.clock.advance(2_000)
     await dies_at(stuck, a.submit_answers([AnswerInput(tokens[0], 0, 1)]))
@@ -209,11 +211,8 @@ async def test_a_judged_answer_its_process_died_before_publishing_is_published_b
 
 
 async def test_a_next_question_its_process_died_in_is_finished_by_the_hosts_retry(replicas: Replicas) -> None:
-    b = replicas.build("b")
     stuck = Stalling(replicas.store, "schedule_close")
-    a = replicas.build("a", store_view=stuck)
-    await a.heartbeat()
-    await b.heartbeat()
+    a, b = await alive(replicas, store_view=stuck)
     quiz_id, host, _ = await quiz_with_players(b, 1)
     await b.host_action(quiz_id, host, HostAction.CLOSE, 0)
     async with replicas.watching(quiz_id) as pushed:
@@ -237,11 +236,8 @@ async def test_a_next_question_its_process_died_in_is_finished_by_the_hosts_retr
 
 
 async def test_a_close_its_process_died_in_reaches_every_watcher_through_the_recovery(replicas: Replicas) -> None:
-    b = replicas.build("b")
     stuck = Stalling(ChannelUpdateFeed(replicas.channels, replicas.clock), "publish")
-    a = replicas.build("a", feed=stuck)
-    await a.heartbeat()
-    await b.heartbeat()
+    a, b = await alive(replicas, feed=stuck)
     quiz_id, host, tokens = await quiz_with_players(b, 2)
     await b.submit_answers([AnswerInput(tokens[0], 0, 1), AnswerInput(tokens[1], 0, 0)])
     async with replicas.watching(quiz_id) as pushed:
@@ -261,11 +257,8 @@ async def test_a_close_its_process_died_in_reaches_every_watcher_through_the_rec
 async def test_a_deadline_its_process_died_at_is_finished_by_another_processes_scheduler(
     replicas: Replicas,
 ) -> None:
-    b = replicas.build("b")
     stuck = Stalling(ChannelUpdateFeed(replicas.channels, replicas.clock), "publish")
-    a = replicas.build("a", feed=stuck)
-    await a.heartbeat()
-    await b.heartbeat()
+    a, b = await alive(replicas, feed=stuck)
     quiz_id, _, _ = await quiz_with_players(b, 1)
     replicas.clock.advance(QUESTIONS[0].time_limit_ms + 1)
     async with replicas.watching(quiz_id) as pushed:
@@ -280,11 +273,8 @@ async def test_a_deadline_its_process_died_at_is_finished_by_another_processes_s
 async def test_a_retiring_process_leaves_its_unpublished_answers_to_the_others_at_once(
     replicas: Replicas,
 ) -> None:
-    b = replicas.build("b")
     down = SwitchablePublisher(replicas.bus)
-    a = replicas.build("a", publisher=down)
-    await a.heartbeat()
-    await b.heartbeat()
+    a, b = await alive(replicas, publisher=down)
     _, _, [token] = await quiz_with_players(b, 1)
     down.down = True
     [refused] = await a.submit_answers([AnswerInput(token, 0, 1)])
