@@ -389,7 +389,11 @@ class QuizGame:
 
     async def _remove(self, quiz_id: str, player_id: str, *, kicked: bool) -> None:
         if not await self._store.remove_player(quiz_id, player_id, kicked=kicked):
-            raise PlayerNotFound(f"no active player {player_id!r} in quiz {quiz_id}")
+            record = await self._store.player(quiz_id, player_id)
+            if record is None or record.active or record.kicked != kicked:
+                raise PlayerNotFound(f"no active player {player_id!r} in quiz {quiz_id}")
+            # A repeat of a removal that took effect, whose reply or event was lost: its event is
+            # published again (every sink applies a removal once).
         event = events_pb2.UserLeftQuiz(
             event_id=new_event_id(),
             event_time=timestamp_ms(self._clock.now_ms()),
@@ -400,7 +404,7 @@ class QuizGame:
         try:
             await self._publisher.publish([to_record(event)], timeout_s=self._timeouts.publish_s)
         except EventBusUnavailable:
-            # The player is out of the live game either way; the leaderboard learns on the next try.
+            # The player is out of the live game either way; the leaderboard learns on the retry.
             raise Unavailable("the removal could not be recorded in time; try again") from None
 
     # --- answers ---

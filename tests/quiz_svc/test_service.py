@@ -15,7 +15,7 @@ from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction, Phase, PointsMode, Question
 from quiz_svc.ports import AnswerKey, StoredResults
-from quiz_svc.service import AcceptedAnswer, AnswerInput, QuizGame
+from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
 from quizmesh.auth import Credentials
 from quizmesh.eventbus import EventBusUnavailable, Record
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryPublisher
@@ -254,6 +254,25 @@ async def test_resume_restores_score_question_and_answered_state(harness: Harnes
     assert resumed.player.standing.total == 1000
     assert resumed.state.phase == Phase.QUESTION_OPEN and resumed.state.question_index == 0
     assert resumed.current_answer is not None and resumed.current_answer.points == 1000
+
+
+async def test_a_kick_whose_event_kafka_refused_is_published_by_the_hosts_retry(harness: Harness) -> None:
+    quiz_id, host, [token] = await started_quiz(harness)
+    player_id = (await harness.game.resume(token)).player.player_id
+    harness.publisher.down = True
+    with pytest.raises(domain.Unavailable):
+        await harness.game.kick(quiz_id, host, player_id)
+    harness.publisher.down = False
+    state = await harness.game.kick(quiz_id, host, player_id)  # the kick took effect; its event did not
+    assert state.participant_count == 0
+    left = [
+        events_pb2.UserLeftQuiz.FromString(r.value)
+        for p in range(8)
+        for r in harness.bus.read("user_left_quiz", p, 0, 100)
+    ]
+    assert [(e.player_id, e.kicked) for e in left] == [(player_id, True)]
+    with pytest.raises(PlayerNotFound):  # a removal it never was stays an error
+        await harness.game.kick(quiz_id, host, "nobody")
 
 
 async def test_a_kicked_player_cannot_resume_or_answer(harness: Harness) -> None:
