@@ -219,10 +219,28 @@ _HOST_COMMANDS: Final[Mapping[str, str]] = {
 }
 
 
+# Every host action may be repeated safely (start and end are idempotent, next and close name their
+# question), so one that met UNAVAILABLE, and may have taken effect, is sent again a few times.
+_HOST_ATTEMPTS: Final = 4
+
+
 async def _host_action(services: Services, args: argparse.Namespace) -> None:
     method, request_type = HOST_ACTIONS[_HOST_COMMANDS[args.command]]
-    request = request_type(quiz_id=args.quiz_id, host_token=_host_token(args))
-    response = await getattr(services.quiz, method)(request, timeout=services.timeout_s)
+    named: dict[str, int] = {}
+    if args.command in ("next", "close"):
+        current = await services.quiz.GetQuizState(
+            quiz_pb2.GetQuizStateRequest(quiz_id=args.quiz_id), timeout=services.timeout_s
+        )
+        named["question_index"] = current.state.question_index + (1 if args.command == "next" else 0)
+    request = request_type(quiz_id=args.quiz_id, host_token=_host_token(args), **named)
+    for attempt in range(_HOST_ATTEMPTS):
+        try:
+            response = await getattr(services.quiz, method)(request, timeout=services.timeout_s)
+            break
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == _HOST_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.5 * 2**attempt)
     if args.json:
         _emit(json.dumps(_json(response)))
         return

@@ -14,7 +14,9 @@ import time
 
 from quiz_svc.adapters.cached_repo import CachedQuizRepository
 from quiz_svc.adapters.memory_game import InMemoryGameStore
+from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.redis_game import RedisGameStore
+from quiz_svc.adapters.redis_instances import RedisInstanceRegistry
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import HostAction, PointsMode, Question
@@ -60,8 +62,16 @@ async def measure(store_kind: str) -> float:
     store: GameStore = RedisGameStore(redis) if redis is not None else InMemoryGameStore()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     publisher = telemetry.traced_publisher(InMemoryPublisher(InMemoryBus()))
+    instances = RedisInstanceRegistry(redis) if redis is not None else InMemoryInstanceRegistry()
     game = QuizGame(
-        CachedQuizRepository(source, redis), store, publisher, feed, Credentials(b"k" * 32), clock, NoResults()
+        CachedQuizRepository(source, redis),
+        store,
+        publisher,
+        feed,
+        Credentials(b"k" * 32),
+        clock,
+        NoResults(),
+        instances,
     )
     servicer = QuizServicer(game, feed, clock, telemetry)
     question = Question("q", ("a", "b", "c"), frozenset({1}), 60, PointsMode.STANDARD)

@@ -91,9 +91,14 @@ class FeedNotFound(Exception):
 class FeedSource(Protocol):
     """Where a quiz's updates come from (the gRPC services, or a fake in tests)."""
 
-    def watch_quiz(self, quiz_id: str) -> AsyncIterator[quiz_pb2.WatchQuizResponse]: ...
+    def watch_quiz(self, quiz_id: str) -> AsyncIterator[quiz_pb2.WatchQuizResponse]:
+        """The quiz's state changes, starting with the current state; waits for the service to be
+        reachable rather than failing while it is not."""
+        ...
 
-    def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]: ...
+    def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]:
+        """The quiz's rankings, starting with the current one; waits as watch_quiz does."""
+        ...
 
 
 class Transport(Protocol):
@@ -225,6 +230,11 @@ class _QuizFeed:
         self.state_message: Pushed | None = None
         self.state_message_time_ms = -1
         self.last_broadcast = _state_key(state)
+        # The newest state version broadcast (or that the first socket's reply carried), and the last
+        # question whose results were broadcast: states and results may be pushed more than once, late,
+        # by any quiz_svc replica finishing a transition, and every stream starts with the current state.
+        self.version = state.version
+        self.results_index = -1
 
     def observe(self, state: quiz_pb2.QuizState) -> bool:
         """Adopts state if it is the newest seen; returns whether players just got to see the board."""
@@ -252,16 +262,16 @@ class Fanout:
         *,
         top_n: int,
         max_buffered_bytes: int,
-        backoff_initial_s: float = 0.1,
-        backoff_max_s: float = 5.0,
+        retry_pause_s: float = 0.1,
+        retry_pause_max_s: float = 2.0,
         telemetry: EdgeTelemetry | None = None,
     ) -> None:
         self._telemetry = telemetry or EdgeTelemetry.disabled()
         self._source = source
         self._top_n = top_n
         self._max_buffered = max_buffered_bytes
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
+        self._retry_pause_s = retry_pause_s
+        self._retry_pause_max_s = retry_pause_max_s
         self._feeds: dict[str, _QuizFeed] = {}
 
     @property
@@ -381,11 +391,20 @@ class Fanout:
         feed = self._feeds.get(quiz_id)
         if feed is None:
             return
-        revealed = feed.observe(update.state)
-        key = _state_key(update.state)
-        # A (re)opened stream starts with the current state, which every socket may already have.
-        if key != feed.last_broadcast or update.HasField("results") or update.kicked_player_id:
-            feed.last_broadcast = key
+        state = update.state
+        if state.version < feed.version:
+            return  # a transition pushed late, after a newer one
+        revealed = feed.observe(state)
+        key = _state_key(state)
+        # A (re)opened stream starts with the current state, which every socket may already have, and a
+        # transition may be pushed twice (its process died after pushing, and another finished it). A
+        # service that does not number its states (version 0) is followed by what the state says.
+        newer = state.version > feed.version or (state.version == 0 and key != feed.last_broadcast)
+        unseen_results = update.HasField("results") and update.results.question_index > feed.results_index
+        if newer or unseen_results or update.kicked_player_id:
+            feed.last_broadcast, feed.version = key, state.version
+            if update.HasField("results"):
+                feed.results_index = max(feed.results_index, update.results.question_index)
             self._broadcast_quiz_update(feed, update)
         if revealed and feed.board is not None:
             self._send_board(feed, feed.board, to_hosts=False, to_players=True)
@@ -428,13 +447,17 @@ class Fanout:
         open_stream: Callable[[], AsyncIterator[_M]],
         deliver: Callable[[str, _M], None],
     ) -> None:
-        """Watches until cancelled, reconnecting with jittered backoff; a new stream starts with the
-        full current state, so a break loses clients nothing."""
-        delay = self._backoff_initial_s
+        """Watches until cancelled. A broken stream is opened again at once: the source's new stream
+        waits until the service can be reached again (the channel's connectivity, not a timer), so it
+        resumes as soon as a replica serves, and it starts with the full current state (and the results
+        of a question closed meanwhile), so a break loses clients nothing. Only a stream that breaks
+        again before delivering anything is retried after a pause, doubling up to retry_pause_max_s,
+        so that a service refusing streams is not called in a loop."""
+        failures = 0
         while True:
             try:
                 async for message in open_stream():
-                    delay = self._backoff_initial_s
+                    failures = 0
                     deliver(feed.quiz_id, message)
             except FeedNotFound:
                 log.info("stopped watching the %s of quiz %s: it does not exist", what, feed.quiz_id)
@@ -445,5 +468,7 @@ class Fanout:
                 if feed.ended:
                     return
                 log.info("the %s stream of quiz %s ended; reconnecting", what, feed.quiz_id)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._backoff_max_s)
+            if failures:
+                pause = min(self._retry_pause_s * 2 ** (failures - 1), self._retry_pause_max_s)
+                await asyncio.sleep(pause * random.uniform(0.5, 1.0))
+            failures += 1

@@ -106,10 +106,14 @@ class HostTarget:
 
 @dataclass(frozen=True)
 class HostAction:
-    """start_quiz, next_question, close_question and end_quiz: a bare action on the hosted quiz."""
+    """start_quiz, next_question, close_question and end_quiz: an action on the hosted quiz.
+
+    next_question and close_question may name their question, so that repeating one whose reply was
+    lost is safe (it succeeds once the question is already opened, or closed)."""
 
     action: str
     target: HostTarget
+    question_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,12 @@ def _int(fields: Fields, name: str, *, minimum: int = 0, maximum: int = INT32_MA
     return value
 
 
+def _optional_int(fields: Fields, name: str) -> int | None:
+    if fields.get(name) is None:
+        return None
+    return _int(fields, name)
+
+
 def _bool(fields: Fields, name: str) -> bool:
     value = fields.get(name)
     if not isinstance(value, bool):
@@ -241,6 +251,10 @@ def _host_action(action: str) -> Callable[[Fields], HostAction]:
     return lambda fields: HostAction(action, _host_target(fields))
 
 
+def _question_action(action: str) -> Callable[[Fields], HostAction]:
+    return lambda fields: HostAction(action, _host_target(fields), _optional_int(fields, "question_index"))
+
+
 # The dispatch table: every client message type and how its fields are read.
 PARSERS: Final[Mapping[str, Callable[[Fields], ClientMessage]]] = {
     "join_quiz": lambda f: JoinQuiz(_str(f, "quiz_id"), _str(f, "nickname", max_length=256)),
@@ -250,8 +264,8 @@ PARSERS: Final[Mapping[str, Callable[[Fields], ClientMessage]]] = {
     "create_quiz": _create_quiz,
     "host_quiz": lambda f: HostQuiz(_str(f, "quiz_id"), _str(f, "host_token", max_length=MAX_TOKEN_LENGTH)),
     "start_quiz": _host_action("start_quiz"),
-    "next_question": _host_action("next_question"),
-    "close_question": _host_action("close_question"),
+    "next_question": _question_action("next_question"),
+    "close_question": _question_action("close_question"),
     "end_quiz": _host_action("end_quiz"),
     "set_leaderboard_visibility": lambda f: SetLeaderboardVisibility(_bool(f, "visible"), _host_target(f)),
     "kick_player": lambda f: KickPlayer(_str(f, "player_id"), _host_target(f)),

@@ -94,9 +94,13 @@ def _player_seat(session: Session) -> Seat:
 
 async def submit_answer(session: Session, message: protocol.SubmitAnswer) -> Reply:
     seat = _player_seat(session)
-    outcome = await session.upstream.submit_answer(
-        quiz_pb2.Answer(player_token=seat.player_token, question_index=message.question_index, choice=message.choice)
+    answer = quiz_pb2.Answer(
+        player_token=seat.player_token, question_index=message.question_index, choice=message.choice
     )
+    # The platform's receipt time, which scores the answer: the same on every retry from this socket,
+    # so an outage behind the edge costs the player no points. Never read from the client's message.
+    answer.receive_time.FromMilliseconds(seat.receipt_ms(message.question_index))
+    outcome = await session.upstream.submit_answer(answer)
     if outcome.error != quiz_pb2.ANSWER_ERROR_UNSPECIFIED:
         code = protocol.answer_error_code(outcome.error)
         raise ClientError(
@@ -179,7 +183,10 @@ async def _host_call(session: Session, action: str, method: str, request: Any) -
 async def host_action(session: Session, message: protocol.HostAction) -> Reply:
     quiz_id, host_token = _host_credentials(session, message.target)
     method, request_type = HOST_ACTIONS[message.action]
-    return await _host_call(session, message.action, method, request_type(quiz_id=quiz_id, host_token=host_token))
+    # next and close name the question they mean, so a retry that already took effect is told so.
+    named = {} if message.question_index is None else {"question_index": message.question_index}
+    request = request_type(quiz_id=quiz_id, host_token=host_token, **named)
+    return await _host_call(session, message.action, method, request)
 
 
 async def set_leaderboard_visibility(session: Session, message: protocol.SetLeaderboardVisibility) -> Reply:

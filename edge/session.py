@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
@@ -20,10 +21,19 @@ class Seat:
     recipient: Recipient
     player_token: str = ""  # set for players
     host_token: str = ""  # set for hosts
+    # (question index, ms) of the last question this seat answered, and when its first attempt arrived.
+    _receipt: tuple[int, int] | None = field(default=None, repr=False)
 
     @property
     def is_host(self) -> bool:
         return bool(self.host_token)
+
+    def receipt_ms(self, question_index: int) -> int:
+        """When this seat's answer to the question first reached the edge, on the edge's clock: stamped
+        at the first attempt and kept for its retries."""
+        if self._receipt is None or self._receipt[0] != question_index:
+            self._receipt = (question_index, time.time_ns() // 1_000_000)
+        return self._receipt[1]
 
 
 class Session:

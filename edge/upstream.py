@@ -262,9 +262,11 @@ class Upstream:
         return response
 
     # --- watches (no deadline: they live as long as the quiz has local sockets; keepalive guards them) ---
+    # wait_for_ready: while no replica can be reached the call waits for the channel to connect instead
+    # of failing at once, so a broken watch resumes the moment a replica serves again.
 
     async def watch_quiz(self, quiz_id: str) -> AsyncIterator[quiz_pb2.WatchQuizResponse]:
-        call = self._quiz.WatchQuiz(quiz_pb2.WatchQuizRequest(quiz_id=quiz_id))
+        call = self._quiz.WatchQuiz(quiz_pb2.WatchQuizRequest(quiz_id=quiz_id), wait_for_ready=True)
         try:
             async for update in call:
                 yield update
@@ -276,7 +278,9 @@ class Upstream:
             call.cancel()
 
     async def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]:
-        call = self._leaderboard.WatchLeaderboard(leaderboard_pb2.WatchLeaderboardRequest(quiz_id=quiz_id))
+        call = self._leaderboard.WatchLeaderboard(
+            leaderboard_pb2.WatchLeaderboardRequest(quiz_id=quiz_id), wait_for_ready=True
+        )
         try:
             async for update in call:
                 yield update.leaderboard

@@ -309,8 +309,37 @@ def _replace(state: GameState, **changes: Any) -> GameState:
     return dataclasses.replace(state, version=state.version + 1, **changes)
 
 
-def apply_host_action(state: GameState, quiz: QuizDefinition, action: HostAction, now_ms: int) -> GameState:
-    """The state after a host action, or WrongPhase with what the host should do instead."""
+def host_action_done(state: GameState, action: HostAction, question_index: int | None = None) -> bool:
+    """Whether a host action has already taken effect, so that repeating it succeeds and changes nothing.
+
+    A host retries an action whose reply it never got (the process serving it died, say); the first
+    attempt may have taken effect. Start counts as done while the quiz is at its first question and end
+    once the quiz has ended. Next and close count as done only when the host names the question
+    (`question_index`): without it a repeat cannot be told from a second click meant to move on.
+    """
+    if action == HostAction.END:
+        return state.phase == Phase.ENDED
+    if state.phase == Phase.ENDED:
+        return False
+    if action == HostAction.START:
+        return state.question_index == 0
+    if question_index is None or state.phase == Phase.LOBBY:
+        return False
+    if action == HostAction.NEXT:
+        return question_index <= state.question_index
+    if action == HostAction.CLOSE:
+        current = state.question_index
+        return question_index < current or (question_index == current and state.phase != Phase.QUESTION_OPEN)
+    return False
+
+
+def apply_host_action(
+    state: GameState, quiz: QuizDefinition, action: HostAction, now_ms: int, question_index: int | None = None
+) -> GameState:
+    """The state after a host action, or WrongPhase with what the host should do instead.
+
+    `question_index`, when the host names the question to open or close, must be the one the action
+    would open or close (see host_action_done for a repeat of one that already took effect)."""
     if state.phase == Phase.ENDED:
         raise WrongPhase("the quiz has ended")
     if action == HostAction.START:
@@ -320,6 +349,11 @@ def apply_host_action(state: GameState, quiz: QuizDefinition, action: HostAction
     if action == HostAction.NEXT:
         if state.phase == Phase.LOBBY:
             raise WrongPhase("start the quiz first")
+        if question_index is not None and question_index != state.question_index + 1:
+            raise WrongPhase(
+                f"question index {question_index} cannot open next: the quiz is at question index "
+                f"{state.question_index}"
+            )
         if state.phase == Phase.QUESTION_OPEN and not is_past_close(state, now_ms):
             raise WrongPhase("close the open question first")
         if state.question_index + 1 >= state.question_count:
@@ -328,6 +362,8 @@ def apply_host_action(state: GameState, quiz: QuizDefinition, action: HostAction
     if action == HostAction.CLOSE:
         if state.phase != Phase.QUESTION_OPEN:
             raise WrongPhase("no question is open")
+        if question_index is not None and question_index != state.question_index:
+            raise WrongPhase(f"question index {question_index} is not the open one ({state.question_index})")
         return close_question(state, now_ms)
     if action in (HostAction.SHOW_LEADERBOARD, HostAction.HIDE_LEADERBOARD):
         return _replace(state, leaderboard_visible=action == HostAction.SHOW_LEADERBOARD)
@@ -338,22 +374,58 @@ def close_question(state: GameState, now_ms: int) -> GameState:
     return _replace(state, phase=Phase.QUESTION_CLOSED, close_ms=min(state.close_ms, now_ms))
 
 
+def closed_question(old: GameState, new: GameState) -> int:
+    """The question a change of state closed, whose results are then published; -1 if none."""
+    if old.phase == Phase.QUESTION_OPEN and new.phase != Phase.QUESTION_OPEN:
+        return old.question_index
+    return -1
+
+
+def rebuilt_version(saved: GameState, now_ms: int) -> int:
+    """The version of a live state rebuilt from its durable copy.
+
+    The copy may lag the lost live state by a transition or more, whose versions watchers have already
+    seen; the wall clock in ms is beyond every version a quiz reaches by counting its transitions, so
+    watchers take the rebuilt state and its successors as new."""
+    return max(saved.version + 1, now_ms)
+
+
 def is_past_close(state: GameState, now_ms: int) -> bool:
     return now_ms > state.close_ms
 
 
-def answer_window_refusal(state: GameState, index: int, now_ms: int) -> AnswerRefusal | None:
-    """Whether an answer to question `index` received at server time now_ms may be judged.
+def answer_window_refusal(state: GameState, index: int, received_ms: int) -> AnswerRefusal | None:
+    """Whether an answer to question `index` that the platform received at received_ms may be judged.
 
-    The client's clock plays no part. The Redis engine checks the same rule inside its claim script.
+    The client's clock plays no part. An answer received before its question closed counts even if it
+    reaches the judging process after the close (it waited out an outage), as long as no later question
+    has opened. The Redis engine checks the same rule inside its claim script.
     """
     if not 0 <= index < state.question_count:
         return AnswerRefusal.QUESTION_NOT_FOUND
     if state.phase == Phase.LOBBY or index > state.question_index:
         return AnswerRefusal.QUESTION_NOT_OPEN
-    if index < state.question_index or state.phase != Phase.QUESTION_OPEN or now_ms > state.close_ms:
+    if index < state.question_index or received_ms > state.close_ms:
         return AnswerRefusal.QUESTION_CLOSED
     return None
+
+
+def plausible_receipt(stamped_ms: int | None, now_ms: int, grace_ms: int) -> int:
+    """When the platform first received an answer, as far as the judging process can tell before reading
+    the game state: the edge's stamp when it is neither in the future nor older than `grace_ms`, else now.
+
+    The stamp never comes from a client (see docs/reliability.md); these bounds catch a wrong clock or a
+    bug, and keep an answer from being held back indefinitely and still counted."""
+    if stamped_ms is None or not now_ms - grace_ms <= stamped_ms <= now_ms:
+        return now_ms
+    return stamped_ms
+
+
+def receipt_after_open(received_ms: int, opened_ms: int, now_ms: int) -> int:
+    """A receipt time before the question opened is no receipt of an answer to it (an answer sent ahead
+    and held back): the judging process's own time stands instead. The Redis claim script restates this
+    next to the window check."""
+    return now_ms if received_ms < opened_ms else received_ms
 
 
 def may_join(state: GameState, quiz: QuizDefinition) -> None:

@@ -14,7 +14,7 @@ from quiz_svc import domain, messages
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction
 from quiz_svc.metrics import QuizMetrics
-from quiz_svc.ports import Clock
+from quiz_svc.ports import Clock, QuizUpdate
 from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
@@ -91,6 +91,11 @@ async def _abort_for(context: grpc.aio.ServicerContext, exc: domain.QuizError) -
 def _require(value: str, field: str) -> None:
     if not value.strip():
         raise domain.InvalidQuiz(f"{field} is required")
+
+
+def _answer_input(answer: pb.Answer, event_headers: tuple[tuple[str, bytes], ...] = ()) -> AnswerInput:
+    received = answer.receive_time.ToMilliseconds() if answer.HasField("receive_time") else None
+    return AnswerInput(answer.player_token, answer.question_index, answer.choice, event_headers, received)
 
 
 def _outcome_to_pb(outcome: AcceptedAnswer | AnswerRefusal) -> pb.AnswerOutcome:
@@ -207,8 +212,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
     async def SubmitAnswer(
         self, request: pb.SubmitAnswerRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitAnswerResponse:
-        a = request.answer
-        [outcome] = await self._game.submit_answers([AnswerInput(a.player_token, a.question_index, a.choice)])
+        [outcome] = await self._game.submit_answers([_answer_input(request.answer)])
         self._count([outcome])
         if isinstance(outcome, AnswerRefusal):
             await _abort(context, _REFUSAL_STATUS[outcome], outcome.value, domain.REFUSAL_MESSAGES[outcome])
@@ -227,10 +231,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         started = time.perf_counter()
         # Many players' answers share this call; each keeps its own trace through the event it publishes.
         with answer_spans(self._tracer, "quiz_svc answer", [a.trace_context for a in request.answers]) as traces:
-            inputs = [
-                AnswerInput(a.player_token, a.question_index, a.choice, t.headers)
-                for a, t in zip(request.answers, traces, strict=True)
-            ]
+            inputs = [_answer_input(a, t.headers) for a, t in zip(request.answers, traces, strict=True)]
             outcomes = await self._game.submit_answers(inputs)
             for t, outcome in zip(traces, outcomes, strict=True):
                 if t.span is not None:
@@ -242,11 +243,16 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         return pb.BatchSubmitAnswersResponse(outcomes=[_outcome_to_pb(o) for o in outcomes])
 
     async def _host(
-        self, quiz_id: str, host_token: str, action: HostAction, context: grpc.aio.ServicerContext
+        self,
+        quiz_id: str,
+        host_token: str,
+        action: HostAction,
+        context: grpc.aio.ServicerContext,
+        question_index: int | None = None,
     ) -> tuple[pb.QuizState, pb.QuestionResults | None]:
         try:
             _require(quiz_id, "quiz_id")
-            state, results = await self._game.host_action(quiz_id, host_token, action)
+            state, results = await self._game.host_action(quiz_id, host_token, action, question_index)
             quiz = await self._game.quiz(quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
@@ -262,13 +268,15 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
     async def NextQuestion(
         self, request: pb.NextQuestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.NextQuestionResponse:
-        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.NEXT, context)
+        target = request.question_index if request.HasField("question_index") else None
+        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.NEXT, context, target)
         return pb.NextQuestionResponse(state=state)
 
     async def CloseQuestion(
         self, request: pb.CloseQuestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseQuestionResponse:
-        state, results = await self._host(request.quiz_id, request.host_token, HostAction.CLOSE, context)
+        target = request.question_index if request.HasField("question_index") else None
+        state, results = await self._host(request.quiz_id, request.host_token, HostAction.CLOSE, context, target)
         return pb.CloseQuestionResponse(state=state, results=results)
 
     async def SetLeaderboardVisibility(
@@ -313,9 +321,11 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         except domain.QuizError as exc:
             await _abort_for(context, exc)
             return
-        # Subscribe before reading the state, so no change can fall between the two.
+        # Subscribe before reading the state, so no change can fall between the two. The first message
+        # carries the closed question's results too: the watcher may have missed that close (its stream
+        # was down), and sees its results now.
         async with self._feed.watch(quiz.quiz_id) as updates:
-            _, state = await self._game.state(quiz.quiz_id)
-            yield pb.WatchQuizResponse(state=messages.state_to_pb(quiz, state, self._clock.now_ms()))
+            _, state, results = await self._game.snapshot(quiz.quiz_id)
+            yield messages.update_to_pb(quiz, QuizUpdate(state, results), self._clock.now_ms())
             async for update in updates:
                 yield update

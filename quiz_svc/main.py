@@ -1,5 +1,5 @@
 """quiz_svc's composition root: builds the adapters the engines name, serves gRPC, and runs the
-deadline scheduler until told to stop."""
+deadline scheduler and the heartbeat-and-recovery loop until told to stop."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 from quiz_svc.adapters.cached_repo import CachedQuizRepository
 from quiz_svc.adapters.memory_game import InMemoryGameStore
+from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.persistence_results import PersistenceResults
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.grpc_api import QuizServicer
-from quiz_svc.ports import GameStore, QuizRepository
+from quiz_svc.ports import GameStore, InstanceRegistry, QuizRepository
 from quiz_svc.service import QuizGame, SystemClock, Timeouts
 from quiz_svc.settings import Settings
 from quizmesh.auth import Credentials
@@ -47,6 +48,47 @@ async def _schedule_deadlines(game: QuizGame, tick_s: float, stop: asyncio.Event
             await asyncio.wait_for(stop.wait(), tick_s)
 
 
+# This process's own unfinished work (answers whose publication failed, say) waits this many heartbeats
+# before the recovery comes back to it: the player's retry usually comes first, and gets its verdict.
+_OWN_WORK_EVERY = 4
+
+
+async def _keep_alive(game: QuizGame, tick_s: float, stop: asyncio.Event) -> None:
+    """Renews this process's heartbeat every tick, and hands the dead processes it learns of to the
+    recovery, which runs beside it: a long recovery must not delay the heartbeat, or this process would
+    be taken for dead in turn."""
+    found: asyncio.Queue[tuple[str, ...]] = asyncio.Queue(maxsize=1)
+    recovering = asyncio.create_task(_recover(game, found, stop), name="quiz-svc-recovery")
+    try:
+        while not stop.is_set():
+            try:
+                dead = await game.heartbeat()
+            except Exception as exc:
+                log.warning("heartbeat failed; retrying next tick: %r", exc)
+            else:
+                with contextlib.suppress(asyncio.QueueFull):
+                    found.put_nowait(dead)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick_s)
+    finally:
+        recovering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recovering
+
+
+async def _recover(game: QuizGame, found: asyncio.Queue[tuple[str, ...]], stop: asyncio.Event) -> None:
+    beats = 0
+    while not stop.is_set():
+        dead = await found.get()
+        beats += 1
+        try:
+            await game.recover_dead(dead)
+            if beats % _OWN_WORK_EVERY == 0:
+                await game.settle_unfinished()
+        except Exception:
+            log.exception("recovery failed; retrying next heartbeat")
+
+
 async def run(
     runtime: Runtime, settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
 ) -> None:
@@ -54,13 +96,17 @@ async def run(
     async with contextlib.AsyncExitStack() as resources:
         redis = runtime.redis() if runtime.engines.state == "redis" else None
         store: GameStore
+        instances: InstanceRegistry
         if redis is not None:
             from quiz_svc.adapters.redis_game import RedisGameStore
+            from quiz_svc.adapters.redis_instances import RedisInstanceRegistry
 
             resources.push_async_callback(redis.aclose)
             store = RedisGameStore(redis)
+            instances = RedisInstanceRegistry(redis)
         else:
             store = InMemoryGameStore()
+            instances = InMemoryInstanceRegistry()
         clock = SystemClock()
         repository = CachedQuizRepository(await open_repository(runtime), redis)
         resources.push_async_callback(repository.close)
@@ -79,8 +125,16 @@ async def run(
             Credentials(settings.signing_key),
             clock,
             results,
-            Timeouts(publish_s=settings.publish_timeout_ms / 1000),
+            instances,
+            Timeouts(
+                publish_s=settings.publish_timeout_ms / 1000,
+                liveness_ttl_ms=settings.liveness_ttl_ms,
+                receipt_grace_ms=settings.receipt_grace_ms,
+            ),
         )
+        log.info("quiz_svc instance %s", game.instance_id)
+        # Popped in reverse: drain the replied answers' marks, then declare this process gone.
+        resources.push_async_callback(game.retire)
         resources.push_async_callback(game.drain)
         server = GrpcServer(
             settings.address,
@@ -97,9 +151,14 @@ async def run(
         await repository.migrate()
         if redis is not None:
             await asyncio.wait_for(redis.ping(), 5)
+        # Alive before serving: until its first heartbeat a process knows no other living one, and would
+        # take over their answers in progress.
+        await game.heartbeat()
         await server.start()
         await server.set_serving(True)
         log.info("quiz_svc serving on port %d", server.port)
         if on_ready is not None:
             on_ready(server.port)
-        await _schedule_deadlines(game, settings.scheduler_tick_ms / 1000, stop)
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(_keep_alive(game, settings.heartbeat_ms / 1000, stop))
+            loops.create_task(_schedule_deadlines(game, settings.scheduler_tick_ms / 1000, stop))

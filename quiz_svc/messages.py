@@ -72,6 +72,7 @@ def state_to_pb(quiz: QuizDefinition, state: GameState, now_ms: int) -> pb.QuizS
         leaderboard_visible=state.leaderboard_visible,
         participant_count=state.participant_count,
         server_time=timestamp_ms(now_ms),
+        version=state.version,
     )
     if state.phase in (Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED) and state.question_index >= 0:
         q = quiz.questions[state.question_index]

@@ -45,14 +45,28 @@ class PlayerRecord:
 
 @dataclass(frozen=True)
 class AnswerClaim:
-    """A request to judge one answer, received at server time received_ms."""
+    """A request to judge one answer that the platform first received at received_ms (the edge's
+    stamp within domain.plausible_receipt's bounds), handled at now_ms."""
 
     quiz_id: str
     question_index: int
     player_id: str
     choice: int
     received_ms: int
+    now_ms: int
     lease_until_ms: int
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """The quiz_svc process claiming answers, and the processes it currently believes alive.
+
+    A reservation is owned by the process that made it. Another process takes it over once its owner
+    is no longer among the living (it died: its heartbeat expired) or its lease ran out (a backstop for
+    an owner stuck for longer than any publish may take)."""
+
+    instance_id: str
+    live: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,19 @@ class AnswerKey:
     player_id: str
 
 
+@dataclass(frozen=True)
+class LiveState:
+    """A quiz's live state, and whether the effects of the transition that led to it are still owed.
+
+    A transition is stored together with what it owes (its state's version, and the question it closed
+    or -1), in one atomic step; whoever finishes the effects (its process, the host's retry, the
+    deadline scheduler, or the recovery of a dead process) clears the mark."""
+
+    state: GameState
+    owes_effects: bool
+    closed_question: int
+
+
 class GameStore(Protocol):
     """Live game state shared by every quiz_svc process. Each method is atomic on its own."""
 
@@ -101,8 +128,16 @@ class GameStore(Protocol):
 
     async def state(self, quiz_id: str) -> GameState | None: ...
 
-    async def replace_state(self, expected: GameState, new: GameState) -> bool:
-        """Compare-and-set on the state's version; False when another process changed it first."""
+    async def live(self, quiz_id: str) -> LiveState | None: ...
+
+    async def replace_state(self, expected: GameState, new: GameState, closed_question: int = -1) -> bool:
+        """Compare-and-set on the state's version; False when another process changed it first.
+
+        The new state owes its transition's effects from the same atomic step (see LiveState)."""
+        ...
+
+    async def effects_done(self, quiz_id: str, version: int) -> None:
+        """Clears the mark of owed effects, if it is still that of the state at `version`."""
         ...
 
     async def add_player(self, quiz_id: str, player_id: str, nickname: str) -> GameState | None:
@@ -118,24 +153,40 @@ class GameStore(Protocol):
 
     async def player(self, quiz_id: str, player_id: str) -> PlayerRecord | None: ...
 
-    async def claim_answers(self, claims: Sequence[AnswerClaim]) -> list[ClaimOutcome]:
-        """Checks the answer window on server time and answer-once, and reserves each first answer.
+    async def claim_answers(self, claims: Sequence[AnswerClaim], claimant: Claimant) -> list[ClaimOutcome]:
+        """Checks the answer window on the receipt time and answer-once, and reserves each first answer
+        for the claimant.
 
-        A reservation whose lease expired without being acknowledged may be claimed again, so an
-        answer whose event never reached Kafka is re-published rather than lost or double counted.
+        A repeat of an acknowledged answer is ALREADY_ANSWERED; of one another living process is still
+        handling, UNAVAILABLE (retry). A reservation nobody handles any more (released, or its owner
+        dead, or its lease over) is taken over: judged, it comes back as a Replay of the same verdict;
+        not yet judged, as Fresh with its first receipt time.
         """
         ...
 
-    async def record_verdicts(self, verdicts: Sequence[tuple[AnswerKey, StoredAnswer]]) -> None:
-        """Writes judged answers, the players' new standings and the per-choice counts."""
+    async def record_verdicts(self, verdicts: Sequence[tuple[AnswerKey, StoredAnswer]], instance_id: str) -> list[bool]:
+        """Writes judged answers, the players' new standings and the per-choice counts, for each answer
+        still reserved by instance_id and not judged yet; says which were written.
+
+        From this step on an answer is owed to Kafka: its points are in the player's standing, so it is
+        published, by this process, a retry or a recovery, never dropped."""
         ...
 
     async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
         """Marks answers as held by Kafka: from now on a repeat is simply already_answered."""
         ...
 
-    async def release(self, keys: Sequence[AnswerKey]) -> None:
-        """Ends the leases of answers whose publication failed, so a retry re-publishes at once."""
+    async def release(self, keys: Sequence[AnswerKey], instance_id: str) -> None:
+        """Gives up instance_id's reservations whose publication failed: a retry takes them over at
+        once, and a recovery publishes those already judged."""
+        ...
+
+    async def recover_answers(
+        self, quiz_ids: Sequence[str], claimant: Claimant, now_ms: int, lease_until_ms: int
+    ) -> list[tuple[AnswerKey, StoredAnswer]]:
+        """Takes over every reservation of these quizzes that nobody handles any more (as claim_answers
+        would take it over): one not judged yet is released, keeping its first receipt time; a judged
+        one is reserved for the claimant and returned, to be published with its verdict."""
         ...
 
     async def answer(self, key: AnswerKey) -> StoredAnswer | None: ...
@@ -199,3 +250,44 @@ class UpdateFeed(Protocol):
 
 class Clock(Protocol):
     def now_ms(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What one heartbeat learnt: the processes alive, those whose heartbeat expired, and whether this
+    process had been given up for dead (its heartbeat had expired and been removed)."""
+
+    live: frozenset[str]
+    dead: tuple[str, ...]
+    was_given_up: bool
+
+
+class InstanceRegistry(Protocol):
+    """The quiz_svc processes sharing a game store: who is alive, and where each holds work that must
+    be finished should it die (its answer reservations and its transitions' owed effects).
+
+    Each process registers a quiz before it first reserves an answer or changes a state there, so the
+    recovery of a dead process reads the list of its quizzes instead of scanning the store."""
+
+    async def beat(self, instance_id: str, now_ms: int, ttl_ms: int, dead_for_ms: int = 0) -> Heartbeat:
+        """Declares instance_id alive until now_ms + ttl_ms. Reports as dead the processes whose
+        heartbeat expired at least dead_for_ms ago."""
+        ...
+
+    async def register(self, instance_id: str, quiz_ids: Sequence[str]) -> None: ...
+
+    async def quizzes(self, instance_id: str) -> list[str]: ...
+
+    async def adopt(self, dead_id: str, adopter_id: str, ttl_ms: int) -> bool:
+        """Takes on the recovery of a dead process for ttl_ms, unless another process has; True if taken."""
+        ...
+
+    async def forget(self, instance_id: str) -> None:
+        """Removes a recovered dead process from the registry."""
+        ...
+
+    async def retire(self, instance_id: str) -> None:
+        """Declares a process dead at once (it is shutting down), so the others take over its work now."""
+        ...
+
+    async def close(self) -> None: ...

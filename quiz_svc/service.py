@@ -2,11 +2,17 @@
 publishes events, in the order that keeps the guarantees:
 
 - an answer or a join is reported as accepted only once Kafka has acknowledged its event;
-- an answer whose event could not be published is released, and the player's retry publishes the
-  same judged answer (same event ID) instead of judging it again;
+- an answer is reserved by this process (its instance ID) until Kafka holds it; a repeat meanwhile
+  is refused as retryable, and should this process die, whichever process sees it first (the
+  player's retry or the recovery of the dead process's quizzes) takes the reservation over;
+- once judged, an answer's points are in the player's standing, so it is owed to Kafka: published by
+  this process, or on its failure by the player's retry (same event ID) or a recovery, never dropped;
 - a published answer is marked acknowledged in the game store after its player was answered, not
-  before: until the mark lands its lease refuses a duplicate, and should the mark be lost, a retry
-  after the lease replays the same event, which every sink ignores.
+  before: until the mark lands the reservation refuses a duplicate, and should the mark be lost, a
+  retry or a recovery replays the same event, which every sink ignores;
+- a transition of a quiz's state is stored together with the mark of the effects it owes (deadline,
+  push, durable copy); whoever meets the mark first finishes them (this process, the host's retry,
+  the next transition, the deadline scheduler, or the recovery of a dead process), then clears it.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from quiz_svc.domain import (
@@ -37,6 +44,8 @@ from quiz_svc.domain import (
     answer_event_id,
     apply_host_action,
     close_question,
+    closed_question,
+    host_action_done,
     initial_state,
     is_past_close,
     judge,
@@ -44,15 +53,20 @@ from quiz_svc.domain import (
     new_player_id,
     new_quiz_id,
     normalize_quiz_id,
+    plausible_receipt,
+    rebuilt_version,
     sanitize_nickname,
     validate_quiz,
 )
 from quiz_svc.ports import (
     AnswerClaim,
     AnswerKey,
+    Claimant,
     Clock,
     Fresh,
     GameStore,
+    InstanceRegistry,
+    LiveState,
     PlayerRecord,
     QuestionResults,
     QuizRepository,
@@ -86,6 +100,8 @@ class AnswerInput:
     choice: int
     # Kafka headers for the answer's event: its trace context, opaque to the rules.
     event_headers: tuple[tuple[str, bytes], ...] = ()
+    # When the edge first received the answer (its own clock), if it said; see domain.plausible_receipt.
+    received_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +125,19 @@ class Resumption:
 class Timeouts:
     publish_s: float = 3.0
     # An unacknowledged answer reservation outlives the publish deadline, so a slow publish is never
-    # taken over by a duplicate while it may still succeed.
+    # taken over by a duplicate while it may still succeed. Only a backstop: a dead owner's
+    # reservations are taken over as soon as its heartbeat has expired.
     lease_ms: int = 5_000
+    # A process is taken for dead once it has not renewed its heartbeat for this long.
+    liveness_ttl_ms: int = 3_000
+    # How long one process has the recovery of a dead one to itself, before another may take it on.
+    adoption_ms: int = 10_000
+    # How long after a process was found dead its recovery begins. Its answers are free for the players'
+    # retries at once; the recovery, which publishes the judged ones should nobody retry, comes after
+    # them, so a player who retries in time gets their verdict rather than "already answered".
+    recovery_delay_ms: int = 2_000
+    # How old an edge's receipt time may be and still count (domain.plausible_receipt).
+    receipt_grace_ms: int = 30_000
 
 
 class AcknowledgementMarks:
@@ -158,7 +185,9 @@ class QuizGame:
         credentials: Credentials,
         clock: Clock,
         results: ResultsSource,
+        instances: InstanceRegistry,
         timeouts: Timeouts = Timeouts(),
+        instance_id: str = "",
     ) -> None:
         self._durable_results = results
         self._restoring: dict[str, asyncio.Lock] = {}
@@ -170,10 +199,102 @@ class QuizGame:
         self._clock = clock
         self._timeouts = timeouts
         self._acknowledgements = AcknowledgementMarks(store)
+        # This process among the quiz_svc processes sharing the store: new at every start, so a restarted
+        # process never mistakes its predecessor's reservations for its own.
+        self.instance_id = instance_id or secrets.token_hex(8)
+        self._instances = instances
+        self._living = frozenset({self.instance_id})
+        self._registered: set[str] = set()
+        self._beaten = False
+        # Quizzes where this process left work unfinished: answers it released unpublished, effects it
+        # could not finish. The recovery pass comes back to them.
+        self._unsettled: set[str] = set()
 
     async def drain(self) -> None:
         """Finishes the background work of answers already replied to: call before closing the store."""
         await self._acknowledgements.drain()
+
+    # --- the processes sharing the store ---
+
+    def _claimant(self) -> Claimant:
+        return Claimant(self.instance_id, self._living | {self.instance_id})
+
+    async def _register(self, quiz_ids: Iterable[str]) -> None:
+        """Lists quizzes among this process's before it first holds work there (once per quiz)."""
+        new = sorted(set(quiz_ids) - self._registered)
+        if new:
+            await self._instances.register(self.instance_id, new)
+            self._registered.update(new)
+
+    async def heartbeat(self) -> tuple[str, ...]:
+        """Declares this process alive for the liveness TTL; returns the processes dead for longer than
+        the recovery delay."""
+        beat = await self._instances.beat(
+            self.instance_id, self._clock.now_ms(), self._timeouts.liveness_ttl_ms, self._timeouts.recovery_delay_ms
+        )
+        if beat.was_given_up and self._beaten:
+            log.warning(
+                "quiz_svc %s had missed its heartbeats long enough to be taken for dead; the others may have "
+                "taken over some of its answers",
+                self.instance_id,
+            )
+        self._beaten = True
+        self._living = beat.live | {self.instance_id}
+        return tuple(i for i in beat.dead if i != self.instance_id)
+
+    async def recover_dead(self, dead: Sequence[str]) -> None:
+        """Finishes the work of dead processes, each adopted by one process at a time."""
+        for instance in dead:
+            if not await self._instances.adopt(instance, self.instance_id, self._timeouts.adoption_ms):
+                continue
+            quizzes = await self._instances.quizzes(instance)
+            log.warning("recovering the work of quiz_svc %s (no heartbeat) in %d quizzes", instance, len(quizzes))
+            await self._recover_quizzes(quizzes)
+            await self._instances.forget(instance)
+
+    async def settle_unfinished(self) -> None:
+        """Comes back to this process's own unfinished work (answers released unpublished, effects it
+        could not finish)."""
+        if not self._unsettled:
+            return
+        quizzes, self._unsettled = sorted(self._unsettled), set()
+        try:
+            await self._recover_quizzes(quizzes)
+        except BaseException:
+            self._unsettled.update(quizzes)
+            raise
+
+    async def _recover_quizzes(self, quiz_ids: Sequence[str]) -> None:
+        await self._register(quiz_ids)
+        now = self._clock.now_ms()
+        taken = await self._store.recover_answers(quiz_ids, self._claimant(), now, now + self._timeouts.lease_ms)
+        definitions = {quiz_id: await self._repository.get(quiz_id) for quiz_id in quiz_ids}
+        owed = [(key, answer, quiz, ()) for key, answer in taken if (quiz := definitions[key.quiz_id]) is not None]
+        if owed:
+            published = await self._publish_answers(owed, now)
+            log.warning(
+                "%s %d judged answers that failed or dead attempts left unpublished",
+                "published" if published else "could not yet publish",
+                len(owed),
+            )
+        for quiz in definitions.values():
+            if quiz is None:
+                continue
+            live = await self._store.live(quiz.quiz_id)
+            if live is not None and live.owes_effects:
+                await self._finish_effects(quiz, live)
+
+    async def retire(self) -> None:
+        """Declares this process dead at once (call once its calls are drained), so the others take over
+        whatever it leaves, without waiting for its heartbeat to expire."""
+        try:
+            await self._instances.retire(self.instance_id)
+        except Exception as exc:
+            log.warning(
+                "could not retire quiz_svc %s; the others will wait for its heartbeat to expire: %r",
+                self.instance_id,
+                exc,
+            )
 
     # --- authoring ---
 
@@ -268,7 +389,11 @@ class QuizGame:
 
     async def _remove(self, quiz_id: str, player_id: str, *, kicked: bool) -> None:
         if not await self._store.remove_player(quiz_id, player_id, kicked=kicked):
-            raise PlayerNotFound(f"no active player {player_id!r} in quiz {quiz_id}")
+            record = await self._store.player(quiz_id, player_id)
+            if record is None or record.active or record.kicked != kicked:
+                raise PlayerNotFound(f"no active player {player_id!r} in quiz {quiz_id}")
+            # A repeat of a removal that took effect, whose reply or event was lost: its event is
+            # published again (every sink applies a removal once).
         event = events_pb2.UserLeftQuiz(
             event_id=new_event_id(),
             event_time=timestamp_ms(self._clock.now_ms()),
@@ -279,7 +404,7 @@ class QuizGame:
         try:
             await self._publisher.publish([to_record(event)], timeout_s=self._timeouts.publish_s)
         except EventBusUnavailable:
-            # The player is out of the live game either way; the leaderboard learns on the next try.
+            # The player is out of the live game either way; the leaderboard learns on the retry.
             raise Unavailable("the removal could not be recorded in time; try again") from None
 
     # --- answers ---
@@ -305,58 +430,75 @@ class QuizGame:
             if not 0 <= item.choice < len(question.choices):
                 outcomes[position] = AnswerRefusal.INVALID_CHOICE
                 continue
+            received = plausible_receipt(item.received_ms, now, self._timeouts.receipt_grace_ms)
             claim = AnswerClaim(
-                quiz_id, item.question_index, player_id, item.choice, now, now + self._timeouts.lease_ms
+                quiz_id, item.question_index, player_id, item.choice, received, now, now + self._timeouts.lease_ms
             )
             claims.append((position, claim, quiz, question))
+        if not claims:
+            return [o if o is not None else AnswerRefusal.UNAVAILABLE for o in outcomes]
 
-        claimed = await self._store.claim_answers([c for _, c, _, _ in claims]) if claims else []
-        lost = {
-            quiz.quiz_id: quiz
-            for (_, _, quiz, _), o in zip(claims, claimed, strict=True)
-            if o == AnswerRefusal.QUIZ_NOT_FOUND
-        }
+        await self._register(c.quiz_id for _, c, _, _ in claims)
+        claimed = await self._store.claim_answers([c for _, c, _, _ in claims], self._claimant())
+        lost = [n for n, o in enumerate(claimed) if o == AnswerRefusal.QUIZ_NOT_FOUND]
         if lost:
-            for quiz in lost.values():
+            # Redis lost these quizzes' live state: rebuild it, then claim their answers again (only
+            # theirs: the others are reserved already).
+            for quiz in {claims[n][2].quiz_id: claims[n][2] for n in lost}.values():
                 await self._current(quiz)
-            claimed = await self._store.claim_answers([c for _, c, _, _ in claims])
-        verdicts: list[tuple[AnswerKey, StoredAnswer]] = []
-        to_publish: list[tuple[int, AnswerKey, StoredAnswer, QuizDefinition]] = []
+            again = await self._store.claim_answers([claims[n][1] for n in lost], self._claimant())
+            for n, outcome in zip(lost, again, strict=True):
+                claimed[n] = outcome
+        fresh: list[tuple[int, AnswerKey, StoredAnswer, QuizDefinition]] = []
+        to_publish: list[tuple[AnswerKey, StoredAnswer, QuizDefinition, tuple[tuple[str, bytes], ...]]] = []
+        positions: list[int] = []
         for (position, claim, quiz, question), outcome in zip(claims, claimed, strict=True):
             key = AnswerKey(claim.quiz_id, claim.question_index, claim.player_id)
             if isinstance(outcome, AnswerRefusal):
                 outcomes[position] = outcome
-                continue
-            if isinstance(outcome, Replay):
-                answer = outcome.answer
+            elif isinstance(outcome, Replay):
+                to_publish.append((key, outcome.answer, quiz, inputs[position].event_headers))
+                positions.append(position)
             else:
-                answer = self._judge(question, claim, outcome)
-                verdicts.append((key, answer))
-            to_publish.append((position, key, answer, quiz))
+                fresh.append((position, key, self._judge(question, claim, outcome), quiz))
+        if fresh:
+            written = await self._store.record_verdicts([(k, a) for _, k, a, _ in fresh], self.instance_id)
+            for (position, key, answer, quiz), done in zip(fresh, written, strict=True):
+                if done:
+                    to_publish.append((key, answer, quiz, inputs[position].event_headers))
+                    positions.append(position)
+                else:
+                    # Another process took the reservation over meanwhile (this one was taken for dead):
+                    # the retry gets that process's verdict.
+                    outcomes[position] = AnswerRefusal.UNAVAILABLE
+        if to_publish and await self._publish_answers(to_publish, now):
+            for position, (key, answer, _, _) in zip(positions, to_publish, strict=True):
+                event_id = answer_event_id(key.quiz_id, key.question_index, key.player_id)
+                outcomes[position] = AcceptedAnswer(answer, event_id)
+        return [o if o is not None else AnswerRefusal.UNAVAILABLE for o in outcomes]
 
-        if verdicts:
-            await self._store.record_verdicts(verdicts)
-        if not to_publish:
-            return [o if o is not None else AnswerRefusal.UNAVAILABLE for o in outcomes]
+    async def _publish_answers(
+        self,
+        answers: Sequence[tuple[AnswerKey, StoredAnswer, QuizDefinition, tuple[tuple[str, bytes], ...]]],
+        now: int,
+    ) -> bool:
+        """Publishes judged answers reserved by this process; True once Kafka holds them all.
 
+        On failure the reservations are released (a retry takes them over at once) and their quizzes
+        noted, for the recovery pass to publish them should no retry come."""
         records = [
-            to_record(self._answer_event(key, answer, quiz, now), inputs[position].event_headers)
-            for position, key, answer, quiz in to_publish
+            to_record(self._answer_event(key, answer, quiz, now), headers) for key, answer, quiz, headers in answers
         ]
-        keys = [key for _, key, _, _ in to_publish]
+        keys = [key for key, _, _, _ in answers]
         try:
             await self._publisher.publish(records, timeout_s=self._timeouts.publish_s)
         except EventBusUnavailable as exc:
             log.warning("answers not acknowledged by the event bus: %s", exc)
-            await self._store.release(keys)
-            for position, _, _, _ in to_publish:
-                outcomes[position] = AnswerRefusal.UNAVAILABLE
-        else:
-            self._acknowledgements.add(keys)
-            for position, key, answer, _ in to_publish:
-                event_id = answer_event_id(key.quiz_id, key.question_index, key.player_id)
-                outcomes[position] = AcceptedAnswer(answer, event_id)
-        return [o if o is not None else AnswerRefusal.UNAVAILABLE for o in outcomes]
+            await self._store.release(keys, self.instance_id)
+            self._unsettled.update(key.quiz_id for key in keys)
+            return False
+        self._acknowledgements.add(keys)
+        return True
 
     @staticmethod
     def _judge(question: Question, claim: AnswerClaim, fresh: Fresh) -> StoredAnswer:
@@ -400,20 +542,33 @@ class QuizGame:
         return quiz
 
     async def host_action(
-        self, quiz_id: str, host_token: str, action: HostAction
+        self, quiz_id: str, host_token: str, action: HostAction, question_index: int | None = None
     ) -> tuple[GameState, QuestionResults | None]:
+        """Applies a host action, or, if it already took effect (a retry, see domain.host_action_done),
+        answers with the current state, the effects of the transition that led there finished first."""
         quiz = await self._hosted(quiz_id, host_token)
+        await self._register([quiz.quiz_id])  # before the transition: it owes effects from its first step
         for _ in range(10):
-            state = await self._current(quiz)
+            live = await self._live(quiz)
+            if live.owes_effects:
+                # The transition before this one comes first: its pushes, then this one's.
+                await self._finish_effects(quiz, live)
+            state = live.state
+            if host_action_done(state, action, question_index):
+                results = None
+                if action == HostAction.CLOSE and question_index is not None:
+                    results = await self._results(quiz, question_index)
+                return state, results
             now = self._clock.now_ms()
             if action == HostAction.NEXT and state.phase == Phase.QUESTION_OPEN and is_past_close(state, now):
                 # The deadline passed but the scheduler has not closed it yet: close it here first,
                 # so its results are published before the next question opens.
                 await self._close_if_due(quiz, now)
                 continue
-            new = apply_host_action(state, quiz, action, now)
-            if await self._store.replace_state(state, new):
-                results = await self._after_transition(quiz, state, new)
+            new = apply_host_action(state, quiz, action, now, question_index)
+            closed = closed_question(state, new)
+            if await self._store.replace_state(state, new, closed):
+                results = await self._finish_effects(quiz, LiveState(new, True, closed))
                 return new, results
         raise Unavailable("the quiz changed concurrently too many times; try again")
 
@@ -425,10 +580,25 @@ class QuizGame:
         return state
 
     async def _current(self, quiz: QuizDefinition) -> GameState:
-        state = await self._store.state(quiz.quiz_id)
-        if state is None:
-            state = await self._restore(quiz)
-        return state
+        return (await self._live(quiz)).state
+
+    async def _live(self, quiz: QuizDefinition) -> LiveState:
+        live = await self._store.live(quiz.quiz_id)
+        if live is None:
+            await self._restore(quiz)
+            live = await self._store.live(quiz.quiz_id)
+            if live is None:
+                raise Unavailable(f"quiz {quiz.quiz_id}'s live state could not be rebuilt; try again")
+        return live
+
+    async def snapshot(self, quiz_id: str) -> tuple[QuizDefinition, GameState, QuestionResults | None]:
+        """The quiz's state and, once its current question has closed, that question's results: what a
+        watcher that may have missed the close needs."""
+        quiz, state = await self.state(quiz_id)
+        results = None
+        if state.phase in (Phase.QUESTION_CLOSED, Phase.ENDED) and state.question_index >= 0:
+            results = await self._results(quiz, state.question_index)
+        return quiz, state, results
 
     async def _restore(self, quiz: QuizDefinition) -> GameState:
         """Rebuilds a quiz's live state after Redis lost it, from the durable records.
@@ -447,7 +617,8 @@ class QuizGame:
             except Exception as exc:
                 raise Unavailable(f"quiz {quiz.quiz_id}'s live state is being rebuilt; try again") from exc
             active = sum(1 for p in stored.players if p.active)
-            rebuilt = dataclasses.replace(saved, participant_count=active)
+            version = rebuilt_version(saved, self._clock.now_ms())
+            rebuilt = dataclasses.replace(saved, participant_count=active, version=version)
             # Another process may have restored it first; either way the store now holds a state.
             await self._store.restore(rebuilt, stored.players, stored.answers)
             if rebuilt.phase == Phase.QUESTION_OPEN:
@@ -464,21 +635,39 @@ class QuizGame:
                 raise Unavailable(f"quiz {quiz.quiz_id}'s live state could not be rebuilt; try again")
             return state
 
-    async def _after_transition(self, quiz: QuizDefinition, old: GameState, new: GameState) -> QuestionResults | None:
+    async def _finish_effects(self, quiz: QuizDefinition, live: LiveState) -> QuestionResults | None:
+        """Carries out what a transition owes, then clears its mark. Each effect may be repeated by
+        another process finishing the same transition: deadlines and the durable copy are idempotent,
+        and watchers drop a state whose version they have already seen.
+
+        An opened question's deadline is set first, a closed one's removed only after the push: until
+        then the deadline's entry leads any process's scheduler to the unfinished close."""
+        await self._register([quiz.quiz_id])  # so that, should this process die here, its recovery finishes them
+        state = live.state
+        if state.phase == Phase.QUESTION_OPEN:
+            await self._store.schedule_close(quiz.quiz_id, state.close_ms)
+        results = await self._results(quiz, live.closed_question) if live.closed_question >= 0 else None
+        await self._feed.publish(quiz, QuizUpdate(state, results))
+        if state.phase != Phase.QUESTION_OPEN:
+            await self._unschedule_close(quiz.quiz_id)
         try:
-            await self._repository.save_state(new)
+            await self._repository.save_state(state)
         except Exception:
-            # The live state in Redis already changed and the quiz goes on; the durable copy only serves a
-            # rebuild after Redis loses its data, and the next transition writes a newer one.
+            # The live state in Redis changed and the quiz goes on; the durable copy only serves a
+            # rebuild after Redis loses its data. The mark stays, for the recovery pass to come back.
             log.warning("could not keep quiz %s's state durably; it stays live in Redis", quiz.quiz_id, exc_info=True)
-        results = None
-        if new.phase == Phase.QUESTION_OPEN:
-            await self._store.schedule_close(quiz.quiz_id, new.close_ms)
-        elif old.phase == Phase.QUESTION_OPEN:
-            await self._store.unschedule_close(quiz.quiz_id)
-            results = await self._results(quiz, old.question_index)
-        await self._feed.publish(quiz, QuizUpdate(new, results))
+            self._unsettled.add(quiz.quiz_id)
+            return results
+        await self._store.effects_done(quiz.quiz_id, state.version)
         return results
+
+    async def _unschedule_close(self, quiz_id: str) -> None:
+        """Removes a quiz's deadline, unless a question opened meanwhile (by another process finishing a
+        newer transition, whose deadline this removal may just have taken away)."""
+        await self._store.unschedule_close(quiz_id)
+        state = await self._store.state(quiz_id)
+        if state is not None and state.phase == Phase.QUESTION_OPEN:
+            await self._store.schedule_close(quiz_id, state.close_ms)
 
     async def _results(self, quiz: QuizDefinition, index: int) -> QuestionResults:
         question = quiz.questions[index]
@@ -501,17 +690,28 @@ class QuizGame:
         return closed
 
     async def _close_if_due(self, quiz: QuizDefinition, now: int) -> bool:
-        state = await self._store.state(quiz.quiz_id)
-        if state is None or state.phase != Phase.QUESTION_OPEN:
+        live = await self._store.live(quiz.quiz_id)
+        if live is None:
             await self._store.unschedule_close(quiz.quiz_id)
             return False
+        state = live.state
+        if live.owes_effects:
+            # The transition that set this deadline, or closed its question, left its effects unfinished;
+            # finishing them sets or removes the deadline as the state says.
+            await self._finish_effects(quiz, live)
+        elif state.phase != Phase.QUESTION_OPEN:
+            await self._unschedule_close(quiz.quiz_id)
+        if state.phase != Phase.QUESTION_OPEN:
+            return False
         if not is_past_close(state, now):
+            await self._store.schedule_close(quiz.quiz_id, state.close_ms)  # an earlier deadline's entry
             return False
         new = close_question(state, now)
+        await self._register([quiz.quiz_id])  # before the transition: it owes effects from its first step
         # Several processes race for the same deadline; the compare-and-set lets exactly one win.
-        if not await self._store.replace_state(state, new):
+        if not await self._store.replace_state(state, new, state.question_index):
             return False
-        await self._after_transition(quiz, state, new)
+        await self._finish_effects(quiz, LiveState(new, True, state.question_index))
         return True
 
 

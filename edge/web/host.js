@@ -323,21 +323,37 @@ function showCreate() {
 
 // --- running the quiz ---
 
+// Actions a host may repeat safely: starting, ending and visibility are idempotent, and closing and
+// opening name their question, so a repeat of one that took effect (its reply lost when a service
+// restarted) succeeds without closing or opening another.
+const REPEATABLE = new Set(["start_quiz", "close_question", "next_question", "end_quiz", "set_leaderboard_visibility"]);
+
 async function act(type, fields = {}) {
   showError("");
-  try {
-    const reply = await connection.request(type, fields);
-    if (reply.state) adoptState(reply.state);
-    if (reply.results) hosting.results = reply.results;
-    render();
-  } catch (error) {
-    showError(error.message || error.code);
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const reply = await connection.request(type, fields);
+      if (reply.state) adoptState(reply.state);
+      if (reply.results) hosting.results = reply.results;
+      render();
+      return;
+    } catch (error) {
+      if (!REPEATABLE.has(type) || !(error.retryable || error.code === "disconnected") || attempt >= 5) {
+        showError(error.message || error.code);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+    }
   }
 }
 
 $("#start-button").addEventListener("click", () => act("start_quiz"));
-$("#close-button").addEventListener("click", () => act("close_question"));
-$("#next-button").addEventListener("click", () => act("next_question"));
+$("#close-button").addEventListener("click", () =>
+  act("close_question", { question_index: hosting.state.question_index }),
+);
+$("#next-button").addEventListener("click", () =>
+  act("next_question", { question_index: hosting.state.question_index + 1 }),
+);
 $("#end-button").addEventListener("click", () => act("end_quiz"));
 $("#board-toggle").addEventListener("click", () =>
   act("set_leaderboard_visibility", { visible: !hosting.state.leaderboard_visible }),

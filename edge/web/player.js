@@ -149,8 +149,10 @@ async function answer(questionIndex, choice) {
   if (mine) return;
   game.answers.set(questionIndex, { choice });
   render();
-  // An answer refused as retryable was not recorded; sending the same one again is safe.
-  for (let attempt = 0; attempt < 4; attempt += 1) {
+  // An answer refused as retryable was not recorded (or is still being recorded); sending the same one
+  // again is safe. The edge keeps its first receipt time, so retrying through a restart of the services
+  // behind it costs no points: keep trying for up to about half a minute.
+  for (let attempt = 0; attempt < 12; attempt += 1) {
     try {
       const result = await connection.request("submit_answer", { question_index: questionIndex, choice });
       game.answers.set(questionIndex, { choice, result });
@@ -164,7 +166,7 @@ async function answer(questionIndex, choice) {
         render();
         return;
       }
-      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** attempt, 4000)));
     }
   }
 }

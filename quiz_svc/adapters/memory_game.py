@@ -10,12 +10,20 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from quiz_svc.domain import AnswerRefusal, GameState, PlayerStanding, answer_window_refusal
+from quiz_svc.domain import (
+    AnswerRefusal,
+    GameState,
+    PlayerStanding,
+    answer_window_refusal,
+    receipt_after_open,
+)
 from quiz_svc.ports import (
     AnswerClaim,
     AnswerKey,
+    Claimant,
     ClaimOutcome,
     Fresh,
+    LiveState,
     PlayerRecord,
     Replay,
     StoredAnswer,
@@ -24,11 +32,17 @@ from quiz_svc.ports import (
 
 @dataclass
 class _Reservation:
+    """An answer reserved by `owner` (see claim_answers.lua for the life of a reservation)."""
+
     choice: int
     received_ms: int
+    owner: str
     lease_until_ms: int
     acknowledged: bool = False
     judged: StoredAnswer | None = None
+
+    def abandoned(self, live: frozenset[str], now_ms: int) -> bool:
+        return self.owner not in live or self.lease_until_ms <= now_ms
 
 
 @dataclass
@@ -37,7 +51,10 @@ class _Game:
     players: dict[str, PlayerRecord] = field(default_factory=dict)
     nicknames: dict[str, str] = field(default_factory=dict)
     answers: dict[tuple[int, str], _Reservation] = field(default_factory=dict)
+    pending: set[tuple[int, str]] = field(default_factory=set)
     counts: dict[tuple[int, int], int] = field(default_factory=dict)
+    owed_version: int | None = None  # the version whose transition's effects are owed, if any
+    owed_closed_question: int = -1
 
 
 class InMemoryGameStore:
@@ -52,12 +69,25 @@ class InMemoryGameStore:
         game = self._games.get(quiz_id)
         return game.state if game else None
 
-    async def replace_state(self, expected: GameState, new: GameState) -> bool:
+    async def live(self, quiz_id: str) -> LiveState | None:
+        game = self._games.get(quiz_id)
+        if game is None:
+            return None
+        owes = game.owed_version == game.state.version
+        return LiveState(game.state, owes, game.owed_closed_question if owes else -1)
+
+    async def replace_state(self, expected: GameState, new: GameState, closed_question: int = -1) -> bool:
         game = self._games.get(expected.quiz_id)
         if game is None or game.state.version != expected.version:
             return False
         game.state = dataclasses.replace(new, participant_count=game.state.participant_count)
+        game.owed_version, game.owed_closed_question = new.version, closed_question
         return True
+
+    async def effects_done(self, quiz_id: str, version: int) -> None:
+        game = self._games.get(quiz_id)
+        if game is not None and game.owed_version == version:
+            game.owed_version = None
 
     async def add_player(self, quiz_id: str, player_id: str, nickname: str) -> GameState | None:
         game = self._games[quiz_id]
@@ -83,10 +113,10 @@ class InMemoryGameStore:
         game = self._games.get(quiz_id)
         return game.players.get(player_id) if game else None
 
-    async def claim_answers(self, claims: Sequence[AnswerClaim]) -> list[ClaimOutcome]:
-        return [self._claim(c) for c in claims]
+    async def claim_answers(self, claims: Sequence[AnswerClaim], claimant: Claimant) -> list[ClaimOutcome]:
+        return [self._claim(c, claimant) for c in claims]
 
-    def _claim(self, claim: AnswerClaim) -> ClaimOutcome:
+    def _claim(self, claim: AnswerClaim, claimant: Claimant) -> ClaimOutcome:
         game = self._games.get(claim.quiz_id)
         if game is None:
             return AnswerRefusal.QUIZ_NOT_FOUND
@@ -96,37 +126,84 @@ class InMemoryGameStore:
         slot = (claim.question_index, claim.player_id)
         held = game.answers.get(slot)
         if held is not None:
-            if held.acknowledged or held.lease_until_ms > claim.received_ms:
+            if held.acknowledged:
                 return AnswerRefusal.ALREADY_ANSWERED
-            held.lease_until_ms = claim.lease_until_ms
+            if not held.abandoned(claimant.live, claim.now_ms):
+                return AnswerRefusal.UNAVAILABLE
+            if held.judged is None:
+                refusal = answer_window_refusal(game.state, claim.question_index, held.received_ms)
+                if refusal is not None:
+                    return refusal
+            held.owner, held.lease_until_ms = claimant.instance_id, claim.lease_until_ms
+            game.pending.add(slot)
             if held.judged is not None:
                 return Replay(held.judged)
             return Fresh(record.standing, game.state.open_ms, held.received_ms)
-        refusal = answer_window_refusal(game.state, claim.question_index, claim.received_ms)
+        received = claim.received_ms
+        if claim.question_index == game.state.question_index:
+            received = receipt_after_open(received, game.state.open_ms, claim.now_ms)
+        refusal = answer_window_refusal(game.state, claim.question_index, received)
         if refusal is not None:
             return refusal
-        game.answers[slot] = _Reservation(claim.choice, claim.received_ms, claim.lease_until_ms)
-        return Fresh(record.standing, game.state.open_ms, claim.received_ms)
+        game.answers[slot] = _Reservation(claim.choice, received, claimant.instance_id, claim.lease_until_ms)
+        game.pending.add(slot)
+        return Fresh(record.standing, game.state.open_ms, received)
 
-    async def record_verdicts(self, verdicts: Sequence[tuple[AnswerKey, StoredAnswer]]) -> None:
+    async def record_verdicts(self, verdicts: Sequence[tuple[AnswerKey, StoredAnswer]], instance_id: str) -> list[bool]:
+        written = []
         for key, answer in verdicts:
             game = self._games[key.quiz_id]
-            game.answers[(key.question_index, key.player_id)].judged = answer
+            held = game.answers.get((key.question_index, key.player_id))
+            if held is None or held.owner != instance_id or held.acknowledged or held.judged is not None:
+                written.append(False)
+                continue
+            held.judged, held.choice = answer, answer.choice
             record = game.players[key.player_id]
             game.players[key.player_id] = dataclasses.replace(record, standing=answer.standing)
             count_key = (key.question_index, answer.choice)
             game.counts[count_key] = game.counts.get(count_key, 0) + 1
+            written.append(True)
+        return written
 
     async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
         for key in keys:
-            held = self._games[key.quiz_id].answers[(key.question_index, key.player_id)]
-            held.acknowledged = True
+            game = self._games[key.quiz_id]
+            slot = (key.question_index, key.player_id)
+            held = game.answers[slot]
+            held.acknowledged, held.lease_until_ms = True, 0
+            game.pending.discard(slot)
 
-    async def release(self, keys: Sequence[AnswerKey]) -> None:
+    async def release(self, keys: Sequence[AnswerKey], instance_id: str) -> None:
         for key in keys:
-            held = self._games[key.quiz_id].answers.get((key.question_index, key.player_id))
-            if held is not None:
-                held.lease_until_ms = 0
+            game = self._games[key.quiz_id]
+            slot = (key.question_index, key.player_id)
+            held = game.answers.get(slot)
+            if held is None or held.owner != instance_id or held.acknowledged:
+                continue
+            held.owner, held.lease_until_ms = "", 0
+            if held.judged is None:
+                game.pending.discard(slot)
+
+    async def recover_answers(
+        self, quiz_ids: Sequence[str], claimant: Claimant, now_ms: int, lease_until_ms: int
+    ) -> list[tuple[AnswerKey, StoredAnswer]]:
+        taken = []
+        for quiz_id in quiz_ids:
+            game = self._games.get(quiz_id)
+            if game is None:
+                continue
+            for slot in sorted(game.pending):
+                held = game.answers[slot]
+                if held.acknowledged:
+                    game.pending.discard(slot)
+                elif held.abandoned(claimant.live, now_ms):
+                    if held.judged is None:
+                        held.owner, held.lease_until_ms = "", 0
+                        game.pending.discard(slot)
+                    else:
+                        held.owner, held.lease_until_ms = claimant.instance_id, lease_until_ms
+                        taken.append((AnswerKey(quiz_id, *slot), held.judged))
+        return taken
 
     async def answer(self, key: AnswerKey) -> StoredAnswer | None:
         game = self._games.get(key.quiz_id)
@@ -159,7 +236,7 @@ class InMemoryGameStore:
                 game.nicknames[p.nickname.casefold()] = p.player_id
         for key, answer in answers:
             game.answers[(key.question_index, key.player_id)] = _Reservation(
-                answer.choice, answer.received_ms, 0, acknowledged=True, judged=answer
+                answer.choice, answer.received_ms, "", 0, acknowledged=True, judged=answer
             )
             count_key = (key.question_index, answer.choice)
             game.counts[count_key] = game.counts.get(count_key, 0) + 1

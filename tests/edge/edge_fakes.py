@@ -129,6 +129,8 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
     def __init__(self) -> None:
         self.quizzes: dict[str, FakeQuiz] = {}
         self.batch_sizes: list[int] = []
+        self.answers: list[quiz_pb2.Answer] = []
+        self.host_requests: list[Any] = []
         self.watch_calls: Counter[str] = Counter()
         self._watchers: dict[str, set[asyncio.Queue[quiz_pb2.WatchQuizResponse]]] = {}
 
@@ -136,6 +138,7 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         return self.quizzes.get(quiz_id)
 
     async def _host(self, request: Any, context: Any) -> FakeQuiz:
+        self.host_requests.append(request)
         quiz = self._quiz(request.quiz_id)
         if quiz is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"quiz {request.quiz_id} does not exist")
@@ -246,6 +249,7 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
 
     async def BatchSubmitAnswers(self, request: Any, context: Any) -> quiz_pb2.BatchSubmitAnswersResponse:
         self.batch_sizes.append(len(request.answers))
+        self.answers.extend(request.answers)
         return quiz_pb2.BatchSubmitAnswersResponse(outcomes=[self._judge(a) for a in request.answers])
 
     async def StartQuiz(self, request: Any, context: Any) -> quiz_pb2.StartQuizResponse:

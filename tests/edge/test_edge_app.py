@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -107,12 +108,18 @@ async def joined(client: Client, quiz_id: str, nickname: str) -> tuple[Socket, d
     return player, reply
 
 
+async def hosted_with_player(edge: EdgeFactory, nickname: str) -> tuple[Socket, str, Socket, dict[str, Any]]:
+    """A new edge, a hosted quiz and one player in it: the host, the quiz ID, the player and its reply."""
+    client = await edge()
+    host, quiz_id = await hosted_quiz(client)
+    player, reply = await joined(client, quiz_id, nickname)
+    return host, quiz_id, player, reply
+
+
 async def test_player_joins_answers_and_gets_results_without_seeing_answers_early(
     edge: EdgeFactory, services: FakeServices
 ) -> None:
-    client = await edge()
-    host, quiz_id = await hosted_quiz(client)
-    player, reply = await joined(client, quiz_id, "ann")
+    host, quiz_id, player, reply = await hosted_with_player(edge, "ann")
     assert reply["player"]["nickname"] == "ann"
     assert reply["player_token"]
     assert reply["state"]["quiz_id"] == quiz_id
@@ -168,6 +175,46 @@ async def test_bad_input_gets_error_frames_and_the_connection_stays_usable(
     assert pong["type"] == "pong"
     assert pong["server_time_ms"] > 0
     assert not [r for r in caplog.records if r.exc_info], "a client mistake logged a traceback"
+
+
+async def test_an_answer_is_stamped_with_its_first_receipt_on_the_edge_and_keeps_it_on_retries(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    host, _, player, _ = await hosted_with_player(edge, "ann")
+    await host.request("start_quiz")
+    before = time.time_ns() // 1_000_000
+    # A client cannot set the receipt time: unknown fields are ignored, and the edge stamps its own.
+    first = await player.request("submit_answer", question_index=0, choice=1, receive_time=0, receive_time_ms=1)
+    after = time.time_ns() // 1_000_000
+    retry = await player.request("submit_answer", question_index=0, choice=1)
+    assert (first["type"], retry["code"]) == ("answer_result", "already_answered")
+    stamps = [a.receive_time.ToMilliseconds() for a in services.quiz.answers]
+    assert len(stamps) == 2 and stamps[0] == stamps[1] and before <= stamps[0] <= after
+    # Another question, another first receipt.
+    await host.request("close_question")
+    await host.request("next_question")
+    await player.request("submit_answer", question_index=1, choice=0)
+    assert services.quiz.answers[-1].receive_time.ToMilliseconds() >= after
+
+
+async def test_host_actions_pass_the_question_they_mean(edge: EdgeFactory, services: FakeServices) -> None:
+    client = await edge()
+    host, _ = await hosted_quiz(client)
+    await host.request("start_quiz")
+    await host.request("close_question", question_index=0)
+    await host.request("next_question", question_index=1)
+    await host.request("close_question")
+    named = [
+        (type(r).__name__, r.question_index if r.HasField("question_index") else None)
+        for r in services.quiz.host_requests
+        if isinstance(r, quiz_pb2.NextQuestionRequest | quiz_pb2.CloseQuestionRequest)
+    ]
+    assert named == [("CloseQuestionRequest", 0), ("NextQuestionRequest", 1), ("CloseQuestionRequest", None)]
+    refused = await host.request("next_question", question_index=-1)
+    assert (refused["code"], refused["message"]) == (
+        "invalid_field",
+        "field 'question_index' is required and must be an integer from 0 to 2147483647",
+    )
 
 
 async def test_host_errors_map_to_codes(edge: EdgeFactory) -> None:
@@ -258,9 +305,7 @@ async def test_a_broken_leaderboard_stream_is_reopened_and_clients_catch_up(
 
 
 async def test_hidden_leaderboard_reaches_only_the_host(edge: EdgeFactory, services: FakeServices) -> None:
-    client = await edge()
-    host, quiz_id = await hosted_quiz(client)
-    player, reply = await joined(client, quiz_id, "ann")
+    host, quiz_id, player, reply = await hosted_with_player(edge, "ann")
     ack = await host.request("set_leaderboard_visibility", visible=False)
     assert ack["state"]["leaderboard_visible"] is False
     await eventually(lambda: services.leaderboard.watch_calls[quiz_id] == 1, "the leaderboard watch")

@@ -246,3 +246,102 @@ async def test_a_stream_opening_with_the_state_sockets_already_have_sends_nothin
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=opened))
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=opened))  # replayed after a reconnect
     assert [m["state"]["phase"] for m in ann_t.messages()] == ["question_open"]
+
+
+def numbered(version: int, phase: int, index: int, time_ms: int) -> Any:
+    s = state(time_ms=time_ms, phase=phase)
+    s.version, s.question_index = version, index
+    return s
+
+
+def closing(version: int, index: int, time_ms: int) -> quiz_pb2.WatchQuizResponse:
+    results = quiz_pb2.QuestionResults(question_index=index, correct_choices=[1], choice_counts=[3, 4])
+    return quiz_pb2.WatchQuizResponse(
+        state=numbered(version, quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED, index, time_ms), results=results
+    )
+
+
+async def test_a_transition_pushed_twice_or_late_reaches_each_socket_once_and_in_order(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    ann, ann_t = player("p1")
+    opened = numbered(1, quiz_pb2.QUIZ_PHASE_QUESTION_OPEN, 0, 1_000)
+    hub.attach(ann, opened)
+    hub.deliver_quiz_update(QUIZ, closing(2, 0, 2_000))
+    # The same close again, from a replica that finished the transition its dead owner had pushed,
+    # then the opening pushed late by a replica that was slow to finish it, then a reopened stream.
+    hub.deliver_quiz_update(QUIZ, closing(2, 0, 2_500))
+    hub.deliver_quiz_update(
+        QUIZ, quiz_pb2.WatchQuizResponse(state=numbered(1, quiz_pb2.QUIZ_PHASE_QUESTION_OPEN, 0, 3_000))
+    )
+    hub.deliver_quiz_update(QUIZ, closing(2, 0, 3_500))
+    hub.deliver_quiz_update(
+        QUIZ, quiz_pb2.WatchQuizResponse(state=numbered(3, quiz_pb2.QUIZ_PHASE_QUESTION_OPEN, 1, 4_000))
+    )
+    seen = [(m["state"]["phase"], m["state"]["question_index"], "results" in m) for m in ann_t.messages()]
+    assert seen == [("question_closed", 0, True), ("question_open", 1, False)]
+
+
+async def test_a_close_missed_while_the_stream_was_down_arrives_with_its_results(
+    fanout: tuple[Fanout, SilentSource],
+) -> None:
+    hub, _ = fanout
+    ann, ann_t = player("p1")
+    hub.attach(ann, numbered(1, quiz_pb2.QUIZ_PHASE_QUESTION_OPEN, 0, 1_000))
+    # The stream broke before the close was pushed; the new stream opens with the closed state and results.
+    hub.deliver_quiz_update(QUIZ, closing(2, 0, 5_000))
+    [message] = ann_t.messages()
+    assert message["state"]["phase"] == "question_closed"
+    assert message["results"] == {"question_index": 0, "correct_choices": [1], "choice_counts": [3, 4]}
+    # A socket seated after the close (its reply carried the closed state) gets the results too, once.
+    bob, bob_t = player("p2")
+    hub.attach(bob, numbered(2, quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED, 0, 4_000))
+    assert [m.get("results", {}).get("question_index") for m in bob_t.messages()] == [0]
+
+
+class BreakingSource:
+    """Each watch of the quiz delivers the next scripted messages, then breaks as a stream does when the
+    replica serving it dies; once the script is used up, the watch stays open."""
+
+    def __init__(self, scripts: list[list[quiz_pb2.WatchQuizResponse]]) -> None:
+        self.scripts = scripts
+        self.opened = 0
+
+    async def watch_quiz(self, quiz_id: str) -> AsyncIterator[quiz_pb2.WatchQuizResponse]:
+        self.opened += 1
+        if not self.scripts:
+            await asyncio.Event().wait()
+        for message in self.scripts.pop(0):
+            yield message
+        raise ConnectionError("the replica serving this stream died")
+
+    async def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]:
+        await asyncio.Event().wait()
+        yield leaderboard_pb2.Leaderboard()  # pragma: no cover - never reached
+
+
+async def test_a_broken_stream_is_opened_again_at_once_and_only_a_stream_failing_empty_waits() -> None:
+    opened = numbered(1, quiz_pb2.QUIZ_PHASE_QUESTION_OPEN, 0, 1_000)
+    source = BreakingSource(
+        [
+            [quiz_pb2.WatchQuizResponse(state=opened)],
+            [closing(2, 0, 2_000)],
+            [],  # the replica refuses streams: reopened at once once more, then only after a pause
+            [],
+        ]
+    )
+    # A pause outlasts the test: every reopening it sees happened without one.
+    hub = Fanout(source, top_n=2, max_buffered_bytes=1000, retry_pause_s=3600, retry_pause_max_s=3600)
+    ann, ann_t = player("p1")
+    hub.attach(ann, opened)
+    try:
+        for _ in range(500):
+            if source.opened == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert [m["state"]["phase"] for m in ann_t.messages()] == ["question_closed"]
+        await asyncio.sleep(0.1)
+        assert source.opened == 3  # the 4th waits out the pause after an empty stream
+    finally:
+        await hub.close()

@@ -3,6 +3,8 @@ comparison of the ledger with PostgreSQL and Redis after a fault (after Kafka's 
 
 Figures per scenario:
 - lost: accepted by quiz_svc (the client saw answer_result) but not in PostgreSQL;
+- refused without row: refused as already_answered although PostgreSQL holds no answer of that player
+  to that question (an answer neither accepted nor free to be sent again);
 - duplicated: PostgreSQL rows beyond one per (question, player) and one per event ID;
 - drift: the sum over players of |Redis score - the sum of their points in PostgreSQL|;
 - errors seen by clients, by code, and the longest call (a hang would show here);
@@ -41,6 +43,7 @@ class Ledger:
     """What clients were told: accepted answers, errors by code, and how long each call took."""
 
     accepted: dict[AnswerKey, int] = field(default_factory=dict)  # -> total score the client was shown
+    refused_as_answered: set[AnswerKey] = field(default_factory=set)  # told already_answered
     errors: Counter[str] = field(default_factory=Counter)
     call_seconds: list[float] = field(default_factory=list)
     inflight_failures: int = 0  # calls begun before a SIGTERM that did not succeed
@@ -55,6 +58,7 @@ class StoreFigures:
     accepted: int
     persisted: int
     lost: int
+    refused_without_row: int
     duplicated: int
     drift: int
     unconfirmed: int  # persisted but never confirmed to a client (its reply was lost): not a loss
@@ -84,6 +88,7 @@ async def store_figures(postgres_dsn: str, redis_url: str, quiz_id: str, ledger:
         accepted=len(ledger.accepted),
         persisted=len(rows),
         lost=len(set(ledger.accepted) - keys),
+        refused_without_row=len(ledger.refused_as_answered - keys),
         duplicated=duplicated,
         drift=drift,
         unconfirmed=len(keys - set(ledger.accepted)),
@@ -101,7 +106,8 @@ async def converge(
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             figures = None  # a store still coming back
         elapsed = time.monotonic() - started
-        if figures is not None and (figures.lost == figures.drift == 0 or elapsed > timeout_s):
+        settled = figures is not None and figures.lost == figures.refused_without_row == figures.drift == 0
+        if figures is not None and (settled or elapsed > timeout_s):
             return figures, round(elapsed, 2)
         if figures is None and elapsed > timeout_s:
             raise TimeoutError(f"the stores did not answer within {timeout_s} s")
@@ -206,13 +212,15 @@ class GrpcGame:
         self.question_index = 0
 
     async def next_question(self) -> None:
-        host = {"quiz_id": self.quiz_id, "host_token": self._host_token}
-        try:
-            await self._call("CloseQuestion", pb.CloseQuestionRequest(**host))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # already closed
-                raise
-        await self._call("NextQuestion", pb.NextQuestionRequest(**host))
+        """Closes the open question and opens the next; each names its question, so a retry of a call
+        that took effect succeeds (and closing one the deadline closed already is no error)."""
+        index, token = self.question_index, self._host_token
+        await self._call(
+            "CloseQuestion", pb.CloseQuestionRequest(quiz_id=self.quiz_id, host_token=token, question_index=index)
+        )
+        await self._call(
+            "NextQuestion", pb.NextQuestionRequest(quiz_id=self.quiz_id, host_token=token, question_index=index + 1)
+        )
         self.question_index += 1
 
     async def answer_question(self, give_up_after_s: float = 90) -> None:
@@ -262,6 +270,8 @@ class GrpcGame:
                 # Refused for good (already_answered: an earlier attempt was accepted but its reply
                 # was lost, so the client never saw it; it shows as `unconfirmed`).
                 self.ledger.errors[f"answer:{pb.AnswerError.Name(outcome.error)}"] += 1
+                if outcome.error == pb.ANSWER_ERROR_ALREADY_ANSWERED:
+                    self.ledger.refused_as_answered.add((index, player))
                 del pending[player]
 
     async def play(self, on_question: Callable[[int], Awaitable[None]] | None = None) -> None:

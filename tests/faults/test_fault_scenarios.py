@@ -67,7 +67,7 @@ async def finish(
         await game.close()
     report = write_report(scenario, command(test), figures, ledger, converged_s=converged_s, **extra)
     assert figures.accepted > 0, report
-    assert (figures.lost, figures.duplicated, figures.drift) == (0, 0, 0), report
+    assert (figures.lost, figures.refused_without_row, figures.duplicated, figures.drift) == (0, 0, 0, 0), report
     return report
 
 
@@ -429,6 +429,8 @@ class WsPlayers:
                     self.ledger.accepted[(index, self.ids[n])] = reply["total_score"]
                     return
                 self.ledger.errors[f"answer:{reply.get('code')}"] += 1
+                if reply.get("code") == "already_answered":
+                    self.ledger.refused_as_answered.add((index, self.ids[n]))
                 if not reply.get("retryable"):
                     return
                 await asyncio.sleep(0.2)

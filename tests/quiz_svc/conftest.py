@@ -6,21 +6,35 @@ import pytest
 from redis.asyncio import Redis
 
 from quiz_svc.adapters.memory_game import InMemoryGameStore
+from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.redis_game import RedisGameStore
-from quiz_svc.ports import GameStore
+from quiz_svc.adapters.redis_instances import RedisInstanceRegistry
+from quiz_svc.ports import GameStore, InstanceRegistry
 from tests.support.infra import REAL, require
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def game_store(request: pytest.FixtureRequest) -> AsyncIterator[GameStore]:
-    """The same behaviour tests run against both engines of the game store."""
+async def engine_redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis | None]:
+    """The engine the store tests run on: None for the in-memory one, else a client of the real Redis."""
     if request.param == "memory":
-        yield InMemoryGameStore()
+        yield None
         return
     require("Redis", REAL.redis_url)
     redis = Redis.from_url(REAL.redis_url)
-    yield RedisGameStore(redis)
+    yield redis
     await redis.aclose()
+
+
+@pytest.fixture
+def game_store(engine_redis: Redis | None) -> GameStore:
+    """The same behaviour tests run against both engines of the game store."""
+    return InMemoryGameStore() if engine_redis is None else RedisGameStore(engine_redis)
+
+
+@pytest.fixture
+def instance_registry(engine_redis: Redis | None) -> InstanceRegistry:
+    """The registry of quiz_svc processes, on both engines."""
+    return InMemoryInstanceRegistry() if engine_redis is None else RedisInstanceRegistry(engine_redis)
 
 
 class FakeClock:

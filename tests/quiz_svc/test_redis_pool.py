@@ -10,7 +10,7 @@ from quiz_svc.adapters.redis_game import RedisGameStore
 from quiz_svc.domain import HostAction, apply_host_action, initial_state
 from quiz_svc.ports import Fresh
 from quizmesh.runtime import REDIS_MAX_CONNECTIONS, Runtime
-from tests.quiz_svc.test_game_store import NOW, claim, quiz
+from tests.quiz_svc.test_game_store import ME, NOW, claim, quiz
 from tests.support.infra import REAL, require
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ async def test_three_hundred_concurrent_claims_wait_for_a_connection_instead_of_
             await store.add_player(q.quiz_id, player, player)
         # redis-py's default pool raised MaxConnectionsError past 100 calls in flight.
         assert len(players) > REDIS_MAX_CONNECTIONS
-        results = await asyncio.gather(*(store.claim_answers([claim(q, p)]) for p in players))
+        results = await asyncio.gather(*(store.claim_answers([claim(q, p)], ME) for p in players))
         assert all(isinstance(outcome, Fresh) for [outcome] in results)
     finally:
         await redis.aclose()

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from quizmesh.grpc_retry import CHANNEL_OPTIONS, IDEMPOTENT_METHODS
+from quizmesh.grpc_retry import CHANNEL_OPTIONS, IDEMPOTENT_METHODS, target
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 
@@ -79,3 +79,13 @@ def test_only_reads_are_listed() -> None:
     }
     listed = {m for methods in IDEMPOTENT_METHODS.values() for m in methods}
     assert listed and not listed & writes
+
+
+def test_one_target_names_every_replica_of_a_service() -> None:
+    assert target(["127.0.0.1:50051"]) == "127.0.0.1:50051"
+    assert target(["quiz-svc:50051"]) == "quiz-svc:50051"  # one DNS name may resolve to every replica
+    assert target(["127.0.0.1:50051", "10.1.2.3:50061"]) == "ipv4:127.0.0.1:50051,10.1.2.3:50061"
+    assert target(["[::1]:50051", "[::1]:50061"]) == "ipv6:[::1]:50051,[::1]:50061"
+    for wrong in ([], ["quiz-a:50051", "quiz-b:50051"], ["127.0.0.1", "127.0.0.2:1"]):
+        with pytest.raises(ValueError):
+            target(wrong)

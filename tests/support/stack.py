@@ -3,7 +3,10 @@
 `embedded_stack` runs the four components in this test's process on in-memory engines and SQLite,
 exactly as `quizmesh dev` does. `process_stack` starts each component as its own `quizmesh <service>`
 process against the real Kafka, Redis and PostgreSQL, as many processes of each as asked, and ends
-exactly the processes it started.
+exactly the processes it started. Every client of a service (each edge, quiz_svc's reads of
+persistence_svc) reaches all of that service's replicas through one gRPC target listing them
+(`quizmesh.grpc_retry.target`), over which round_robin spreads its calls: a replica that goes down
+costs only the calls in flight on it, as behind a load balancer.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from apps.launcher import embedded_env, run_embedded
+from quizmesh.grpc_retry import target
 from tests.support.infra import REAL, require_real_stack
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
@@ -67,7 +71,9 @@ class Stack:
         return process
 
     def add(self, service: str) -> tuple[int, str]:
-        """Starts one more process of a gRPC service in the same deployment; returns its index and address."""
+        """Starts one more process of a gRPC service in the same deployment; returns its index and address.
+
+        Processes already running do not learn of it: their targets list the replicas they started with."""
         assert self.log_dir is not None, "only a process_stack can grow"
         variable = f"QUIZMESH_{service.removesuffix('-svc').upper()}_ADDR"
         address = f"127.0.0.1:{free_port()}"
@@ -158,7 +164,10 @@ async def process_stack(
     leaderboards: int = 1,
     persistences: int = 1,
     extra_env: Mapping[str, str] | None = None,
+    process_env: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
 ) -> AsyncIterator[Stack]:
+    """`process_env` adds to the environment of single processes: by service, one mapping per process
+    (a fault test points one quiz_svc at its own proxy in front of Redis, say)."""
     require_real_stack()
     common = {
         **os.environ,
@@ -184,26 +193,28 @@ async def process_stack(
     log_dir.mkdir(parents=True, exist_ok=True)
 
     def spawn(service: str, env: dict[str, str], n: int) -> None:
+        index, own = len(envs.get(service, ())), (process_env or {}).get(service, ())
+        if index < len(own):
+            env = {**env, **own[index]}
         envs.setdefault(service, []).append(env)
         processes.setdefault(service, []).append(_spawn(service, env, log_dir, n))
 
     try:
         for i, address in enumerate(quiz_addrs):
             # quiz_svc reads PersistenceService to rebuild a quiz's live state after Redis lost it.
-            quiz_env = {**common, "QUIZMESH_QUIZ_ADDR": address, "QUIZMESH_PERSISTENCE_ADDR": persistence_addrs[0]}
+            quiz_env = {**common, "QUIZMESH_QUIZ_ADDR": address, "QUIZMESH_PERSISTENCE_ADDR": target(persistence_addrs)}
             spawn("quiz-svc", quiz_env, i)
         for i, address in enumerate(leaderboard_addrs):
             spawn("leaderboard-svc", {**common, "QUIZMESH_LEADERBOARD_ADDR": address}, i)
         for i, address in enumerate(persistence_addrs):
             spawn("persistence-svc", {**common, "QUIZMESH_PERSISTENCE_ADDR": address}, i)
         for i, port in enumerate(edge_ports):
-            # Edges are spread over the backends, as a load balancer would.
             edge_env = {
                 **common,
                 "QUIZMESH_EDGE_PORT": str(port),
-                "QUIZMESH_QUIZ_ADDR": quiz_addrs[i % len(quiz_addrs)],
-                "QUIZMESH_LEADERBOARD_ADDR": leaderboard_addrs[i % len(leaderboard_addrs)],
-                "QUIZMESH_PERSISTENCE_ADDR": persistence_addrs[i % len(persistence_addrs)],
+                "QUIZMESH_QUIZ_ADDR": target(quiz_addrs),
+                "QUIZMESH_LEADERBOARD_ADDR": target(leaderboard_addrs),
+                "QUIZMESH_PERSISTENCE_ADDR": target(persistence_addrs),
             }
             spawn("edge", edge_env, i)
         stack = Stack(
@@ -247,10 +258,10 @@ async def wait_ready(stack: Stack, log_dir: Path, timeout_s: float = 60) -> None
                 if process.poll() is not None:
                     raise RuntimeError(f"a service exited with {process.returncode}; see the logs in {log_dir}")
         still = []
-        for kind, target in pending:
-            ok = await (_grpc_serving(target) if kind == "grpc" else _http_ready(target))
+        for kind, where in pending:
+            ok = await (_grpc_serving(where) if kind == "grpc" else _http_ready(where))
             if not ok:
-                still.append((kind, target))
+                still.append((kind, where))
         pending = still
         if pending:
             if asyncio.get_running_loop().time() > deadline:

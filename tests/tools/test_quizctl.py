@@ -89,6 +89,9 @@ async def test_a_host_runs_a_quiz_and_exports_its_results(
         f"{quiz_id}  question_closed  question 1/4  players 2",
         "correct [0]  answers per choice [1, 0, 1, 0]",
     ]
+    # quizctl names the question it closes: closing it again (a repeat after a lost reply) changes nothing.
+    repeat = await run(capsys, stack, "close", quiz_id)
+    assert repeat[:2] == (0, out)
     code, out, _ = await run(capsys, stack, "next", quiz_id, "--host-token", host_token, "--json")
     assert code == 0
     assert json.loads(out)["state"]["phase"] == "QUIZ_PHASE_QUESTION_OPEN"

@@ -283,6 +283,7 @@ class QuizState(_message.Message):
     PARTICIPANT_COUNT_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     phase: Global___QuizPhase.ValueType
@@ -297,6 +298,10 @@ class QuizState(_message.Message):
     """Number of players currently in the quiz."""
     title: _builtins.str
     """The quiz's title."""
+    version: _builtins.int
+    """Increases with every change of phase, question or leaderboard visibility: a state whose version is
+    lower than one already seen is stale (states may be pushed more than once, by any replica).
+    """
     @_builtins.property
     def question(self) -> Global___PlayerQuestion:
         """The current question while open or just closed; unset in the lobby and at the end."""
@@ -317,10 +322,11 @@ class QuizState(_message.Message):
         participant_count: _builtins.int = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
         title: _builtins.str = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["question", b"question", "server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["leaderboard_visible", b"leaderboard_visible", "participant_count", b"participant_count", "phase", b"phase", "question", b"question", "question_count", b"question_count", "question_index", b"question_index", "quiz_id", b"quiz_id", "server_time", b"server_time", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leaderboard_visible", b"leaderboard_visible", "participant_count", b"participant_count", "phase", b"phase", "question", b"question", "question_count", b"question_count", "question_index", b"question_index", "quiz_id", b"quiz_id", "server_time", b"server_time", "title", b"title", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -470,6 +476,7 @@ class Answer(_message.Message):
     QUESTION_INDEX_FIELD_NUMBER: _builtins.int
     CHOICE_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    RECEIVE_TIME_FIELD_NUMBER: _builtins.int
     player_token: _builtins.str
     """The player's credential, issued by JoinQuiz. The player's identity comes only from it."""
     question_index: _builtins.int
@@ -482,6 +489,14 @@ class Answer(_message.Message):
         so the answer stays one trace when many answers share one batched call.
         """
 
+    @_builtins.property
+    def receive_time(self) -> _timestamp_pb2.Timestamp:
+        """When the platform first received this answer: stamped once by the edge and kept across retries, so
+        an outage or a failover between replicas costs no points. Never taken from a client's message;
+        quiz_svc uses it only if it is not in the future, not older than its grace period and not before
+        the question opened, and its own clock otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -489,10 +504,11 @@ class Answer(_message.Message):
         question_index: _builtins.int = ...,
         choice: _builtins.int = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        receive_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receive_time", b"receive_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice", b"choice", "player_token", b"player_token", "question_index", b"question_index", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice", b"choice", "player_token", b"player_token", "question_index", b"question_index", "receive_time", b"receive_time", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1019,21 +1035,29 @@ class NextQuestionRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    QUESTION_INDEX_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
+    question_index: _builtins.int
+    """The index of the question to open. When set, a retry is safe: if that question was already
+    opened, the call succeeds with the current state instead of opening another one.
+    """
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
+        question_index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "question_index", b"question_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__question_index: _TypeAlias = _typing.Literal["question_index"]  # noqa: Y015
+    _WhichOneofArgType__question_index: _TypeAlias = _typing.Literal["_question_index", b"_question_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__question_index) -> _WhichOneofReturnType__question_index | None: ...
 
 Global___NextQuestionRequest: _TypeAlias = NextQuestionRequest  # noqa: Y015
 
@@ -1069,21 +1093,29 @@ class CloseQuestionRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    QUESTION_INDEX_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
+    question_index: _builtins.int
+    """The index of the question to close. When set, a retry is safe: if that question is already
+    closed, the call succeeds with the current state and that question's results.
+    """
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
+        question_index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "question_index", b"question_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__question_index: _TypeAlias = _typing.Literal["question_index"]  # noqa: Y015
+    _WhichOneofArgType__question_index: _TypeAlias = _typing.Literal["_question_index", b"_question_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__question_index) -> _WhichOneofReturnType__question_index | None: ...
 
 Global___CloseQuestionRequest: _TypeAlias = CloseQuestionRequest  # noqa: Y015
 
