@@ -224,14 +224,16 @@ class QuizGame:
         joined = await self._store.add_player(quiz.quiz_id, player_id, name)
         if joined is None:
             raise NicknameTaken(f"the nickname {name!r} is taken in this quiz; choose another")
+        joined_ms = self._clock.now_ms()  # the join's time ranks the player at 0: one reading for both fields
         event = events_pb2.UserJoinedQuiz(
             event_id=new_event_id(),
-            event_time=timestamp_ms(self._clock.now_ms()),
+            event_time=timestamp_ms(joined_ms),
             quiz_id=quiz.quiz_id,
             player_id=player_id,
             nickname=name,
-            quiz_elapsed_ms=self._clock.now_ms() - quiz.created_ms,
+            quiz_elapsed_ms=joined_ms - quiz.created_ms,
         )
+
         try:
             await self._publisher.publish([to_record(event)], timeout_s=self._timeouts.publish_s)
         except EventBusUnavailable:

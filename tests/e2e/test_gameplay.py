@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from tests.support.checks import (
     wait_for_stored_answers,
 )
 from tests.support.client import EdgeClient, Message
-from tests.support.game import Game
+from tests.support.game import Game, Player
 from tests.support.recompute import recompute
 from tests.support.stack import Stack, embedded_stack, process_stack
 
@@ -174,6 +174,63 @@ async def test_a_reconnecting_player_gets_everything_back_in_one_message(
     twice = await again.request("submit_answer", question_index=1, choice=0)
     assert twice["code"] == "already_answered"
     await again.close()
+    await game.close()
+
+
+async def join_one_after_another(game: Game, count: int) -> list[Player]:
+    """Joins players in turn, each waiting for its reply before the next one joins."""
+    for n in range(count):
+        client = await EdgeClient.connect(game.session, game.stack.ws_url(n % len(game.stack.edge_urls)))
+        joined = await client.request("join_quiz", quiz_id=game.quiz_id, nickname=f"player{n:03d}")
+        assert joined["type"] == "joined", joined
+        game.players.append(Player(client, joined["player"]["player_id"], f"player{n:03d}", joined["player_token"]))
+    return game.players
+
+
+async def final_ranks(game: Game, scores: dict[str, int]) -> list[int]:
+    """Each player's own rank, in the order of game.players, from the leaderboard that shows every
+    player with the given score; cross-checked with GetLeaderboard on every leaderboard_svc."""
+
+    def settled(player: Player) -> Callable[[Message], bool]:
+        return lambda m: (
+            m.get("type") == "leaderboard_updated"
+            and m["player_count"] == len(game.players)
+            and m["me"] is not None
+            and m["me"]["score"] == scores[player.player_id]
+        )
+
+    pushed = [await p.client.wait_for(settled(p), timeout_s=30) for p in game.players]
+    ranks = [ranks_of(update) for update in pushed]
+    by_id = {p.player_id: rank for p, rank in zip(game.players, ranks, strict=True)}
+    for address in game.stack.leaderboard_addrs:
+        assert {e.player_id: e.rank for e in await leaderboard_ranking(address, game.quiz_id)} == by_id
+    return ranks
+
+
+async def test_players_tied_at_zero_rank_in_the_order_they_joined(stack: Stack, session: aiohttp.ClientSession) -> None:
+    # Issue 14: twelve players joining one after another got [1, 5, 3, 4, 2, 8, 9, 6, 7, 12, 10, 11].
+    game = await Game.create(stack, session, [question("q1")])
+    players = await join_one_after_another(game, 12)
+    assert await final_ranks(game, {p.player_id: 0 for p in players}) == list(range(1, 13))
+    await game.close()
+
+
+async def test_equal_scores_rank_in_the_order_they_were_reached(stack: Stack, session: aiohttp.ClientSession) -> None:
+    # Issue 14: a player who reached 1,984 at 312 ms was ranked below one who reached it at 316 ms.
+    # Twelve players answer one after another: later answers earn the same points or fewer (one point
+    # less per 120 ms here), so answer order is the ranking, and most of it is ties.
+    game = await Game.create(stack, session, [question("q1", limit=120, points="double")])
+    players = await game.join(12)
+    await game.host_action("start_quiz")
+    await game.wait_for_phase("question_open", 0)
+    for player in players:
+        reply = await player.client.request("submit_answer", question_index=0, choice=1)
+        assert reply["type"] == "answer_result" and reply["correct"], reply
+        player.results[0] = reply
+    points = [p.results[0]["total_score"] for p in players]
+    assert points == sorted(points, reverse=True)
+    assert len(set(points)) < len(points), f"no two players tied, nothing to rank: {points}"
+    assert await final_ranks(game, {p.player_id: p.results[0]["total_score"] for p in players}) == list(range(1, 13))
     await game.close()
 
 

@@ -80,5 +80,5 @@ def recompute(
                 reached = answer.answer_time.ToMilliseconds() - created_ms
         standings[player_id] = Standing(player_id, score, reached)
     ranking = sorted(standings.values(), key=lambda s: s.player_id, reverse=True)
-    ranking.sort(key=lambda s: (-s.score, s.reached_ms // 10))
+    ranking.sort(key=lambda s: (-s.score, s.reached_ms))
     return points_of, ranking
