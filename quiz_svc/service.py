@@ -45,6 +45,7 @@ from quiz_svc.domain import (
     new_quiz_id,
     normalize_quiz_id,
     sanitize_nickname,
+    streak_now,
     validate_quiz,
 )
 from quiz_svc.ports import (
@@ -233,7 +234,6 @@ class QuizGame:
             nickname=name,
             quiz_elapsed_ms=joined_ms - quiz.created_ms,
         )
-
         try:
             await self._publisher.publish([to_record(event)], timeout_s=self._timeouts.publish_s)
         except EventBusUnavailable:
@@ -252,7 +252,7 @@ class QuizGame:
 
     async def resume(self, player_token: str) -> Resumption:
         quiz_id, player_id = self._player(player_token)
-        _, state = await self.state(quiz_id)
+        quiz, state = await self.state(quiz_id)
         record = await self._store.player(quiz_id, player_id)
         if record is None:
             raise NotAPlayer("the credential names no player of this quiz")
@@ -262,7 +262,9 @@ class QuizGame:
         if state.question_index >= 0:
             current = await self._store.answer(AnswerKey(quiz_id, state.question_index, player_id))
         token = self._credentials.issue("player", quiz_id, player_id)
-        return Resumption(record, state, current, token)
+        # The stored streak is the one after the player's last answer; a question missed since has ended it.
+        standing = dataclasses.replace(record.standing, streak=streak_now(quiz, state, record.standing))
+        return Resumption(dataclasses.replace(record, standing=standing), state, current, token)
 
     async def leave(self, player_token: str) -> None:
         quiz_id, player_id = self._player(player_token)
@@ -324,7 +326,7 @@ class QuizGame:
             claimed = await self._store.claim_answers([c for _, c, _, _ in claims])
         verdicts: list[tuple[AnswerKey, StoredAnswer]] = []
         to_publish: list[tuple[int, AnswerKey, StoredAnswer, QuizDefinition]] = []
-        for (position, claim, quiz, question), outcome in zip(claims, claimed, strict=True):
+        for (position, claim, quiz, _), outcome in zip(claims, claimed, strict=True):
             key = AnswerKey(claim.quiz_id, claim.question_index, claim.player_id)
             if isinstance(outcome, AnswerRefusal):
                 outcomes[position] = outcome
@@ -332,7 +334,7 @@ class QuizGame:
             if isinstance(outcome, Replay):
                 answer = outcome.answer
             else:
-                answer = self._judge(question, claim, outcome)
+                answer = self._judge(quiz, claim, outcome)
                 verdicts.append((key, answer))
             to_publish.append((position, key, answer, quiz))
 
@@ -361,8 +363,8 @@ class QuizGame:
         return [o if o is not None else AnswerRefusal.UNAVAILABLE for o in outcomes]
 
     @staticmethod
-    def _judge(question: Question, claim: AnswerClaim, fresh: Fresh) -> StoredAnswer:
-        verdict = judge(question, claim.question_index, claim.choice, fresh.received_ms - fresh.open_ms, fresh.standing)
+    def _judge(quiz: QuizDefinition, claim: AnswerClaim, fresh: Fresh) -> StoredAnswer:
+        verdict = judge(quiz, claim.question_index, claim.choice, fresh.received_ms - fresh.open_ms, fresh.standing)
         return StoredAnswer(
             choice=claim.choice,
             correct=verdict.correct,

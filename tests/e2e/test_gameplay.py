@@ -234,6 +234,43 @@ async def test_equal_scores_rank_in_the_order_they_were_reached(stack: Stack, se
     await game.close()
 
 
+async def test_a_missed_question_ends_the_streak_and_a_no_points_question_leaves_it(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    questions = [question("q0"), question("q1"), question("poll", points="none"), question("q3")]
+    game = await Game.create(stack, session, questions)
+    misser, steady = await game.join(2)
+
+    async def next_question(index: int) -> None:
+        await game.host_action("close_question")
+        await game.host_action("next_question")
+        await game.wait_for_phase("question_open", index)
+
+    await game.host_action("start_quiz")
+    await game.wait_for_phase("question_open", 0)
+    await game.answer(0, {misser.player_id: 1, steady.player_id: 1})
+    assert [p.results[0]["streak"] for p in (misser, steady)] == [1, 1]
+    await next_question(1)
+    await game.answer(1, {steady.player_id: 1})  # the misser does not answer question 1
+    await game.host_action("close_question")
+    again = await EdgeClient.connect(session, stack.ws_url())
+    resumed = await again.request("resume", player_token=misser.token)
+    assert (resumed["type"], resumed["player"]["streak"]) == ("resumed", 0), resumed
+    await again.close()
+    await game.host_action("next_question")
+    await game.wait_for_phase("question_open", 2)
+    # Issue 14: the misser's answer to the no-points question reported streak 1, from before the miss.
+    await game.answer(2, {misser.player_id: 0})  # the steady player skips the poll
+    assert (misser.results[2]["points"], misser.results[2]["streak"]) == (0, 0), misser.results[2]
+    await next_question(3)
+    await game.answer(3, {misser.player_id: 1, steady.player_id: 1})
+    assert (misser.results[3]["streak"], misser.results[3]["streak_bonus"]) == (1, 0)
+    assert (steady.results[3]["streak"], steady.results[3]["streak_bonus"]) == (3, 200)
+    await game.host_action("end_quiz")
+    await assert_final_standings_match_recomputation(game, 4)
+    await game.close()
+
+
 def ranks_of(update: Message) -> int:
     return int(update["me"]["rank"])
 
