@@ -375,7 +375,7 @@ def answer_window_refusal(state: GameState, index: int, now_ms: int) -> AnswerRe
 
 def may_join(state: GameState, quiz: QuizDefinition) -> None:
     if state.phase == Phase.ENDED:
-        raise JoinClosed("the quiz has ended")
+        raise WrongPhase("the quiz has ended")
     if state.phase != Phase.LOBBY and not quiz.allow_late_join:
         raise JoinClosed("the quiz has started and does not allow late joining")
 

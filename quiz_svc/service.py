@@ -80,6 +80,10 @@ class PlayerNotFound(QuizError):
     pass
 
 
+class PlayerLeft(PlayerRemoved):
+    """The credential's player left the quiz themselves (PlayerRemoved alone: the host removed them)."""
+
+
 @dataclass(frozen=True)
 class AnswerInput:
     player_token: str
@@ -257,7 +261,9 @@ class QuizGame:
         if record is None:
             raise NotAPlayer("the credential names no player of this quiz")
         if not record.active:
-            raise PlayerRemoved("the host removed you from this quiz" if record.kicked else "you left this quiz")
+            if record.kicked:
+                raise PlayerRemoved("the host removed you from this quiz; join again to play as a new player")
+            raise PlayerLeft("you left this quiz; join again to play as a new player")
         current = None
         if state.question_index >= 0:
             current = await self._store.answer(AnswerKey(quiz_id, state.question_index, player_id))
@@ -524,6 +530,7 @@ __all__ = [
     "AnswerInput",
     "AnswerOutcome",
     "JoinClosed",
+    "PlayerLeft",
     "PlayerNotFound",
     "QuizGame",
     "Resumption",

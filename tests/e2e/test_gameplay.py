@@ -124,6 +124,52 @@ async def test_only_the_owner_runs_the_quiz(stack: Stack, session: aiohttp.Clien
     await other.close()
 
 
+def documented_error(code: str) -> str:
+    """The row of docs/protocol.md's error table for `code`."""
+    table = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith(f"| `{code}` |")]
+    assert len(rows) == 1, f"docs/protocol.md has {len(rows)} rows for {code!r}"
+    return rows[0]
+
+
+def assert_documented_refusal(reply: Message, code: str, reason: str) -> None:
+    assert (reply["type"], reply["code"], reply.get("reason")) == ("error", code, reason), reply
+    assert f"`{reason}`" in documented_error(code), f"docs/protocol.md does not give {code}/{reason}"
+
+
+async def test_refused_joins_and_resumes_carry_the_documented_codes(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    # Issue 14: joining an ended quiz that allows late joins answered join_closed where the table
+    # gives wrong_phase; a player who left and resumed got player_removed, a kicked player's reason.
+    ended = await Game.create(stack, session, [question("q1")], allow_late_join=True)
+    await ended.host_action("start_quiz")
+    await ended.host_action("end_quiz")
+    strict = await Game.create(stack, session, [question("q1")], allow_late_join=False)
+    leaver, kicked = await strict.join(2)
+    await strict.host_action("start_quiz")
+    newcomer = await EdgeClient.connect(session, stack.ws_url())
+    late = await newcomer.request("join_quiz", quiz_id=strict.quiz_id, nickname="late")
+    assert_documented_refusal(late, "failed_precondition", "join_closed")
+    after_end = await newcomer.request("join_quiz", quiz_id=ended.quiz_id, nickname="later")
+    assert_documented_refusal(after_end, "failed_precondition", "wrong_phase")
+
+    assert (await leaver.client.request("leave_quiz"))["type"] == "left"
+    await strict.host_action("kick_player", player_id=kicked.player_id)
+    for player, reason in ((leaver, "player_left"), (kicked, "player_removed")):
+        back = await newcomer.request("resume", player_token=player.token)
+        assert_documented_refusal(back, "not_a_participant", reason)
+    answer = pb.Answer(player_token=leaver.token, question_index=0, choice=1)
+    async with grpc.aio.insecure_channel(stack.quiz_addrs[0]) as channel:
+        outcome = await pb_grpc.QuizServiceStub(channel).BatchSubmitAnswers(
+            pb.BatchSubmitAnswersRequest(answers=[answer]), timeout=10
+        )
+    assert outcome.outcomes[0].error == pb.ANSWER_ERROR_NOT_A_PARTICIPANT
+    await newcomer.close()
+    await ended.close()
+    await strict.close()
+
+
 async def test_correct_choices_never_reach_players_before_the_close(
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:
