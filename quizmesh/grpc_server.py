@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,53 @@ class ServiceBinding:
     servicer: object
 
 
+class StreamsEndInTheirCall(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio has no type stubs
+    """Runs each response-streaming handler written as an async generator as a coroutine that writes
+    its responses, and closes the generator in the call's own task, however the call ends.
+
+    grpc.aio iterates such a generator itself. When the client cancels while a write waits on flow
+    control, it abandons the generator at its `yield`, and the event loop closes it later in a task of
+    its own. A generator that attached a context then cannot detach it: OpenTelemetry's server
+    interceptor wraps every stream in one that does, hence `ERROR opentelemetry.context Failed to
+    detach context` (open-telemetry/opentelemetry-python-contrib#2357). The servicers' own `finally`
+    blocks (unsubscribing a watcher) also ran late, whenever the generator was collected.
+
+    Installed outermost, it wraps what the other interceptors made of the handler.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or not handler.response_streaming:
+            return handler
+        streaming = handler.stream_stream if handler.request_streaming else handler.unary_stream
+        if not inspect.isasyncgenfunction(streaming):
+            return handler
+        make = (
+            grpc.stream_stream_rpc_method_handler if handler.request_streaming else grpc.unary_stream_rpc_method_handler
+        )
+        return make(
+            _written(streaming),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _written(
+    responses_of: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncGenerator[Any, None]],
+) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
+    async def write_all(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        responses = responses_of(request, context)
+        async with contextlib.aclosing(responses):
+            async for response in responses:
+                await context.write(response)
+
+    return write_all
+
+
 class GrpcServer:
     """Serves NOT_SERVING until told the service is ready, and again from the start of shutdown."""
 
@@ -38,7 +87,7 @@ class GrpcServer:
         self._lame_duck_s = lame_duck_s
         self._stopping = False
         self._server = grpc.aio.server(
-            interceptors=list(interceptors),
+            interceptors=[StreamsEndInTheirCall(), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),
