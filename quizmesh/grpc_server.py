@@ -12,7 +12,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+
+from quizmesh.grpc_reflection import enable_reflection
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class GrpcServer:
         for binding in bindings:
             binding.add_to_server(binding.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection([*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        enable_reflection([*self._names, health.SERVICE_NAME], self._server)
         self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
