@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -19,7 +19,7 @@ from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.domain import batch_of, row_from_event
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED
-from quizmesh.eventcodec import decode, to_record
+from quizmesh.eventcodec import Event, decode, to_record
 from quizmesh.events.v1 import events_pb2
 from tests.persistence_svc import persistence_factories as events
 
@@ -159,22 +159,26 @@ def _answer(quiz_id: str, player_id: str, question: int, total: int) -> events_p
     return event
 
 
-@pytest.mark.integration
-async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_dsn: str) -> None:
-    quiz_id = f"quiz-{uuid.uuid4().hex}"
-    stored = [
-        events.joined(quiz_id, "ann", 10, "Ann"),
-        events.joined(quiz_id, "bob", 20, "Bob"),
-        events.answered(quiz_id, 1, "ann", 3000),
-        events.answered(quiz_id, 0, "ann", 1000),
-        events.left(quiz_id, "bob", 4000),
-    ]
+async def store_as_persistence_svc_does(postgres_dsn: str, stored: Sequence[Event]) -> None:
     results = await PostgresResultStore.connect(postgres_dsn)
     try:
         await results.migrate()
         await results.save(batch_of([row_from_event(e) for e in stored]))
     finally:
         await results.close()
+
+
+@pytest.mark.integration
+async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_dsn: str) -> None:
+    quiz_id = f"quiz-{uuid.uuid4().hex}"
+    stored: list[Event] = [
+        events.joined(quiz_id, "ann", 10, "Ann"),
+        events.joined(quiz_id, "bob", 20, "Bob"),
+        events.answered(quiz_id, 1, "ann", 3000),
+        events.answered(quiz_id, 0, "ann", 1000),
+        events.left(quiz_id, "bob", 4000),
+    ]
+    await store_as_persistence_svc_does(postgres_dsn, stored)
     history = PostgresRankingHistory(postgres_dsn)
     try:
         replay = await history.events(quiz_id)
@@ -199,19 +203,14 @@ async def test_a_ranking_rebuilt_from_postgres_keeps_who_reached_each_score_firs
     quiz_id = f"quiz-{uuid.uuid4().hex}"
     joiners = [f"p{n:02}" for n in range(12)]
     opened = 61_000
-    stored: list[events_pb2.UserJoinedQuiz | events_pb2.AnswerSubmitted] = [
+    stored: list[Event] = [
         events.joined(quiz_id, player, 40_000 + 3 * n) for n, player in enumerate(["amy", "zed", *joiners])
     ]
     for player, response_ms in (("zed", 316), ("amy", 312)):
         answer = events.answered(quiz_id, 0, player, opened + response_ms, points=1_984)
         answer.total_score = 1_984
         stored.append(answer)
-    results = await PostgresResultStore.connect(postgres_dsn)
-    try:
-        await results.migrate()
-        await results.save(batch_of([row_from_event(e) for e in stored]))
-    finally:
-        await results.close()
+    await store_as_persistence_svc_does(postgres_dsn, stored)
     history = PostgresRankingHistory(postgres_dsn)
     try:
         await rebuild(quiz_id, store, history)
