@@ -264,8 +264,8 @@ async def test_players_tied_at_zero_rank_in_the_order_they_joined(stack: Stack, 
 async def test_equal_scores_rank_in_the_order_they_were_reached(stack: Stack, session: aiohttp.ClientSession) -> None:
     # Issue 14: a player who reached 1,984 at 312 ms was ranked below one who reached it at 316 ms.
     # Twelve players answer one after another: later answers earn the same points or fewer (one point
-    # less per 120 ms here), so answer order is the ranking, and most of it is ties.
-    game = await Game.create(stack, session, [question("q1", limit=120, points="double")])
+    # less per 240 ms here), so answer order is the ranking, and most of it is ties.
+    game = await Game.create(stack, session, [question("q1", limit=120)])
     players = await game.join(12)
     await game.host_action("start_quiz")
     await game.wait_for_phase("question_open", 0)
