@@ -3,7 +3,8 @@
 It talks to quiz_svc, leaderboard_svc and persistence_svc directly (plaintext gRPC, as inside the mesh
 or against `quizmesh dev`), so it needs no WebSocket and no browser. Exit codes: 0 done, 2 usage or a
 bad input file, 3 not found, 4 permission denied or unauthenticated, 5 a service unavailable, 1
-anything else; errors are one line on stderr carrying the service's own explanation.
+anything else, 141 the reader of stdout went away; errors are one line on stderr carrying the
+service's own explanation.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ EXIT_USAGE: Final = 2
 EXIT_NOT_FOUND: Final = 3
 EXIT_DENIED: Final = 4
 EXIT_UNAVAILABLE: Final = 5
+# The reader of stdout went away (`quizctl list | head -1`): the status a Unix tool killed by SIGPIPE has.
+EXIT_READER_GONE: Final = 128 + 13
 
 _EXIT_CODES: Final[Mapping[grpc.StatusCode, int]] = {
     grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
@@ -60,6 +63,13 @@ VARIABLES: Final[Variables] = (QUIZ_ADDR, LEADERBOARD_ADDR, PERSISTENCE_ADDR, HO
 
 class UsageError(Exception):
     """A missing argument or an unreadable input file: exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage mistake in one line on stderr, as every other error, instead of argparse's usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)
@@ -316,6 +326,8 @@ async def _tail(services: Services, args: argparse.Namespace) -> None:
         pass
     except* grpc.aio.AioRpcError as failed:
         raise failed.exceptions[0] from None
+    except* BrokenPipeError as gone:
+        raise gone.exceptions[0] from None
 
 
 # --- the command line ---
@@ -352,13 +364,16 @@ def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="quizctl",
         description="Run and inspect quizmesh quizzes over the services' gRPC APIs.",
-        epilog="Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 permission denied, 5 unavailable.",
+        epilog=(
+            "Exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 4 permission denied, 5 unavailable,"
+            " 141 stdout's reader went away."
+        ),
     )
     _connection_options(parser, defaults=True)
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     _connection_options(connection, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -428,6 +443,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _EXIT_CODES.get(exc.code(), EXIT_OTHER)
     except KeyboardInterrupt:
         return EXIT_OK if args.command == "tail" else 130
+    except BrokenPipeError:
+        # What is still buffered has nowhere to go; flushing it at exit would raise (and print) again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_READER_GONE
     return EXIT_OK
 
 

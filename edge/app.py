@@ -134,7 +134,9 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS_KEY]
     _admit(request)
-    ws = web.WebSocketResponse(max_msg_size=settings.max_msg_size, compress=False, heartbeat=settings.heartbeat_s)
+    ws = web.WebSocketResponse(
+        max_msg_size=settings.aiohttp_max_msg_size, compress=False, heartbeat=settings.heartbeat_s
+    )
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the client went away during the handshake

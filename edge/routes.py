@@ -254,6 +254,12 @@ _RETRYABLE: Final[Mapping[grpc.StatusCode, str]] = {
 # or refines a status. Without it, NOT_FOUND names what was missing in its first word,
 # e.g. "player p-1 is not in quiz q-1".
 _NOT_FOUND: Final[Mapping[str, str]] = {"player": "player_not_found", "question": "question_not_found"}
+# Reasons that name a client code of their own: a credential whose player is no longer in the quiz is
+# refused the same way whether it answers or resumes, and kept apart from a host credential's refusal.
+_CODE_OF_REASON: Final[Mapping[str, str]] = {
+    "player_left": "not_a_participant",
+    "player_removed": "not_a_participant",
+}
 
 
 def rpc_error(code: grpc.StatusCode, details: str, reason: str = "") -> ClientError:
@@ -263,6 +269,8 @@ def rpc_error(code: grpc.StatusCode, details: str, reason: str = "") -> ClientEr
         first_word = details.split(maxsplit=1)[0].lower() if details.strip() else ""
         not_found = reason if reason.endswith("_not_found") else _NOT_FOUND.get(first_word, "quiz_not_found")
         return ClientError(not_found, details or "the quiz does not exist")
+    if reason in _CODE_OF_REASON:
+        return ClientError(_CODE_OF_REASON[reason], details, reason=reason)
     if code in _STATUS_CODES:
         return ClientError(_STATUS_CODES[code], details or code.name.lower(), reason=reason)
     if code in _RETRYABLE:

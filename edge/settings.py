@@ -93,7 +93,8 @@ class Settings:
     answer_deadline_s: float = 5.0
     call_deadline_s: float = 5.0
     readiness_deadline_s: float = 1.0
-    max_msg_size: int = 64 * 1024
+    # The largest text frame a client may send, in bytes of UTF-8 (docs/protocol.md); larger closes with 1009.
+    max_frame_bytes: int = 64 * 1024
     heartbeat_s: float = 20.0
     # A socket whose unsent output exceeds this is skipped for leaderboards and cut off for quiz states.
     max_buffered_bytes: int = 1024 * 1024
@@ -106,6 +107,12 @@ class Settings:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def aiohttp_max_msg_size(self) -> int:
+        """aiohttp's max_msg_size for max_frame_bytes: aiohttp refuses a message of max_msg_size bytes
+        or more, so the limit it is given is one byte above the largest frame accepted."""
+        return self.max_frame_bytes + 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:

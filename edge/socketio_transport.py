@@ -325,7 +325,7 @@ async def serve(
 ) -> web.StreamResponse:
     """Runs one Socket.IO connection whose handshake request was checked (handshake_refusal) and admitted."""
     # Engine.IO's PING/PONG is the heartbeat here, so aiohttp's own WebSocket pings stay off.
-    ws = web.WebSocketResponse(max_msg_size=settings.max_msg_size, compress=False)
+    ws = web.WebSocketResponse(max_msg_size=settings.aiohttp_max_msg_size, compress=False)
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the client went away during the handshake
@@ -335,7 +335,7 @@ async def serve(
     sockets.add(ws)
     close_code, reason = WSCloseCode.OK, b""
     try:
-        await ws.send_str(open_packet(secrets.token_urlsafe(15), settings.max_msg_size))
+        await ws.send_str(open_packet(secrets.token_urlsafe(15), settings.max_frame_bytes))
         heartbeat.start()
         async for message in ws:
             # Binary frames could only be attachments of binary events, which are refused as they arrive.

@@ -10,18 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# The composite score packs (score, reached) into one Redis zset score: the score in the high
-# bits, the inverted reached time in centiseconds in the low 22 bits (about 11.6 hours of quiz).
-# Scores below 2**31 keep the composite below 2**53, where doubles are exact.
-REACHED_SLOTS = 4194304  # 2**22
-MAX_REACHED_CS = REACHED_SLOTS - 1
+# The composite score packs (score, reached) into one Redis zset score, a double: the score in the
+# high bits, the inverted reached time (milliseconds since the quiz's creation) in the low 32 bits,
+# about 49.7 days. Millisecond resolution keeps apart players who reach a score one after another,
+# each waiting for the server's reply (a join or an answer is a round trip of several milliseconds).
+# A quiz scores at most 500 questions x (2000 points + 500 streak bonus) = 1,250,000 points, below
+# 2**21: the composite stays below 2**53, where doubles are exact.
+REACHED_SLOTS = 2**32
+MAX_REACHED_MS = REACHED_SLOTS - 1
 NOT_ANSWERED = -1  # last_question of a player who has only joined
 
 
 def composite(score: int, reached_ms: int) -> int:
-    """The zset score: higher for a higher score, then for reaching it earlier (to the centisecond)."""
-    reached_cs = min(max(reached_ms, 0) // 10, MAX_REACHED_CS)
-    return score * REACHED_SLOTS + (MAX_REACHED_CS - reached_cs)
+    """The zset score: higher for a higher score, then for reaching it earlier (to the millisecond).
+
+    A time outside the window is clamped, so late ties fall back to the player ID instead of wrapping."""
+    reached = min(max(reached_ms, 0), MAX_REACHED_MS)
+    return score * REACHED_SLOTS + (MAX_REACHED_MS - reached)
 
 
 def score_of(composite_score: int) -> int:
@@ -35,7 +40,9 @@ class Standing:
     player_id: str
     nickname: str
     score: int
-    reached_ms: int  # quiz time of the answer that last changed the score, or of the join for 0
+    # When the score was reached, in ms since the quiz's creation on the server's clock: when quiz_svc
+    # received the answer that last changed it, or, for 0, when the player joined.
+    reached_ms: int
     last_question: int = NOT_ANSWERED  # highest question index applied; guards redeliveries
 
 
@@ -81,15 +88,18 @@ def after_join(current: Standing | None, joined: PlayerJoined, has_left: bool) -
     """The standing after a join, or None when it changes nothing.
 
     Joins and answers travel on different topics, so an answer may be applied before its join: the
-    join then only fills in the nickname. A player who left is never re-added.
+    join then fills in the nickname and, while the score is 0, when it was reached (at the join, not at
+    the zero-point answer). A player who left is never re-added.
     """
     if has_left:
         return None
     if current is None:
         return Standing(joined.player_id, joined.nickname, 0, joined.quiz_elapsed_ms)
-    if not current.nickname and joined.nickname:
-        return Standing(current.player_id, joined.nickname, current.score, current.reached_ms, current.last_question)
-    return None
+    nickname = current.nickname or joined.nickname
+    reached_ms = joined.quiz_elapsed_ms if current.score == 0 else current.reached_ms
+    if (nickname, reached_ms) == (current.nickname, current.reached_ms):
+        return None
+    return Standing(current.player_id, nickname, current.score, reached_ms, current.last_question)
 
 
 def after_answer(current: Standing | None, answer: AnswerScored, has_left: bool) -> Standing | None:

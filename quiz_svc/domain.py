@@ -238,7 +238,7 @@ class PlayerStanding:
     """What scoring needs to know of a player before an answer."""
 
     total: int
-    streak: int
+    streak: int  # as of the player's last answer; see streak_before for the streak as it stands
     last_correct_index: int  # index of the last question that continued the streak; -1 if none
 
 
@@ -251,20 +251,37 @@ class Verdict:
     standing: PlayerStanding  # after the answer
 
 
-def judge(question: Question, index: int, choice: int, response_ms: int, before: PlayerStanding) -> Verdict:
-    """Scores one answer. A no-points question neither scores nor breaks a streak."""
+def streak_before(quiz: QuizDefinition, index: int, standing: PlayerStanding) -> int:
+    """The streak as it stands when question `index` opens.
+
+    A scoring question since the last one that continued the streak was missed, answered wrong or
+    not at all, and a missed scoring question ends the streak. No-points questions do not count,
+    answered or not."""
+    since = quiz.questions[standing.last_correct_index + 1 : index]
+    return 0 if any(q.points != PointsMode.NONE for q in since) else standing.streak
+
+
+def streak_now(quiz: QuizDefinition, state: GameState, standing: PlayerStanding) -> int:
+    """The streak as it stands in `state`: the open question is not missed yet, a closed one is."""
+    closed = state.question_index + 1 if state.phase != Phase.QUESTION_OPEN else state.question_index
+    return streak_before(quiz, max(closed, 0), standing)
+
+
+def judge(quiz: QuizDefinition, index: int, choice: int, response_ms: int, before: PlayerStanding) -> Verdict:
+    """Scores an answer to question `index`. A correct answer to a scoring question continues the
+    streak as it stands, a wrong one ends it; a no-points question neither scores nor touches it,
+    and its verdict carries the streak as it stands."""
+    question = quiz.questions[index]
     rt = min(max(response_ms, 0), question.time_limit_ms)
     correct = choice in question.correct_choices
-    continues = before.last_correct_index == index - 1
+    streak = streak_before(quiz, index, before)
     if question.points == PointsMode.NONE:
-        last = index if continues and before.streak > 0 else before.last_correct_index
-        return Verdict(correct, 0, 0, rt, PlayerStanding(before.total, before.streak, last))
+        return Verdict(correct, 0, 0, rt, PlayerStanding(before.total, streak, index if streak else -1))
     if not correct:
         return Verdict(False, 0, 0, rt, PlayerStanding(before.total, 0, -1))
-    streak = before.streak + 1 if continues else 1
-    bonus = streak_bonus(streak)
+    bonus = streak_bonus(streak + 1)
     points = base_points(question, rt) + bonus
-    return Verdict(True, points, bonus, rt, PlayerStanding(before.total + points, streak, index))
+    return Verdict(True, points, bonus, rt, PlayerStanding(before.total + points, streak + 1, index))
 
 
 # --- the live game ---
@@ -430,7 +447,7 @@ def receipt_after_open(received_ms: int, opened_ms: int, now_ms: int) -> int:
 
 def may_join(state: GameState, quiz: QuizDefinition) -> None:
     if state.phase == Phase.ENDED:
-        raise JoinClosed("the quiz has ended")
+        raise WrongPhase("the quiz has ended")
     if state.phase != Phase.LOBBY and not quiz.allow_late_join:
         raise JoinClosed("the quiz has started and does not allow late joining")
 

@@ -15,7 +15,7 @@ from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction
 from quiz_svc.metrics import QuizMetrics
 from quiz_svc.ports import Clock, QuizUpdate
-from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
+from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerLeft, PlayerNotFound, QuizGame
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
@@ -33,6 +33,7 @@ _STATUS_OF: dict[type[domain.QuizError], grpc.StatusCode] = {
     PlayerNotFound: grpc.StatusCode.NOT_FOUND,
     domain.NotTheHost: grpc.StatusCode.PERMISSION_DENIED,
     domain.PlayerRemoved: grpc.StatusCode.PERMISSION_DENIED,
+    PlayerLeft: grpc.StatusCode.PERMISSION_DENIED,
     domain.NotAPlayer: grpc.StatusCode.UNAUTHENTICATED,
     domain.WrongPhase: grpc.StatusCode.FAILED_PRECONDITION,
     domain.JoinClosed: grpc.StatusCode.FAILED_PRECONDITION,
@@ -46,6 +47,7 @@ _ERROR_CODE_OF: dict[type[domain.QuizError], str] = {
     PlayerNotFound: "player_not_found",
     domain.NotTheHost: "permission_denied",
     domain.PlayerRemoved: "player_removed",
+    PlayerLeft: "player_left",
     domain.NotAPlayer: "unauthenticated",
     domain.WrongPhase: "wrong_phase",
     domain.JoinClosed: "join_closed",

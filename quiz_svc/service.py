@@ -56,6 +56,7 @@ from quiz_svc.domain import (
     plausible_receipt,
     rebuilt_version,
     sanitize_nickname,
+    streak_now,
     validate_quiz,
 )
 from quiz_svc.ports import (
@@ -91,6 +92,10 @@ class SystemClock:
 
 class PlayerNotFound(QuizError):
     pass
+
+
+class PlayerLeft(PlayerRemoved):
+    """The credential's player left the quiz themselves (PlayerRemoved alone: the host removed them)."""
 
 
 @dataclass(frozen=True)
@@ -345,13 +350,14 @@ class QuizGame:
         joined = await self._store.add_player(quiz.quiz_id, player_id, name)
         if joined is None:
             raise NicknameTaken(f"the nickname {name!r} is taken in this quiz; choose another")
+        joined_ms = self._clock.now_ms()  # the join's time ranks the player at 0: one reading for both fields
         event = events_pb2.UserJoinedQuiz(
             event_id=new_event_id(),
-            event_time=timestamp_ms(self._clock.now_ms()),
+            event_time=timestamp_ms(joined_ms),
             quiz_id=quiz.quiz_id,
             player_id=player_id,
             nickname=name,
-            quiz_elapsed_ms=self._clock.now_ms() - quiz.created_ms,
+            quiz_elapsed_ms=joined_ms - quiz.created_ms,
         )
         try:
             await self._publisher.publish([to_record(event)], timeout_s=self._timeouts.publish_s)
@@ -371,17 +377,21 @@ class QuizGame:
 
     async def resume(self, player_token: str) -> Resumption:
         quiz_id, player_id = self._player(player_token)
-        _, state = await self.state(quiz_id)
+        quiz, state = await self.state(quiz_id)
         record = await self._store.player(quiz_id, player_id)
         if record is None:
             raise NotAPlayer("the credential names no player of this quiz")
         if not record.active:
-            raise PlayerRemoved("the host removed you from this quiz" if record.kicked else "you left this quiz")
+            if record.kicked:
+                raise PlayerRemoved("the host removed you from this quiz; join again to play as a new player")
+            raise PlayerLeft("you left this quiz; join again to play as a new player")
         current = None
         if state.question_index >= 0:
             current = await self._store.answer(AnswerKey(quiz_id, state.question_index, player_id))
         token = self._credentials.issue("player", quiz_id, player_id)
-        return Resumption(record, state, current, token)
+        # The stored streak is the one after the player's last answer; a question missed since has ended it.
+        standing = dataclasses.replace(record.standing, streak=streak_now(quiz, state, record.standing))
+        return Resumption(dataclasses.replace(record, standing=standing), state, current, token)
 
     async def leave(self, player_token: str) -> None:
         quiz_id, player_id = self._player(player_token)
@@ -452,7 +462,7 @@ class QuizGame:
         fresh: list[tuple[int, AnswerKey, StoredAnswer, QuizDefinition]] = []
         to_publish: list[tuple[AnswerKey, StoredAnswer, QuizDefinition, tuple[tuple[str, bytes], ...]]] = []
         positions: list[int] = []
-        for (position, claim, quiz, question), outcome in zip(claims, claimed, strict=True):
+        for (position, claim, quiz, _), outcome in zip(claims, claimed, strict=True):
             key = AnswerKey(claim.quiz_id, claim.question_index, claim.player_id)
             if isinstance(outcome, AnswerRefusal):
                 outcomes[position] = outcome
@@ -460,7 +470,7 @@ class QuizGame:
                 to_publish.append((key, outcome.answer, quiz, inputs[position].event_headers))
                 positions.append(position)
             else:
-                fresh.append((position, key, self._judge(question, claim, outcome), quiz))
+                fresh.append((position, key, self._judge(quiz, claim, outcome), quiz))
         if fresh:
             written = await self._store.record_verdicts([(k, a) for _, k, a, _ in fresh], self.instance_id)
             for (position, key, answer, quiz), done in zip(fresh, written, strict=True):
@@ -501,8 +511,8 @@ class QuizGame:
         return True
 
     @staticmethod
-    def _judge(question: Question, claim: AnswerClaim, fresh: Fresh) -> StoredAnswer:
-        verdict = judge(question, claim.question_index, claim.choice, fresh.received_ms - fresh.open_ms, fresh.standing)
+    def _judge(quiz: QuizDefinition, claim: AnswerClaim, fresh: Fresh) -> StoredAnswer:
+        verdict = judge(quiz, claim.question_index, claim.choice, fresh.received_ms - fresh.open_ms, fresh.standing)
         return StoredAnswer(
             choice=claim.choice,
             correct=verdict.correct,
@@ -720,6 +730,7 @@ __all__ = [
     "AnswerInput",
     "AnswerOutcome",
     "JoinClosed",
+    "PlayerLeft",
     "PlayerNotFound",
     "QuizGame",
     "Resumption",

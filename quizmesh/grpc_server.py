@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+
+from quizmesh.grpc_reflection import enable_reflection
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,53 @@ class ServiceBinding:
     full_name: str  # e.g. "quizmesh.quiz.v1.QuizService"
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     servicer: object
+
+
+class StreamsEndInTheirCall(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc.aio has no type stubs
+    """Runs each response-streaming handler written as an async generator as a coroutine that writes
+    its responses, and closes the generator in the call's own task, however the call ends.
+
+    grpc.aio iterates such a generator itself. When the client cancels while a write waits on flow
+    control, it abandons the generator at its `yield`, and the event loop closes it later in a task of
+    its own. A generator that attached a context then cannot detach it: OpenTelemetry's server
+    interceptor wraps every stream in one that does, hence `ERROR opentelemetry.context Failed to
+    detach context` (open-telemetry/opentelemetry-python-contrib#2357). The servicers' own `finally`
+    blocks (unsubscribing a watcher) also ran late, whenever the generator was collected.
+
+    Installed outermost, it wraps what the other interceptors made of the handler.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or not handler.response_streaming:
+            return handler
+        streaming = handler.stream_stream if handler.request_streaming else handler.unary_stream
+        if not inspect.isasyncgenfunction(streaming):
+            return handler
+        make = (
+            grpc.stream_stream_rpc_method_handler if handler.request_streaming else grpc.unary_stream_rpc_method_handler
+        )
+        return make(
+            _written(streaming),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _written(
+    responses_of: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncGenerator[Any, None]],
+) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
+    async def write_all(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        responses = responses_of(request, context)
+        async with contextlib.aclosing(responses):
+            async for response in responses:
+                await context.write(response)
+
+    return write_all
 
 
 class GrpcServer:
@@ -38,7 +88,7 @@ class GrpcServer:
         self._lame_duck_s = lame_duck_s
         self._stopping = False
         self._server = grpc.aio.server(
-            interceptors=list(interceptors),
+            interceptors=[StreamsEndInTheirCall(), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -51,7 +101,7 @@ class GrpcServer:
         for binding in bindings:
             binding.add_to_server(binding.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection([*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        enable_reflection([*self._names, health.SERVICE_NAME], self._server)
         self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")

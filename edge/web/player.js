@@ -18,7 +18,7 @@ const TOKEN_KEY = "quizmesh.player_token";
 // A resume that fails with one of these will never succeed: the stored credential is forgotten.
 const FINAL_RESUME_ERRORS = new Set([
   "unauthenticated",
-  "permission_denied",
+  "not_a_participant",
   "quiz_not_found",
   "player_not_found",
   "invalid_field",

@@ -2,18 +2,24 @@
 -- KEYS: rank (zset of composite scores), players (hash player -> "score|reached_ms|last_question"),
 --       nick (hash), left (set), last_answer (string, ms), version and built (strings; only their TTLs
 --       are refreshed)
--- ARGV: ttl_s, then 7 fields per event: kind (J|A|L), player_id, nickname, question_index,
---       total_score, quiz_elapsed_ms, answer_time_ms (fields an event kind lacks are empty)
+-- ARGV: ttl_s, reached_slots (domain.REACHED_SLOTS), then 7 fields per event: kind (J|A|L), player_id,
+--       nickname, question_index, total_score, quiz_elapsed_ms, answer_time_ms (fields an event kind
+--       lacks are empty)
 -- Returns 1 if the ranking changed, else 0.
 local rank_key, players_key, nick_key, left_key, last_answer_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ttl_s = tonumber(ARGV[1])
-local SLOTS = 4194304
-local MAX_CS = SLOTS - 1
+local SLOTS = tonumber(ARGV[2])
+local MAX_MS = SLOTS - 1
 
 local function composite(score, reached_ms)
-  local cs = math.floor(math.max(reached_ms, 0) / 10)
-  if cs > MAX_CS then cs = MAX_CS end
-  return score * SLOTS + (MAX_CS - cs)
+  local ms = math.max(reached_ms, 0)
+  if ms > MAX_MS then ms = MAX_MS end
+  return score * SLOTS + (MAX_MS - ms)
+end
+
+local function parse(raw)
+  local score, reached, last_question = string.match(raw, '^(-?%d+)|(-?%d+)|(-?%d+)$')
+  return tonumber(score), tonumber(reached), tonumber(last_question)
 end
 
 local function write(player, score, reached_ms, last_question)
@@ -26,7 +32,7 @@ local changed = 0
 local last_answer = tonumber(redis.call('GET', last_answer_key) or '0')
 local last_answer_before = last_answer
 
-for i = 2, #ARGV, 7 do
+for i = 3, #ARGV, 7 do
   local kind, player = ARGV[i], ARGV[i + 1]
   local has_left = redis.call('SISMEMBER', left_key, player) == 1
   if kind == 'L' then
@@ -41,14 +47,20 @@ for i = 2, #ARGV, 7 do
   elseif not has_left then
     local raw = redis.call('HGET', players_key, player)
     if kind == 'J' then
-      local nickname = ARGV[i + 2]
+      local nickname, joined_at = ARGV[i + 2], tonumber(ARGV[i + 5])
       if not raw then
-        write(player, 0, tonumber(ARGV[i + 5]), -1)
+        write(player, 0, joined_at, -1)
         if nickname ~= '' then redis.call('HSET', nick_key, player, nickname) end
         changed = 1
-      elseif nickname ~= '' and redis.call('HSETNX', nick_key, player, nickname) == 1 then
-        -- The answer came before the join (another topic): the join only names the player.
-        changed = 1
+      else
+        -- The answer came before the join (another topic): the join names the player and, while the
+        -- score is 0, dates it to the join.
+        local score, reached, last_question = parse(raw)
+        if score == 0 and reached ~= joined_at then
+          write(player, 0, joined_at, last_question)
+          changed = 1
+        end
+        if nickname ~= '' and redis.call('HSETNX', nick_key, player, nickname) == 1 then changed = 1 end
       end
     else
       local question, total, elapsed = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
@@ -57,8 +69,7 @@ for i = 2, #ARGV, 7 do
         write(player, total, elapsed, question)
         applied = true
       else
-        local score, reached, last_question = string.match(raw, '^(-?%d+)|(-?%d+)|(-?%d+)$')
-        score, reached, last_question = tonumber(score), tonumber(reached), tonumber(last_question)
+        local score, reached, last_question = parse(raw)
         if question > last_question then
           if total ~= score then reached = elapsed end
           write(player, total, reached, question)

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from leaderboard_svc.domain import (
+    REACHED_SLOTS,
     AnswerScored,
     LeaderboardPage,
     PlayerJoined,
@@ -130,7 +131,7 @@ class RedisLeaderboardStore:
                 pipe.hset(DIRTY_KEY, mapping=dict.fromkeys(quiz_ids, mark))
                 for quiz_id in quiz_ids:
                     keys = _Keys(quiz_id)
-                    args: list[str | int] = [self._ttl_s]
+                    args: list[str | int] = [self._ttl_s, REACHED_SLOTS]
                     for event in by_quiz[quiz_id]:
                         args.extend(_arguments(event))
                     await self._apply_events(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from tests.support.checks import (
     wait_for_stored_answers,
 )
 from tests.support.client import EdgeClient, Message
-from tests.support.game import Game
+from tests.support.game import Game, Player
 from tests.support.recompute import recompute
 from tests.support.stack import Stack, process_stack, stack_of_kind
 
@@ -128,6 +128,52 @@ async def test_only_the_owner_runs_the_quiz(stack: Stack, session: aiohttp.Clien
     await other.close()
 
 
+def documented_error(code: str) -> str:
+    """The row of docs/protocol.md's error table for `code`."""
+    table = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith(f"| `{code}` |")]
+    assert len(rows) == 1, f"docs/protocol.md has {len(rows)} rows for {code!r}"
+    return rows[0]
+
+
+def assert_documented_refusal(reply: Message, code: str, reason: str) -> None:
+    assert (reply["type"], reply["code"], reply.get("reason")) == ("error", code, reason), reply
+    assert f"`{reason}`" in documented_error(code), f"docs/protocol.md does not give {code}/{reason}"
+
+
+async def test_refused_joins_and_resumes_carry_the_documented_codes(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    # Issue 14: joining an ended quiz that allows late joins answered join_closed where the table
+    # gives wrong_phase; a player who left and resumed got player_removed, a kicked player's reason.
+    ended = await Game.create(stack, session, [question("q1")], allow_late_join=True)
+    await ended.host_action("start_quiz")
+    await ended.host_action("end_quiz")
+    strict = await Game.create(stack, session, [question("q1")], allow_late_join=False)
+    leaver, kicked = await strict.join(2)
+    await strict.host_action("start_quiz")
+    newcomer = await EdgeClient.connect(session, stack.ws_url())
+    late = await newcomer.request("join_quiz", quiz_id=strict.quiz_id, nickname="late")
+    assert_documented_refusal(late, "failed_precondition", "join_closed")
+    after_end = await newcomer.request("join_quiz", quiz_id=ended.quiz_id, nickname="later")
+    assert_documented_refusal(after_end, "failed_precondition", "wrong_phase")
+
+    assert (await leaver.client.request("leave_quiz"))["type"] == "left"
+    await strict.host_action("kick_player", player_id=kicked.player_id)
+    for player, reason in ((leaver, "player_left"), (kicked, "player_removed")):
+        back = await newcomer.request("resume", player_token=player.token)
+        assert_documented_refusal(back, "not_a_participant", reason)
+    answer = pb.Answer(player_token=leaver.token, question_index=0, choice=1)
+    async with grpc.aio.insecure_channel(stack.quiz_addrs[0]) as channel:
+        outcome = await pb_grpc.QuizServiceStub(channel).BatchSubmitAnswers(
+            pb.BatchSubmitAnswersRequest(answers=[answer]), timeout=10
+        )
+    assert outcome.outcomes[0].error == pb.ANSWER_ERROR_NOT_A_PARTICIPANT
+    await newcomer.close()
+    await ended.close()
+    await strict.close()
+
+
 async def test_correct_choices_never_reach_players_before_the_close(
     stack: Stack, session: aiohttp.ClientSession
 ) -> None:
@@ -178,6 +224,100 @@ async def test_a_reconnecting_player_gets_everything_back_in_one_message(
     twice = await again.request("submit_answer", question_index=1, choice=0)
     assert twice["code"] == "already_answered"
     await again.close()
+    await game.close()
+
+
+async def join_one_after_another(game: Game, count: int) -> list[Player]:
+    """Joins players in turn, each waiting for its reply before the next one joins."""
+    for n in range(count):
+        client = await EdgeClient.connect(game.session, game.stack.ws_url(n % len(game.stack.edge_urls)))
+        joined = await client.request("join_quiz", quiz_id=game.quiz_id, nickname=f"player{n:03d}")
+        assert joined["type"] == "joined", joined
+        game.players.append(Player(client, joined["player"]["player_id"], f"player{n:03d}", joined["player_token"]))
+    return game.players
+
+
+async def final_ranks(game: Game, scores: dict[str, int]) -> list[int]:
+    """Each player's own rank, in the order of game.players, from the leaderboard that shows every
+    player with the given score; cross-checked with GetLeaderboard on every leaderboard_svc."""
+
+    def settled(player: Player) -> Callable[[Message], bool]:
+        return lambda m: (
+            m.get("type") == "leaderboard_updated"
+            and m["player_count"] == len(game.players)
+            and m["me"] is not None
+            and m["me"]["score"] == scores[player.player_id]
+        )
+
+    pushed = [await p.client.wait_for(settled(p), timeout_s=30) for p in game.players]
+    ranks = [ranks_of(update) for update in pushed]
+    by_id = {p.player_id: rank for p, rank in zip(game.players, ranks, strict=True)}
+    for address in game.stack.leaderboard_addrs:
+        assert {e.player_id: e.rank for e in await leaderboard_ranking(address, game.quiz_id)} == by_id
+    return ranks
+
+
+async def test_players_tied_at_zero_rank_in_the_order_they_joined(stack: Stack, session: aiohttp.ClientSession) -> None:
+    # Issue 14: twelve players joining one after another got [1, 5, 3, 4, 2, 8, 9, 6, 7, 12, 10, 11].
+    game = await Game.create(stack, session, [question("q1")])
+    players = await join_one_after_another(game, 12)
+    assert await final_ranks(game, {p.player_id: 0 for p in players}) == list(range(1, 13))
+    await game.close()
+
+
+async def test_equal_scores_rank_in_the_order_they_were_reached(stack: Stack, session: aiohttp.ClientSession) -> None:
+    # Issue 14: a player who reached 1,984 at 312 ms was ranked below one who reached it at 316 ms.
+    # Twelve players answer one after another: later answers earn the same points or fewer (one point
+    # less per 240 ms here), so answer order is the ranking, and most of it is ties.
+    game = await Game.create(stack, session, [question("q1", limit=120)])
+    players = await game.join(12)
+    await game.host_action("start_quiz")
+    await game.wait_for_phase("question_open", 0)
+    for player in players:
+        reply = await player.client.request("submit_answer", question_index=0, choice=1)
+        assert reply["type"] == "answer_result" and reply["correct"], reply
+        player.results[0] = reply
+    points = [p.results[0]["total_score"] for p in players]
+    assert points == sorted(points, reverse=True)
+    assert len(set(points)) < len(points), f"no two players tied, nothing to rank: {points}"
+    assert await final_ranks(game, {p.player_id: p.results[0]["total_score"] for p in players}) == list(range(1, 13))
+    await game.close()
+
+
+async def test_a_missed_question_ends_the_streak_and_a_no_points_question_leaves_it(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    questions = [question("q0"), question("q1"), question("poll", points="none"), question("q3")]
+    game = await Game.create(stack, session, questions)
+    misser, steady = await game.join(2)
+
+    async def next_question(index: int) -> None:
+        await game.host_action("close_question")
+        await game.host_action("next_question")
+        await game.wait_for_phase("question_open", index)
+
+    await game.host_action("start_quiz")
+    await game.wait_for_phase("question_open", 0)
+    await game.answer(0, {misser.player_id: 1, steady.player_id: 1})
+    assert [p.results[0]["streak"] for p in (misser, steady)] == [1, 1]
+    await next_question(1)
+    await game.answer(1, {steady.player_id: 1})  # the misser does not answer question 1
+    await game.host_action("close_question")
+    again = await EdgeClient.connect(session, stack.ws_url())
+    resumed = await again.request("resume", player_token=misser.token)
+    assert (resumed["type"], resumed["player"]["streak"]) == ("resumed", 0), resumed
+    await again.close()
+    await game.host_action("next_question")
+    await game.wait_for_phase("question_open", 2)
+    # Issue 14: the misser's answer to the no-points question reported streak 1, from before the miss.
+    await game.answer(2, {misser.player_id: 0})  # the steady player skips the poll
+    assert (misser.results[2]["points"], misser.results[2]["streak"]) == (0, 0), misser.results[2]
+    await next_question(3)
+    await game.answer(3, {misser.player_id: 1, steady.player_id: 1})
+    assert (misser.results[3]["streak"], misser.results[3]["streak_bonus"]) == (1, 0)
+    assert (steady.results[3]["streak"], steady.results[3]["streak_bonus"]) == (3, 200)
+    await game.host_action("end_quiz")
+    await assert_final_standings_match_recomputation(game, 4)
     await game.close()
 
 

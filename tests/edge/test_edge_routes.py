@@ -46,3 +46,10 @@ def test_the_services_error_code_names_what_was_not_found_and_refines_other_stat
     frame = orjson.loads(protocol.encode_error(taken))
     assert (frame["code"], frame["reason"]) == ("already_exists", "nickname_taken")
     assert "reason" not in orjson.loads(protocol.encode_error(rpc_error(grpc.StatusCode.UNAUTHENTICATED, "x")))
+
+
+@pytest.mark.parametrize("reason", ["player_left", "player_removed"])
+def test_a_player_no_longer_in_the_quiz_is_not_a_participant_whatever_the_status(reason: str) -> None:
+    error = rpc_error(grpc.StatusCode.PERMISSION_DENIED, "you left this quiz", reason)
+    assert (error.code, error.reason, error.message) == ("not_a_participant", reason, "you left this quiz")
+    assert rpc_error(grpc.StatusCode.PERMISSION_DENIED, "not the host", "permission_denied").code == "permission_denied"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from edge.schema import SCHEMA
 from edge.settings import Settings
 from quizmesh.settings import SettingsError
 
@@ -18,7 +21,7 @@ def test_defaults() -> None:
     assert (settings.leaderboard_top_n, settings.answer_batch_size, settings.answer_batch_linger_ms) == (10, 256, 2)
     assert settings.answer_batches_in_flight == 2
     assert settings.allowed_origins == frozenset()
-    assert (settings.max_msg_size, settings.heartbeat_s) == (64 * 1024, 20.0)
+    assert (settings.max_frame_bytes, settings.heartbeat_s) == (64 * 1024, 20.0)
 
 
 def test_overrides_and_origin_list() -> None:
@@ -50,3 +53,11 @@ def test_overrides_and_origin_list() -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_frame_limit_the_edge_enforces_is_the_one_documented() -> None:
+    limit = f"{Settings.from_env({}).max_frame_bytes:,} bytes"
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    assert limit in SCHEMA["description"]
+    assert limit in (docs / "protocol.md").read_text()
+    assert limit in (docs / "reliability.md").read_text()

@@ -28,11 +28,11 @@ import asyncpg
 import grpc
 from redis.asyncio import Redis
 
+from leaderboard_svc.domain import score_of
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 
 REPORT_DIR = Path(__file__).resolve().parents[2] / ".infra" / "reliability"
-COMPOSITE_SLOTS = 4194304  # leaderboard_svc.domain.REACHED_SLOTS: the score sits above these bits
 CHOICES = ["right", "wrong", "also wrong"]
 
 AnswerKey = tuple[int, str]  # (question index, player ID)
@@ -82,7 +82,7 @@ async def store_figures(postgres_dsn: str, redis_url: str, quiz_id: str, ledger:
         ranked: list[Any] = await redis.zrange(f"lb:{{{quiz_id}}}:rank", 0, -1, withscores=True)
     finally:
         await redis.aclose()
-    shown = {member.decode(): int(score) // COMPOSITE_SLOTS for member, score in ranked}
+    shown = {member.decode(): score_of(int(score)) for member, score in ranked}
     drift = sum(abs(shown.get(p, 0) - recomputed.get(p, 0)) for p in set(shown) | set(recomputed))
     return StoreFigures(
         accepted=len(ledger.accepted),

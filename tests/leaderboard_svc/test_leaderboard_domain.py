@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 
 from leaderboard_svc.domain import (
-    MAX_REACHED_CS,
+    MAX_REACHED_MS,
     REACHED_SLOTS,
     AnswerScored,
     Coalescer,
@@ -15,6 +15,7 @@ from leaderboard_svc.domain import (
     rank,
     score_of,
 )
+from quiz_svc.domain import MAX_QUESTIONS, STREAK_CAP, PointsMode
 
 
 def _ids(standings: list[Standing]) -> list[str]:
@@ -31,9 +32,15 @@ def test_equal_scores_rank_who_reached_first_higher() -> None:
     assert _ids(ranking) == ["early", "late"]
 
 
-def test_same_centisecond_falls_back_to_player_id_descending() -> None:
-    # 1_001 ms and 1_009 ms are one centisecond: the composite ties, as it would in Redis.
-    ranking = rank([Standing("a", "", 50, 1_001), Standing("b", "", 50, 1_009), Standing("c", "", 50, 1_005)])
+def test_a_score_reached_four_milliseconds_earlier_ranks_higher() -> None:
+    # Issue 14: a player who reached 1,984 at 312 ms was ranked below one who reached it at 316 ms.
+    opened = 61_000
+    ranking = rank([Standing("b", "", 1_984, opened + 316), Standing("a", "", 1_984, opened + 312)])
+    assert _ids(ranking) == ["a", "b"]
+
+
+def test_same_millisecond_falls_back_to_player_id_descending() -> None:
+    ranking = rank([Standing("a", "", 50, 1_001), Standing("b", "", 50, 1_001), Standing("c", "", 50, 1_001)])
     assert _ids(ranking) == ["c", "b", "a"]
 
 
@@ -42,20 +49,24 @@ def test_composite_orders_like_score_then_reached() -> None:
     standings = [
         Standing(f"p{i}", "", randomness.randrange(0, 5) * 100, randomness.randrange(0, 600_000)) for i in range(500)
     ]
-    by_tuple = sorted(standings, key=lambda s: (-s.score, s.reached_ms // 10, [-ord(c) for c in s.player_id]))
+    by_tuple = sorted(standings, key=lambda s: (-s.score, s.reached_ms, [-ord(c) for c in s.player_id]))
     assert _ids(rank(standings)) == _ids(by_tuple)
 
 
 def test_composite_keeps_the_score_and_stays_exact_as_a_double() -> None:
-    largest = composite(2**31 - 1, 0)
+    # The most a quiz can score: 500 questions, double points, the full streak bonus on each.
+    most = MAX_QUESTIONS * (PointsMode.DOUBLE + STREAK_CAP)
+    largest = composite(most, 0)
     assert largest < 2**53
     assert int(float(largest)) == largest
-    assert score_of(largest) == 2**31 - 1
+    assert int(float(largest - 1)) == largest - 1
+    assert score_of(largest) == most
     assert score_of(composite(7, 123_456)) == 7
 
 
 def test_reached_time_beyond_the_window_is_clamped_not_wrapped() -> None:
-    assert composite(1, 10 * (MAX_REACHED_CS + 500)) == 1 * REACHED_SLOTS
+    assert MAX_REACHED_MS >= 49 * 24 * 3_600_000  # seven weeks from the quiz's creation
+    assert composite(1, MAX_REACHED_MS + 500) == 1 * REACHED_SLOTS
     assert composite(1, 10**12) < composite(2, 10**12)
     assert composite(1, -5) == composite(1, 0)
 
@@ -88,6 +99,11 @@ def test_answer_before_join_ranks_the_player_and_the_join_names_them() -> None:
     assert after_join(answered, PlayerJoined("q", "p", "Ann", 100), has_left=False) == Standing(
         "p", "Ann", 800, 5_000, 0
     )
+
+
+def test_a_join_applied_after_a_zero_point_answer_dates_the_zero_to_the_join() -> None:
+    answered = after_answer(None, _answer(0, 0, 5_000), has_left=False)
+    assert after_join(answered, PlayerJoined("q", "p", "Ann", 100), has_left=False) == Standing("p", "Ann", 0, 100, 0)
 
 
 def test_player_who_left_is_never_brought_back() -> None:

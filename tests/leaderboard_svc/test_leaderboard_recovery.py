@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -20,7 +20,7 @@ from persistence_svc.domain import batch_of
 from persistence_svc.event_rows import row_from_event
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED
-from quizmesh.eventcodec import decode, to_record
+from quizmesh.eventcodec import Event, decode, to_record
 from quizmesh.events.v1 import events_pb2
 from tests.persistence_svc import persistence_factories as events
 
@@ -160,22 +160,26 @@ def _answer(quiz_id: str, player_id: str, question: int, total: int) -> events_p
     return event
 
 
-@pytest.mark.integration
-async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_dsn: str) -> None:
-    quiz_id = f"quiz-{uuid.uuid4().hex}"
-    stored = [
-        events.joined(quiz_id, "ann", 10, "Ann"),
-        events.joined(quiz_id, "bob", 20, "Bob"),
-        events.answered(quiz_id, 1, "ann", 3000),
-        events.answered(quiz_id, 0, "ann", 1000),
-        events.left(quiz_id, "bob", 4000),
-    ]
+async def store_as_persistence_svc_does(postgres_dsn: str, stored: Sequence[Event]) -> None:
     results = await PostgresResultStore.connect(postgres_dsn)
     try:
         await results.migrate()
         await results.save(batch_of([row_from_event(e) for e in stored]))
     finally:
         await results.close()
+
+
+@pytest.mark.integration
+async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_dsn: str) -> None:
+    quiz_id = f"quiz-{uuid.uuid4().hex}"
+    stored: list[Event] = [
+        events.joined(quiz_id, "ann", 10, "Ann"),
+        events.joined(quiz_id, "bob", 20, "Bob"),
+        events.answered(quiz_id, 1, "ann", 3000),
+        events.answered(quiz_id, 0, "ann", 1000),
+        events.left(quiz_id, "bob", 4000),
+    ]
+    await store_as_persistence_svc_does(postgres_dsn, stored)
     history = PostgresRankingHistory(postgres_dsn)
     try:
         replay = await history.events(quiz_id)
@@ -188,3 +192,29 @@ async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_d
         AnswerScored(quiz_id, "ann", 1, 1000, 3000, events.BASE_MS + 3000),
         PlayerLeft(quiz_id, "bob"),
     ]
+
+
+@pytest.mark.integration
+async def test_a_ranking_rebuilt_from_postgres_keeps_who_reached_each_score_first(
+    store: LeaderboardStore, postgres_dsn: str
+) -> None:
+    # Issue 14's two cases: twelve players joining a few milliseconds apart stay at 0, and two reach
+    # 1,984 points with one answer each, at 312 and 316 ms after the question opened. Player IDs run
+    # against the expected order, so a fallback to the player ID would show.
+    quiz_id = f"quiz-{uuid.uuid4().hex}"
+    joiners = [f"p{n:02}" for n in range(12)]
+    opened = 61_000
+    stored: list[Event] = [
+        events.joined(quiz_id, player, 40_000 + 3 * n) for n, player in enumerate(["amy", "zed", *joiners])
+    ]
+    for player, response_ms in (("zed", 316), ("amy", 312)):
+        answer = events.answered(quiz_id, 0, player, opened + response_ms, points=1_984)
+        answer.total_score = 1_984
+        stored.append(answer)
+    await store_as_persistence_svc_does(postgres_dsn, stored)
+    history = PostgresRankingHistory(postgres_dsn)
+    try:
+        await rebuild(quiz_id, store, history)
+    finally:
+        await history.close()
+    assert [e.player_id for e in (await store.ranking(quiz_id)).entries] == ["amy", "zed", *joiners]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from leaderboard_svc.domain import AnswerScored, PlayerJoined, PlayerLeft, RankedEntry, RankingEvent
 from leaderboard_svc.ports import LeaderboardStore
 
@@ -71,11 +73,44 @@ async def test_tie_is_broken_by_who_reached_the_score_first(store: LeaderboardSt
     assert scores((await store.ranking(quiz_id)).entries) == [("bob", 800, 1), ("ann", 800, 2)]
 
 
-async def test_players_tied_to_the_centisecond_rank_by_player_id_descending(
+async def test_ties_at_zero_rank_in_join_order_to_the_millisecond(store: LeaderboardStore, quiz_id: str) -> None:
+    # Issue 14: twelve players joining one after another, a few milliseconds apart, were ranked
+    # [1, 5, 3, 4, 2, 8, 9, 6, 7, 12, 10, 11] in join order at score 0.
+    players = [f"p{n:02}-{uuid.uuid4().hex[:6]}" for n in range(12)]
+    await store.apply([join(quiz_id, p, 40_000 + 3 * n) for n, p in enumerate(players)])
+    assert [e.player_id for e in (await store.ranking(quiz_id)).entries] == players
+
+
+async def test_equal_scores_rank_by_the_millisecond_they_were_reached(store: LeaderboardStore, quiz_id: str) -> None:
+    # Issue 14: a player who reached 1,984 at 312 ms was ranked below one who reached it at 316 ms.
+    opened = 61_000
+    await store.apply(
+        [
+            join(quiz_id, "amy", 10),
+            join(quiz_id, "zed", 20),
+            answer(quiz_id, "zed", 0, 1_984, opened + 316),
+            answer(quiz_id, "amy", 0, 1_984, opened + 312),
+        ]
+    )
+    assert scores((await store.ranking(quiz_id)).entries) == [("amy", 1_984, 1), ("zed", 1_984, 2)]
+    assert (await store.top(quiz_id, 10, "zed")).player == RankedEntry("zed", "ZED", 1_984, 2)
+
+
+async def test_players_tied_to_the_millisecond_rank_by_player_id_descending(
     store: LeaderboardStore, quiz_id: str
 ) -> None:
     await store.apply([join(quiz_id, p, 1_000) for p in ("b", "c", "a")])
     assert [e.player_id for e in (await store.ranking(quiz_id)).entries] == ["c", "b", "a"]
+
+
+async def test_a_zero_point_answer_applied_before_the_join_ranks_by_the_join(
+    store: LeaderboardStore, quiz_id: str
+) -> None:
+    await store.apply([join(quiz_id, "ann", 300), answer(quiz_id, "ann", 0, 0, 9_000)])
+    # Bob joined before Ann, but his wrong answer reaches the leaderboard before his join (another topic).
+    await store.apply([answer(quiz_id, "bob", 0, 0, 8_000)])
+    assert await store.apply([join(quiz_id, "bob", 200)]) == {quiz_id}
+    assert scores((await store.ranking(quiz_id)).entries) == [("bob", 0, 1), ("ann", 0, 2)]
 
 
 async def test_leave_removes_the_player_for_good(store: LeaderboardStore, quiz_id: str) -> None:
@@ -132,6 +167,14 @@ async def test_top_of_an_unknown_quiz_or_player_is_empty(store: LeaderboardStore
     assert (await store.top(quiz_id, 10, "")).player is None
 
 
-async def test_large_scores_survive_the_composite(store: LeaderboardStore, quiz_id: str) -> None:
-    await store.apply([join(quiz_id, "ann"), answer(quiz_id, "ann", 0, 2**31 - 1, 40_000_000)])
-    assert scores((await store.ranking(quiz_id)).entries) == [("ann", 2**31 - 1, 1)]
+async def test_the_largest_possible_score_survives_the_composite(store: LeaderboardStore, quiz_id: str) -> None:
+    most = 500 * (2_000 + 500)  # 500 questions, double points, the full streak bonus on each
+    await store.apply(
+        [
+            join(quiz_id, "ann"),
+            join(quiz_id, "bob"),
+            answer(quiz_id, "bob", 499, most, 40_000_001),
+            answer(quiz_id, "ann", 499, most, 40_000_000),
+        ]
+    )
+    assert scores((await store.ranking(quiz_id)).entries) == [("ann", most, 1), ("bob", most, 2)]

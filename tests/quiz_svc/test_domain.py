@@ -15,6 +15,7 @@ from quiz_svc.domain import (
     base_points,
     initial_state,
     judge,
+    streak_now,
 )
 
 Q = Question("2+2?", ("3", "4", "5"), frozenset({1}), 10, PointsMode.STANDARD)
@@ -41,11 +42,19 @@ def test_double_points_double_the_base() -> None:
     assert base_points(double, 10_000) == 1000
 
 
+FREE = Question("poll", ("a", "b"), frozenset({0}), 10, PointsMode.NONE)
+
+
+def quiz_of(*questions: Question) -> QuizDefinition:
+    return QuizDefinition("ABCDEFGH", "t", questions, True, 0)
+
+
 def test_streak_bonus_grows_by_100_after_the_first_and_caps_at_500() -> None:
+    quiz = quiz_of(*[Q] * 8)
     standing = PlayerStanding(0, 0, -1)
     bonuses = []
     for index in range(8):
-        verdict = judge(Q, index, 1, 0, standing)
+        verdict = judge(quiz, index, 1, 0, standing)
         bonuses.append(verdict.bonus)
         standing = verdict.standing
     assert bonuses == [0, 100, 200, 300, 400, 500, 500, 500]
@@ -53,23 +62,55 @@ def test_streak_bonus_grows_by_100_after_the_first_and_caps_at_500() -> None:
 
 
 def test_a_wrong_answer_earns_nothing_and_breaks_the_streak() -> None:
-    verdict = judge(Q, 3, 0, 0, PlayerStanding(5000, 4, 2))
+    verdict = judge(quiz_of(*[Q] * 4), 3, 0, 0, PlayerStanding(5000, 4, 2))
     assert (verdict.correct, verdict.points, verdict.standing) == (False, 0, PlayerStanding(5000, 0, -1))
 
 
-def test_a_skipped_question_restarts_the_streak() -> None:
-    verdict = judge(Q, 5, 1, 0, PlayerStanding(5000, 4, 3))
+def test_an_unanswered_scoring_question_ends_the_streak() -> None:
+    verdict = judge(quiz_of(*[Q] * 6), 5, 1, 0, PlayerStanding(5000, 4, 3))
     assert verdict.standing.streak == 1
     assert verdict.bonus == 0
 
 
 def test_a_no_points_question_neither_scores_nor_breaks_the_streak() -> None:
-    free = Question("q", ("a", "b"), frozenset({0}), 10, PointsMode.NONE)
-    verdict = judge(free, 3, 1, 0, PlayerStanding(5000, 2, 2))
+    quiz = quiz_of(Q, Q, Q, FREE, Q)
+    verdict = judge(quiz, 3, 1, 0, PlayerStanding(5000, 2, 2))
     assert verdict.points == 0
     assert verdict.standing == PlayerStanding(5000, 2, 3)
-    after = judge(Q, 4, 1, 0, verdict.standing)
+    after = judge(quiz, 4, 1, 0, verdict.standing)
     assert after.standing.streak == 3
+
+
+def test_an_unanswered_no_points_question_leaves_the_streak() -> None:
+    quiz = quiz_of(Q, FREE, FREE, Q)
+    first = judge(quiz, 0, 1, 0, PlayerStanding(0, 0, -1))
+    after = judge(quiz, 3, 1, 0, first.standing)  # the two polls between were not answered
+    assert (after.standing.streak, after.bonus) == (2, 100)
+
+
+def test_a_no_points_answer_after_a_missed_question_reports_the_ended_streak() -> None:
+    # Issue 14: a player who missed the previous question and then answered a no-points question got
+    # streak 1 in that answer_result, the value from before the miss.
+    quiz = quiz_of(Q, Q, FREE, Q)
+    first = judge(quiz, 0, 1, 0, PlayerStanding(0, 0, -1))
+    assert first.standing.streak == 1
+    poll = judge(quiz, 2, 0, 0, first.standing)  # question 1 was not answered
+    assert (poll.points, poll.standing) == (0, PlayerStanding(1000, 0, -1))
+    assert judge(quiz, 3, 1, 0, poll.standing).standing.streak == 1
+
+
+def test_the_streak_as_it_stands_counts_closed_questions_only() -> None:
+    quiz = quiz_of(Q, Q, FREE, Q)
+    standing = judge(quiz, 0, 1, 0, PlayerStanding(0, 0, -1)).standing
+    state = initial_state(quiz)
+    opened = apply_host_action(state, quiz, HostAction.START, 0)
+    assert streak_now(quiz, opened, standing) == 1  # question 0, answered
+    closed = apply_host_action(opened, quiz, HostAction.CLOSE, 1)
+    second = apply_host_action(closed, quiz, HostAction.NEXT, 2)
+    assert streak_now(quiz, second, standing) == 1  # question 1 is still open
+    assert streak_now(quiz, apply_host_action(second, quiz, HostAction.CLOSE, 3), standing) == 0
+    assert streak_now(quiz, apply_host_action(second, quiz, HostAction.END, 3), standing) == 0
+    assert streak_now(quiz, state, PlayerStanding(0, 0, -1)) == 0
 
 
 @pytest.mark.parametrize(
@@ -92,7 +133,7 @@ def test_invalid_questions_are_refused_with_the_reason(question: Question, messa
 def test_several_correct_choices_are_allowed() -> None:
     multi = Question("q", ("a", "b", "c"), frozenset({0, 2}), 10, PointsMode.STANDARD)
     domain.validate_quiz("t", (multi,))
-    assert judge(multi, 0, 2, 0, PlayerStanding(0, 0, -1)).correct
+    assert judge(quiz_of(multi), 0, 2, 0, PlayerStanding(0, 0, -1)).correct
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction, Phase, PointsMode, Question
 from quiz_svc.ports import AnswerKey, StoredResults
-from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerNotFound, QuizGame
+from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerLeft, PlayerNotFound, QuizGame
 from quizmesh.auth import Credentials
 from quizmesh.eventbus import EventBusUnavailable, Record
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryPublisher
@@ -275,12 +275,29 @@ async def test_a_kick_whose_event_kafka_refused_is_published_by_the_hosts_retry(
         await harness.game.kick(quiz_id, host, "nobody")
 
 
+async def test_a_player_who_left_cannot_resume_and_is_told_they_left(harness: Harness) -> None:
+    _, _, [token] = await started_quiz(harness)
+    await harness.game.leave(token)
+    with pytest.raises(PlayerLeft, match="you left this quiz"):
+        await harness.game.resume(token)
+    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    assert outcome == AnswerRefusal.NOT_A_PARTICIPANT
+
+
+async def test_a_quiz_that_ended_refuses_joins_as_the_wrong_phase(harness: Harness) -> None:
+    quiz_id, host, _ = await started_quiz(harness)
+    await harness.game.host_action(quiz_id, host, HostAction.END)
+    with pytest.raises(domain.WrongPhase, match="ended"):
+        await harness.game.join(quiz_id, "late")
+
+
 async def test_a_kicked_player_cannot_resume_or_answer(harness: Harness) -> None:
     quiz_id, host, [token] = await started_quiz(harness)
     player_id = (await harness.game.resume(token)).player.player_id
     await harness.game.kick(quiz_id, host, player_id)
-    with pytest.raises(domain.PlayerRemoved):
+    with pytest.raises(domain.PlayerRemoved, match="the host removed you") as refused:
         await harness.game.resume(token)
+    assert not isinstance(refused.value, PlayerLeft)
     [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
     assert outcome == AnswerRefusal.NOT_A_PARTICIPANT
 

@@ -52,15 +52,37 @@ async def test_only_allowed_origins_can_open_a_socket(tmp_path: Path) -> None:
         await ws.close()
 
 
-async def test_a_message_of_64_kib_or_more_closes_the_socket_with_1009(stack: Stack) -> None:
+MAX_FRAME_BYTES = 64 * 1024  # docs/protocol.md: text frames of at most 64 KiB, counted in bytes of UTF-8
+
+
+def ping_of(size: int, pad: str = "x") -> str:
+    """A ping frame of exactly `size` bytes of UTF-8, padded with `pad` (one or two bytes each)."""
+    frame = orjson.dumps({"type": "ping", "id": "1", "pad": ""}).decode()
+    width = len(pad.encode())
+    assert (size - len(frame)) % width == 0, "pick a size the pad fills exactly"
+    return frame[:-2] + pad * ((size - len(frame)) // width) + '"}'
+
+
+async def test_a_frame_of_64_kib_is_answered_and_one_byte_more_closes_the_socket_with_1009(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         ws = await session.ws_connect(stack.ws_url())
-        at_limit = orjson.dumps({"type": "ping", "id": "1", "pad": ""}).decode()
-        # aiohttp refuses a message of max_msg_size bytes or more: 64 KiB - 1 is the largest accepted.
-        await ws.send_str(at_limit[:-2] + "x" * (64 * 1024 - 1 - len(at_limit)) + '"}')
-        reply = await ws.receive(timeout=5)
-        assert reply.type == aiohttp.WSMsgType.TEXT, reply  # under the limit: answered, not closed
-        await ws.send_str("x" * (64 * 1024))
+        for size in (MAX_FRAME_BYTES - 1, MAX_FRAME_BYTES):
+            await ws.send_str(ping_of(size))
+            reply = await ws.receive(timeout=5)
+            assert reply.type == aiohttp.WSMsgType.TEXT, (size, reply)
+            assert orjson.loads(reply.data)["type"] == "pong"
+        await ws.send_str(ping_of(MAX_FRAME_BYTES + 1))
+        closing = await ws.receive(timeout=5)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
+        assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
+async def test_the_frame_limit_counts_bytes_not_characters(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(stack.ws_url())
+        frame = ping_of(MAX_FRAME_BYTES + 1, pad="é")  # two bytes each: far fewer than 65,536 characters
+        assert len(frame) < MAX_FRAME_BYTES
+        await ws.send_str(frame)
         closing = await ws.receive(timeout=5)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
         assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG

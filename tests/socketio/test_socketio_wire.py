@@ -264,3 +264,24 @@ async def test_raw_handshake_namespaces_events_acks_and_a_parse_error(stack: Sta
         await ws.send_str("4x")
         closing = await ws.receive(timeout=10)
         assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == aiohttp.WSCloseCode.PROTOCOL_ERROR
+
+
+async def test_a_packet_of_max_payload_bytes_is_answered_and_one_byte_more_closes_with_1009(stack: Stack) -> None:
+    url = f"{stack.edge_urls[0]}/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        opened = await ws.receive(timeout=10)
+        max_payload = orjson.loads(str(opened.data)[1:])["maxPayload"]
+        await ws.send_str("40")
+        assert str((await ws.receive(timeout=10)).data).startswith("40")
+
+        def ping(size: int) -> str:
+            packet = '42["ping",{"pad":""}]'
+            return packet[:-3] + "x" * (size - len(packet)) + '"}]'
+
+        for size in (max_payload - 1, max_payload):
+            await ws.send_str(ping(size))
+            reply = await ws.receive(timeout=10)
+            assert reply.type == aiohttp.WSMsgType.TEXT and str(reply.data).startswith('42["pong",'), (size, reply)
+        await ws.send_str(ping(max_payload + 1))
+        closing = await ws.receive(timeout=10)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG

@@ -62,23 +62,25 @@ def recompute(
             base = POINTS[question.points_mode]
             correct = answer.choice in question.correct_choices
             assert correct == answer.correct, f"stored correctness of {answer.event_id} is wrong"
-            continues = last_correct == index - 1
+            # A scoring question missed (answered wrong or not at all) since the last correct answer
+            # ended the streak; no-points questions do not count.
+            if any(POINTS[quiz.questions[i].points_mode] for i in range(last_correct + 1, index)):
+                streak = 0
             if base == 0:
                 earned = 0
-                if continues and streak > 0:
-                    last_correct = index
             elif not correct:
-                earned, streak, last_correct = 0, 0, -1
+                earned, streak = 0, 0
             else:
-                streak = streak + 1 if continues else 1
+                streak += 1
                 last_correct = index
                 earned = documented_points(base, answer.response_time_ms, question.time_limit_seconds * 1000)
                 earned += min(100 * (streak - 1), 500)
+            assert answer.streak == streak, f"stored streak of {answer.event_id} is {answer.streak}, not {streak}"
             points_of[answer.event_id] = earned
             if earned > 0:
                 score += earned
                 reached = answer.answer_time.ToMilliseconds() - created_ms
         standings[player_id] = Standing(player_id, score, reached)
     ranking = sorted(standings.values(), key=lambda s: s.player_id, reverse=True)
-    ranking.sort(key=lambda s: (-s.score, s.reached_ms // 10))
+    ranking.sort(key=lambda s: (-s.score, s.reached_ms))
     return points_of, ranking

@@ -6,6 +6,9 @@ import asyncio
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -230,3 +233,58 @@ async def test_an_unreachable_service_exits_5(capsys: pytest.CaptureFixture[str]
     assert code == quizctl.EXIT_UNAVAILABLE
     assert err.startswith("quizctl: UNAVAILABLE: ") or err.startswith("quizctl: DEADLINE_EXCEEDED: ")
     assert err.count("\n") == 1
+
+
+# --- as a process in a shell: one-line usage errors, and a reader that stops early ---
+
+QUIZCTL = str(Path(sys.executable).with_name("quizctl"))
+
+
+def addresses_of(stack: Stack) -> list[str]:
+    return [
+        f"--quiz-addr={stack.quiz_addrs[0]}",
+        f"--leaderboard-addr={stack.leaderboard_addrs[0]}",
+        f"--persistence-addr={stack.persistence_addrs[0]}",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["fly"], ["list", "--limit", "many"], ["start"], ["leaderboard", "Q", "--top"], ["--no-such-option"]],
+)
+async def test_a_usage_mistake_is_one_line_on_stderr_and_exit_2(args: list[str]) -> None:
+    done = await asyncio.to_thread(subprocess.run, [QUIZCTL, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == quizctl.EXIT_USAGE, done
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("quizctl"), done.stderr
+    assert "--help" in done.stderr
+
+
+async def test_help_still_prints_the_whole_usage() -> None:
+    done = await asyncio.to_thread(subprocess.run, [QUIZCTL, "--help"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "Exit codes" in done.stdout and done.stdout.count("\n") > 10
+
+
+async def run_into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs quizctl with stdout a pipe whose reader is already gone, as when `| head -1` has exited."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return await asyncio.to_thread(
+            subprocess.run, [QUIZCTL, *args], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(write_end)
+
+
+async def test_list_into_a_reader_that_stopped_ends_quietly(capsys: pytest.CaptureFixture[str], stack: Stack) -> None:
+    await create(capsys, stack)
+    done = await run_into_a_closed_pipe(*addresses_of(stack), "list")
+    assert (done.returncode, done.stderr) == (quizctl.EXIT_READER_GONE, "")
+
+
+async def test_tail_into_a_reader_that_stopped_ends_quietly(capsys: pytest.CaptureFixture[str], stack: Stack) -> None:
+    quiz_id, _ = await create(capsys, stack)
+    done = await run_into_a_closed_pipe(*addresses_of(stack), "tail", quiz_id)
+    assert (done.returncode, done.stderr) == (quizctl.EXIT_READER_GONE, "")

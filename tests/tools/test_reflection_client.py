@@ -8,8 +8,12 @@ are synchronous, so they run in a thread: a blocking call on the loop the server
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,10 +21,12 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from quizmesh.grpc_reflection import describe_v1, v1_file
 from tests.support.stack import Stack
 
 HEALTH = "grpc.health.v1.Health"
 REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 class ReflectionClient:
@@ -120,9 +126,9 @@ async def test_a_quiz_is_played_through_reflection_alone(stack: Stack) -> None:
     seen = await asyncio.to_thread(_play_a_quiz, stack)
 
     assert seen["services"] == {
-        "quiz": {"quizmesh.quiz.v1.QuizService", HEALTH, REFLECTION},
-        "leaderboard": {"quizmesh.leaderboard.v1.LeaderboardService", HEALTH, REFLECTION},
-        "persistence": {"quizmesh.persistence.v1.PersistenceService", HEALTH, REFLECTION},
+        "quiz": {"quizmesh.quiz.v1.QuizService", HEALTH, REFLECTION, REFLECTION_V1},
+        "leaderboard": {"quizmesh.leaderboard.v1.LeaderboardService", HEALTH, REFLECTION, REFLECTION_V1},
+        "persistence": {"quizmesh.persistence.v1.PersistenceService", HEALTH, REFLECTION, REFLECTION_V1},
     }
     assert seen["first_state"]["state"]["phase"] == "QUIZ_PHASE_QUESTION_OPEN"
     result = seen["answered"]["result"]
@@ -136,4 +142,63 @@ async def test_a_quiz_is_played_through_reflection_alone(stack: Stack) -> None:
         player_id,
         result["points"],
         result["event_id"],
+    )
+
+
+async def explore_with_reflection_v1(address: str) -> dict[str, Any]:
+    client = Path(__file__).with_name("reflection_v1_client.py")
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(client), address], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    explored: dict[str, Any] = json.loads(done.stdout)
+    return explored
+
+
+def _create_quiz(address: str, title: str) -> str:
+    client = ReflectionClient(address)
+    try:
+        created = client.call(
+            "quizmesh.quiz.v1.QuizService.CreateQuiz",
+            {
+                "title": title,
+                "questions": [{"text": "?", "choices": ["a", "b"], "correct_choices": [0], "time_limit_seconds": 9}],
+            },
+        )
+    finally:
+        client.close()
+    return str(created["quiz"]["quiz_id"])
+
+
+async def test_a_reflection_v1_client_lists_describes_and_calls_every_service(stack: Stack) -> None:
+    quiz_id = await asyncio.to_thread(_create_quiz, stack.quiz_addrs[0], "Seen through reflection v1")
+    for address, service in (
+        (stack.quiz_addrs[0], "quizmesh.quiz.v1.QuizService"),
+        (stack.leaderboard_addrs[0], "quizmesh.leaderboard.v1.LeaderboardService"),
+        (stack.persistence_addrs[0], "quizmesh.persistence.v1.PersistenceService"),
+    ):
+        explored = await explore_with_reflection_v1(address)
+        assert explored["services"] == sorted({service, HEALTH, REFLECTION, REFLECTION_V1})
+        assert explored["methods"][REFLECTION_V1] == ["ServerReflectionInfo"]
+        assert {"Check", "Watch"} <= set(explored["methods"][HEALTH])
+        assert explored["v1_file_matches_grpc_proto"] is True
+        if service == "quizmesh.quiz.v1.QuizService":
+            assert {"CreateQuiz", "WatchQuiz"} <= set(explored["methods"][service])
+            assert quiz_id in [q["quiz_id"] for q in explored["quizzes"]]
+
+
+def test_the_v1_descriptor_is_added_once_and_never_over_another_librarys() -> None:
+    pool = descriptor_pool.DescriptorPool()
+    theirs = v1_file()
+    theirs.name = "vendored/grpc/reflection/v1/reflection.proto"
+    pool.AddSerializedFile(theirs.SerializeToString())
+    describe_v1(pool)
+    assert pool.FindServiceByName(REFLECTION_V1).file.name == theirs.name
+    fresh = descriptor_pool.DescriptorPool()
+    describe_v1(fresh)
+    describe_v1(fresh)
+    service = fresh.FindServiceByName(REFLECTION_V1)
+    assert (service.file.name, [m.name for m in service.methods]) == (
+        "grpc/reflection/v1/reflection.proto",
+        ["ServerReflectionInfo"],
     )
