@@ -58,6 +58,7 @@ def env_secret(env: Mapping[str, str], name: str) -> str | None:
 EventBusEngine = Literal["kafka", "memory"]
 StateEngine = Literal["redis", "memory"]
 DatabaseEngine = Literal["postgres", "sqlite"]
+RedisMode = Literal["single", "cluster"]
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,17 @@ class Engines:
     redis_url: str
     postgres_dsn: str
     sqlite_path: str
+    # "cluster": redis_url lists seed nodes of a Redis Cluster, comma-separated.
+    redis_mode: RedisMode = "single"
+    # Pub/sub between processes on its own Redis, so broadcasts never compete with game state; empty
+    # means redis_url's (single mode only: a cluster client does not carry the process-wide pub/sub).
+    redis_pubsub_url: str = ""
+    # A streaming replica that reads may go to while its lag is under a bound; empty reads the primary.
+    postgres_replica_dsn: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Engines:
-        return cls(
+        engines = cls(
             event_bus=env_choice(env, "QUIZMESH_EVENT_BUS", "kafka", ("kafka", "memory")),
             state=env_choice(env, "QUIZMESH_STATE_STORE", "redis", ("redis", "memory")),
             database=env_choice(env, "QUIZMESH_DATABASE", "postgres", ("postgres", "sqlite")),
@@ -82,7 +90,20 @@ class Engines:
             redis_url=env_str(env, "QUIZMESH_REDIS_URL", "redis://127.0.0.1:16379/0"),
             postgres_dsn=env_secret(env, "QUIZMESH_POSTGRES_DSN") or "postgresql://quizmesh@127.0.0.1:15432/quizmesh",
             sqlite_path=env_str(env, "QUIZMESH_SQLITE_PATH", "quizmesh-dev.sqlite3"),
+            redis_mode=env_choice(env, "QUIZMESH_REDIS_MODE", "single", ("single", "cluster")),
+            redis_pubsub_url=env_str(env, "QUIZMESH_REDIS_PUBSUB_URL", ""),
+            postgres_replica_dsn=env_secret(env, "QUIZMESH_POSTGRES_REPLICA_DSN") or "",
         )
+        if engines.state == "redis" and engines.redis_mode == "cluster" and not engines.redis_pubsub_url:
+            raise SettingsError(
+                "QUIZMESH_REDIS_PUBSUB_URL must name a (non-cluster) Redis for pub/sub when QUIZMESH_REDIS_MODE=cluster"
+            )
+        return engines
+
+    @property
+    def pubsub_url(self) -> str:
+        """The Redis that carries pub/sub between processes."""
+        return self.redis_pubsub_url or self.redis_url
 
     def sqlite_file(self, owner: str) -> str:
         """The SQLite file of one service: each owns its own, as each owns its own tables.

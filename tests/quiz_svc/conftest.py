@@ -3,12 +3,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.redis_game import RedisGameStore
 from quiz_svc.ports import GameStore
-from tests.support.infra import REAL, require
+from tests.support.infra import real_redis
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -17,8 +16,7 @@ async def game_store(request: pytest.FixtureRequest) -> AsyncIterator[GameStore]
     if request.param == "memory":
         yield InMemoryGameStore()
         return
-    require("Redis", REAL.redis_url)
-    redis = Redis.from_url(REAL.redis_url)
+    redis = real_redis()
     yield RedisGameStore(redis)
     await redis.aclose()
 
