@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any, TypeVar
 
 import asyncpg
@@ -32,35 +33,8 @@ T = TypeVar("T")
 # can still fail on a race over the catalog. The number is arbitrary but fixed.
 _MIGRATION_LOCK_ID = 0x5155_495A_5045_5253
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS participants (
-    quiz_id text NOT NULL,
-    player_id text NOT NULL,
-    nickname text,
-    joined_at timestamptz,
-    quiz_elapsed_ms bigint,
-    left_at timestamptz,
-    kicked boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (quiz_id, player_id)
-);
-CREATE INDEX IF NOT EXISTS participants_join_order ON participants (quiz_id, joined_at, player_id);
-CREATE TABLE IF NOT EXISTS answers (
-    quiz_id text NOT NULL,
-    question_index integer NOT NULL,
-    player_id text NOT NULL,
-    choice integer NOT NULL,
-    correct boolean NOT NULL,
-    points bigint NOT NULL,
-    total_score bigint NOT NULL,
-    streak integer NOT NULL,
-    response_time_ms bigint NOT NULL,
-    answered_at timestamptz NOT NULL,
-    quiz_elapsed_ms bigint NOT NULL,
-    event_id text NOT NULL UNIQUE,
-    PRIMARY KEY (quiz_id, question_index, player_id)
-);
-CREATE INDEX IF NOT EXISTS answers_listing_order ON answers (quiz_id, question_index, answered_at, player_id);
-"""
+# The schema and its migrations, in one place.
+_SCHEMA = resources.files("persistence_svc.adapters").joinpath("postgres_schema.sql").read_text()
 
 _INSERT_JOINS = """
 INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)
