@@ -21,6 +21,8 @@ class Settings:
     db_pool_size: int
     db_command_timeout_s: int
     shutdown_grace_s: int
+    # Listings read from the replica (Engines.postgres_replica_dsn) while it is less than this far behind.
+    replica_max_lag_ms: int = 1000
     # Fault tests only (QUIZMESH_PERSISTENCE_TEST_PAUSE_AFTER_SAVE_MS, ..._MARKER); see SinkTuning.
     test_pause_after_save_ms: int = 0
     test_pause_marker: str = ""
@@ -36,6 +38,7 @@ class Settings:
             db_pool_size=env_int(env, "QUIZMESH_PERSISTENCE_DB_POOL_SIZE", 10, minimum=1),
             db_command_timeout_s=env_int(env, "QUIZMESH_PERSISTENCE_DB_COMMAND_TIMEOUT_S", 10, minimum=1),
             shutdown_grace_s=env_int(env, "QUIZMESH_PERSISTENCE_SHUTDOWN_GRACE_S", 5, minimum=0),
+            replica_max_lag_ms=env_int(env, "QUIZMESH_REPLICA_MAX_LAG_MS", 1000, minimum=1),
             test_pause_after_save_ms=env_int(env, "QUIZMESH_PERSISTENCE_TEST_PAUSE_AFTER_SAVE_MS", 0),
             test_pause_marker=env_str(env, "QUIZMESH_PERSISTENCE_TEST_PAUSE_MARKER", ""),
         )
