@@ -16,6 +16,8 @@ class Settings:
     consumer_group: str  # every process of one deployment shares it, splitting the partitions
     ranking_ttl_s: int  # a quiz's ranking is dropped from Redis this long after its last change
     batch_wait_ms: int  # how long Kafka may hold a fetch of events for more; small next to interval_ms
+    # PersistenceService, which a Redis ranking is rebuilt from (host:port, or a gRPC target list).
+    persistence_address: str = "127.0.0.1:50053"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -25,4 +27,5 @@ class Settings:
             consumer_group=env_str(env, "QUIZMESH_LEADERBOARD_GROUP", "leaderboard_svc"),
             ranking_ttl_s=env_int(env, "QUIZMESH_LEADERBOARD_TTL_S", 86_400, minimum=60),
             batch_wait_ms=env_int(env, "QUIZMESH_LEADERBOARD_BATCH_WAIT_MS", 20, minimum=0),
+            persistence_address=env_str(env, "QUIZMESH_PERSISTENCE_ADDR", "127.0.0.1:50053"),
         )

@@ -9,8 +9,8 @@ from quiz_svc.ports import AnswerKey, PlayerRecord, StoredAnswer, StoredResults
 from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
+from quizmesh.persistence_reads import all_answers, all_participants
 
-_PAGE = 10_000
 _DEADLINE_S = 10.0
 
 
@@ -20,26 +20,8 @@ class PersistenceResults:
         self._stub = pb_grpc.PersistenceServiceStub(self._channel)
 
     async def results(self, quiz_id: str) -> StoredResults:
-        participants: list[pb.Participant] = []
-        token = ""
-        while True:
-            page = await self._stub.ListParticipants(
-                pb.ListParticipantsRequest(quiz_id=quiz_id, page_size=_PAGE, page_token=token), timeout=_DEADLINE_S
-            )
-            participants.extend(page.participants)
-            token = page.next_page_token
-            if not token:
-                break
-        stored: list[pb.StoredAnswer] = []
-        while True:
-            answers = await self._stub.ListAnswers(
-                pb.ListAnswersRequest(quiz_id=quiz_id, page_size=_PAGE, page_token=token), timeout=_DEADLINE_S
-            )
-            stored.extend(answers.answers)
-            token = answers.next_page_token
-            if not token:
-                break
-        return stored_results(participants, stored)
+        participants = await all_participants(self._stub, quiz_id, timeout_s=_DEADLINE_S)
+        return stored_results(participants, await all_answers(self._stub, quiz_id, timeout_s=_DEADLINE_S))
 
     async def close(self) -> None:
         await self._channel.close()

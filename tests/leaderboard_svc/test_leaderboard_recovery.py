@@ -1,15 +1,16 @@
-"""Recovery: the durable publication marks, and rankings rebuilt from PostgreSQL's history."""
+"""Recovery: the durable publication marks, and rankings rebuilt from the history persistence_svc stored."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import Callable
 
 import pytest
 
 from leaderboard_svc.adapters.memory_store import MemoryLeaderboardStore
-from leaderboard_svc.adapters.postgres_history import PostgresRankingHistory
+from leaderboard_svc.adapters.persistence_history import PersistenceRankingHistory
 from leaderboard_svc.domain import AnswerScored, Coalescer, PlayerJoined, PlayerLeft, RankingEvent
 from leaderboard_svc.ports import HistoryUnavailable, LeaderboardStore
 from leaderboard_svc.projector import Projector
@@ -17,10 +18,14 @@ from leaderboard_svc.publisher import LeaderboardPublisher
 from leaderboard_svc.rebuild import Rebuilder, rebuild
 from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.domain import batch_of, row_from_event
+from persistence_svc.grpc_api import PersistenceServicer
+from persistence_svc.main import SERVICE_NAME as PERSISTENCE
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED
 from quizmesh.eventcodec import decode, to_record
 from quizmesh.events.v1 import events_pb2
+from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from tests.persistence_svc import persistence_factories as events
 
 HISTORY: list[RankingEvent] = [
@@ -160,7 +165,7 @@ def _answer(quiz_id: str, player_id: str, question: int, total: int) -> events_p
 
 
 @pytest.mark.integration
-async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_dsn: str) -> None:
+async def test_the_history_reads_what_persistence_svc_stored_through_its_grpc_api(postgres_dsn: str) -> None:
     quiz_id = f"quiz-{uuid.uuid4().hex}"
     stored = [
         events.joined(quiz_id, "ann", 10, "Ann"),
@@ -170,16 +175,23 @@ async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_d
         events.left(quiz_id, "bob", 4000),
     ]
     results = await PostgresResultStore.connect(postgres_dsn)
+    server = GrpcServer(
+        "127.0.0.1:0",
+        [ServiceBinding(PERSISTENCE, pb_grpc.add_PersistenceServiceServicer_to_server, PersistenceServicer(results))],
+    )
     try:
         await results.migrate()
         await results.save(batch_of([row_from_event(e) for e in stored]))
+        await server.start()
+        await server.set_serving(True)
+        history = PersistenceRankingHistory(f"127.0.0.1:{server.port}")
+        try:
+            replay = await history.events(quiz_id)
+        finally:
+            await history.close()
     finally:
+        await server.stop(1)
         await results.close()
-    history = PostgresRankingHistory(postgres_dsn)
-    try:
-        replay = await history.events(quiz_id)
-    finally:
-        await history.close()
     assert replay == [
         PlayerJoined(quiz_id, "ann", "Ann", 10),
         PlayerJoined(quiz_id, "bob", "Bob", 20),
@@ -187,3 +199,15 @@ async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_d
         AnswerScored(quiz_id, "ann", 1, 1000, 3000, events.BASE_MS + 3000),
         PlayerLeft(quiz_id, "bob"),
     ]
+
+
+async def test_the_history_is_unavailable_while_persistence_svc_is_unreachable() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"
+    history = PersistenceRankingHistory(address, timeout_s=1.0)
+    try:
+        with pytest.raises(HistoryUnavailable, match="UNAVAILABLE"):
+            await history.events("q")
+    finally:
+        await history.close()
