@@ -32,6 +32,12 @@ class Settings:
     # A socket whose unsent output exceeds this is skipped for leaderboards and cut off for quiz states.
     max_buffered_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 5.0
+    # On SIGTERM the edge reports unready (/readyz 503) but keeps serving this long before it closes its
+    # sockets with 1012, so that a load balancer's health checks take it out of rotation first and
+    # reconnecting clients land on another edge.
+    drain_s: float = 0.0
+    # Proxies in front of the edge that append to X-Forwarded-For (edge/forwarded.py); 0 trusts none.
+    trusted_proxy_hops: int = 0
     # Rate limits (edge/limits.py): messages per connection, joins (join_quiz, resume) per client address.
     messages_per_s: int = 20
     messages_burst: int = 40
@@ -63,6 +69,8 @@ class Settings:
             messages_per_s=env_int(env, "QUIZMESH_EDGE_MESSAGES_PER_S", 20, minimum=1),
             messages_burst=env_int(env, "QUIZMESH_EDGE_MESSAGES_BURST", 40, minimum=1),
             joins_per_min=env_int(env, "QUIZMESH_EDGE_JOINS_PER_MIN", 10, minimum=1),
+            drain_s=env_int(env, "QUIZMESH_EDGE_DRAIN_MS", 0) / 1000,
+            trusted_proxy_hops=env_int(env, "QUIZMESH_EDGE_TRUSTED_PROXY_HOPS", 0),
         )
 
 
