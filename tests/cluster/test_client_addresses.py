@@ -73,7 +73,7 @@ async def _join(
 def _outcomes(replies: list[Message]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for reply in replies:
-        kind = reply["type"] if reply["type"] == "joined" else reply.get("code", reply["type"])
+        kind = str(reply["type"] if reply["type"] == "joined" else reply.get("code", reply["type"]))
         counts[kind] = counts.get(kind, 0) + 1
     return counts
 
