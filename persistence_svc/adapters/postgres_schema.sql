@@ -58,16 +58,16 @@ CREATE TABLE IF NOT EXISTS answers (
 ) PARTITION BY HASH (quiz_id);
 CREATE INDEX IF NOT EXISTS answers_listing_order ON answers (quiz_id, question_index, answered_at, player_id);
 
--- 16 partitions each. Changing the number means re-creating the tables: choose it for the largest
--- deployment (each partition can also be moved to its own tablespace).
+-- 32 partitions each (docs/operations.md, PostgreSQL). Changing the number means re-creating the
+-- tables: choose it for the largest deployment (each partition can also be moved to its own tablespace).
 DO $$
 DECLARE
     parent text;
 BEGIN
     FOREACH parent IN ARRAY ARRAY['answers', 'participants'] LOOP
-        FOR remainder IN 0..15 LOOP
+        FOR remainder IN 0..31 LOOP
             EXECUTE format(
-                'CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES WITH (MODULUS 16, REMAINDER %s)',
+                'CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES WITH (MODULUS 32, REMAINDER %s)',
                 parent || '_p' || remainder, parent, remainder
             );
         END LOOP;

@@ -100,7 +100,7 @@ async def test_migrating_an_unpartitioned_database_keeps_every_row_and_is_idempo
         await conn.close()
     assert counts is not None
     assert (counts["answers"], counts["participants"]) == (40, 40)
-    # 40 quizzes hash over 16 partitions: more than one is used, so the rows really are spread.
+    # 40 quizzes hash over 32 partitions: more than one is used, so the rows really are spread.
     assert counts["partitions_used"] > 1
 
 
