@@ -247,7 +247,7 @@ async def process_stack(
             spawn("edge", edge_env, i)
         direct_edge_urls = [f"http://127.0.0.1:{p}" for p in edge_ports]
         edge_urls = direct_edge_urls
-        if ON_CLUSTER:
+        if ON_CLUSTER and edge_ports:
             balancer, edge_urls = start_balancer(edge_ports, log_dir)
         stack = Stack(
             edge_urls,
