@@ -85,6 +85,8 @@ class Rebuilder:
         while not stop.is_set():
             now = self._clock()
             for quiz_id in [q for q, at in self._due.items() if at <= now]:
+                if stop.is_set():
+                    break  # many quizzes may be due (and their history slow to fail): shutdown waits for none
                 await self._rebuild_one(quiz_id)
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):

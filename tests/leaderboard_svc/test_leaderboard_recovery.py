@@ -129,6 +129,22 @@ async def test_the_projector_queues_unbuilt_quizzes_and_the_rebuilder_rebuilds_t
     assert "q" in coalescer.take_all()
 
 
+async def test_a_stopping_rebuilder_leaves_the_quizzes_still_due_to_the_next_process() -> None:
+    stop = asyncio.Event()
+
+    class StoppedDuringFirstRead(FakeHistory):
+        async def events(self, quiz_id: str) -> list[RankingEvent]:
+            stop.set()  # the process is told to stop while the first of many rebuilds runs
+            return await super().events(quiz_id)
+
+    history = StoppedDuringFirstRead(HISTORY)
+    rebuilder = Rebuilder(MemoryLeaderboardStore(), history, Coalescer(interval_ms=100))
+    rebuilder.request(f"quiz-{n}" for n in range(100))
+    async with asyncio.timeout(10):
+        await rebuilder.run(stop)
+    assert history.reads == 1
+
+
 async def test_a_publisher_starting_after_a_crash_publishes_what_was_applied_but_not_published() -> None:
     store = MemoryLeaderboardStore()
     await store.apply(HISTORY)  # applied and committed; the process died before publishing
