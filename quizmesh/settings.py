@@ -100,11 +100,6 @@ class Engines:
             )
         return engines
 
-    @property
-    def pubsub_url(self) -> str:
-        """The Redis that carries pub/sub between processes."""
-        return self.redis_pubsub_url or self.redis_url
-
     def sqlite_file(self, owner: str) -> str:
         """The SQLite file of one service: each owns its own, as each owns its own tables.
 
