@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.cluster, py
 REPO = Path(__file__).resolve().parents[2]
 DOWN_S = float(os.environ.get("QUIZMESH_FAULT_KAFKA_DOWN_S", "60"))
 PLAYERS = 100
+# Each question lasts at least this long, so the load is about PLAYERS / QUESTION_S answers a second
+# however fast the machine, and the quiz's questions (at most 500) outlast the outage.
+QUESTION_S = 0.5
 
 
 def _infra(*args: str) -> float:
@@ -51,7 +54,7 @@ def _infra(*args: str) -> float:
 async def _game(tmp_path: Path) -> AsyncIterator[tuple[Stack, GrpcGame]]:
     require_cluster()
     async with process_stack(tmp_path / "logs", edges=0) as stack:
-        game = GrpcGame(stack.quiz_addrs, players=PLAYERS, questions=400)
+        game = GrpcGame(stack.quiz_addrs, players=PLAYERS, questions=500)
         await game.setup()
         try:
             yield stack, game
@@ -70,12 +73,19 @@ async def _broker_down(broker: str, *, kill: bool) -> AsyncIterator[dict[str, fl
         figures["restart_s"] = await asyncio.to_thread(_infra, "start", broker)
 
 
-async def _answer_for(game: GrpcGame, seconds: float) -> None:
-    """Question after question, every player answering each, for `seconds`."""
+async def _answer_for(game: GrpcGame, seconds: float) -> list[float]:
+    """Question after question, every player answering each, for `seconds`; returns when each question
+    whose answers met a refusal ended (the harness counts refusals, not their times)."""
+    refused_until: list[float] = []
     until = time.monotonic() + seconds
-    while time.monotonic() < until:
+    while (started := time.monotonic()) < until:
+        errors = sum(game.ledger.errors.values())
         await game.answer_question()
+        if sum(game.ledger.errors.values()) > errors:
+            refused_until.append(time.monotonic())
         await game.next_question()
+        await asyncio.sleep(max(0.0, QUESTION_S - (time.monotonic() - started)))
+    return refused_until
 
 
 async def _finish(scenario: str, test: str, game: GrpcGame, **extra: Any) -> dict[str, Any]:
@@ -139,19 +149,9 @@ async def test_sigkill_of_the_broker_leading_the_quiz_partition_loses_nothing(tm
         await game.answer_question()
         await game.next_question()
         broker = await _leader_of_the_quiz(game.quiz_id)
-        # The harness counts refusals, not their times: a question whose answers met one marks the
-        # refusals as still going on when it ended.
-        refused_until: list[float] = []
-
         async with _broker_down(broker, kill=True) as outage:
             killed_at = time.monotonic()
-            until = killed_at + 20
-            while time.monotonic() < until:
-                errors = sum(game.ledger.errors.values())
-                await game.answer_question()
-                if sum(game.ledger.errors.values()) > errors:
-                    refused_until.append(time.monotonic())
-                await game.next_question()
+            refused_until = await _answer_for(game, 20)
             outage["unavailable_for_at_most_s"] = round(max(refused_until, default=killed_at) - killed_at, 1)
         await game.answer_question()
         report = await _finish(
