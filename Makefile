@@ -5,7 +5,7 @@ PYTHON ?= python
 BUF ?= npx --no -- buf
 
 .DEFAULT_GOAL := help
-.PHONY: help install gen lint test test-fast infra-up infra-down infra-status dev release-contracts bench
+.PHONY: help install gen lint test test-fast infra-up infra-down infra-status cluster-up cluster-down cluster-status dev release-contracts bench
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,15 @@ infra-down: ## Stop what infra-up started.
 
 infra-status: ## Show each infra component.
 	bash scripts/infra.sh status
+
+cluster-up: ## Start the multi-node topology: 3 Kafka brokers, a Redis Cluster (+ pub/sub Redis), PostgreSQL primary + replica.
+	bash scripts/infra.sh up --topology cluster
+
+cluster-down: ## Stop what cluster-up started.
+	bash scripts/infra.sh down --topology cluster
+
+cluster-status: ## Show each component of the multi-node topology.
+	bash scripts/infra.sh status --topology cluster
 
 bench: ## Benchmarks side by side (needs `make infra-up`; ~20 min); writes bench/out/results.json. ARGS=fanout|floor|pipeline|batching|fetch|sessions
 	$(PYTHON) -m pip install -q -e '.[dev,bench]'

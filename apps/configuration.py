@@ -46,6 +46,68 @@ SCRIPT_VARIABLES: Variables = (
     ),
     Integer("QUIZMESH_INFRA_REDIS_PORT", "scripts/infra.sh: the local Redis's port.", default=16379, maximum=65535),
     Integer("QUIZMESH_INFRA_PG_PORT", "scripts/infra.sh: the local PostgreSQL's port.", default=15432, maximum=65535),
+    Text(
+        "QUIZMESH_INFRA_TOPOLOGY",
+        "scripts/infra.sh: the topology a command acts on when it names none (`single` or `cluster`).",
+        default="single",
+    ),
+    Text(
+        "QUIZMESH_INFRA_CLUSTER_KAFKA_PORTS",
+        "scripts/infra.sh --topology cluster: the three Kafka brokers' ports, comma-separated.",
+        default="19192,19193,19194",
+    ),
+    Text(
+        "QUIZMESH_INFRA_CLUSTER_KAFKA_CONTROLLER_PORTS",
+        "scripts/infra.sh --topology cluster: the three brokers' KRaft controller ports, comma-separated.",
+        default="19195,19196,19197",
+    ),
+    Text(
+        "QUIZMESH_INFRA_CLUSTER_REDIS_PORTS",
+        "scripts/infra.sh --topology cluster: the Redis Cluster's six nodes' ports (each also uses port + 10000 "
+        "for its cluster bus), comma-separated.",
+        default="16400,16401,16402,16403,16404,16405",
+    ),
+    Integer(
+        "QUIZMESH_INFRA_CLUSTER_REDIS_PUBSUB_PORT",
+        "scripts/infra.sh --topology cluster: the port of the Redis kept for pub/sub.",
+        default=16410,
+        maximum=65535,
+    ),
+    Integer(
+        "QUIZMESH_INFRA_CLUSTER_PG_PORT",
+        "scripts/infra.sh --topology cluster: the PostgreSQL primary's port.",
+        default=15442,
+        maximum=65535,
+    ),
+    Integer(
+        "QUIZMESH_INFRA_CLUSTER_PG_REPLICA_PORT",
+        "scripts/infra.sh --topology cluster: the PostgreSQL streaming replica's port.",
+        default=15443,
+        maximum=65535,
+    ),
+    Text(
+        "QUIZMESH_LB_BIND",
+        "scripts/haproxy/quizmesh.cfg: the address HAProxy listens on for players.",
+        default="",
+        unset="required",
+    ),
+    Text(
+        "QUIZMESH_LB_EDGE_1",
+        "scripts/haproxy/quizmesh.cfg: the first edge's address.",
+        default="",
+        unset="required",
+    ),
+    Text(
+        "QUIZMESH_LB_EDGE_2",
+        "scripts/haproxy/quizmesh.cfg: the second edge's address.",
+        default="",
+        unset="required",
+    ),
+    Text(
+        "QUIZMESH_TEST_CLUSTER",
+        "scripts/test.sh: `0` skips the second pass of the tests on the multi-node topology.",
+        default="1",
+    ),
     Text("QUIZMESH_KEEP_INFRA", "scripts/test.sh: `1` leaves the infrastructure running afterwards.", default="0"),
     Text(
         "QUIZMESH_M2_REPO",
@@ -65,6 +127,18 @@ SCRIPT_VARIABLES: Variables = (
         "QUIZMESH_FAULT_WS_PLAYERS",
         "tests/faults: WebSocket players in the reconnect-storm scenario.",
         default=200,
+        minimum=1,
+    ),
+    Integer(
+        "QUIZMESH_FAULT_CRASH_PLAYERS",
+        "tests/faults: WebSocket players in each quiz_svc crash scenario.",
+        default=60,
+        minimum=1,
+    ),
+    Integer(
+        "QUIZMESH_FAULT_EDGE_PLAYERS",
+        "tests/faults: players on the edge that the cluster scenario SIGKILLs.",
+        default=1000,
         minimum=1,
     ),
     Number(

@@ -13,6 +13,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from edge import protocol, results, routes, socketio_transport
 from edge.fanout import Fanout
+from edge.forwarded import client_address
 from edge.limits import Limiter, RateLimits
 from edge.protocol import ClientError
 from edge.session import Session
@@ -24,6 +25,7 @@ UPSTREAM_KEY = web.AppKey("upstream", Upstream)
 FANOUT_KEY = web.AppKey("fanout", Fanout)
 SOCKETS_KEY = web.AppKey[set[web.WebSocketResponse]]("sockets")
 SHUTTING_DOWN_KEY = web.AppKey("shutting_down", list[bool])
+DRAINING_KEY = web.AppKey("draining", list[bool])
 LIMITER_KEY = web.AppKey("limiter", Limiter)
 
 WEB_DIR: Final = Path(__file__).parent / "web"
@@ -48,6 +50,7 @@ def create_app(settings: Settings, upstream: Upstream) -> web.Application:
     app[UPSTREAM_KEY] = upstream
     app[SOCKETS_KEY] = set()
     app[SHUTTING_DOWN_KEY] = [False]
+    app[DRAINING_KEY] = [False]
     app.cleanup_ctx.append(_upstream_lifetime)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/ws", _websocket)
@@ -80,6 +83,16 @@ async def _upstream_lifetime(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[FANOUT_KEY].close()
     await upstream.close(settings.shutdown_grace_s)
+
+
+def start_draining(app: web.Application) -> None:
+    """From now on /readyz says 503, so load balancers stop sending new clients; sockets stay open."""
+    app[DRAINING_KEY][0] = True
+
+
+def _client_address(request: web.Request) -> str | None:
+    hops = request.app[SETTINGS_KEY].trusted_proxy_hops
+    return client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), hops)
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -126,7 +139,7 @@ async def _socketio(request: web.Request) -> web.StreamResponse:
         app[UPSTREAM_KEY],
         app[FANOUT_KEY],
         app[SOCKETS_KEY],
-        app[LIMITER_KEY].connection(request.remote),
+        app[LIMITER_KEY].connection(_client_address(request)),
     )
 
 
@@ -142,7 +155,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     if transport is None:  # the client went away during the handshake
         return ws
     session = Session(ws, transport, app[UPSTREAM_KEY], app[FANOUT_KEY], settings)
-    limits = app[LIMITER_KEY].connection(request.remote)
+    limits = app[LIMITER_KEY].connection(_client_address(request))
     app[SOCKETS_KEY].add(ws)
     connections = session.telemetry.metrics.connections
     connections.add(1)
@@ -166,7 +179,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    if request.app[SHUTTING_DOWN_KEY][0]:
+    if request.app[SHUTTING_DOWN_KEY][0] or request.app[DRAINING_KEY][0]:
         return web.Response(status=503, text="shutting down")
     if not await request.app[UPSTREAM_KEY].ready():
         return web.Response(status=503, text="quiz or leaderboard service not serving")

@@ -3,8 +3,9 @@
 A message over its connection's limit, or a join over its address's limit, is refused with a
 retryable `rate_limited` error frame; the connection stays open and the client slows down. Joins
 (`join_quiz`, `resume`) are counted per address because a flood of them is how bots inflate a quiz
-(kahoot-hack and the like) and each costs a Kafka write. The address is the TCP peer's: behind a
-proxy, that is the proxy's, so the limit must then be raised or enforced at the ingress.
+(kahoot-hack and the like) and each costs a Kafka write. The address is the client's as
+edge/forwarded.py finds it: the TCP peer's, or behind QUIZMESH_EDGE_TRUSTED_PROXY_HOPS proxies the one
+they forwarded.
 """
 
 from __future__ import annotations

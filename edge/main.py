@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from edge.app import create_app
+from edge.app import create_app, start_draining
 from edge.settings import Settings
 from edge.telemetry import EdgeTelemetry
 from edge.upstream import Upstream
@@ -34,9 +34,8 @@ async def run(
         readiness_deadline_s=settings.readiness_deadline_s,
         telemetry=EdgeTelemetry(runtime.telemetry),
     )
-    runner = web.AppRunner(
-        create_app(settings, upstream), handle_signals=False, shutdown_timeout=settings.shutdown_grace_s
-    )
+    app = create_app(settings, upstream)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace_s)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -46,6 +45,10 @@ async def run(
         if on_ready is not None:
             on_ready(port)
         await stop.wait()
+        if settings.drain_s > 0:
+            start_draining(app)
+            log.info("edge draining for %.1f s before closing its sockets", settings.drain_s)
+            await asyncio.sleep(settings.drain_s)
     finally:
         # Closes sockets with 1012 (on_shutdown), then the fan-out and the upstream channels (cleanup_ctx).
         await runner.cleanup()

@@ -45,6 +45,18 @@ ANSWER_BATCHES_IN_FLIGHT = Integer(
     default=2,
     minimum=1,
 )
+DRAIN_MS = Integer(
+    "QUIZMESH_EDGE_DRAIN_MS",
+    "On SIGTERM, how long the edge reports unready but keeps serving before it closes its sockets, so a load "
+    "balancer's health checks take it out of rotation first.",
+    default=0,
+)
+TRUSTED_PROXY_HOPS = Integer(
+    "QUIZMESH_EDGE_TRUSTED_PROXY_HOPS",
+    "Proxies in front of the edge that append to X-Forwarded-For (Envoy's xff_num_trusted_hops): the client "
+    "address is the one this many hops from the right; 0 takes the TCP peer.",
+    default=0,
+)
 MESSAGES_PER_S = Integer(
     "QUIZMESH_EDGE_MESSAGES_PER_S", "Client messages per second per connection (sustained).", default=20, minimum=1
 )
@@ -75,6 +87,8 @@ class Settings:
         MESSAGES_PER_S,
         MESSAGES_BURST,
         JOINS_PER_MIN,
+        DRAIN_MS,
+        TRUSTED_PROXY_HOPS,
     )
 
     host: str
@@ -99,6 +113,12 @@ class Settings:
     # A socket whose unsent output exceeds this is skipped for leaderboards and cut off for quiz states.
     max_buffered_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 5.0
+    # On SIGTERM the edge reports unready (/readyz 503) but keeps serving this long before it closes its
+    # sockets with 1012, so that a load balancer's health checks take it out of rotation first and
+    # reconnecting clients land on another edge.
+    drain_s: float = 0.0
+    # Proxies in front of the edge that append to X-Forwarded-For (edge/forwarded.py); 0 trusts none.
+    trusted_proxy_hops: int = 0
     # Rate limits (edge/limits.py): messages per connection, joins (join_quiz, resume) per client address.
     messages_per_s: int = 20
     messages_burst: int = 40
@@ -130,6 +150,8 @@ class Settings:
             messages_per_s=MESSAGES_PER_S.read(env),
             messages_burst=MESSAGES_BURST.read(env),
             joins_per_min=JOINS_PER_MIN.read(env),
+            drain_s=DRAIN_MS.read(env) / 1000,
+            trusted_proxy_hops=TRUSTED_PROXY_HOPS.read(env),
         )
 
 

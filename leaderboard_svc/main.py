@@ -51,7 +51,7 @@ async def run(
     tail_reader = runtime.tail_reader((LEADERBOARD_UPDATED,), client_id)
     relay = Relay(tail_reader)
     coalescer = Coalescer(settings.interval_ms)
-    history = _history(runtime, redis is not None)
+    history = _history(settings, redis is not None)
     rebuilder = Rebuilder(store, history, coalescer) if history is not None else None
     traces = runtime.telemetry.record_traces("leaderboard_svc apply", remember_links=True)
     projector = Projector(consumer, store, coalescer, rebuilder, traces=traces)
@@ -109,15 +109,14 @@ async def run(
             await _close_quietly(close)
 
 
-def _history(runtime: Runtime, on_redis: bool) -> RankingHistory | None:
-    """PostgreSQL's history, which a Redis ranking is rebuilt from. The in-memory store lives and dies
-    with the process, so the embedded mode has nothing to rebuild."""
-    engines = runtime.engines
-    if not on_redis or engines.database != "postgres" or not engines.postgres_dsn:
+def _history(settings: Settings, on_redis: bool) -> RankingHistory | None:
+    """The durable history a Redis ranking is rebuilt from, read through PersistenceService. The
+    in-memory store lives and dies with the process, so the embedded mode has nothing to rebuild."""
+    if not on_redis:
         return None
-    from leaderboard_svc.adapters.postgres_history import PostgresRankingHistory
+    from leaderboard_svc.adapters.persistence_history import PersistenceRankingHistory
 
-    return PostgresRankingHistory(engines.postgres_dsn)
+    return PersistenceRankingHistory(settings.persistence_address)
 
 
 async def _close_quietly(close: Callable[[], Awaitable[None]]) -> None:

@@ -1,4 +1,5 @@
-"""Rebuilding rankings from the durable history: Redis is a projection of PostgreSQL.
+"""Rebuilding rankings from the durable history: Redis is a projection of PostgreSQL, read through
+PersistenceService.
 
 A quiz's ranking is rebuilt when the projector finds it unbuilt (its `built` marker is missing: a new
 quiz, an expired ranking, or Redis lost its data) and on demand (`quizmesh rebuild-leaderboard`).
@@ -84,6 +85,8 @@ class Rebuilder:
         while not stop.is_set():
             now = self._clock()
             for quiz_id in [q for q, at in self._due.items() if at <= now]:
+                if stop.is_set():
+                    break  # many quizzes may be due (and their history slow to fail): shutdown waits for none
                 await self._rebuild_one(quiz_id)
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -118,21 +121,23 @@ async def _first(stop: asyncio.Event, wakeup: asyncio.Event) -> None:
 
 async def rebuild_command(quiz_id: str, env: Mapping[str, str] = os.environ) -> int:
     """`quizmesh rebuild-leaderboard QUIZ_ID`: rebuilds one quiz's ranking in the configured Redis from
-    the configured PostgreSQL. A running leaderboard_svc publishes the rebuilt ranking within a few
-    seconds (it adopts the durable publication mark this leaves). Returns the events replayed."""
-    from leaderboard_svc.adapters.postgres_history import PostgresRankingHistory
+    what PersistenceService (QUIZMESH_PERSISTENCE_ADDR) stored. A running leaderboard_svc publishes the
+    rebuilt ranking within a few seconds (it adopts the durable publication mark this leaves). Returns
+    the events replayed."""
+    from leaderboard_svc.adapters.persistence_history import PersistenceRankingHistory
     from leaderboard_svc.adapters.redis_store import RedisLeaderboardStore
     from leaderboard_svc.settings import Settings
     from quizmesh.runtime import Runtime
     from quizmesh.settings import Engines, SettingsError
 
     engines = Engines.from_env(env)
-    if engines.state != "redis" or engines.database != "postgres":
-        raise SettingsError("rebuild-leaderboard needs QUIZMESH_STATE_STORE=redis and QUIZMESH_DATABASE=postgres")
+    if engines.state != "redis":
+        raise SettingsError("rebuild-leaderboard needs QUIZMESH_STATE_STORE=redis")
+    settings = Settings.from_env(env)
     redis = Runtime(engines).redis()
-    history = PostgresRankingHistory(engines.postgres_dsn)
+    history = PersistenceRankingHistory(settings.persistence_address)
     try:
-        store = RedisLeaderboardStore(redis, ttl_s=Settings.from_env(env).ranking_ttl_s)
+        store = RedisLeaderboardStore(redis, ttl_s=settings.ranking_ttl_s)
         return await rebuild(quiz_id.strip().upper(), store, history)
     finally:
         await history.close()

@@ -108,6 +108,7 @@ def _participant(row: ParticipantRow) -> pb.Participant:
         nickname=row.nickname,
         join_time=_timestamp(row.joined_at),
         kicked=row.kicked,
+        quiz_elapsed_ms=row.quiz_elapsed_ms,
     )
     if row.left_at is not None:
         participant.leave_time.CopyFrom(_timestamp(row.left_at))
@@ -127,6 +128,7 @@ def _answer(row: AnswerRow) -> pb.StoredAnswer:
         event_id=row.event_id,
         total_score=row.total_score,
         streak=row.streak,
+        quiz_elapsed_ms=row.quiz_elapsed_ms,
     )
 
 

@@ -108,6 +108,8 @@ async def _connect(engines: Engines, settings: Settings) -> ResultStore:
             engines.postgres_dsn,
             pool_size=settings.db_pool_size,
             command_timeout_s=settings.db_command_timeout_s,
+            replica_dsn=engines.postgres_replica_dsn,
+            replica_max_lag_ms=settings.replica_max_lag_ms,
         )
     return await SqliteResultStore.open(engines.sqlite_file("results"))
 

@@ -43,6 +43,14 @@ SHUTDOWN_GRACE_S = Integer(
     default=5,
 )
 
+REPLICA_MAX_LAG_MS = Integer(
+    "QUIZMESH_REPLICA_MAX_LAG_MS",
+    "Listings read from the PostgreSQL replica while it is less than this far behind the primary, from the "
+    "primary otherwise.",
+    default=1000,
+    minimum=1,
+)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -57,6 +65,7 @@ class Settings:
         DB_POOL_SIZE,
         DB_COMMAND_TIMEOUT_S,
         SHUTDOWN_GRACE_S,
+        REPLICA_MAX_LAG_MS,
     )
 
     address: str
@@ -67,6 +76,8 @@ class Settings:
     db_pool_size: int
     db_command_timeout_s: int
     shutdown_grace_s: int
+    # Listings read from the replica (Engines.postgres_replica_dsn) while it is less than this far behind.
+    replica_max_lag_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -79,6 +90,7 @@ class Settings:
             db_pool_size=DB_POOL_SIZE.read(env),
             db_command_timeout_s=DB_COMMAND_TIMEOUT_S.read(env),
             shutdown_grace_s=SHUTDOWN_GRACE_S.read(env),
+            replica_max_lag_ms=REPLICA_MAX_LAG_MS.read(env),
         )
         if not settings.address:
             raise SettingsError(f"{PERSISTENCE_ADDR.name} is empty: set host:port, e.g. 127.0.0.1:50053")

@@ -31,6 +31,7 @@ IDEMPOTENT_METHODS: Final[dict[str, tuple[str, ...]]] = {
 
 SERVICE_CONFIG: Final = json.dumps(
     {
+        # A target listing several processes (ipv4:127.0.0.1:a,127.0.0.1:b) spreads calls over them.
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {

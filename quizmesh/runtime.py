@@ -10,17 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher, InMemoryTailReader
 from quizmesh.eventbus.ports import EventConsumer, EventPublisher, TailReader
 from quizmesh.pubsub import Channels, InMemoryChannels, RedisChannels
-from quizmesh.settings import Engines
+from quizmesh.redis_client import REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S, RedisClient, connect, connect_single
+from quizmesh.settings import Engines, SettingsError
 from quizmesh.telemetry import Telemetry
-
-# One event loop gains nothing from more connections than it has calls worth pipelining in parallel.
-REDIS_MAX_CONNECTIONS = 64
-REDIS_POOL_WAIT_S = 5.0
 
 
 @dataclass
@@ -57,22 +54,20 @@ class Runtime:
 
         return KafkaTailReader(self.engines.kafka_bootstrap, topics, client_id=client_id)
 
-    def redis(self, *, max_connections: int = REDIS_MAX_CONNECTIONS, wait_s: float = REDIS_POOL_WAIT_S) -> Redis:
-        """A new client for the configured Redis; the caller closes it (`aclose`, which also closes the pool).
+    def redis(self, *, max_connections: int = REDIS_MAX_CONNECTIONS, wait_s: float = REDIS_POOL_WAIT_S) -> RedisClient:
+        """A new client for the configured Redis (one node or a cluster, see quizmesh.redis_client.connect);
+        the caller closes it (`aclose`)."""
+        return connect(self.engines.redis_url, self.engines.redis_mode, max_connections=max_connections, wait_s=wait_s)
 
-        redis-py's default pool raises MaxConnectionsError once 100 calls are in flight, which reached
-        players as `internal`; a blocking pool makes a call beyond `max_connections` wait up to `wait_s`
-        for a free connection instead (Redis answers in well under a millisecond, so the wait is short)."""
-        pool = BlockingConnectionPool.from_url(
-            self.engines.redis_url,
-            max_connections=max_connections,
-            timeout=wait_s,
-            socket_timeout=5.0,
-            socket_connect_timeout=5.0,
-        )
-        return Redis.from_pool(pool)
-
-    def channels(self, redis: Redis | None) -> Channels:
+    def channels(self, redis: RedisClient | None) -> Channels:
+        """Pub/sub between processes: in memory when the state is; on its own Redis when one is configured
+        (the channels then own that client); else on the state's Redis."""
         if self.engines.state == "memory" or redis is None:
             return self.memory_channels
+        if self.engines.redis_pubsub_url:
+            return RedisChannels(connect_single(self.engines.redis_pubsub_url), owns_client=True)
+        if not isinstance(redis, Redis):
+            raise SettingsError(
+                "QUIZMESH_REDIS_PUBSUB_URL must name a Redis for pub/sub in QUIZMESH_REDIS_MODE=cluster"
+            )
         return RedisChannels(redis)

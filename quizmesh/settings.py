@@ -211,6 +211,7 @@ PERSISTENCE_ADDR = Text(
 EventBusEngine = Literal["kafka", "memory"]
 StateEngine = Literal["redis", "memory"]
 DatabaseEngine = Literal["postgres", "sqlite"]
+RedisMode = Literal["single", "cluster"]
 
 EVENT_BUS: Choice[EventBusEngine] = Choice(
     "QUIZMESH_EVENT_BUS",
@@ -233,11 +234,34 @@ DATABASE: Choice[DatabaseEngine] = Choice(
 KAFKA_BOOTSTRAP = Text(
     "QUIZMESH_KAFKA_BOOTSTRAP", "Kafka's bootstrap servers, host:port[,host:port...].", default="127.0.0.1:19092"
 )
-REDIS_URL = Text("QUIZMESH_REDIS_URL", "Redis, as a redis:// URL.", default="redis://127.0.0.1:16379/0")
+REDIS_URL = Text(
+    "QUIZMESH_REDIS_URL",
+    "Redis, as a redis:// URL; with QUIZMESH_REDIS_MODE=cluster, the seed nodes of a Redis Cluster as "
+    "comma-separated URLs.",
+    default="redis://127.0.0.1:16379/0",
+)
+REDIS_MODE: Choice[RedisMode] = Choice(
+    "QUIZMESH_REDIS_MODE",
+    "`single`: one Redis (or one primary); `cluster`: a Redis Cluster, reached through its seed nodes.",
+    default="single",
+    choices=("single", "cluster"),
+)
+REDIS_PUBSUB_URL = Text(
+    "QUIZMESH_REDIS_PUBSUB_URL",
+    "A Redis of its own for pub/sub between processes, so broadcasts never compete with game state "
+    "(required with QUIZMESH_REDIS_MODE=cluster).",
+    default="",
+    unset="QUIZMESH_REDIS_URL's Redis",
+)
 POSTGRES_DSN = Secret(
     "QUIZMESH_POSTGRES_DSN",
     "PostgreSQL, as a postgresql:// DSN (it may hold a password).",
     default="postgresql://quizmesh@127.0.0.1:15432/quizmesh",
+)
+POSTGRES_REPLICA_DSN = Secret(
+    "QUIZMESH_POSTGRES_REPLICA_DSN",
+    "A streaming replica of PostgreSQL that listings read from while its lag is under QUIZMESH_REPLICA_MAX_LAG_MS.",
+    unset="every read goes to the primary",
 )
 SQLITE_PATH = Text(
     "QUIZMESH_SQLITE_PATH",
@@ -259,6 +283,9 @@ class Engines:
         REDIS_URL,
         POSTGRES_DSN,
         SQLITE_PATH,
+        REDIS_MODE,
+        REDIS_PUBSUB_URL,
+        POSTGRES_REPLICA_DSN,
     )
 
     event_bus: EventBusEngine
@@ -268,10 +295,17 @@ class Engines:
     redis_url: str
     postgres_dsn: str
     sqlite_path: str
+    # "cluster": redis_url lists seed nodes of a Redis Cluster, comma-separated.
+    redis_mode: RedisMode = "single"
+    # Pub/sub between processes on its own Redis, so broadcasts never compete with game state; empty
+    # means redis_url's (single mode only: a cluster client does not carry the process-wide pub/sub).
+    redis_pubsub_url: str = ""
+    # A streaming replica that reads may go to while its lag is under a bound; empty reads the primary.
+    postgres_replica_dsn: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Engines:
-        return cls(
+        engines = cls(
             event_bus=EVENT_BUS.read(env),
             state=STATE_STORE.read(env),
             database=DATABASE.read(env),
@@ -279,7 +313,15 @@ class Engines:
             redis_url=REDIS_URL.read(env),
             postgres_dsn=POSTGRES_DSN.read(env) or "",
             sqlite_path=SQLITE_PATH.read(env),
+            redis_mode=REDIS_MODE.read(env),
+            redis_pubsub_url=REDIS_PUBSUB_URL.read(env),
+            postgres_replica_dsn=POSTGRES_REPLICA_DSN.read(env) or "",
         )
+        if engines.state == "redis" and engines.redis_mode == "cluster" and not engines.redis_pubsub_url:
+            raise SettingsError(
+                "QUIZMESH_REDIS_PUBSUB_URL must name a (non-cluster) Redis for pub/sub when QUIZMESH_REDIS_MODE=cluster"
+            )
+        return engines
 
     def sqlite_file(self, owner: str) -> str:
         """The SQLite file of one service: each owns its own, as each owns its own tables.

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Local test infrastructure for quizmesh: a real Kafka (KRaft, single node), Redis and
-# PostgreSQL, all on 127.0.0.1, with data, logs and PID files under $REPO/.infra/.
+# Local infrastructure for quizmesh, on 127.0.0.1, with data, logs and PID files under $REPO/.infra/.
+# Two topologies, each started and stopped on its own (both may run at once; their ports differ):
+#   single   (default) one Kafka broker (KRaft), one Redis, one PostgreSQL
+#   cluster  3 Kafka brokers (KRaft, combined mode; topics RF 3, min.insync.replicas 2, unclean
+#            leader election off), a Redis Cluster of 3 primaries + 3 replicas, a separate Redis for
+#            pub/sub, a PostgreSQL primary and a streaming replica; data under .infra/cluster/
 #
-# Usage:
+# Usage (--topology single|cluster may stand anywhere; QUIZMESH_INFRA_TOPOLOGY sets the default):
 #   scripts/infra.sh up                 install what is missing, start all, wait until ready
 #   scripts/infra.sh down               stop everything this script started (by PID file)
 #   scripts/infra.sh status             print each component; exit 0 only if all are running
-#   scripts/infra.sh env                print export lines for the test suite
-#   scripts/infra.sh start COMPONENT    start one of kafka|redis|postgres and wait until ready
+#   scripts/infra.sh env                print export lines for the services and the test suite
+#   scripts/infra.sh start COMPONENT    start one component and wait until ready
 #   scripts/infra.sh stop COMPONENT [--kill]
 #                                       stop one (graceful, SIGKILL after a timeout);
 #                                       --kill sends SIGKILL at once (fault tests)
@@ -17,40 +21,122 @@
 #                                       run a Kafka CLI class with the cached jars, e.g.
 #                                       kafka-cli org.apache.kafka.tools.TopicCommand \
 #                                         --bootstrap-server 127.0.0.1:19092 --list
+# Components: single: kafka redis postgres; cluster: kafka1 kafka2 kafka3, redis1 .. redis6 (the
+# Redis Cluster), redis-pubsub, pg-primary, pg-replica.
 #
-# Only processes whose PIDs are in .infra/pids/*.pid (and whose command line matches what
+# Only processes whose PIDs are in the topology's pids/*.pid (and whose command line matches what
 # this script launched) are ever signalled. Nothing is killed by name.
 #
-# Tunables (environment): INFRA_KAFKA_TIMEOUT (s, default 120), INFRA_REDIS_TIMEOUT (20),
-# INFRA_PG_TIMEOUT (60), INFRA_STOP_TIMEOUT (30), PG_BIN (PostgreSQL bin dir).
-# A second, private set (fault tests stop and kill it without disturbing the shared one):
-# QUIZMESH_INFRA_DIR (default $REPO/.infra), QUIZMESH_INFRA_KAFKA_PORT (19092),
-# QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT (19093), QUIZMESH_INFRA_REDIS_PORT (16379),
-# QUIZMESH_INFRA_PG_PORT (15432). The Kafka jar cache stays in $REPO/.infra/kafka/libs.
+# Tunables (environment): INFRA_KAFKA_TIMEOUT (s, default 120; 240 for the cluster),
+# INFRA_REDIS_TIMEOUT (20), INFRA_PG_TIMEOUT (60), INFRA_STOP_TIMEOUT (30), PG_BIN (PostgreSQL bin dir).
+# QUIZMESH_INFRA_DIR (default $REPO/.infra) moves the data (fault tests run a private set there);
+# the Kafka jar cache stays in $REPO/.infra/kafka/libs.
+# Ports, single: QUIZMESH_INFRA_KAFKA_PORT (19092), QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT (19093),
+# QUIZMESH_INFRA_REDIS_PORT (16379), QUIZMESH_INFRA_PG_PORT (15432).
+# Ports, cluster (comma lists where there are several): QUIZMESH_INFRA_CLUSTER_KAFKA_PORTS
+# (19192,19193,19194), QUIZMESH_INFRA_CLUSTER_KAFKA_CONTROLLER_PORTS (19195,19196,19197),
+# QUIZMESH_INFRA_CLUSTER_REDIS_PORTS (16400,...,16405), QUIZMESH_INFRA_CLUSTER_REDIS_PUBSUB_PORT (16410),
+# QUIZMESH_INFRA_CLUSTER_PG_PORT (15442), QUIZMESH_INFRA_CLUSTER_PG_REPLICA_PORT (15443).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 INFRA="${QUIZMESH_INFRA_DIR:-$REPO/.infra}"
-PIDS="$INFRA/pids"
-LOGS="$INFRA/logs"
 KAFKA_SRC="$REPO/scripts/kafka"
 
-KAFKA_PORT="${QUIZMESH_INFRA_KAFKA_PORT:-19092}"
-KAFKA_CONTROLLER_PORT="${QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT:-19093}"
-REDIS_PORT="${QUIZMESH_INFRA_REDIS_PORT:-16379}"
-PG_PORT="${QUIZMESH_INFRA_PG_PORT:-15432}"
+SINGLE_KAFKA_PORT="${QUIZMESH_INFRA_KAFKA_PORT:-19092}"
+SINGLE_KAFKA_CONTROLLER_PORT="${QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT:-19093}"
+SINGLE_REDIS_PORT="${QUIZMESH_INFRA_REDIS_PORT:-16379}"
+SINGLE_PG_PORT="${QUIZMESH_INFRA_PG_PORT:-15432}"
+IFS=, read -r -a CLUSTER_KAFKA_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_KAFKA_PORTS:-19192,19193,19194}"
+IFS=, read -r -a CLUSTER_KAFKA_CONTROLLER_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_KAFKA_CONTROLLER_PORTS:-19195,19196,19197}"
+IFS=, read -r -a CLUSTER_REDIS_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_REDIS_PORTS:-16400,16401,16402,16403,16404,16405}"
+CLUSTER_REDIS_PUBSUB_PORT="${QUIZMESH_INFRA_CLUSTER_REDIS_PUBSUB_PORT:-16410}"
+CLUSTER_PG_PORT="${QUIZMESH_INFRA_CLUSTER_PG_PORT:-15442}"
+CLUSTER_PG_REPLICA_PORT="${QUIZMESH_INFRA_CLUSTER_PG_REPLICA_PORT:-15443}"
 PG_DB=quizmesh
 PG_USER=quizmesh
 PG_PASSWORD=quizmesh
 KAFKA_PARTITIONS=8
 KAFKA_TOPICS=(user_joined_quiz answer_submitted leaderboard_updated user_left_quiz)
 
-KAFKA_TIMEOUT="${INFRA_KAFKA_TIMEOUT:-120}"
 REDIS_TIMEOUT="${INFRA_REDIS_TIMEOUT:-20}"
 PG_TIMEOUT="${INFRA_PG_TIMEOUT:-60}"
 STOP_TIMEOUT="${INFRA_STOP_TIMEOUT:-30}"
 
-COMPONENTS=(kafka redis postgres)
+# Set by use_topology: where this topology keeps its state, and its components.
+TOPOLOGY=""
+STATE="" PIDS="" LOGS="" KAFKA_TIMEOUT=""
+COMPONENTS=() KAFKA_NODES=() REDIS_CLUSTER_NODES=()
+
+use_topology() { # single|cluster
+    TOPOLOGY="$1"
+    case "$1" in
+        single)
+            STATE="$INFRA"
+            COMPONENTS=(kafka redis postgres)
+            KAFKA_NODES=(kafka)
+            REDIS_CLUSTER_NODES=()
+            KAFKA_TIMEOUT="${INFRA_KAFKA_TIMEOUT:-120}"
+            ;;
+        cluster)
+            ((${#CLUSTER_KAFKA_PORTS[@]} == 3 && ${#CLUSTER_KAFKA_CONTROLLER_PORTS[@]} == 3)) \
+                || die "QUIZMESH_INFRA_CLUSTER_KAFKA_PORTS and ..._KAFKA_CONTROLLER_PORTS must list 3 ports each"
+            ((${#CLUSTER_REDIS_PORTS[@]} == 6)) || die "QUIZMESH_INFRA_CLUSTER_REDIS_PORTS must list 6 ports"
+            STATE="$INFRA/cluster"
+            KAFKA_NODES=(kafka1 kafka2 kafka3)
+            REDIS_CLUSTER_NODES=(redis1 redis2 redis3 redis4 redis5 redis6)
+            COMPONENTS=("${KAFKA_NODES[@]}" "${REDIS_CLUSTER_NODES[@]}" redis-pubsub pg-primary pg-replica)
+            # Three JVMs boot side by side on a shared machine.
+            KAFKA_TIMEOUT="${INFRA_KAFKA_TIMEOUT:-240}"
+            ;;
+        *) die "unknown topology '$1' (expected single or cluster)" ;;
+    esac
+    PIDS="$STATE/pids"
+    LOGS="$STATE/logs"
+}
+
+# Points the per-component globals (ports, directories, logs, roles) at one component, so that the
+# functions below serve every instance of a kind. Every entry point that names a component calls it.
+select_component() { # name
+    local c="$1" i
+    case "$c" in
+        kafka)
+            KAFKA_NODE_ID=1 KAFKA_PORT="$SINGLE_KAFKA_PORT" KAFKA_CONTROLLER_PORT="$SINGLE_KAFKA_CONTROLLER_PORT"
+            KAFKA_VOTERS="1@127.0.0.1:$SINGLE_KAFKA_CONTROLLER_PORT" KAFKA_REPLICAS=1 KAFKA_MIN_ISR=1
+            KAFKA_DIR="$STATE/kafka" KAFKA_LOG="$LOGS/kafka.log" KAFKA_CONF="$STATE/kafka/server.properties"
+            ;;
+        kafka[1-3])
+            i="${c#kafka}"
+            KAFKA_NODE_ID="$i" KAFKA_PORT="${CLUSTER_KAFKA_PORTS[i - 1]}"
+            KAFKA_CONTROLLER_PORT="${CLUSTER_KAFKA_CONTROLLER_PORTS[i - 1]}"
+            KAFKA_VOTERS="1@127.0.0.1:${CLUSTER_KAFKA_CONTROLLER_PORTS[0]},2@127.0.0.1:${CLUSTER_KAFKA_CONTROLLER_PORTS[1]},3@127.0.0.1:${CLUSTER_KAFKA_CONTROLLER_PORTS[2]}"
+            KAFKA_REPLICAS=3 KAFKA_MIN_ISR=2
+            KAFKA_DIR="$STATE/$c" KAFKA_LOG="$LOGS/$c.log" KAFKA_CONF="$STATE/$c/server.properties"
+            ;;
+        redis)
+            REDIS_PORT="$SINGLE_REDIS_PORT" REDIS_DIR="$STATE/redis" REDIS_LOG="$LOGS/redis.log" REDIS_IN_CLUSTER=no
+            ;;
+        redis[1-6])
+            i="${c#redis}"
+            REDIS_PORT="${CLUSTER_REDIS_PORTS[i - 1]}" REDIS_DIR="$STATE/$c" REDIS_LOG="$LOGS/$c.log" REDIS_IN_CLUSTER=yes
+            ;;
+        redis-pubsub)
+            REDIS_PORT="$CLUSTER_REDIS_PUBSUB_PORT" REDIS_DIR="$STATE/$c" REDIS_LOG="$LOGS/$c.log" REDIS_IN_CLUSTER=no
+            ;;
+        postgres) pg_select "$STATE/pg" "$SINGLE_PG_PORT" single ;;
+        pg-primary) pg_select "$STATE/$c" "$CLUSTER_PG_PORT" primary ;;
+        pg-replica) pg_select "$STATE/$c" "$CLUSTER_PG_REPLICA_PORT" replica ;;
+        *) die "unknown component '$c' for the $TOPOLOGY topology (expected one of: ${COMPONENTS[*]})" ;;
+    esac
+    local known
+    for known in "${COMPONENTS[@]}"; do [[ "$known" == "$c" ]] && return 0; done
+    die "component '$c' belongs to the other topology (this one, $TOPOLOGY, has: ${COMPONENTS[*]})"
+}
+
+component_port() { # name -> the port clients use
+    select_component "$1"
+    case "$1" in kafka*) echo "$KAFKA_PORT" ;; redis*) echo "$REDIS_PORT" ;; *) echo "$PG_PORT" ;; esac
+}
 
 # ---------------------------------------------------------------------------------------
 # helpers
@@ -91,12 +177,12 @@ cmdline_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
 pid_matches() { # component pid
     local c="$1" pid="$2" cmd
     [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+    select_component "$c"
     cmd="$(cmdline_of "$pid")"
     case "$c" in
-        kafka) [[ "$cmd" == *kafka.Kafka* && "$cmd" == *"$INFRA/kafka/server.properties"* ]] ;;
-        redis) [[ "$cmd" == *redis-server*"$REDIS_PORT"* ]] ;;
-        postgres) [[ "$cmd" == *postgres* && "$cmd" == *"$PG_DATA"* ]] ;;
-        *) return 1 ;;
+        kafka*) [[ "$cmd" == *kafka.Kafka* && "$cmd" == *"$KAFKA_CONF"* ]] ;;
+        redis*) [[ "$cmd" == *redis-server*":$REDIS_PORT"* ]] ;;
+        *) [[ "$cmd" == *postgres* && "$cmd" == *"$PG_DATA"* ]] ;;
     esac
 }
 
@@ -107,8 +193,8 @@ is_running() { # component -> 0 if its PID file names a live process we launched
 }
 
 ensure_dirs() {
-    mkdir -p "$INFRA" "$PIDS" "$LOGS"
-    chmod 755 "$INFRA"
+    mkdir -p "$INFRA" "$STATE" "$PIDS" "$LOGS"
+    chmod 755 "$INFRA" "$STATE"
 }
 
 ensure_gitignore() {
@@ -214,10 +300,7 @@ stop_pid() { # component signal
 # ---------------------------------------------------------------------------------------
 # Kafka
 # ---------------------------------------------------------------------------------------
-KAFKA_DIR="$INFRA/kafka"
 KAFKA_LIBS="$REPO/.infra/kafka/libs"
-KAFKA_LOG="$LOGS/kafka.log"
-KAFKA_CONF="$KAFKA_DIR/server.properties"
 TOOLS_JOPTS=(-Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true
     "-Dlog4j.configuration=file:$KAFKA_SRC/tools-log4j.properties")
 
@@ -253,8 +336,8 @@ kafka_write_config() {
     cat >"$KAFKA_CONF" <<EOF
 # Generated by scripts/infra.sh -- edits are overwritten on every start.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+node.id=$KAFKA_NODE_ID
+controller.quorum.voters=$KAFKA_VOTERS
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
@@ -262,14 +345,17 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$KAFKA_DIR/data
 num.partitions=$KAFKA_PARTITIONS
-default.replication.factor=1
+default.replication.factor=$KAFKA_REPLICAS
 auto.create.topics.enable=true
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=$KAFKA_REPLICAS
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$KAFKA_REPLICAS
+transaction.state.log.min.isr=$KAFKA_MIN_ISR
 transaction.state.log.num.partitions=8
-min.insync.replicas=1
+# With 3 replicas, acks=all waits for 2 in-sync copies: one broker may fail without losing an
+# acknowledged write, and a replica that fell behind never becomes leader (that would lose writes).
+min.insync.replicas=$KAFKA_MIN_ISR
+unclean.leader.election.enable=false
 group.initial.rebalance.delay.ms=0
 # After an unclean stop (SIGKILL), a restarted broker is refused (DUPLICATE_BROKER_REGISTRATION)
 # until its old session expires: keep that short so fault tests restart fast (default 9s).
@@ -285,57 +371,79 @@ delete.topic.enable=true
 EOF
 }
 
-kafka_launch() { # start the JVM without waiting
-    if is_running kafka; then
-        log "kafka: already running (PID $(read_pid kafka))"
+kafka_cluster_id() { # the ID every node of this topology is formatted with, made once
+    local f="$STATE/kafka-cluster.id"
+    [[ "$TOPOLOGY" == single ]] && f="$STATE/kafka/cluster.id"
+    if [[ ! -s "$f" ]]; then
+        mkdir -p "$(dirname "$f")"
+        java "${TOOLS_JOPTS[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid >"$f.tmp" 2>>"$LOGS/kafka-storage.log" \
+            || { show_log_tail "$LOGS/kafka-storage.log"; die "kafka: StorageTool random-uuid failed"; }
+        tr -d '[:space:]' <"$f.tmp" >"$f"
+        rm -f "$f.tmp"
+    fi
+    cat "$f"
+}
+
+kafka_launch() { # component: start the JVM without waiting
+    local c="$1"
+    if is_running "$c"; then
+        log "$c: already running (PID $(read_pid "$c"))"
         return 0
     fi
-    rm -f "$(pidfile kafka)"
+    select_component "$c"
+    rm -f "$(pidfile "$c")"
     if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
-        die "kafka: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep -E ':1909[23]')"
+        die "$c: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep -E ':($KAFKA_PORT|$KAFKA_CONTROLLER_PORT)')"
     fi
     kafka_ensure_libs
     kafka_write_config
-    local cp="$KAFKA_LIBS/*"
-    if [[ ! -s "$KAFKA_DIR/cluster.id" ]]; then
-        java "${TOOLS_JOPTS[@]}" -cp "$cp" kafka.tools.StorageTool random-uuid >"$KAFKA_DIR/cluster.id.tmp" 2>>"$LOGS/kafka-storage.log" \
-            || { show_log_tail "$LOGS/kafka-storage.log"; die "kafka: StorageTool random-uuid failed"; }
-        tr -d '[:space:]' <"$KAFKA_DIR/cluster.id.tmp" >"$KAFKA_DIR/cluster.id"
-        rm -f "$KAFKA_DIR/cluster.id.tmp"
-    fi
+    local cp="$KAFKA_LIBS/*" cluster_id
+    cluster_id="$(kafka_cluster_id)"
     # -g: already formatted directories are left alone, so this is safe on every start.
-    java "${TOOLS_JOPTS[@]}" -cp "$cp" kafka.tools.StorageTool format -g -t "$(cat "$KAFKA_DIR/cluster.id")" \
+    java "${TOOLS_JOPTS[@]}" -cp "$cp" kafka.tools.StorageTool format -g -t "$cluster_id" \
         -c "$KAFKA_CONF" >>"$LOGS/kafka-storage.log" 2>&1 \
-        || { show_log_tail "$LOGS/kafka-storage.log"; die "kafka: formatting $KAFKA_DIR/data failed (if the cluster id changed, delete $KAFKA_DIR/data)"; }
+        || { show_log_tail "$LOGS/kafka-storage.log"; die "$c: formatting $KAFKA_DIR/data failed (if the cluster id changed, delete $KAFKA_DIR/data)"; }
 
     [[ -f "$KAFKA_LOG" ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.prev"
-    local jopts=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    local heap=-Xmx512m
+    [[ "$TOPOLOGY" == cluster ]] && heap=-Xmx384m
+    local jopts=(-Xms256m "$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
         -Djava.awt.headless=true "-Dkafka.logs.dir=$LOGS"
         "-Dlog4j.configuration=file:$KAFKA_SRC/log4j.properties")
     # New session (setsid) so signals to the caller's process group do not reach it; the
     # inner shell records its own PID and then becomes the JVM (exec), so the PID is exact.
-    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$(pidfile kafka)" \
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$(pidfile "$c")" \
         java "${jopts[@]}" -cp "$cp" kafka.Kafka "$KAFKA_CONF" \
         </dev/null >"$KAFKA_LOG" 2>&1 9>&- &
     local deadline=$(($(now) + 5))
-    while [[ ! -s "$(pidfile kafka)" ]] && (($(now) < deadline)); do sleep 0.1; done
-    [[ -s "$(pidfile kafka)" ]] || die "kafka: launcher did not write $(pidfile kafka)"
-    log "kafka: launched (PID $(read_pid kafka)), log $KAFKA_LOG"
+    while [[ ! -s "$(pidfile "$c")" ]] && (($(now) < deadline)); do sleep 0.1; done
+    [[ -s "$(pidfile "$c")" ]] || die "$c: launcher did not write $(pidfile "$c")"
+    log "$c: launched (PID $(read_pid "$c")), log $KAFKA_LOG"
 }
 
-kafka_started() { grep -q 'Kafka Server started' "$KAFKA_LOG" 2>/dev/null && port_open "$KAFKA_PORT"; }
+kafka_started() { # component
+    select_component "$1"
+    grep -q 'Kafka Server started' "$KAFKA_LOG" 2>/dev/null && port_open "$KAFKA_PORT"
+}
+
+kafka_bootstrap() { # every broker of the topology, comma-separated
+    local c out=()
+    for c in "${KAFKA_NODES[@]}"; do out+=("127.0.0.1:$(component_port "$c")"); done
+    (IFS=,; echo "${out[*]}")
+}
 
 kafka_topics() { # args for TopicCommand
     java "${TOOLS_JOPTS[@]}" -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand \
-        --bootstrap-server "127.0.0.1:$KAFKA_PORT" "$@"
+        --bootstrap-server "$(kafka_bootstrap)" "$@"
 }
 
 kafka_create_topics() {
-    local existing missing=() t out
+    local existing missing=() t out replicas=1 min_isr=1
+    if [[ "$TOPOLOGY" == cluster ]]; then replicas=3 min_isr=2; fi
     if ! existing="$(kafka_topics --list 2>>"$LOGS/kafka-topics.log")"; then
         show_log_tail "$LOGS/kafka-topics.log"
-        show_log_tail "$KAFKA_LOG"
+        for t in "${KAFKA_NODES[@]}"; do select_component "$t"; show_log_tail "$KAFKA_LOG" 20; done
         die "kafka: listing topics failed (see $LOGS/kafka-topics.log)"
     fi
     for t in "${KAFKA_TOPICS[@]}"; do
@@ -343,63 +451,111 @@ kafka_create_topics() {
     done
     for t in "${missing[@]+"${missing[@]}"}"; do
         if ! out="$(kafka_topics --create --if-not-exists --topic "$t" --partitions "$KAFKA_PARTITIONS" \
-            --replication-factor 1 2>&1)"; then
+            --replication-factor "$replicas" --config "min.insync.replicas=$min_isr" 2>&1)"; then
             printf '%s\n' "$out" >>"$LOGS/kafka-topics.log"
             show_log_tail "$LOGS/kafka-topics.log"
-            show_log_tail "$KAFKA_LOG"
             die "kafka: creating topic $t failed"
         fi
-        log "kafka: created topic $t ($KAFKA_PARTITIONS partitions)"
+        log "kafka: created topic $t ($KAFKA_PARTITIONS partitions, replication factor $replicas)"
     done
 }
 
-kafka_wait() {
-    local t0
+kafka_wait() { # waits for every broker of the topology, then makes the topics
+    local t0 c
     t0=$(now)
-    wait_for kafka "$KAFKA_TIMEOUT" "$KAFKA_LOG" kafka kafka_started
+    for c in "${KAFKA_NODES[@]}"; do
+        select_component "$c"
+        wait_for "$c" "$KAFKA_TIMEOUT" "$KAFKA_LOG" "$c" kafka_started "$c"
+    done
     kafka_create_topics
-    log "kafka: ready on 127.0.0.1:$KAFKA_PORT (waited $(($(now) - t0))s)"
+    log "kafka: ready on $(kafka_bootstrap) (waited $(($(now) - t0))s)"
 }
 
-start_kafka() {
-    kafka_launch # says so and does nothing when it is already running
-    kafka_wait   # readiness and topics are checked either way
+start_kafka() { # component
+    kafka_launch "$1" # says so and does nothing when it is already running
+    select_component "$1"
+    wait_for "$1" "$KAFKA_TIMEOUT" "$KAFKA_LOG" "$1" kafka_started "$1"
+    # Topics are checked once every broker runs (a broker restarted alone needs nothing more).
+    local c
+    for c in "${KAFKA_NODES[@]}"; do is_running "$c" || return 0; done
+    kafka_create_topics
 }
 
 # ---------------------------------------------------------------------------------------
 # Redis
 # ---------------------------------------------------------------------------------------
-REDIS_DIR="$INFRA/redis"
-REDIS_LOG="$LOGS/redis.log"
-
 redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 redis_ping() { [[ "$(redis_cli ping 2>/dev/null)" == PONG ]]; }
 
-start_redis() {
-    if is_running redis; then
-        log "redis: already running (PID $(read_pid redis))"
-        wait_for redis "$REDIS_TIMEOUT" "$REDIS_LOG" redis redis_ping
+start_redis() { # component
+    local c="$1"
+    select_component "$c"
+    if is_running "$c"; then
+        log "$c: already running (PID $(read_pid "$c"))"
+        wait_for "$c" "$REDIS_TIMEOUT" "$REDIS_LOG" "$c" redis_ping
         return 0
     fi
-    rm -f "$(pidfile redis)"
+    rm -f "$(pidfile "$c")"
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
         apt_install redis-server redis-tools
     fi
     if port_open "$REDIS_PORT"; then
-        die "redis: port $REDIS_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep :$REDIS_PORT)"
+        die "$c: port $REDIS_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep :$REDIS_PORT)"
     fi
     mkdir -p "$REDIS_DIR"
     [[ -f "$REDIS_LOG" ]] && mv -f "$REDIS_LOG" "$REDIS_LOG.prev"
+    local cluster_args=()
+    if [[ "$REDIS_IN_CLUSTER" == yes ]]; then
+        # nodes.conf (in --dir) keeps the node's identity and the cluster's layout across restarts.
+        # A primary counts as failed after 2 s, and then its replica takes over. Without full
+        # coverage required, the other shards keep serving while one shard fails over.
+        cluster_args=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
+            --cluster-require-full-coverage no)
+    fi
     # daemonize: redis double-forks, calls setsid and writes the PID file itself.
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
-        --daemonize yes --pidfile "$(pidfile redis)" --logfile "$REDIS_LOG" \
-        --dir "$REDIS_DIR" --appendonly no --save '' 9>&- \
-        || { show_log_tail "$REDIS_LOG"; die "redis: redis-server failed to start"; }
+        --daemonize yes --pidfile "$(pidfile "$c")" --logfile "$REDIS_LOG" \
+        --dir "$REDIS_DIR" --appendonly no --save '' "${cluster_args[@]+"${cluster_args[@]}"}" 9>&- \
+        || { show_log_tail "$REDIS_LOG"; die "$c: redis-server failed to start"; }
     local deadline=$(($(now) + 5))
-    while [[ ! -s "$(pidfile redis)" ]] && (($(now) < deadline)); do sleep 0.1; done
-    [[ -s "$(pidfile redis)" ]] || { show_log_tail "$REDIS_LOG"; die "redis: no PID file written"; }
-    wait_for redis "$REDIS_TIMEOUT" "$REDIS_LOG" redis redis_ping
-    log "redis: ready on 127.0.0.1:$REDIS_PORT (PID $(read_pid redis))"
+    while [[ ! -s "$(pidfile "$c")" ]] && (($(now) < deadline)); do sleep 0.1; done
+    [[ -s "$(pidfile "$c")" ]] || { show_log_tail "$REDIS_LOG"; die "$c: no PID file written"; }
+    wait_for "$c" "$REDIS_TIMEOUT" "$REDIS_LOG" "$c" redis_ping
+    log "$c: ready on 127.0.0.1:$REDIS_PORT (PID $(read_pid "$c"))"
+}
+
+redis_cluster_field() { # component field -> the field's value in CLUSTER INFO
+    select_component "$1"
+    redis_cli cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"
+}
+
+redis_cluster_ok() { # 0 when every node sees the whole cluster and every slot served
+    local c
+    for c in "${REDIS_CLUSTER_NODES[@]}"; do
+        [[ "$(redis_cluster_field "$c" cluster_state)" == ok ]] || return 1
+        [[ "$(redis_cluster_field "$c" cluster_known_nodes)" == "${#REDIS_CLUSTER_NODES[@]}" ]] || return 1
+        [[ "$(redis_cluster_field "$c" cluster_slots_ok)" == 16384 ]] || return 1
+    done
+}
+
+# Joins the six nodes into one cluster (3 primaries, each with a replica) unless they already are
+# one: nodes restarted from their nodes.conf find each other again by themselves.
+redis_cluster_form() {
+    local c known nodes=()
+    for c in "${REDIS_CLUSTER_NODES[@]}"; do
+        known="$(redis_cluster_field "$c" cluster_known_nodes)"
+        nodes+=("127.0.0.1:$(component_port "$c")")
+        if [[ "$known" != 1 ]]; then
+            wait_for "redis cluster" "$REDIS_TIMEOUT" "$LOGS/redis1.log" "" redis_cluster_ok
+            log "redis cluster: ok on ${nodes[0]} and its peers"
+            return 0
+        fi
+    done
+    log "redis cluster: creating it from ${nodes[*]}"
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$LOGS/redis-cluster-create.log" 2>&1 \
+        || { show_log_tail "$LOGS/redis-cluster-create.log"; die "redis cluster: 'redis-cli --cluster create' failed"; }
+    wait_for "redis cluster" "$REDIS_TIMEOUT" "$LOGS/redis-cluster-create.log" "" redis_cluster_ok
+    log "redis cluster: ok, 3 primaries with a replica each"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -418,13 +574,25 @@ postgres_can_reach() {
     done
 }
 
-PG_ROOT="$INFRA/pg"
-if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1 && ! postgres_can_reach "$INFRA"; then
-    PG_ROOT="/tmp/quizmesh-pg-$(printf '%s' "$INFRA" | sha256sum | cut -c1-16)"
-fi
-PG_DATA="$PG_ROOT/data"
-PG_SOCK="$PG_ROOT/run"
-PG_LOG="$PG_ROOT/log/postgres.log" # inside the postgres-owned tree so the server can write it
+PG_REACHABLE="" # cached: can user postgres traverse into $INFRA?
+
+pg_select() { # root port role(single|primary|replica): points PG_* at one server
+    PG_ROOT="$1" PG_PORT="$2" PG_ROLE="$3"
+    if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1; then
+        if [[ -z "$PG_REACHABLE" ]]; then
+            PG_REACHABLE=yes
+            postgres_can_reach "$INFRA" || PG_REACHABLE=no
+        fi
+        if [[ "$PG_REACHABLE" == no ]]; then
+            local key="$INFRA"
+            [[ "$PG_ROLE" == single ]] || key="$PG_ROOT"
+            PG_ROOT="/tmp/quizmesh-pg-$(printf '%s' "$key" | sha256sum | cut -c1-16)"
+        fi
+    fi
+    PG_DATA="$PG_ROOT/data"
+    PG_SOCK="$PG_ROOT/run"
+    PG_LOG="$PG_ROOT/log/postgres.log" # inside the postgres-owned tree so the server can write it
+}
 
 pg_find_bin() {
     if [[ -n "${PG_BIN:-}" ]]; then
@@ -470,13 +638,17 @@ pg_prepare_dirs() {
     chmod 700 "$PG_SOCK"
 }
 
-pg_initdb() {
-    [[ -s "$PG_DATA/PG_VERSION" ]] && return 0
-    log "postgres: initdb into $PG_DATA"
+pg_new_data_dir() {
     rm -rf "$PG_DATA"
     mkdir -p "$PG_DATA"
     [[ $EUID -eq 0 ]] && chown postgres:postgres "$PG_DATA"
     chmod 700 "$PG_DATA"
+}
+
+pg_initdb() {
+    [[ -s "$PG_DATA/PG_VERSION" ]] && return 0
+    log "postgres: initdb into $PG_DATA"
+    pg_new_data_dir
     pg_as_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -E UTF8 --locale=C.UTF-8 \
         --auth-local=trust --auth-host=trust --no-sync >"$LOGS/pg-initdb.log" 2>&1 \
         || { show_log_tail "$LOGS/pg-initdb.log"; rm -rf "$PG_DATA"; die "postgres: initdb failed"; }
@@ -485,6 +657,7 @@ pg_initdb() {
 # Generated by scripts/infra.sh: test-only, loopback-only, trust.
 local   all all                trust
 host    all all 127.0.0.1/32   trust
+host    replication all 127.0.0.1/32 trust
 EOF
     pg_as_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null <<EOF
 
@@ -499,6 +672,37 @@ full_page_writes = off
 logging_collector = off
 log_timezone = 'UTC'
 timezone = 'UTC'
+EOF
+    if [[ "$PG_ROLE" == primary ]]; then
+        # A streaming replica copies this server (pg_basebackup), which needs full pages in the WAL; the
+        # WAL kept lets a replica that was stopped for a while catch up without a new copy.
+        pg_as_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null <<EOF
+full_page_writes = on
+wal_level = replica
+max_wal_senders = 10
+wal_keep_size = '1GB'
+EOF
+    fi
+}
+
+# The replica's data directory: a copy of the primary that streams its WAL from then on.
+pg_basebackup_replica() {
+    [[ -s "$PG_DATA/PG_VERSION" ]] && return 0
+    local primary_port="$CLUSTER_PG_PORT"
+    log "postgres: copying the primary (127.0.0.1:$primary_port) into $PG_DATA with pg_basebackup"
+    pg_new_data_dir
+    # -R writes standby.signal and primary_conninfo; -X stream takes the WAL the copy needs along.
+    pg_as_owner "$PG_BIN/pg_basebackup" -D "$PG_DATA" -R -X stream -c fast -h 127.0.0.1 -p "$primary_port" \
+        -U postgres >"$LOGS/pg-basebackup.log" 2>&1 \
+        || { show_log_tail "$LOGS/pg-basebackup.log"; rm -rf "$PG_DATA"; die "postgres: pg_basebackup from the primary failed"; }
+    # The copy carries the primary's settings; this server's own come last, and the last one wins.
+    pg_as_owner tee -a "$PG_DATA/postgresql.conf" >/dev/null <<EOF
+
+# ---- scripts/infra.sh (the streaming replica) ----
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCK'
+hot_standby = on
+hot_standby_feedback = on
 EOF
 }
 
@@ -531,20 +735,26 @@ EOF
     fi
 }
 
-start_postgres() {
-    if is_running postgres; then
-        log "postgres: already running (PID $(read_pid postgres))"
+start_postgres() { # component
+    local c="$1"
+    select_component "$c"
+    if is_running "$c"; then
+        log "$c: already running (PID $(read_pid "$c"))"
         pg_find_bin || true
-        wait_for postgres "$PG_TIMEOUT" "$PG_LOG" postgres pg_ready
+        wait_for "$c" "$PG_TIMEOUT" "$PG_LOG" "$c" pg_ready
         return 0
     fi
-    rm -f "$(pidfile postgres)"
+    rm -f "$(pidfile "$c")"
     pg_ensure_bin
     if port_open "$PG_PORT"; then
-        die "postgres: port $PG_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep :$PG_PORT)"
+        die "$c: port $PG_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep :$PG_PORT)"
     fi
     pg_prepare_dirs
-    pg_initdb
+    if [[ "$PG_ROLE" == replica ]]; then
+        pg_basebackup_replica
+    else
+        pg_initdb
+    fi
     [[ -f "$PG_LOG" ]] && mv -f "$PG_LOG" "$PG_LOG.prev"
     # A postmaster.pid left by a killed server is fine: postgres checks whether that PID
     # is alive and reuses the file when it is not. pg_ctl puts the server in its own session.
@@ -556,21 +766,22 @@ start_postgres() {
             break
         fi
         if ((attempt < 5)) && grep -qE 'lock file "postmaster.pid" already exists|shared memory block is still in use' "$PG_LOG" 2>/dev/null; then
-            log "postgres: previous server not fully gone yet; retrying in 2s"
+            log "$c: previous server not fully gone yet; retrying in 2s"
             sleep 2
             continue
         fi
         cat "$LOGS/pg_ctl.log" >&2 || true
         show_log_tail "$PG_LOG"
-        die "postgres: pg_ctl start failed (see $PG_LOG)"
+        die "$c: pg_ctl start failed (see $PG_LOG)"
     done
     local pid
     pid="$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null | tr -dc '0-9')"
-    [[ -n "$pid" ]] || die "postgres: started but $PG_DATA/postmaster.pid has no PID"
-    echo "$pid" >"$(pidfile postgres)"
-    wait_for postgres "$PG_TIMEOUT" "$PG_LOG" postgres pg_ready
-    pg_bootstrap_db
-    log "postgres: ready on 127.0.0.1:$PG_PORT (PID $pid), database $PG_DB"
+    [[ -n "$pid" ]] || die "$c: started but $PG_DATA/postmaster.pid has no PID"
+    echo "$pid" >"$(pidfile "$c")"
+    wait_for "$c" "$PG_TIMEOUT" "$PG_LOG" "$c" pg_ready
+    # A replica has the primary's role and database already (and could not create them: it is read-only).
+    [[ "$PG_ROLE" == replica ]] || pg_bootstrap_db
+    log "$c: ready on 127.0.0.1:$PG_PORT (PID $pid), database $PG_DB"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -578,10 +789,10 @@ start_postgres() {
 # ---------------------------------------------------------------------------------------
 stop_component() { # component [--kill]
     local c="$1" kill="${2:-}" sig
+    select_component "$c"
     case "$c" in
-        kafka | redis) sig=TERM ;;
-        postgres) sig=INT ;; # "fast" shutdown; SIGTERM ("smart") waits for clients to leave
-        *) die "unknown component '$c' (expected kafka, redis or postgres)" ;;
+        kafka* | redis*) sig=TERM ;;
+        *) sig=INT ;; # postgres' "fast" shutdown; SIGTERM ("smart") waits for clients to leave
     esac
     [[ "$kill" == --kill ]] && sig=KILL
     [[ -z "$kill" || "$kill" == --kill ]] || die "unknown option '$kill' (only --kill)"
@@ -590,49 +801,73 @@ stop_component() { # component [--kill]
 
 start_component() {
     ensure_dirs
+    select_component "$1"
     case "$1" in
-        kafka) start_kafka ;;
-        redis) start_redis ;;
-        postgres) start_postgres ;;
-        *) die "unknown component '$1' (expected kafka, redis or postgres)" ;;
+        kafka*) start_kafka "$1" ;;
+        redis*)
+            start_redis "$1"
+            # A cluster node restarted alone rejoins from its nodes.conf.
+            [[ "$REDIS_IN_CLUSTER" == no ]] || wait_for "redis cluster" "$REDIS_TIMEOUT" "$REDIS_LOG" "" redis_cluster_ok
+            ;;
+        *) start_postgres "$1" ;;
     esac
 }
 
+ensure_haproxy() { # the cluster topology's edges sit behind HAProxy, which the test stack starts
+    command -v haproxy >/dev/null || apt_install haproxy
+}
+
 cmd_up() {
-    local t0
+    local t0 c
     t0=$(now)
     ensure_dirs
     ensure_gitignore
-    # Kafka's JVM boots in the background while Postgres and Redis start.
-    kafka_launch
-    start_postgres
-    start_redis
+    # Kafka's JVMs boot in the background while PostgreSQL and Redis start.
+    for c in "${KAFKA_NODES[@]}"; do kafka_launch "$c"; done
+    if [[ "$TOPOLOGY" == single ]]; then
+        start_postgres postgres
+        start_redis redis
+    else
+        start_postgres pg-primary
+        start_postgres pg-replica
+        for c in "${REDIS_CLUSTER_NODES[@]}" redis-pubsub; do start_redis "$c"; done
+        redis_cluster_form
+        ensure_haproxy
+    fi
     kafka_wait
     log "all up in $(($(now) - t0))s"
     cmd_env
 }
 
 cmd_down() {
-    local c rc=0
+    local c rc=0 stoppers=()
+    # Brokers stop together: the last of several KRaft nodes stopped one by one has no quorum left to
+    # hand its partitions over to and waits out its shutdown timeout.
+    for c in "${KAFKA_NODES[@]}"; do
+        stop_component "$c" &
+        stoppers+=($!)
+    done
     for c in "${COMPONENTS[@]}"; do
+        [[ "$c" == kafka* ]] && continue
         stop_component "$c" || rc=1
     done
+    for c in "${stoppers[@]}"; do wait "$c" || rc=1; done
     return $rc
 }
 
 cmd_status() {
     local c pid rc=0 port
     for c in "${COMPONENTS[@]}"; do
-        case "$c" in kafka) port=$KAFKA_PORT ;; redis) port=$REDIS_PORT ;; postgres) port=$PG_PORT ;; esac
+        port="$(component_port "$c")"
         pid="$(read_pid "$c")"
         if pid_matches "$c" "$pid"; then
             if port_open "$port"; then
-                printf '%-9s running  pid=%s  127.0.0.1:%s\n' "$c" "$pid" "$port"
+                printf '%-12s running  pid=%s  127.0.0.1:%s\n' "$c" "$pid" "$port"
             else
-                printf '%-9s running  pid=%s  127.0.0.1:%s (not accepting connections yet)\n' "$c" "$pid" "$port"
+                printf '%-12s running  pid=%s  127.0.0.1:%s (not accepting connections yet)\n' "$c" "$pid" "$port"
             fi
         else
-            printf '%-9s stopped\n' "$c"
+            printf '%-12s stopped\n' "$c"
             rc=1
         fi
     done
@@ -642,19 +877,41 @@ cmd_status() {
 cmd_clean() {
     local c
     for c in "${COMPONENTS[@]}"; do
-        is_running "$c" && die "$c is running: run 'scripts/infra.sh down' first"
+        is_running "$c" && die "$c is running: run 'scripts/infra.sh down --topology $TOPOLOGY' first"
     done
-    [[ -d "$INFRA" ]] || return 0
-    rm -rf "$PG_ROOT" "$INFRA/redis" "$INFRA/kafka/data" "$INFRA/kafka/cluster.id" \
-        "$INFRA/kafka/server.properties" "$LOGS" "$PIDS"
-    log "removed data and logs under $INFRA (kept $KAFKA_LIBS)"
+    [[ -d "$STATE" ]] || return 0
+    if [[ "$TOPOLOGY" == single ]]; then
+        select_component postgres
+        rm -rf "$PG_ROOT" "$INFRA/redis" "$INFRA/kafka/data" "$INFRA/kafka/cluster.id" \
+            "$INFRA/kafka/server.properties" "$LOGS" "$PIDS"
+    else
+        for c in pg-primary pg-replica; do
+            select_component "$c"
+            rm -rf "$PG_ROOT"
+        done
+        rm -rf "$STATE"
+    fi
+    log "removed the $TOPOLOGY topology's data and logs under $STATE (kept $KAFKA_LIBS)"
 }
 
 cmd_env() {
+    if [[ "$TOPOLOGY" == single ]]; then
+        cat <<EOF
+export QUIZMESH_KAFKA_BOOTSTRAP=$(kafka_bootstrap)
+export QUIZMESH_REDIS_URL=redis://127.0.0.1:$SINGLE_REDIS_PORT/0
+export QUIZMESH_POSTGRES_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$SINGLE_PG_PORT/$PG_DB
+EOF
+        return 0
+    fi
+    local c seeds=()
+    for c in "${REDIS_CLUSTER_NODES[@]}"; do seeds+=("redis://127.0.0.1:$(component_port "$c")"); done
     cat <<EOF
-export QUIZMESH_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
-export QUIZMESH_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
-export QUIZMESH_POSTGRES_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
+export QUIZMESH_KAFKA_BOOTSTRAP=$(kafka_bootstrap)
+export QUIZMESH_REDIS_MODE=cluster
+export QUIZMESH_REDIS_URL=$(IFS=,; echo "${seeds[*]}")
+export QUIZMESH_REDIS_PUBSUB_URL=redis://127.0.0.1:$CLUSTER_REDIS_PUBSUB_PORT/0
+export QUIZMESH_POSTGRES_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$CLUSTER_PG_PORT/$PG_DB
+export QUIZMESH_POSTGRES_REPLICA_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$CLUSTER_PG_REPLICA_PORT/$PG_DB
 EOF
 }
 
@@ -663,16 +920,30 @@ usage() {
     exit 2
 }
 
-# One mutating command at a time (fd 9 holds the lock; servers are started with 9>&- so
-# they never inherit it).
+# One mutating command at a time per topology (fd 9 holds the lock; servers are started with 9>&-
+# so they never inherit it).
 take_lock() {
     ensure_dirs
     command -v flock >/dev/null || return 0
-    exec 9>"$INFRA/.lock"
-    flock -w 600 9 || die "another scripts/infra.sh is still running (lock $INFRA/.lock)"
+    exec 9>"$STATE/.lock"
+    flock -w 600 9 || die "another scripts/infra.sh is still running (lock $STATE/.lock)"
 }
 
 main() {
+    local args=() topology="${QUIZMESH_INFRA_TOPOLOGY:-single}"
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --topology)
+                [[ $# -ge 2 ]] || die "--topology needs a value: single or cluster"
+                topology="$2"
+                shift 2
+                ;;
+            --topology=*) topology="${1#--topology=}"; shift ;;
+            *) args+=("$1"); shift ;;
+        esac
+    done
+    set -- "${args[@]+"${args[@]}"}"
+    use_topology "$topology"
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
     case "$cmd" in
@@ -682,12 +953,12 @@ main() {
         env) cmd_env ;;
         clean) take_lock; cmd_clean ;;
         start)
-            [[ $# -eq 1 ]] || die "usage: $0 start kafka|redis|postgres"
+            [[ $# -eq 1 ]] || die "usage: $0 start COMPONENT (one of: ${COMPONENTS[*]})"
             take_lock
             start_component "$1"
             ;;
         stop)
-            [[ $# -ge 1 && $# -le 2 ]] || die "usage: $0 stop kafka|redis|postgres [--kill]"
+            [[ $# -ge 1 && $# -le 2 ]] || die "usage: $0 stop COMPONENT [--kill] (one of: ${COMPONENTS[*]})"
             take_lock
             stop_component "$@"
             ;;

@@ -3,9 +3,15 @@
 #   1. installs what is missing: the Python package with its dev extra, buf from npm, Chromium (as root);
 #   2. starts Kafka, Redis and PostgreSQL (scripts/infra.sh up) and exports their settings;
 #   3. ruff check, ruff format --check, mypy;
-#   4. pytest -ra: every test, slow ones included (extra arguments are passed to pytest);
-#   5. stops the infrastructure on exit, unless QUIZMESH_KEEP_INFRA=1.
-# Exits non-zero if pytest fails or collects nothing (its exit code is kept), or if a lint step fails.
+#   4. pytest -ra: every test, slow ones included (extra arguments are passed to pytest), except those
+#      marked `cluster`;
+#   5. the multi-node topology (scripts/infra.sh up --topology cluster, after the single-node one is
+#      stopped): the tests marked `cluster` and the end-to-end and store tests again on it
+#      (CLUSTER_TESTS below, without their embedded/in-memory/SQLite variants); QUIZMESH_TEST_CLUSTER=0
+#      skips this pass;
+#   6. stops the infrastructure on exit, unless QUIZMESH_KEEP_INFRA=1.
+# Exits non-zero if a pytest run fails or collects nothing (the first failing exit code is kept), or if
+# a lint step fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -101,13 +107,22 @@ else
     printf '%s\n' "$lock_sum" >"$NPM_STAMP"
 fi
 
+# What runs again on the multi-node topology: every test marked `cluster`, the end-to-end suite, and the
+# stores and services whose engines change there (Redis Cluster, 3 brokers, replica, partitions).
+CLUSTER_TESTS=(tests/cluster tests/e2e tests/edge/test_edge_results.py tests/quiz_svc tests/leaderboard_svc
+    tests/persistence_svc)
+cluster_up=0
+
 on_exit() {
     local rc=$?
     if [[ "${QUIZMESH_KEEP_INFRA:-0}" == 1 ]]; then
-        step "infra left running (QUIZMESH_KEEP_INFRA=1); stop it with: scripts/infra.sh down"
+        step "infra left running (QUIZMESH_KEEP_INFRA=1); stop it with: scripts/infra.sh down [--topology cluster]"
     else
         step "infra down"
         bash scripts/infra.sh down || note "warning: scripts/infra.sh down failed"
+        if [[ $cluster_up == 1 ]]; then
+            bash scripts/infra.sh down --topology cluster || note "warning: scripts/infra.sh down --topology cluster failed"
+        fi
     fi
     exit "$rc"
 }
@@ -115,13 +130,18 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+export_infra_env() { # [--topology cluster]
+    local infra_env
+    infra_env="$(bash scripts/infra.sh env "$@")"
+    set -a
+    eval "$infra_env"
+    set +a
+    note "exported: $(printf '%s\n' "$infra_env" | sed -n 's/^\(export \)\{0,1\}\([A-Za-z_][A-Za-z0-9_]*\)=.*/\2/p' | tr '\n' ' ')"
+}
+
 step "infra up"
 bash scripts/infra.sh up
-infra_env="$(bash scripts/infra.sh env)"
-set -a
-eval "$infra_env"
-set +a
-note "exported: $(printf '%s\n' "$infra_env" | sed -n 's/^\(export \)\{0,1\}\([A-Za-z_][A-Za-z0-9_]*\)=.*/\2/p' | tr '\n' ' ')"
+export_infra_env
 
 failed_checks=()
 check() { # name command...
@@ -141,18 +161,40 @@ check "mypy" mypy .
 
 step "pytest"
 set +e
-"$PYTHON" -m pytest -ra "$@"
+"$PYTHON" -m pytest -ra -m "not cluster" "$@"
 pytest_rc=$?
 set -e
 if [[ $pytest_rc -eq 5 ]]; then
     note "pytest collected no tests: treated as a failure"
 fi
 
+if [[ "${QUIZMESH_TEST_CLUSTER:-1}" != 0 ]]; then
+    step "multi-node topology up"
+    cluster_started=$(date +%s)
+    [[ "${QUIZMESH_KEEP_INFRA:-0}" == 1 ]] || bash scripts/infra.sh down
+    cluster_up=1
+    bash scripts/infra.sh up --topology cluster
+    unset QUIZMESH_REDIS_MODE QUIZMESH_REDIS_PUBSUB_URL QUIZMESH_POSTGRES_REPLICA_DSN
+    export_infra_env --topology cluster
+    step "pytest on the multi-node topology"
+    set +e
+    "$PYTHON" -m pytest -ra -k "not embedded and not memory and not sqlite" "${CLUSTER_TESTS[@]}"
+    cluster_rc=$?
+    set -e
+    note "the multi-node pass took $(($(date +%s) - cluster_started)) s, bringing its topology up included"
+    if [[ $cluster_rc -eq 5 ]]; then
+        note "pytest collected no tests on the multi-node topology: treated as a failure"
+    fi
+    if [[ $pytest_rc -eq 0 ]]; then
+        pytest_rc=$cluster_rc
+    fi
+fi
+
 step "summary"
 if [[ ${#failed_checks[@]} -gt 0 ]]; then
     note "failed lint steps: ${failed_checks[*]}"
 fi
-note "pytest exit code: $pytest_rc"
+note "pytest exit code: $pytest_rc (the first failing run's)"
 if [[ $pytest_rc -ne 0 ]]; then
     exit "$pytest_rc"
 fi

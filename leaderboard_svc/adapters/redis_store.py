@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from leaderboard_svc.domain import (
@@ -26,6 +25,7 @@ from leaderboard_svc.domain import (
     score_of,
 )
 from leaderboard_svc.ports import StoreUnavailable
+from quizmesh.redis_client import RedisClient, run_script_per_key
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ def _composite(value: bytes | str | float) -> int:
 
 
 class RedisLeaderboardStore:
-    def __init__(self, redis: Redis, *, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, *, ttl_s: int) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
         # register_script re-loads a script on NOSCRIPT, e.g. after Redis restarted.
@@ -123,33 +123,24 @@ class RedisLeaderboardStore:
             return set()
         quiz_ids = list(by_quiz)
         mark = uuid.uuid4().hex
+        calls = []
+        for quiz_id in quiz_ids:
+            keys = _Keys(quiz_id)
+            args: list[str | int] = [self._ttl_s, REACHED_SLOTS]
+            for event in by_quiz[quiz_id]:
+                args.extend(_arguments(event))
+            calls.append(
+                ([keys.rank, keys.players, keys.nick, keys.left, keys.last_answer, keys.version, keys.built], args)
+            )
 
         async def run() -> list[Any]:
-            # One script call per quiz, all in one round trip; each call is atomic on its own. The
-            # marks go first: Redis runs a pipeline in order, so a quiz is never changed unmarked.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(DIRTY_KEY, mapping=dict.fromkeys(quiz_ids, mark))
-                for quiz_id in quiz_ids:
-                    keys = _Keys(quiz_id)
-                    args: list[str | int] = [self._ttl_s, REACHED_SLOTS]
-                    for event in by_quiz[quiz_id]:
-                        args.extend(_arguments(event))
-                    await self._apply_events(
-                        keys=[
-                            keys.rank,
-                            keys.players,
-                            keys.nick,
-                            keys.left,
-                            keys.last_answer,
-                            keys.version,
-                            keys.built,
-                        ],
-                        args=args,
-                        client=pipe,
-                    )
-                return await pipe.execute()
+            # The marks are written before any quiz changes, so a quiz is never changed unmarked. The
+            # mark hash and the quizzes live on different nodes of a cluster, whose pipeline runs
+            # each node's part in parallel: hence two steps. Each script call is atomic on its own.
+            await self._redis.hset(DIRTY_KEY, mapping=dict.fromkeys(quiz_ids, mark))
+            return await run_script_per_key(self._redis, self._apply_events, calls)
 
-        results = (await self._call(run))[1:]
+        results = await self._call(run)
         return {quiz_id for quiz_id, changed in zip(quiz_ids, results, strict=True) if changed}
 
     async def dirty_marks(self, quiz_ids: Sequence[str] | None = None) -> dict[str, str]:

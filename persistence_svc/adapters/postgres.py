@@ -9,11 +9,14 @@ arrives before its join leaves a row without join data, which listings skip unti
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any, TypeVar
 
 import asyncpg
 
+from persistence_svc.adapters.replica import ReplicaRouter
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
@@ -27,40 +30,14 @@ from persistence_svc.domain import (
 from persistence_svc.ports import StoreUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Serialises concurrent migrations of replicas starting together: CREATE ... IF NOT EXISTS alone
 # can still fail on a race over the catalog. The number is arbitrary but fixed.
 _MIGRATION_LOCK_ID = 0x5155_495A_5045_5253
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS participants (
-    quiz_id text NOT NULL,
-    player_id text NOT NULL,
-    nickname text,
-    joined_at timestamptz,
-    quiz_elapsed_ms bigint,
-    left_at timestamptz,
-    kicked boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (quiz_id, player_id)
-);
-CREATE INDEX IF NOT EXISTS participants_join_order ON participants (quiz_id, joined_at, player_id);
-CREATE TABLE IF NOT EXISTS answers (
-    quiz_id text NOT NULL,
-    question_index integer NOT NULL,
-    player_id text NOT NULL,
-    choice integer NOT NULL,
-    correct boolean NOT NULL,
-    points bigint NOT NULL,
-    total_score bigint NOT NULL,
-    streak integer NOT NULL,
-    response_time_ms bigint NOT NULL,
-    answered_at timestamptz NOT NULL,
-    quiz_elapsed_ms bigint NOT NULL,
-    event_id text NOT NULL UNIQUE,
-    PRIMARY KEY (quiz_id, question_index, player_id)
-);
-CREATE INDEX IF NOT EXISTS answers_listing_order ON answers (quiz_id, question_index, answered_at, player_id);
-"""
+# The schema and its migrations, in one place.
+_SCHEMA = resources.files("persistence_svc.adapters").joinpath("postgres_schema.sql").read_text()
 
 _INSERT_JOINS = """
 INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)
@@ -135,31 +112,45 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 class PostgresResultStore:
-    """A ResultStore on a pool of asyncpg connections; every statement has a deadline."""
+    """A ResultStore on a pool of asyncpg connections; every statement has a deadline.
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout_s: float) -> None:
+    With a streaming replica, listings read from it while its lag is under a bound, and from the
+    primary otherwise; a listing the replica fails is read from the primary. Writes go to the primary."""
+
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout_s: float, replica: ReplicaRouter | None = None) -> None:
         self._pool = pool
         self._acquire_timeout_s = acquire_timeout_s
+        self._replica = replica
 
     @classmethod
-    async def connect(cls, dsn: str, *, pool_size: int = 10, command_timeout_s: float = 10.0) -> PostgresResultStore:
-        """Opens a pool; raises StoreUnavailable when PostgreSQL cannot be reached in time."""
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        pool_size: int = 10,
+        command_timeout_s: float = 10.0,
+        replica_dsn: str = "",
+        replica_max_lag_ms: int = 1000,
+    ) -> PostgresResultStore:
+        """Opens a pool (and one on the replica, if given); raises StoreUnavailable when the primary
+        cannot be reached in time. The replica may be down: its pool connects on first use."""
         try:
-            pool = await asyncio.wait_for(
-                asyncpg.create_pool(
-                    dsn,
-                    min_size=1,
-                    max_size=pool_size,
-                    command_timeout=command_timeout_s,
-                    timeout=command_timeout_s,
-                ),
-                command_timeout_s * 2,
-            )
+            pool = await asyncio.wait_for(_pool(dsn, 1, pool_size, command_timeout_s), command_timeout_s * 2)
         except Exception as exc:
             if _is_transient(exc):
                 raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc!r}") from exc
             raise
-        return cls(pool, acquire_timeout_s=command_timeout_s)
+        if not replica_dsn:
+            return cls(pool, acquire_timeout_s=command_timeout_s)
+        replica_pool = await _pool(replica_dsn, 0, pool_size, command_timeout_s)
+        router = ReplicaRouter(pool, replica_pool, replica_max_lag_ms)
+        router.start()
+        return cls(pool, acquire_timeout_s=command_timeout_s, replica=router)
+
+    @property
+    def replica_lag_ms(self) -> float | None:
+        """The replica's measured lag (infinite while unreachable); None without a replica."""
+        return None if self._replica is None else self._replica.lag_ms()
 
     async def migrate(self) -> None:
         async def migrate(conn: asyncpg.Connection) -> None:
@@ -219,7 +210,7 @@ class PostgresResultStore:
             query: tuple[Any, ...] = (_LIST_PARTICIPANTS, quiz_id, limit + 1)
         else:
             query = (_LIST_PARTICIPANTS_AFTER, quiz_id, limit + 1, after.joined_at, after.player_id)
-        records = await self._fetch(*query)
+        records = await self._read(*query)
         rows = tuple(
             ParticipantRow(
                 quiz_id=r["quiz_id"],
@@ -246,28 +237,46 @@ class PostgresResultStore:
                 after.answered_at,
                 after.player_id,
             )
-        records = await self._fetch(*query)
+        records = await self._read(*query)
         rows = tuple(AnswerRow(**dict(r)) for r in records[:limit])
         return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
 
     async def close(self) -> None:
-        try:
-            await asyncio.wait_for(self._pool.close(), self._acquire_timeout_s)
-        except TimeoutError:
-            self._pool.terminate()
+        pools = [self._pool]
+        if self._replica is not None:
+            await self._replica.close()
+            pools.append(self._replica.replica)
+        for pool in pools:
+            try:
+                await asyncio.wait_for(pool.close(), self._acquire_timeout_s)
+            except TimeoutError:
+                pool.terminate()
 
-    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def _read(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             records: list[asyncpg.Record] = await conn.fetch(query, *args)
             return records
 
+        if self._replica is not None and self._replica.use_replica():
+            try:
+                return await self._with_connection(fetch, self._replica.replica)
+            except StoreUnavailable as exc:
+                log.warning("reading from the PostgreSQL replica failed; reading from the primary: %s", exc)
         return await self._with_connection(fetch)
 
-    async def _with_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _with_connection(
+        self, work: Callable[[asyncpg.Connection], Awaitable[T]], pool: asyncpg.Pool | None = None
+    ) -> T:
         try:
-            async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
+            async with (pool or self._pool).acquire(timeout=self._acquire_timeout_s) as conn:
                 return await work(conn)
         except Exception as exc:
             if _is_transient(exc):
                 raise StoreUnavailable(f"PostgreSQL: {exc!r}") from exc
             raise
+
+
+async def _pool(dsn: str, min_size: int, max_size: int, command_timeout_s: float) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout_s, timeout=command_timeout_s
+    )

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from redis.asyncio import Redis
-
 from quiz_svc.adapters import quiz_codec
 from quiz_svc.domain import GameState, QuizDefinition
 from quiz_svc.ports import QuizRepository
+from quizmesh.redis_client import RedisClient
 
 _REDIS_TTL_S = 3600
 
 
 class CachedQuizRepository:
-    def __init__(self, source: QuizRepository, redis: Redis | None, *, local_entries: int = 20_000) -> None:
+    def __init__(self, source: QuizRepository, redis: RedisClient | None, *, local_entries: int = 20_000) -> None:
         self._source = source
         self._redis = redis
         self._local: OrderedDict[str, QuizDefinition] = OrderedDict()

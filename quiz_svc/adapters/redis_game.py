@@ -14,9 +14,7 @@ from importlib import resources
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from quiz_svc.domain import AnswerRefusal, GameState, Phase, PlayerStanding
 from quiz_svc.ports import (
@@ -30,6 +28,7 @@ from quiz_svc.ports import (
     Replay,
     StoredAnswer,
 )
+from quizmesh.redis_client import RedisClient, run_script_per_key
 
 DEADLINES = "qz:deadlines"
 _STATE_FIELDS = ("phase", "idx", "qc", "open", "close", "vis", "count", "ver", "fx", "fxr")
@@ -88,7 +87,7 @@ def _state_fields(state: GameState) -> dict[str, str | int]:
 
 
 class RedisGameStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._replace_state = redis.register_script(_script("replace_state.lua"))
         self._effects_done = redis.register_script(_script("effects_done.lua"))
@@ -207,22 +206,8 @@ class RedisGameStore:
         )
 
     async def _run_per_quiz(self, script: AsyncScript, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Runs `script` once per (quiz key prefix, args), all in one pipeline on one connection.
-
-        By EVALSHA alone: redis-py's pipelined Script objects send a SCRIPT EXISTS round trip before
-        every pipeline. A call refused with NOSCRIPT (Redis restarted or flushed its scripts) did
-        not run, so it is run again alone once the script is loaded."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for prefix, args in calls:
-                pipe.evalsha(script.sha, 1, prefix, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        for position, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):
-                prefix, args = calls[position]
-                replies[position] = await script(keys=[prefix], args=list(args))
-            elif isinstance(reply, Exception):
-                raise reply
-        return replies
+        """Runs `script` once per (quiz key prefix, args), all in one pipeline (one per cluster node)."""
+        return await run_script_per_key(self._redis, script, [([prefix], args) for prefix, args in calls])
 
     async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
         await self._settle_keys(keys, "ack", "")

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
 from quiz_svc.ports import Heartbeat
+from quizmesh.redis_client import RedisClient
 
 INSTANCES = "qz:instances"
 # How long a process's list of quizzes outlives its last heartbeat.
@@ -31,7 +30,7 @@ def _adopted(instance_id: str) -> str:
 
 
 class RedisInstanceRegistry:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def beat(self, instance_id: str, now_ms: int, ttl_ms: int, dead_for_ms: int = 0) -> Heartbeat:

@@ -54,8 +54,9 @@ class InMemoryChannels:
 class RedisChannels:
     """One Redis pub/sub connection per process, shared by every local subscriber of every channel."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, owns_client: bool = False) -> None:
         self._redis = redis
+        self._owns_client = owns_client
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self._local: dict[str, set[asyncio.Queue[bytes]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -103,3 +104,5 @@ class RedisChannels:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self._owns_client:
+            await self._redis.aclose()

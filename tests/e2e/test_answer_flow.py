@@ -13,11 +13,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from redis.asyncio import Redis
 
 from tests.support.checks import leaderboard_scores, recomputed_scores, wait_for_stored_answers
 from tests.support.client import EdgeClient, Message
-from tests.support.infra import REAL
+from tests.support.infra import REAL, real_redis
 from tests.support.stack import Stack, stack_of_kind
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +122,7 @@ async def assert_postgres_and_redis_agree(quiz_id: str, expected: dict[str, int]
         await connection.close()
     assert {r["player_id"]: int(r["total"]) for r in rows} == expected
     assert all(r["n"] == 1 for r in rows)
-    redis = Redis.from_url(REAL.redis_url)
+    redis = real_redis()
     try:
         raw = await redis.hgetall(f"lb:{{{quiz_id}}}:players")
     finally:

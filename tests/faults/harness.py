@@ -26,11 +26,12 @@ from typing import Any
 
 import asyncpg
 import grpc
-from redis.asyncio import Redis
 
 from leaderboard_svc.domain import score_of
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
+from quizmesh.redis_client import connect
+from quizmesh.settings import RedisMode
 
 REPORT_DIR = Path(__file__).resolve().parents[2] / ".infra" / "reliability"
 CHOICES = ["right", "wrong", "also wrong"]
@@ -64,7 +65,9 @@ class StoreFigures:
     unconfirmed: int  # persisted but never confirmed to a client (its reply was lost): not a loss
 
 
-async def store_figures(postgres_dsn: str, redis_url: str, quiz_id: str, ledger: Ledger) -> StoreFigures:
+async def store_figures(
+    postgres_dsn: str, redis_url: str, quiz_id: str, ledger: Ledger, redis_mode: RedisMode = "single"
+) -> StoreFigures:
     connection = await asyncpg.connect(postgres_dsn, timeout=10)
     try:
         rows = await connection.fetch(
@@ -77,7 +80,7 @@ async def store_figures(postgres_dsn: str, redis_url: str, quiz_id: str, ledger:
     recomputed: Counter[str] = Counter()
     for r in rows:
         recomputed[r["player_id"]] += r["points"]
-    redis = Redis.from_url(redis_url, socket_timeout=10)
+    redis = connect(redis_url, redis_mode)
     try:
         ranked: list[Any] = await redis.zrange(f"lb:{{{quiz_id}}}:rank", 0, -1, withscores=True)
     finally:
@@ -96,13 +99,18 @@ async def store_figures(postgres_dsn: str, redis_url: str, quiz_id: str, ledger:
 
 
 async def converge(
-    postgres_dsn: str, redis_url: str, quiz_id: str, ledger: Ledger, timeout_s: float = 60
+    postgres_dsn: str,
+    redis_url: str,
+    quiz_id: str,
+    ledger: Ledger,
+    timeout_s: float = 60,
+    redis_mode: RedisMode = "single",
 ) -> tuple[StoreFigures, float]:
     """The figures once nothing is lost and nothing drifts (or at the timeout), and the seconds it took."""
     started = time.monotonic()
     while True:
         try:
-            figures = await store_figures(postgres_dsn, redis_url, quiz_id, ledger)
+            figures = await store_figures(postgres_dsn, redis_url, quiz_id, ledger, redis_mode)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             figures = None  # a store still coming back
         elapsed = time.monotonic() - started

@@ -8,11 +8,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
 from leaderboard_svc.adapters.memory_store import MemoryLeaderboardStore
 from leaderboard_svc.adapters.redis_store import RedisLeaderboardStore
 from leaderboard_svc.ports import LeaderboardStore
+from quizmesh.redis_client import RedisClient, connect
+from quizmesh.settings import Engines
 
 
 def _reachable(host_port: str) -> bool:
@@ -37,7 +38,8 @@ def require_infra(name: str, address: str) -> None:
 @pytest.fixture
 def redis_url() -> str:
     url = os.environ.get("QUIZMESH_REDIS_URL", "redis://127.0.0.1:16379/0")
-    require_infra("Redis", url.split("//", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1])
+    # A cluster's URL lists its seed nodes; the first stands for them.
+    require_infra("Redis", url.split(",")[0].split("//", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1])
     return url
 
 
@@ -49,8 +51,8 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+async def redis(redis_url: str) -> AsyncIterator[RedisClient]:
+    client = connect(redis_url, Engines.from_env().redis_mode)
     yield client
     await client.aclose()
 

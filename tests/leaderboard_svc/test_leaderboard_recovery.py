@@ -1,15 +1,17 @@
-"""Recovery: the durable publication marks, and rankings rebuilt from PostgreSQL's history."""
+"""Recovery: the durable publication marks, and rankings rebuilt from the history persistence_svc stored."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
 from leaderboard_svc.adapters.memory_store import MemoryLeaderboardStore
-from leaderboard_svc.adapters.postgres_history import PostgresRankingHistory
+from leaderboard_svc.adapters.persistence_history import PersistenceRankingHistory
 from leaderboard_svc.domain import AnswerScored, Coalescer, PlayerJoined, PlayerLeft, RankingEvent
 from leaderboard_svc.ports import HistoryUnavailable, LeaderboardStore
 from leaderboard_svc.projector import Projector
@@ -18,10 +20,14 @@ from leaderboard_svc.rebuild import Rebuilder, rebuild
 from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.domain import batch_of
 from persistence_svc.event_rows import row_from_event
+from persistence_svc.grpc_api import PersistenceServicer
+from persistence_svc.main import SERVICE_NAME as PERSISTENCE
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED
 from quizmesh.eventcodec import Event, decode, to_record
 from quizmesh.events.v1 import events_pb2
+from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from tests.persistence_svc import persistence_factories as events
 
 HISTORY: list[RankingEvent] = [
@@ -125,6 +131,22 @@ async def test_the_projector_queues_unbuilt_quizzes_and_the_rebuilder_rebuilds_t
     assert "q" in coalescer.take_all()
 
 
+async def test_a_stopping_rebuilder_leaves_the_quizzes_still_due_to_the_next_process() -> None:
+    stop = asyncio.Event()
+
+    class StoppedDuringFirstRead(FakeHistory):
+        async def events(self, quiz_id: str) -> list[RankingEvent]:
+            stop.set()  # the process is told to stop while the first of many rebuilds runs
+            return await super().events(quiz_id)
+
+    history = StoppedDuringFirstRead(HISTORY)
+    rebuilder = Rebuilder(MemoryLeaderboardStore(), history, Coalescer(interval_ms=100))
+    rebuilder.request(f"quiz-{n}" for n in range(100))
+    async with asyncio.timeout(10):
+        await rebuilder.run(stop)
+    assert history.reads == 1
+
+
 async def test_a_publisher_starting_after_a_crash_publishes_what_was_applied_but_not_published() -> None:
     store = MemoryLeaderboardStore()
     await store.apply(HISTORY)  # applied and committed; the process died before publishing
@@ -160,17 +182,31 @@ def _answer(quiz_id: str, player_id: str, question: int, total: int) -> events_p
     return event
 
 
-async def store_as_persistence_svc_does(postgres_dsn: str, stored: Sequence[Event]) -> None:
+@contextlib.asynccontextmanager
+async def history_of(postgres_dsn: str, stored: Sequence[Event]) -> AsyncIterator[PersistenceRankingHistory]:
+    """The events stored as persistence_svc stores them, read back through a real PersistenceService."""
     results = await PostgresResultStore.connect(postgres_dsn)
+    server = GrpcServer(
+        "127.0.0.1:0",
+        [ServiceBinding(PERSISTENCE, pb_grpc.add_PersistenceServiceServicer_to_server, PersistenceServicer(results))],
+    )
     try:
         await results.migrate()
         await results.save(batch_of([row_from_event(e) for e in stored]))
+        await server.start()
+        await server.set_serving(True)
+        history = PersistenceRankingHistory(f"127.0.0.1:{server.port}")
+        try:
+            yield history
+        finally:
+            await history.close()
     finally:
+        await server.stop(1)
         await results.close()
 
 
 @pytest.mark.integration
-async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_dsn: str) -> None:
+async def test_the_history_reads_what_persistence_svc_stored_through_its_grpc_api(postgres_dsn: str) -> None:
     quiz_id = f"quiz-{uuid.uuid4().hex}"
     stored: list[Event] = [
         events.joined(quiz_id, "ann", 10, "Ann"),
@@ -179,12 +215,8 @@ async def test_the_postgres_history_reads_what_persistence_svc_stored(postgres_d
         events.answered(quiz_id, 0, "ann", 1000),
         events.left(quiz_id, "bob", 4000),
     ]
-    await store_as_persistence_svc_does(postgres_dsn, stored)
-    history = PostgresRankingHistory(postgres_dsn)
-    try:
+    async with history_of(postgres_dsn, stored) as history:
         replay = await history.events(quiz_id)
-    finally:
-        await history.close()
     assert replay == [
         PlayerJoined(quiz_id, "ann", "Ann", 10),
         PlayerJoined(quiz_id, "bob", "Bob", 20),
@@ -211,10 +243,18 @@ async def test_a_ranking_rebuilt_from_postgres_keeps_who_reached_each_score_firs
         answer = events.answered(quiz_id, 0, player, opened + response_ms, points=1_984)
         answer.total_score = 1_984
         stored.append(answer)
-    await store_as_persistence_svc_does(postgres_dsn, stored)
-    history = PostgresRankingHistory(postgres_dsn)
-    try:
+    async with history_of(postgres_dsn, stored) as history:
         await rebuild(quiz_id, store, history)
+    assert [e.player_id for e in (await store.ranking(quiz_id)).entries] == ["amy", "zed", *joiners]
+
+
+async def test_the_history_is_unavailable_while_persistence_svc_is_unreachable() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{unused.getsockname()[1]}"
+    history = PersistenceRankingHistory(address, timeout_s=1.0)
+    try:
+        with pytest.raises(HistoryUnavailable, match="UNAVAILABLE"):
+            await history.events("q")
     finally:
         await history.close()
-    assert [e.player_id for e in (await store.ranking(quiz_id)).entries] == ["amy", "zed", *joiners]

@@ -52,6 +52,8 @@ def _engines(request: pytest.FixtureRequest) -> Engines:
         redis_url=request.getfixturevalue("redis_url"),
         postgres_dsn="",
         sqlite_path="",
+        redis_mode=Engines.from_env().redis_mode,
+        redis_pubsub_url=Engines.from_env().redis_pubsub_url,
     )
 
 

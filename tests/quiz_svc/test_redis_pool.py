@@ -9,7 +9,8 @@ import pytest
 from quiz_svc.adapters.redis_game import RedisGameStore
 from quiz_svc.domain import HostAction, apply_host_action, initial_state
 from quiz_svc.ports import Fresh
-from quizmesh.runtime import REDIS_MAX_CONNECTIONS, Runtime
+from quizmesh.redis_client import REDIS_MAX_CONNECTIONS
+from quizmesh.runtime import Runtime
 from tests.quiz_svc.test_game_store import ME, NOW, claim, quiz
 from tests.support.infra import REAL, require
 

@@ -7,6 +7,10 @@ exactly the processes it started. Every client of a service (each edge, quiz_svc
 persistence_svc) reaches all of that service's replicas through one gRPC target listing them
 (`quizmesh.grpc_retry.target`), over which round_robin spreads its calls: a replica that goes down
 costs only the calls in flight on it, as behind a load balancer.
+
+On the multi-node topology (`scripts/infra.sh env --topology cluster` exported) a process stack has two
+processes of each service unless asked otherwise, and the edges sit behind HAProxy (scripts/haproxy/quizmesh.cfg),
+which the stack starts and ends too: `edge_urls` is then HAProxy's address, `direct_edge_urls` the edges'.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ class Stack:
     # The environment each process was started with, by service and index: for restarts in fault tests.
     envs: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     log_dir: Path | None = None
+    # The edges themselves; edge_urls is HAProxy's address when the stack has one in front of them.
+    direct_edge_urls: list[str] = field(default_factory=list)
+    balancer: subprocess.Popen[bytes] | None = None
 
     def ws_url(self, edge: int = 0) -> str:
         return f"{self.edge_urls[edge]}/ws"
@@ -155,42 +162,55 @@ def stop_process(process: subprocess.Popen[bytes], *, kill: bool = False, timeou
     return int(process.returncode)
 
 
+ON_CLUSTER = REAL.redis_mode == "cluster"
+HAPROXY_CONFIG = Path(__file__).resolve().parents[2] / "scripts" / "haproxy" / "quizmesh.cfg"
+# Behind HAProxy: one trusted hop, and a drain longer than HAProxy needs to mark an edge down (0.6 s).
+BALANCED_EDGE_ENV = {"QUIZMESH_EDGE_TRUSTED_PROXY_HOPS": "1", "QUIZMESH_EDGE_DRAIN_MS": "1500"}
+
+
 @contextlib.asynccontextmanager
 async def process_stack(
     log_dir: Path,
     *,
-    edges: int = 1,
-    quiz_services: int = 1,
-    leaderboards: int = 1,
-    persistences: int = 1,
+    edges: int | None = None,
+    quiz_services: int | None = None,
+    leaderboards: int | None = None,
+    persistences: int | None = None,
     extra_env: Mapping[str, str] | None = None,
     process_env: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
 ) -> AsyncIterator[Stack]:
-    """`process_env` adds to the environment of single processes: by service, one mapping per process
-    (a fault test points one quiz_svc at its own proxy in front of Redis, say)."""
+    """Counts left out are 1 each, or 2 each on the multi-node topology. `process_env` adds to the
+    environment of single processes: by service, one mapping per process (a fault test points one
+    quiz_svc at its own proxy in front of Redis, say)."""
     require_real_stack()
+    default_count = 2 if ON_CLUSTER else 1
     common = {
         **os.environ,
         "QUIZMESH_EVENT_BUS": "kafka",
         "QUIZMESH_STATE_STORE": "redis",
         "QUIZMESH_DATABASE": "postgres",
         "QUIZMESH_KAFKA_BOOTSTRAP": REAL.kafka_bootstrap,
+        "QUIZMESH_REDIS_MODE": REAL.redis_mode,
         "QUIZMESH_REDIS_URL": REAL.redis_url,
+        "QUIZMESH_REDIS_PUBSUB_URL": REAL.redis_pubsub_url,
         "QUIZMESH_POSTGRES_DSN": REAL.postgres_dsn,
+        "QUIZMESH_POSTGRES_REPLICA_DSN": REAL.postgres_replica_dsn,
         "QUIZMESH_SIGNING_KEY": SIGNING_KEY,
         "QUIZMESH_LEADERBOARD_INTERVAL_MS": "200",
         **LOOPBACK_LIMITS,
+        **(BALANCED_EDGE_ENV if ON_CLUSTER else {}),
         # Stacks reuse the default consumer groups, like a redeploy: each starts from the offsets the
         # previous one committed instead of replaying the topics' whole history.
         **(extra_env or {}),
     }
-    quiz_addrs = [f"127.0.0.1:{free_port()}" for _ in range(quiz_services)]
-    leaderboard_addrs = [f"127.0.0.1:{free_port()}" for _ in range(leaderboards)]
-    persistence_addrs = [f"127.0.0.1:{free_port()}" for _ in range(persistences)]
-    edge_ports = [free_port() for _ in range(edges)]
+    quiz_addrs = [f"127.0.0.1:{free_port()}" for _ in range(quiz_services or default_count)]
+    leaderboard_addrs = [f"127.0.0.1:{free_port()}" for _ in range(leaderboards or default_count)]
+    persistence_addrs = [f"127.0.0.1:{free_port()}" for _ in range(persistences or default_count)]
+    edge_ports = [free_port() for _ in range(edges or default_count)]
     processes: dict[str, list[subprocess.Popen[bytes]]] = {}
     envs: dict[str, list[dict[str, str]]] = {}
     log_dir.mkdir(parents=True, exist_ok=True)
+    balancer: subprocess.Popen[bytes] | None = None
 
     def spawn(service: str, env: dict[str, str], n: int) -> None:
         index, own = len(envs.get(service, ())), (process_env or {}).get(service, ())
@@ -200,12 +220,19 @@ async def process_stack(
         processes.setdefault(service, []).append(_spawn(service, env, log_dir, n))
 
     try:
+        persistence_target = target(persistence_addrs)
         for i, address in enumerate(quiz_addrs):
             # quiz_svc reads PersistenceService to rebuild a quiz's live state after Redis lost it.
-            quiz_env = {**common, "QUIZMESH_QUIZ_ADDR": address, "QUIZMESH_PERSISTENCE_ADDR": target(persistence_addrs)}
+            quiz_env = {**common, "QUIZMESH_QUIZ_ADDR": address, "QUIZMESH_PERSISTENCE_ADDR": persistence_target}
             spawn("quiz-svc", quiz_env, i)
         for i, address in enumerate(leaderboard_addrs):
-            spawn("leaderboard-svc", {**common, "QUIZMESH_LEADERBOARD_ADDR": address}, i)
+            # leaderboard_svc reads PersistenceService to rebuild a ranking after Redis lost it.
+            leaderboard_env = {
+                **common,
+                "QUIZMESH_LEADERBOARD_ADDR": address,
+                "QUIZMESH_PERSISTENCE_ADDR": persistence_target,
+            }
+            spawn("leaderboard-svc", leaderboard_env, i)
         for i, address in enumerate(persistence_addrs):
             spawn("persistence-svc", {**common, "QUIZMESH_PERSISTENCE_ADDR": address}, i)
         for i, port in enumerate(edge_ports):
@@ -217,8 +244,12 @@ async def process_stack(
                 "QUIZMESH_PERSISTENCE_ADDR": target(persistence_addrs),
             }
             spawn("edge", edge_env, i)
+        direct_edge_urls = [f"http://127.0.0.1:{p}" for p in edge_ports]
+        edge_urls = direct_edge_urls
+        if ON_CLUSTER and edge_ports:
+            balancer, edge_urls = start_balancer(edge_ports, log_dir)
         stack = Stack(
-            [f"http://127.0.0.1:{p}" for p in edge_ports],
+            edge_urls,
             quiz_addrs,
             leaderboard_addrs,
             persistence_addrs,
@@ -226,13 +257,46 @@ async def process_stack(
             processes=processes,
             envs=envs,
             log_dir=log_dir,
+            direct_edge_urls=direct_edge_urls,
+            balancer=balancer,
         )
         await wait_ready(stack, log_dir)
         yield stack
     finally:
-        for group in processes.values():
-            for process in group:
-                stop_process(process)
+        stop_all([process for group in processes.values() for process in group])
+        if balancer is not None:
+            stop_process(balancer)
+
+
+def start_balancer(edge_ports: list[int], log_dir: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """HAProxy in front of two edges, as scripts/haproxy/quizmesh.cfg sets it up; returns it and its URL."""
+    if len(edge_ports) != 2:
+        raise ValueError(f"scripts/haproxy/quizmesh.cfg balances exactly 2 edges, not {len(edge_ports)}")
+    port = free_port()
+    env = {
+        **os.environ,
+        "QUIZMESH_LB_BIND": f"127.0.0.1:{port}",
+        "QUIZMESH_LB_EDGE_1": f"127.0.0.1:{edge_ports[0]}",
+        "QUIZMESH_LB_EDGE_2": f"127.0.0.1:{edge_ports[1]}",
+    }
+    log = (log_dir / "haproxy.log").open("wb")
+    process = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(HAPROXY_CONFIG)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return process, [f"http://127.0.0.1:{port}"]
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], timeout_s: float = 15) -> None:
+    """SIGTERM to all at once, then waits for each: draining edges and services shut down side by side."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        stop_process(process, timeout_s=timeout_s)
 
 
 @contextlib.asynccontextmanager
@@ -249,14 +313,14 @@ async def stack_of_kind(kind: str, tmp_path: Path) -> AsyncIterator[Stack]:
 
 async def wait_ready(stack: Stack, log_dir: Path, timeout_s: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
+    edges = stack.direct_edge_urls or stack.edge_urls
     pending = [("grpc", a) for a in stack.quiz_addrs + stack.leaderboard_addrs + stack.persistence_addrs] + [
-        ("http", u) for u in stack.edge_urls
+        ("http", u) for u in dict.fromkeys([*edges, *stack.edge_urls])
     ]
     while pending:
-        for group in stack.processes.values():
-            for process in group:
-                if process.poll() is not None:
-                    raise RuntimeError(f"a service exited with {process.returncode}; see the logs in {log_dir}")
+        for process in [*(p for group in stack.processes.values() for p in group), *filter(None, [stack.balancer])]:
+            if process.poll() is not None:
+                raise RuntimeError(f"a process exited with {process.returncode}; see the logs in {log_dir}")
         still = []
         for kind, where in pending:
             ok = await (_grpc_serving(where) if kind == "grpc" else _http_ready(where))

@@ -31,6 +31,7 @@ class Participant(_message.Message):
     JOIN_TIME_FIELD_NUMBER: _builtins.int
     LEAVE_TIME_FIELD_NUMBER: _builtins.int
     KICKED_FIELD_NUMBER: _builtins.int
+    QUIZ_ELAPSED_MS_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     player_id: _builtins.str
@@ -39,6 +40,8 @@ class Participant(_message.Message):
     """The player's nickname."""
     kicked: _builtins.bool
     """Whether the host removed the player."""
+    quiz_elapsed_ms: _builtins.int
+    """Milliseconds since the quiz's creation at which the player joined; orders ties in a ranking."""
     @_builtins.property
     def join_time(self) -> _timestamp_pb2.Timestamp:
         """When the player joined."""
@@ -56,10 +59,11 @@ class Participant(_message.Message):
         join_time: _timestamp_pb2.Timestamp | None = ...,
         leave_time: _timestamp_pb2.Timestamp | None = ...,
         kicked: _builtins.bool = ...,
+        quiz_elapsed_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "leave_time", b"leave_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "kicked", b"kicked", "leave_time", b"leave_time", "nickname", b"nickname", "player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "kicked", b"kicked", "leave_time", b"leave_time", "nickname", b"nickname", "player_id", b"player_id", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -82,6 +86,7 @@ class StoredAnswer(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     TOTAL_SCORE_FIELD_NUMBER: _builtins.int
     STREAK_FIELD_NUMBER: _builtins.int
+    QUIZ_ELAPSED_MS_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     question_index: _builtins.int
@@ -102,6 +107,8 @@ class StoredAnswer(_message.Message):
     """The player's total after this answer, as judged."""
     streak: _builtins.int
     """The player's streak after this answer."""
+    quiz_elapsed_ms: _builtins.int
+    """Milliseconds since the quiz's creation at which the answer arrived; orders ties in a ranking."""
     @_builtins.property
     def answer_time(self) -> _timestamp_pb2.Timestamp:
         """When the answer reached quiz_svc."""
@@ -120,10 +127,11 @@ class StoredAnswer(_message.Message):
         event_id: _builtins.str = ...,
         total_score: _builtins.int = ...,
         streak: _builtins.int = ...,
+        quiz_elapsed_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "choice", b"choice", "correct", b"correct", "event_id", b"event_id", "player_id", b"player_id", "points", b"points", "question_index", b"question_index", "quiz_id", b"quiz_id", "response_time_ms", b"response_time_ms", "streak", b"streak", "total_score", b"total_score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "choice", b"choice", "correct", b"correct", "event_id", b"event_id", "player_id", b"player_id", "points", b"points", "question_index", b"question_index", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id", "response_time_ms", b"response_time_ms", "streak", b"streak", "total_score", b"total_score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
