@@ -11,6 +11,9 @@ import pytest
 
 from scripts.prometheus_config import REPO
 
+# The private Kafka, Redis and PostgreSQL of the fault tests (a fixture): the alert tests stop Kafka too.
+from tests.faults.conftest import private_infra  # noqa: F401
+
 PROMETHEUS_SH = REPO / "scripts" / "prometheus.sh"
 
 

@@ -58,6 +58,16 @@ class Stack:
     def ws_url(self, edge: int = 0) -> str:
         return f"{self.edge_urls[edge]}/ws"
 
+    @property
+    def metrics_targets(self) -> list[tuple[str, str]]:
+        """(service, host:port) of each process's metrics endpoint (a process_stack with metrics=True)."""
+        return [
+            (service, f"127.0.0.1:{env['QUIZMESH_METRICS_PORT']}")
+            for service, group in self.envs.items()
+            for env in group
+            if "QUIZMESH_METRICS_PORT" in env
+        ]
+
     def restart(self, service: str, index: int = 0) -> subprocess.Popen[bytes]:
         """Starts process `index` of `service` again with its environment (stop it first)."""
         assert self.log_dir is not None, "only a process_stack's processes can be restarted"
@@ -158,6 +168,7 @@ async def process_stack(
     leaderboards: int = 1,
     persistences: int = 1,
     extra_env: Mapping[str, str] | None = None,
+    metrics: bool = False,
 ) -> AsyncIterator[Stack]:
     require_real_stack()
     common = {
@@ -184,6 +195,8 @@ async def process_stack(
     log_dir.mkdir(parents=True, exist_ok=True)
 
     def spawn(service: str, env: dict[str, str], n: int) -> None:
+        if metrics:
+            env = {**env, "QUIZMESH_METRICS_PORT": str(free_port())}
         envs.setdefault(service, []).append(env)
         processes.setdefault(service, []).append(_spawn(service, env, log_dir, n))
 
