@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("loadtest", help="simulate players over WebSockets (`quizmesh loadtest --help`)")
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["loadtest"]:
-        from quizmesh import loadtest  # picows is needed only here
+        try:
+            from quizmesh import loadtest  # picows is needed only here
+        except ModuleNotFoundError as exc:
+            raise SystemExit(f"quizmesh loadtest needs {exc.name}: pip install 'quizmesh[bench]'") from None
 
         loadtest.main(arguments[1:])
         return
