@@ -117,6 +117,19 @@ def _uv(*args: str) -> subprocess.CompletedProcess[str]:
     return _run([sys.executable, "-m", "uv", *args], timeout=600)
 
 
+def _wheel(tmp_path: Path) -> Path:
+    """The project's wheel, built from a copy of its sources (setuptools writes build/ in the tree it builds)."""
+    source = tmp_path / "source"
+    for name in ("pyproject.toml", "README.md"):
+        source.mkdir(exist_ok=True)
+        shutil.copy(REPO / name, source / name)
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    _uv("build", "--quiet", "--wheel", "--out-dir", str(tmp_path / "dist"), str(source))
+    (wheel,) = (tmp_path / "dist").glob("quizmesh-*.whl")
+    return wheel
+
+
 def _venv(path: Path) -> Path:
     _uv("venv", "--quiet", "--python", sys.executable, str(path))
     return path / "bin" / "python"
@@ -151,7 +164,7 @@ def test_everything_works_at_the_dependency_floors(tmp_path: Path) -> None:
     # The test tools at any version, the runtime held at its floors.
     tools = ["pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "pyyaml", "jsonschema", "referencing"]
     _uv("pip", "install", "--quiet", "--python", str(python), "-c", str(floors), *tools)
-    _uv("pip", "install", "--quiet", "--python", str(python), "--no-deps", str(REPO))
+    _uv("pip", "install", "--quiet", "--python", str(python), "--no-deps", str(_wheel(tmp_path)))
     optional = ["picows", "socketio", "matplotlib"]
     imported = _run([str(python), "-c", IMPORT_ALL, ",".join(PACKAGES), *optional], cwd=tmp_path, timeout=300)
     assert int(imported.stdout.split()[0]) > 50
@@ -175,8 +188,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_wheel_installed_from_the_lock_offers_working_commands(tmp_path: Path) -> None:
-    _uv("build", "--quiet", "--wheel", "--out-dir", str(tmp_path / "dist"), str(REPO))
-    (wheel,) = (tmp_path / "dist").glob("quizmesh-*.whl")
+    wheel = _wheel(tmp_path)
     python = _venv(tmp_path / "venv")
     _uv("pip", "install", "--quiet", "--python", str(python), "--require-hashes", "-r", str(LOCK))
     _uv("pip", "install", "--quiet", "--python", str(python), "--no-deps", str(wheel))
