@@ -66,18 +66,20 @@ PY
   rm -rf "$tmp"
 }
 
-go_module_dir() { # module@version -> its directory in the module cache (downloaded once)
-  (cd "$REPO" && GOFLAGS="${GOFLAGS:+$GOFLAGS }-modcacherw" go mod download -json "$1" \
-    | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+go_module_dir() { # module@version what -> its directory in the module cache (downloaded once)
+  command -v go >/dev/null || { log "go not found: cannot fetch $2"; return 1; }
+  log "fetching $2 (go mod download $1)"
+  local dir
+  dir="$(cd "$REPO" && GOFLAGS="${GOFLAGS:+$GOFLAGS }-modcacherw" go mod download -json "$1" \
+    | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" || return 1
+  echo "$dir"
 }
 
 fetch_istio() {
   local dest="$CACHE/istio/customresourcedefinitions.gen.yaml"
   [[ -f "$dest" ]] && return 0
-  command -v go >/dev/null || { log "go not found: cannot fetch Istio CRDs"; return 1; }
-  log "fetching Istio CRDs (go mod download istio.io/api@$ISTIO_API_VERSION)"
   local dir
-  dir="$(go_module_dir "istio.io/api@$ISTIO_API_VERSION")"
+  dir="$(go_module_dir "istio.io/api@$ISTIO_API_VERSION" "Istio CRDs")" || return 1
   mkdir -p "$CACHE/istio"
   cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$dest.tmp"
   chmod u+w "$dest.tmp" && mv "$dest.tmp" "$dest"
@@ -87,10 +89,9 @@ fetch_istio() {
 fetch_prometheus_operator() {
   local out="$CACHE/prometheus-operator"
   [[ -f "$out/SOURCE" ]] && return 0
-  command -v go >/dev/null || { log "go not found: cannot fetch the prometheus-operator CRDs"; return 1; }
-  log "fetching prometheus-operator CRDs (go mod download github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION)"
   local dir
-  dir="$(go_module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"
+  dir="$(go_module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+    "prometheus-operator CRDs")" || return 1
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
   local kind
   for kind in servicemonitors podmonitors prometheusrules prometheuses; do
