@@ -339,7 +339,8 @@ def test_mtls_is_strict_for_the_namespace(overlay: Rendered) -> None:
 
 
 def test_every_namespaced_object_is_in_the_overlays_namespace(overlay: Rendered) -> None:
-    assert overlay.namespace == ("quizmesh" if overlay.name == "overlays/prod" else "quizmesh-dev")
+    kustomization = yaml.safe_load((DEPLOY / overlay.name / "kustomization.yaml").read_text())
+    assert overlay.namespace == kustomization["namespace"]
     assert overlay.one("Namespace", overlay.namespace)["metadata"]["labels"]["istio-injection"] == "enabled"
     for d in overlay.docs:
         if d["kind"] != "Namespace":
