@@ -68,9 +68,15 @@ install() {
 }
 
 launch() { # name logfile command... (in a new session, so the caller's signals do not reach it)
-  local name="$1" logf="$2"
+  local name="$1" logf="$2" waited=0
   shift 2
+  rm -f "$(pidfile "$name")"
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$(pidfile "$name")" "$@" >"$logf" 2>&1 < /dev/null &
+  # The PID file is written by the new session's shell, which a busy machine may start late.
+  until [[ -s "$(pidfile "$name")" ]]; do
+    ((waited++ < 100)) || { tail -n 30 "$logf" >&2; die "$name did not start (no PID file after 10 s)"; }
+    sleep 0.1
+  done
 }
 
 wait_http() { # name url timeout

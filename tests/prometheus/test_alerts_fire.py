@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ def prometheus_watching(stack: Stack, kafka: str, directory: Path) -> Iterator[s
     port = free_port()
     env = {
         **os.environ,
+        "PYTHON": sys.executable,
         "QUIZMESH_PROMETHEUS_DIR": str(directory),
         "QUIZMESH_PROMETHEUS_PORT": str(port),
         "QUIZMESH_KAFKA_EXPORTER_PORT": str(free_port()),
@@ -107,8 +109,10 @@ def prometheus_watching(stack: Stack, kafka: str, directory: Path) -> Iterator[s
 
 
 @pytest.fixture(scope="module")
-async def watched(private_infra: PrivateInfra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Watched]:
-    directory = tmp_path_factory.mktemp("watched")
+async def watched(private_infra: PrivateInfra) -> AsyncIterator[Watched]:
+    # Beside the private infrastructure, not in pytest's temporary directories, which other pytest
+    # sessions on the machine may clean up while this one runs.
+    directory = private_infra.directory / "watched"
     async with (
         process_stack(directory / "logs", extra_env=private_infra.service_env, metrics=True) as stack,
         aiohttp.ClientSession() as session,
