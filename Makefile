@@ -5,7 +5,7 @@ PYTHON ?= python
 BUF ?= npx --no -- buf
 
 .DEFAULT_GOAL := help
-.PHONY: help install gen lint test test-fast infra-up infra-down infra-status cluster-up cluster-down cluster-status dev release-contracts bench
+.PHONY: help install gen lint test test-fast infra-up infra-down infra-status cluster-up cluster-down cluster-status dev release-contracts bench lock prometheus-up prometheus-down
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -13,6 +13,15 @@ help: ## List the targets.
 install: ## Install the Python package with dev tools, and buf from npm.
 	$(PYTHON) -m pip install -e '.[dev]'
 	npm ci
+
+lock: ## Refresh requirements.lock (versions and hashes the image installs) from pyproject.toml.
+	PYTHON=$(PYTHON) bash scripts/lock.sh
+
+prometheus-up: ## Start a local Prometheus with the shipped rules. ARGS="--target JOB=HOST:PORT ... --kafka HOST:PORT"
+	bash scripts/prometheus.sh up $(ARGS)
+
+prometheus-down: ## Stop what prometheus-up started.
+	bash scripts/prometheus.sh down
 
 gen: ## Regenerate the Python stubs from protos/.
 	$(PYTHON) scripts/gen_protos.py

@@ -108,6 +108,26 @@ SCRIPT_VARIABLES: Variables = (
         "scripts/test.sh: `0` skips the second pass of the tests on the multi-node topology.",
         default="1",
     ),
+    Text(
+        "QUIZMESH_PROMETHEUS_DIR",
+        "scripts/prometheus.sh: where the local Prometheus keeps its configuration, data, logs and PID files.",
+        default="",
+        unset="`.infra/prometheus/` in the checkout",
+    ),
+    Integer(
+        "QUIZMESH_PROMETHEUS_PORT", "scripts/prometheus.sh: the local Prometheus's port.", default=19090, maximum=65535
+    ),
+    Integer(
+        "QUIZMESH_KAFKA_EXPORTER_PORT",
+        "scripts/prometheus.sh: the port of the local stand-in for Kafka Exporter (consumer group lag).",
+        default=19308,
+        maximum=65535,
+    ),
+    Text(
+        "QUIZMESH_PROMETHEUS_INTERVAL",
+        "scripts/prometheus.sh: the local Prometheus's scrape and rule evaluation interval.",
+        default="1s",
+    ),
     Text("QUIZMESH_KEEP_INFRA", "scripts/test.sh: `1` leaves the infrastructure running afterwards.", default="0"),
     Text(
         "QUIZMESH_M2_REPO",

@@ -3,8 +3,9 @@ service's replicas, and how fast a channel reconnects.
 
 Retries: reads are retried, nothing else is. A retried write could be applied twice (a join) or answer
 differently the second time, so only calls that read are retried, and only on UNAVAILABLE, which means
-the server did not process the call. Mesh retries are off for the same reason
-(deploy/istio/mesh/grpc-services.yaml). Writes that are safe to repeat say so in their contract (an
+the server did not process the call. This is the only retry layer on a hop between quizmesh
+processes: the mesh's VirtualServices set `attempts: 0` (deploy/istio/mesh/grpc-services.yaml), or 3
+attempts here would become 9. Writes that are safe to repeat say so in their contract (an
 answer, a host action naming its question) and are repeated by their callers, who know when.
 
 Replicas: a client names a service by one target. With several replicas, the target lists them all,

@@ -6,6 +6,8 @@ Schemas come from `.infra/schemas/` (filled by `scripts/validate_manifests.sh --
   (every object already has additionalProperties: false);
 - Istio kinds: `openAPIV3Schema` of each CRD version in istio.io/api's
   kubernetes/customresourcedefinitions.gen.yaml (Go module proxy);
+- prometheus-operator kinds (ServiceMonitor, PodMonitor, PrometheusRule, Prometheus): the CRDs in
+  github.com/prometheus-operator/prometheus-operator's example/prometheus-operator-crd/ (Go module proxy);
 - Strimzi kinds: CRDs generated with Strimzi's own crd-generator from io.strimzi:api (Maven).
 
 CRD schemas are made strict the way the API server's strict field validation behaves: any
@@ -14,7 +16,10 @@ carries x-kubernetes-preserve-unknown-fields. `metadata` is checked against the 
 schema. CEL rules (x-kubernetes-validations) are not evaluated, except that a string field whose
 rule parses it with duration() must look like a Go duration.
 
-Usage: python3 tests/deploy/kubeschema.py [--k8s-version 1.33.0] FILE_OR_DIR...
+A directory holding a kustomization.yaml is rendered with kustomize first and its output validated;
+kustomize's own files (kustomization.yaml, an overlay's patches) are never validated as objects.
+
+Usage: python3 tests/deploy/kubeschema.py [--k8s-version 1.33.0] [--kustomize PATH] FILE_OR_DIR...
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +40,8 @@ from referencing import Registry, Resource
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / ".infra" / "schemas"
+KUSTOMIZE = REPO / ".infra" / "tools" / "bin" / "kustomize"
+_CRD_GROUPS = (".istio.io", ".strimzi.io", "monitoring.coreos.com")
 DEFAULT_K8S_VERSION = "1.33.0"
 _DEFS_ID = "https://kubernetes.io/api/_definitions.json"
 _OBJECT_META_REF = "/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -60,6 +68,18 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _CrdLoader(yaml.SafeLoader):
+    """SafeLoader that reads a bare `=` (YAML 1.1's `value` type, an enum member in the
+    prometheus-operator CRDs) as the string it is."""
+
+
+def _construct_value(loader: _CrdLoader, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", _construct_value)
 
 
 def load_documents(text: str) -> list[dict[str, Any]]:
@@ -138,6 +158,8 @@ class SchemaSet:
             out.append("Istio CRDs (.infra/schemas/istio/customresourcedefinitions.gen.yaml)")
         if not list((self.root / "strimzi" / "crd").glob("*.yaml")):
             out.append("Strimzi CRDs (.infra/schemas/strimzi/crd/*.yaml)")
+        if not list((self.root / "prometheus-operator").glob("*.yaml")):
+            out.append("prometheus-operator CRDs (.infra/schemas/prometheus-operator/*.yaml)")
         return out
 
     def load(self) -> SchemaSet:
@@ -145,10 +167,11 @@ class SchemaSet:
         self._registry = Registry().with_resource(_DEFS_ID, Resource.from_contents(defs))
         crd_files = [self.root / "istio" / "customresourcedefinitions.gen.yaml"]
         crd_files += sorted((self.root / "strimzi" / "crd").glob("*.yaml"))
+        crd_files += sorted((self.root / "prometheus-operator").glob("*.yaml"))
         for path in crd_files:
             if not path.is_file():
                 continue
-            for crd in yaml.safe_load_all(path.read_text()):
+            for crd in yaml.load_all(path.read_text(), Loader=_CrdLoader):
                 if not crd or crd.get("kind") != "CustomResourceDefinition":
                     continue
                 group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
@@ -172,7 +195,7 @@ class SchemaSet:
         group, _, version = api_version.rpartition("/")
         if (group, version, kind) in self.crds:
             return self.crds[(group, version, kind)]
-        if group.endswith(".istio.io") or group.endswith(".strimzi.io"):
+        if group.endswith(_CRD_GROUPS):
             return None  # a CRD group: never fall back to a same-named core kind
         return self._core_schema(api_version, kind)
 
@@ -192,18 +215,23 @@ class SchemaSet:
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         return [Finding(source, label, f"{_path(e)}: {_short(e)}") for e in errors]
 
-    def validate_paths(self, paths: Iterable[Path]) -> tuple[int, list[Finding]]:
+    def validate_paths(self, paths: Iterable[Path], kustomize: Path = KUSTOMIZE) -> tuple[int, list[Finding]]:
         count, findings = 0, []
-        for path in manifest_files(paths):
-            rel = _rel(path)
-            try:
-                docs = load_documents(path.read_text())
-            except yaml.YAMLError as exc:
-                findings.append(Finding(rel, "-", f"YAML error: {exc}"))
-                continue
-            for doc in docs:
-                count += 1
-                findings.extend(self.validate(doc, rel))
+        for path in paths:
+            sources = (
+                [(f"{_rel(path)} (kustomize build)", lambda p=path: render(p, kustomize))]
+                if is_kustomization(path)
+                else [(_rel(f), f.read_text) for f in manifest_files([path])]
+            )
+            for label, read in sources:
+                try:
+                    docs = load_documents(read())
+                except (yaml.YAMLError, RenderError) as exc:
+                    findings.append(Finding(label, "-", f"{type(exc).__name__}: {exc}"))
+                    continue
+                for doc in docs:
+                    count += 1
+                    findings.extend(self.validate(doc, label))
         return count, findings
 
 
@@ -226,18 +254,40 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-# Directories of non-Kubernetes files: Prometheus rules and a Grafana dashboard, which
-# tests/observability checks against the metrics the services export.
-NOT_MANIFESTS = frozenset({"observability"})
+class RenderError(Exception):
+    pass
+
+
+def is_kustomization(path: Path) -> bool:
+    return path.is_dir() and (path / "kustomization.yaml").is_file()
+
+
+def render(path: Path, kustomize: Path = KUSTOMIZE) -> str:
+    """`kustomize build` of one kustomization directory."""
+    done = subprocess.run(
+        [str(kustomize), "build", str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RenderError(done.stderr.strip()[-2000:])
+    return done.stdout
+
+
+# kustomize's inputs: a kustomization file, and an overlay's patches
+# (partial objects, complete only once applied).
+_KUSTOMIZE_INPUTS = frozenset({"overlays"})
 
 
 def manifest_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """The Kubernetes objects written as files under `paths` (kustomize's own files excluded)."""
     for p in paths:
         if p.is_dir():
             yield from sorted(
                 x
                 for x in p.rglob("*")
-                if x.suffix in (".yaml", ".yml") and x.is_file() and not NOT_MANIFESTS & set(x.relative_to(p).parts)
+                if x.suffix in (".yaml", ".yml")
+                and x.is_file()
+                and x.name != "kustomization.yaml"
+                and not _KUSTOMIZE_INPUTS & set(x.relative_to(p).parts)
             )
         else:
             yield p
@@ -247,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--k8s-version", default=DEFAULT_K8S_VERSION)
     ap.add_argument("--schemas", type=Path, default=SCHEMAS)
+    ap.add_argument("--kustomize", type=Path, default=KUSTOMIZE)
     ap.add_argument("paths", nargs="+", type=Path)
     args = ap.parse_args(argv)
     schemas = SchemaSet(k8s_version=args.k8s_version, root=args.schemas)
@@ -255,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         print("missing schemas: " + "; ".join(missing), file=sys.stderr)
         return 2
     schemas.load()
-    count, findings = schemas.validate_paths(args.paths)
+    count, findings = schemas.validate_paths(args.paths, args.kustomize)
     for f in findings:
         print(f"INVALID {f}")
     print(

@@ -69,6 +69,16 @@ class Stack:
     def ws_url(self, edge: int = 0) -> str:
         return f"{self.edge_urls[edge]}/ws"
 
+    @property
+    def metrics_targets(self) -> list[tuple[str, str]]:
+        """(service, host:port) of each process's metrics endpoint (a process_stack with metrics=True)."""
+        return [
+            (service, f"127.0.0.1:{env['QUIZMESH_METRICS_PORT']}")
+            for service, group in self.envs.items()
+            for env in group
+            if "QUIZMESH_METRICS_PORT" in env
+        ]
+
     def restart(self, service: str, index: int = 0) -> subprocess.Popen[bytes]:
         """Starts process `index` of `service` again with its environment (stop it first)."""
         assert self.log_dir is not None, "only a process_stack's processes can be restarted"
@@ -178,6 +188,7 @@ async def process_stack(
     persistences: int | None = None,
     extra_env: Mapping[str, str] | None = None,
     process_env: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
+    metrics: bool = False,
 ) -> AsyncIterator[Stack]:
     """Counts left out are 1 each, or 2 each on the multi-node topology. `process_env` adds to the
     environment of single processes: by service, one mapping per process (a fault test points one
@@ -216,6 +227,8 @@ async def process_stack(
         index, own = len(envs.get(service, ())), (process_env or {}).get(service, ())
         if index < len(own):
             env = {**env, **own[index]}
+        if metrics:
+            env = {**env, "QUIZMESH_METRICS_PORT": str(free_port())}
         envs.setdefault(service, []).append(env)
         processes.setdefault(service, []).append(_spawn(service, env, log_dir, n))
 
