@@ -29,7 +29,8 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 LOCK = REPO / "requirements.lock"
-PACKAGES = ["quizmesh", "edge", "quiz_svc", "leaderboard_svc", "persistence_svc"]
+# The top-level packages the wheel carries, as pyproject.toml finds them.
+PACKAGES = [p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]]
 # The behaviour tests run again at the floors (in-memory engines and the real servers alike).
 FLOOR_TESTS = [
     "tests/quiz_svc",
