@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from fractions import Fraction
 
 import pytest
 
@@ -19,6 +20,7 @@ from quiz_svc.domain import (
     apply_host_action,
     initial_state,
 )
+from quiz_svc.kinds import ChoiceAnswer, SingleChoice
 from quiz_svc.ports import (
     AnswerClaim,
     AnswerKey,
@@ -33,7 +35,7 @@ from quiz_svc.ports import (
 
 pytestmark = pytest.mark.integration
 
-Q = Question("q", ("a", "b", "c"), frozenset({1}), 10, PointsMode.STANDARD)
+Q = Question("q", SingleChoice(("a", "b", "c"), frozenset({1})), 10, PointsMode.STANDARD)
 # Far in the future: a quiz_svc scheduler sharing this Redis must never find these deadlines due.
 NOW = 4_000_000_000_000
 # Two quiz_svc processes sharing the store, both alive unless a test says otherwise.
@@ -59,7 +61,7 @@ async def started(store: GameStore, *players: str) -> QuizDefinition:
 def claim(
     q: QuizDefinition, player: str, *, at: int = NOW + 100, received: int | None = None, choice: int = 1
 ) -> AnswerClaim:
-    return AnswerClaim(q.quiz_id, 0, player, choice, at if received is None else received, at, at + 5_000)
+    return AnswerClaim(q.quiz_id, 0, player, ChoiceAnswer(choice), at if received is None else received, at, at + 5_000)
 
 
 def key(q: QuizDefinition, player: str) -> AnswerKey:
@@ -67,7 +69,9 @@ def key(q: QuizDefinition, player: str) -> AnswerKey:
 
 
 def judged(total: int) -> StoredAnswer:
-    return StoredAnswer(1, True, total, 0, 100, NOW + 100, PlayerStanding(total, 1, 0))
+    return StoredAnswer(
+        ChoiceAnswer(1), True, total, 0, 100, NOW + 100, PlayerStanding(total, 1, 0), Fraction(1), ("1",)
+    )
 
 
 async def test_nicknames_are_unique_per_quiz_ignoring_case(game_store: GameStore) -> None:
@@ -128,7 +132,7 @@ async def test_an_unacknowledged_answer_is_replayed_after_release(game_store: Ga
     assert again == AnswerRefusal.ALREADY_ANSWERED
     player = await game_store.player(q.quiz_id, "p1")
     assert player is not None and player.standing.total == 900
-    assert await game_store.choice_counts(q.quiz_id, 0, 3) == [0, 1, 0]
+    assert await game_store.tallies(q.quiz_id, 0) == {"1": 1}
 
 
 async def test_a_living_owner_within_its_lease_keeps_its_reservation(game_store: GameStore) -> None:
@@ -289,7 +293,7 @@ async def test_a_lost_quiz_is_restored_with_its_answers_already_acknowledged(gam
     [removed] = await game_store.claim_answers([claim(q, "p2")], ME)
     assert (again, removed) == (AnswerRefusal.ALREADY_ANSWERED, AnswerRefusal.NOT_A_PARTICIPANT)
     assert await game_store.answer(key(q, "p1")) == judged(900)
-    assert await game_store.choice_counts(q.quiz_id, 0, 3) == [0, 1, 0]
+    assert await game_store.tallies(q.quiz_id, 0) == {"1": 1}
     assert await game_store.add_player(q.quiz_id, "p3", "ada") is None  # Ada's nickname is still hers
     assert await game_store.add_player(q.quiz_id, "p4", "bob") is not None  # Bob's was freed
 
