@@ -6,6 +6,7 @@ all read or write it, and none may import another."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, Final
 
 from quizmesh.quiz.v1 import answer_value_pb2 as pb
@@ -36,3 +37,11 @@ def from_json(fields: Mapping[str, Any]) -> pb.AnswerValue:
         if member in fields:
             return pb.AnswerValue(**{member: fields[member]})
     raise ValueError(f"an answer needs one of {', '.join(MEMBERS)}")
+
+
+def decimal_text(value: int | float | str) -> str:
+    """A JSON number as decimal text, a float by its shortest round-trip form ("0.1", not 0.1000000000000000055);
+    a string as written (quiz_svc checks it is a number)."""
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    return str(value)

@@ -120,6 +120,7 @@ class FakeQuiz:
             question_index=self.question_index,
             correct_choices=q.correct_choices,
             choice_counts=[self.choice_counts[(self.question_index, i)] for i in range(len(q.choices))],
+            tallies={str(i): n for (index, i), n in self.choice_counts.items() if index == self.question_index},
         )
 
 
