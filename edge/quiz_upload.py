@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
+from urllib.parse import unquote
 
 import grpc
 import orjson
@@ -63,7 +64,8 @@ async def _parts(request: web.Request) -> tuple[tuple[str, bytes] | None, dict[s
                 raise _refused(f"the quiz document is larger than {MAX_DOCUMENT_BYTES} bytes")
             document = (part.filename or ("quiz.json" if part.name == "quiz" else ""), bytes(content))
         elif part.name == "media" and part.filename:
-            media[part.filename] = bytes(content)
+            # Some clients percent-encode a file name's "/" (a name such as media/tower.png).
+            media[unquote(part.filename)] = bytes(content)
     raise _refused(f"an upload has at most {MAX_PARTS} parts")
 
 

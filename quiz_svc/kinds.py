@@ -400,6 +400,9 @@ class Ordering:
             return f"needs {MIN_ITEMS} to {MAX_ITEMS} items, has {len(self.items)}"
         if any(not i.strip() or len(i) > MAX_ITEM_TEXT for i in self.items):
             return f"every item needs 1 to {MAX_ITEM_TEXT} characters"
+        if len({i.strip() for i in self.items}) != len(self.items):
+            # Players tell items apart by their text alone.
+            return "every item must differ from the others"
         if sorted(self.shown) != list(range(len(self.items))):
             return "the shown order is not an order of the items"
         return None

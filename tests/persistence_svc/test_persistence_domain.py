@@ -47,7 +47,8 @@ def test_each_stored_event_becomes_its_row() -> None:
         credit="1",
     )
     typed = answer_value_pb2.AnswerValue(text="Ça va !")
-    assert row_from_event(answered(quiz, 3, "p1", 40, value=typed)).answer == '{"text":"Ça va !"}'
+    typed_row = row_from_event(answered(quiz, 3, "p1", 40, value=typed))
+    assert isinstance(typed_row, AnswerRow) and typed_row.answer == '{"text":"Ça va !"}'
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import io
 import pytest
 
 from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
+from quizmesh.quiz.v1.answer_value_pb2 import AnswerValue, ChoiceSet
 from quizmesh.results import COLUMNS, results_csv
 
 
@@ -50,13 +51,13 @@ def test_every_player_gets_a_row_per_question_asked_with_a_running_total() -> No
 
 def test_every_kind_fills_the_answer_column_readably_and_choice_only_for_a_single_choice() -> None:
     typed = persistence_pb2.StoredAnswer(
-        quiz_id="Q1", player_id="p-ada", question_index=0, value={"text": "=cmd"}, answer_text="=cmd", points=0
+        quiz_id="Q1", player_id="p-ada", question_index=0, value=AnswerValue(text="=cmd"), answer_text="=cmd", points=0
     )
     picked = persistence_pb2.StoredAnswer(
         quiz_id="Q1",
         player_id="p-ada",
         question_index=1,
-        value={"choices": {"choices": [0, 2]}},
+        value=AnswerValue(choices=ChoiceSet(choices=[0, 2])),
         answer_text="Paris; Lyon",
         correct=True,
         points=1000,
