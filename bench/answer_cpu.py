@@ -20,8 +20,8 @@ from quiz_svc.adapters.redis_instances import RedisInstanceRegistry
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import HostAction, PointsMode, Question, QuizDefinition
-from quiz_svc.kinds import SingleChoice
 from quiz_svc.grpc_api import QuizServicer
+from quiz_svc.kinds import SingleChoice
 from quiz_svc.ports import GameStore, StoredResults
 from quiz_svc.service import QuizGame
 from quizmesh.auth import Credentials
