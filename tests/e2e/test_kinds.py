@@ -8,7 +8,7 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,14 @@ def answers_for(kind: str, question: Message) -> dict[str, dict[str, Any]]:
     return {"ada": {"choice": 1}, "bob": {"choice": 1}, "cy": {"choice": 2}}
 
 
+def opened(index: int) -> Callable[[Message], bool]:
+    def matches(m: Message) -> bool:
+        state = m.get("state") or {}
+        return m.get("type") == "quiz_state" and state["phase"] == "question_open" and state["question_index"] == index
+
+    return matches
+
+
 EXPECTED_RESULTS = [
     # (correct for ada, bob, cy), credit for ada, bob, cy, tallies
     ((True, False, True), ("1", "0", "1"), {"0": 2, "1": 1}),
@@ -108,18 +116,7 @@ async def test_every_kind_plays_end_to_end_and_every_score_recomputes(stack: Sta
         shown_items: dict[int, list[str]] = {}
         for index, kind in enumerate(kinds):
             await host.request("start_quiz" if index == 0 else "next_question", question_index=index)
-            states = await asyncio.gather(
-                *(
-                    p.wait_for(
-                        lambda m, i=index: (
-                            m.get("type") == "quiz_state"
-                            and m["state"]["phase"] == "question_open"
-                            and m["state"]["question_index"] == i
-                        )
-                    )
-                    for p in players.values()
-                )
-            )
+            states = await asyncio.gather(*(p.wait_for(opened(index)) for p in players.values()))
             question = states[0]["state"]["question"]
             assert question["kind"] == kind
             assert not {"correct_choices", "accepted_answers", "answer"} & set(question)
