@@ -490,7 +490,8 @@ def answer_window_refusal(state: GameState, index: int, received_ms: int) -> Ans
 
     The client's clock plays no part. An answer received before its question closed counts even if it
     reaches the judging process after the close (it waited out an outage), as long as no later question
-    has opened. The Redis engine checks the same rule inside its claim script.
+    has opened. The Redis engine restates this rule inside its claim script, where it must be atomic
+    with answer-once; tests/quiz_svc/test_window_rule.py runs one table of cases through both.
     """
     if not 0 <= index < state.question_count:
         return AnswerRefusal.QUESTION_NOT_FOUND

@@ -1,6 +1,7 @@
 -- Reserves each first answer to a question for the claiming process, atomically with answer-once and
 -- the answer window (domain.answer_window_refusal and domain.receipt_after_open, restated here so they
--- hold across processes).
+-- hold across processes; tests/quiz_svc/test_window_rule.py holds both to one table of cases). Kinds
+-- play no part here: the answer is opaque text, judged by the domain once reserved.
 -- KEYS[1]: the quiz's key prefix.
 -- ARGV: claimant instance ID, number of live instance IDs, the live IDs, number of answers, then 6 per
 --       answer: question_index, player_id, the answer (opaque text), received_ms, now_ms, lease_until_ms.
