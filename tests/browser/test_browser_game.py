@@ -263,6 +263,7 @@ async def test_a_host_and_three_players_play_a_whole_quiz(browser: Browser, tmp_
                 "points": str(answer.points),
                 "response_time_ms": str(answer.response_time_ms),
                 "total_score": str(answer.total_score),
+                "answer": answer.answer_text,
             }
         assert {r["nickname"]: int(r["total_score"]) for r in rows if r["question_index"] == "1"} == totals
 
