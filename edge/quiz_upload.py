@@ -92,9 +92,13 @@ async def _create(upstream: Upstream, document: QuizDocument) -> quiz_pb2.Create
 
 
 def _with_media(document: QuizDocument, media: dict[str, bytes]) -> QuizDocument:
+    """The uploads the questions name. A browser sends a file under its own name, without the folders a
+    document may name it in (media/tower.png arrives as tower.png), so a name also matches its last part."""
     named = {ref for q in document.request.questions for ref in (q.image, q.audio, *q.choice_images) if ref}
-    for name in sorted(named & media.keys()):
-        document.request.media.append(quiz_pb2.MediaUpload(name=name, content=media[name]))
+    for name in sorted(named):
+        content = media.get(name, media.get(name.rsplit("/", 1)[-1]))
+        if content is not None:
+            document.request.media.append(quiz_pb2.MediaUpload(name=name, content=content))
     return document
 
 

@@ -273,6 +273,9 @@ export function renderMedia(node, question) {
   node.hidden = !question.image && !question.audio;
 }
 
+/** A number as authored (1969, not 1,969; at most 6 decimals, as estimates have). */
+export const plainNumber = (n) => String(Number(Number(n).toFixed(6)));
+
 /** "2/3" → "2/3 of the points"; the exact credit an answer earned before the speed factor. */
 export function creditText(credit) {
   return `${credit} of the points`;
@@ -330,7 +333,7 @@ export function renderResults(node, question, results) {
         const from = low + b * step;
         const to = b === 9 ? Number(estimate.max) : from + step;
         const right = answer >= from && (answer < to || (b === 9 && answer <= to));
-        return countRow("choice-1", `${formatNumber(from)} – ${formatNumber(to)}`, count, most, right, "#");
+        return countRow("choice-1", `${plainNumber(from)} – ${plainNumber(to)}`, count, most, right, "#");
       }),
     );
     return;

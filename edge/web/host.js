@@ -9,6 +9,7 @@ import {
   formatNumber,
   h,
   mediaUrl,
+  plainNumber,
   renderLeaderboard,
   renderMedia,
   renderPodium,
@@ -667,7 +668,7 @@ function renderQuestion(state) {
   if (kind === "ordering") {
     shown = question.items.map((text, p) => h("li", { class: `choice choice-${p % 6}` }, h("span", { class: "text", text })));
   } else if (kind === "estimate") {
-    const range = `A number from ${formatNumber(question.estimate.min)} to ${formatNumber(question.estimate.max)}`;
+    const range = `A number from ${plainNumber(question.estimate.min)} to ${plainNumber(question.estimate.max)}`;
     shown = [h("li", { class: "choice choice-1" }, h("span", { class: "text", text: range }))];
   } else if (kind === "type_answer") {
     shown = [h("li", { class: "choice choice-3" }, h("span", { class: "text", text: "Players type their answer" }))];

@@ -10,6 +10,7 @@ import {
   formatNumber,
   h,
   mediaUrl,
+  plainNumber,
   renderLeaderboard,
   renderMedia,
   renderPodium,
@@ -390,7 +391,7 @@ function buildAnswerArea(question, mine) {
       oninput: (event) => game.drafts.set(index, event.target.value),
     });
     area = [
-      h("p", { class: "muted", text: `A number from ${formatNumber(range.min)} to ${formatNumber(range.max)}` }),
+      h("p", { class: "muted", text: `A number from ${plainNumber(range.min)} to ${plainNumber(range.max)}` }),
       h(
         "form",
         {
@@ -447,7 +448,7 @@ function renderClosed(state) {
       ? `You typed “${mine.answer.text}”, accepted as “${result.accepted_answer}”.`
       : `You typed “${mine.answer.text}”.`;
   } else if (kind === "estimate" && results?.question?.estimate) {
-    detail = `The answer: ${formatNumber(results.question.estimate.answer)}`;
+    detail = `The answer: ${plainNumber(results.question.estimate.answer)}`;
   }
   $("#result-detail").textContent = detail;
   $("#result-detail").hidden = !detail;
