@@ -225,12 +225,13 @@ async def test_every_kinds_answer_travels_over_socketio_as_over_plain_websockets
             await host.request("start_quiz" if index == 0 else "next_question", question_index=index)
             opened = await ada.wait_for(question_open(index))
             question = opened["state"]["question"]
-            answer: dict[str, Any] = [
+            answers: list[dict[str, Any]] = [
                 {"choices": [0, 2]},
                 {"text": "Cafe"},
                 {"order": [question["items"].index(item) for item in ("one", "two", "three")] if index == 2 else []},
                 {"number": "1974"},
-            ][index]
+            ]
+            answer = answers[index]
             replies.append(await ada.call("submit_answer", {"question_index": index, **answer}))
             await host.request("close_question", question_index=index)
         assert [(r["type"], r["correct"], r["credit"]) for r in replies] == [
