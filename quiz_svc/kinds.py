@@ -183,9 +183,14 @@ def _choices_problem(choices: tuple[str, ...], max_text: int) -> str | None:
     return None
 
 
-def _indices_problem(indices: frozenset[int], count: int) -> str | None:
-    bad = sorted(i for i in indices if not 0 <= i < count)
-    return f"correct choice index {bad[0]} is outside 0..{count - 1}" if bad else None
+def _marked_choices_problem(choices: tuple[str, ...], correct: frozenset[int], max_text: int) -> str | None:
+    """What is wrong with choices of which some are marked correct (single choice, multiple select)."""
+    if found := _choices_problem(choices, max_text):
+        return found
+    if not correct:
+        return "mark at least one correct choice"
+    bad = sorted(i for i in correct if not 0 <= i < len(choices))
+    return f"correct choice index {bad[0]} is outside 0..{len(choices) - 1}" if bad else None
 
 
 def _pick(value: AnswerValue, count: int) -> int:
@@ -197,20 +202,22 @@ def _pick(value: AnswerValue, count: int) -> int:
 
 
 @dataclass(frozen=True)
-class SingleChoice:
-    """One pick; right when it is any of the correct choices (credit 1), else wrong (0)."""
+class _MarkedChoices:
+    """Choices of which some are marked correct: what single choice and multiple select share."""
 
-    kind: ClassVar[Kind] = Kind.SINGLE_CHOICE
     scoring: ClassVar[bool] = True
     choices: tuple[str, ...]
     correct: frozenset[int]
 
     def problem(self, max_text: int) -> str | None:
-        if found := _choices_problem(self.choices, max_text):
-            return found
-        if not self.correct:
-            return "mark at least one correct choice"
-        return _indices_problem(self.correct, len(self.choices))
+        return _marked_choices_problem(self.choices, self.correct, max_text)
+
+
+@dataclass(frozen=True)
+class SingleChoice(_MarkedChoices):
+    """One pick; right when it is any of the correct choices (credit 1), else wrong (0)."""
+
+    kind: ClassVar[Kind] = Kind.SINGLE_CHOICE
 
     def accept(self, value: AnswerValue) -> AnswerValue:
         _pick(value, len(self.choices))
@@ -227,21 +234,11 @@ class SingleChoice:
 
 
 @dataclass(frozen=True)
-class MultipleSelect:
+class MultipleSelect(_MarkedChoices):
     """A set of picks; right when it is exactly the correct set. Partial credit:
     max(0, right picks − wrong picks) / number of correct choices."""
 
     kind: ClassVar[Kind] = Kind.MULTIPLE_SELECT
-    scoring: ClassVar[bool] = True
-    choices: tuple[str, ...]
-    correct: frozenset[int]
-
-    def problem(self, max_text: int) -> str | None:
-        if found := _choices_problem(self.choices, max_text):
-            return found
-        if not self.correct:
-            return "mark at least one correct choice"
-        return _indices_problem(self.correct, len(self.choices))
 
     def accept(self, value: AnswerValue) -> AnswerValue:
         if isinstance(value, ChoiceAnswer):  # a client of single choices picks one

@@ -38,33 +38,31 @@ async def put_in_order(page: Page, right: list[str]) -> None:
     await expect(page.locator("#order-list li .text")).to_have_text(right)
 
 
+# What the player does for each kind (clicks, or a field filled then submitted), and the verdict shown.
+CLICKS: Final = {
+    "single_choice": (["#choices button.choice-0"], "Correct!"),
+    # glad, cheerful and angry: two of three right, one wrong
+    "multiple_select": (["#choices button.choice-0", "#choices button.choice-1", "#choices button.choice-2"], ""),
+    "true_false": (["#choices button.choice-0"], "Correct!"),
+    "poll": (["#choices button.choice-1"], "Thanks for voting"),
+}
+TYPED: Final = {"type_answer": ("#answer-text", "Colr"), "estimate": ("#answer-number", "1972")}
+
+
 async def answer(page: Page, kind: str) -> str:
     """Answers the open question of `kind` through its controls; returns the verdict the page will show."""
-    if kind == "single_choice":
-        await page.click("#choices button.choice-0")
-        return "Correct!"
-    if kind == "multiple_select":
-        for choice in (0, 1, 2):  # glad, cheerful and angry: two of three right, one wrong
-            await page.click(f"#choices button.choice-{choice}")
-        await page.click("#submit-answer")
-        return "Partly right: 1/3 of the points"
-    if kind == "true_false":
-        await page.click("#choices button.choice-0")
-        return "Correct!"
-    if kind == "type_answer":
-        await page.fill("#answer-text", "Colr")
-        await page.click("#submit-answer")
-        return "Correct!"
-    if kind == "ordering":
+    if kind in CLICKS:
+        selectors, verdict = CLICKS[kind]
+        for selector in selectors:
+            await page.click(selector)
+        if kind != "multiple_select":
+            return verdict
+    elif kind in TYPED:
+        await page.fill(*TYPED[kind])
+    else:
         await put_in_order(page, RIGHT_ORDER)
-        await page.click("#submit-answer")
-        return "Correct!"
-    if kind == "estimate":
-        await page.fill("#answer-number", "1972")
-        await page.click("#submit-answer")
-        return "Correct!"
-    await page.click("#choices button.choice-1")
-    return "Thanks for voting"
+    await page.click("#submit-answer")
+    return "Partly right: 1/3 of the points" if kind == "multiple_select" else "Correct!"
 
 
 @pytest.mark.slow  # about 15 s on an idle machine
