@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -40,7 +39,7 @@ _MIGRATION_LOCK_ID = 0x5155_495A_5045_5253
 # The schema and its migrations, in one place.
 _SCHEMA = resources.files("persistence_svc.adapters").joinpath("postgres_schema.sql").read_text()
 # Issue 14's numbered migration, applied after the schema above until `quizmesh migrate` applies them.
-_MIGRATION_0003 = (Path(__file__).parents[1] / "migrations" / "0003_answer_values.sql").read_text()
+_MIGRATION_0003 = resources.files("persistence_svc").joinpath("migrations/0003_answer_values.sql").read_text()
 
 _INSERT_JOINS = """
 INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from pathlib import Path
+from importlib import resources
 
 import asyncpg
 
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS quiz_states (
 );
 """
 # Issue 14's numbered migration, applied after the schema above until `quizmesh migrate` applies them.
-_MIGRATION_0003 = (Path(__file__).parents[1] / "migrations" / "0003_question_kinds.sql").read_text()
+_MIGRATION_0003 = resources.files("quiz_svc").joinpath("migrations/0003_question_kinds.sql").read_text()
 _TIMEOUT_S = 5.0
 
 

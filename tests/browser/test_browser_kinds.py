@@ -28,6 +28,19 @@ async def picture_loaded(page: Page, selector: str) -> bool:
     return loaded
 
 
+async def clip_seconds(page: Page, selector: str) -> float:
+    """The duration of an <audio>'s clip once its metadata loaded from /media/, or -1 when it failed."""
+    seconds: float = await page.locator(selector).first.evaluate(
+        """audio => new Promise(done => {
+            audio.addEventListener("loadedmetadata", () => done(audio.duration), {once: true});
+            audio.addEventListener("error", () => done(-1), {once: true});
+            audio.preload = "metadata";
+            audio.load();
+        })"""
+    )
+    return seconds
+
+
 async def put_in_order(page: Page, right: list[str]) -> None:
     """Moves the shown items up until they read in the right order, as a player taps ▲."""
     for target, item in enumerate(right):
@@ -95,6 +108,7 @@ async def test_every_kind_on_the_players_and_the_hosts_pages(browser: Browser, t
             if kind == "type_answer":
                 await expect(player.locator("#question-media audio")).to_have_attribute("src", re.compile(r"^/media/"))
                 await expect(host.locator("#question-media audio")).to_have_count(1)
+                assert 0.5 < await clip_seconds(player, "#question-media audio") < 1  # the 0.6 s example clip
             if kind == "ordering":
                 await expect(player.locator("#order-list li")).to_have_count(6)
             await screenshot(player, f"player-{kind}")
