@@ -25,14 +25,16 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
+from quiz_svc.media import is_media_id
+from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY, QUESTION_INDEX_METADATA_KEY
 from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
-from quizmesh.quiz_names import HOST_ACTIONS, PHASE_NAMES, POINTS_MODES
+from quizmesh.quiz_document import DocumentError, QuizDocument, read_document
+from quizmesh.quiz_names import HOST_ACTIONS, PHASE_NAMES
 from quizmesh.results import read_stored_quiz, results_csv
 from quizmesh.settings import LEADERBOARD_ADDR, PERSISTENCE_ADDR, QUIZ_ADDR, Text, Variables
 
@@ -109,72 +111,39 @@ def _emit(line: str) -> None:
 # --- create ---
 
 
-def _fail(source: str, problem: str) -> NoReturn:
-    raise UsageError(f"{source}: {problem}")
-
-
-def quiz_request(document: object, source: str = "quiz") -> quiz_pb2.CreateQuizRequest:
-    """A CreateQuizRequest from JSON shaped like the edge's create_quiz message (docs/protocol.md).
-
-    Keys it does not know, such as the quiz_id of a quiz exported from a `hosting` reply, are ignored,
-    so an exported quiz imports as a new one. The service checks the rules (2 to 6 choices, ...)."""
-    if not isinstance(document, dict):
-        _fail(source, "must be a JSON object with 'title' and 'questions'")
-    title = document.get("title")
-    if not isinstance(title, str):
-        _fail(source, "'title' must be a string")
-    questions = document.get("questions")
-    if not isinstance(questions, list) or not questions:
-        _fail(source, "'questions' must be a non-empty list")
-    request = quiz_pb2.CreateQuizRequest(title=title)
-    for position, raw in enumerate(questions):
-        at = f"questions[{position}]"
-        if not isinstance(raw, dict):
-            _fail(source, f"{at} must be an object")
-        text, choices, correct = raw.get("text"), raw.get("choices"), raw.get("correct_choices")
-        limit, points = raw.get("time_limit_seconds"), raw.get("points", "standard")
-        if not isinstance(text, str):
-            _fail(source, f"{at}.text must be a string")
-        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
-            _fail(source, f"{at}.choices must be a list of strings")
-        if not isinstance(correct, list) or not all(type(c) is int for c in correct):
-            _fail(source, f"{at}.correct_choices must be a list of choice indices")
-        if type(limit) is not int:
-            _fail(source, f"{at}.time_limit_seconds must be an integer")
-        if points not in POINTS_MODES:
-            _fail(source, f"{at}.points must be one of {', '.join(POINTS_MODES)}")
-        request.questions.append(
-            quiz_pb2.Question(
-                text=text,
-                choices=choices,
-                correct_choices=correct,
-                time_limit_seconds=limit,
-                points_mode=POINTS_MODES[points],
-            )
-        )
-    late = document.get("allow_late_join")
-    if late is not None:
-        if not isinstance(late, bool):
-            _fail(source, "'allow_late_join' must be true or false")
-        request.allow_late_join = late
-    return request
-
-
-def _read_quiz_file(path: str) -> quiz_pb2.CreateQuizRequest:
+def _read_quiz_file(path: str, title: str | None) -> QuizDocument:
+    """The quiz in a JSON, CSV or XLSX document (quizmesh.quiz_document), with the media it names by file
+    name read from the document's folder."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        content = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        document = read_document(content, path)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON: {exc}") from None
-    return quiz_request(document, path)
+    except DocumentError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    request = document.request
+    if title is not None:
+        request.title = title
+    elif not request.title:
+        request.title = Path(path).stem if path != "-" else ""
+    folder = Path(path).parent if path != "-" else Path.cwd()
+    named = {ref for q in request.questions for ref in (q.image, q.audio, *q.choice_images) if ref}
+    for name in sorted(named):
+        if is_media_id(name):
+            continue  # stored already, by an earlier quiz
+        try:
+            request.media.append(quiz_pb2.MediaUpload(name=name, content=(folder / name).read_bytes()))
+        except OSError as exc:
+            raise UsageError(f"cannot read {name}, which {path} names as a picture or a clip: {exc.strerror}") from None
+    return document
 
 
 async def _create(services: Services, args: argparse.Namespace) -> None:
-    request = _read_quiz_file(args.file)
-    response = await services.quiz.CreateQuiz(request, timeout=services.timeout_s)
+    document = _read_quiz_file(args.file, args.title)
+    try:
+        response = await services.quiz.CreateQuiz(document.request, timeout=services.timeout_s)
+    except grpc.aio.AioRpcError as exc:
+        raise _located(exc, document) from None
     if args.json:
         _emit(json.dumps({"quiz_id": response.quiz.quiz_id, "host_token": response.host_token, **_json(response)}))
     else:
@@ -377,8 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(connection, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    create = commands.add_parser("create", parents=[connection], help="create (or import) a quiz from a JSON file")
-    create.add_argument("--file", "-f", required=True, help="the quiz as JSON, or - for stdin (docs/examples)")
+    create = commands.add_parser(
+        "create", parents=[connection], help="create (or import) a quiz from a JSON, CSV or XLSX file"
+    )
+    create.add_argument(
+        "--file",
+        "-f",
+        required=True,
+        help="the quiz as JSON, CSV or XLSX, or - for stdin (docs/examples); pictures and clips it names are read"
+        " from its folder",
+    )
+    create.add_argument("--title", help="the quiz's title (default: the document's, else the file's name)")
     create.add_argument("--json", action="store_true", help="print the created quiz as JSON")
 
     listing = commands.add_parser("list", parents=[connection], help="list quizzes, newest first")
@@ -410,6 +388,16 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("quiz_id")
     tail.add_argument("--count", type=int, default=0, help="stop after this many lines (default: until Ctrl+C)")
     return parser
+
+
+def _located(exc: grpc.aio.AioRpcError, document: QuizDocument) -> grpc.aio.AioRpcError:
+    """quiz_svc's refusal of a question, naming the row (or JSON path) of the document it came from."""
+    trailers = exc.trailing_metadata() or ()
+    index = next((v for k, v in trailers if k == QUESTION_INDEX_METADATA_KEY and isinstance(v, str)), "")
+    if not index.isdigit():
+        return exc
+    details = document.locate(int(index), exc.details() or "")
+    return grpc.aio.AioRpcError(exc.code(), exc.initial_metadata(), trailers, details)
 
 
 def _describe(exc: grpc.aio.AioRpcError, args: argparse.Namespace) -> str:

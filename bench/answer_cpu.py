@@ -19,8 +19,9 @@ from quiz_svc.adapters.redis_game import RedisGameStore
 from quiz_svc.adapters.redis_instances import RedisInstanceRegistry
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
-from quiz_svc.domain import HostAction, PointsMode, Question
+from quiz_svc.domain import HostAction, PointsMode, Question, QuizDefinition
 from quiz_svc.grpc_api import QuizServicer
+from quiz_svc.kinds import SingleChoice
 from quiz_svc.ports import GameStore, StoredResults
 from quiz_svc.service import QuizGame
 from quizmesh.auth import Credentials
@@ -44,7 +45,7 @@ class FixedClock:
 
 
 class NoResults:
-    async def results(self, quiz_id: str) -> StoredResults:
+    async def results(self, quiz: QuizDefinition) -> StoredResults:
         raise AssertionError("no quiz is restored here")
 
     async def close(self) -> None:
@@ -74,7 +75,7 @@ async def measure(store_kind: str) -> float:
         instances,
     )
     servicer = QuizServicer(game, feed, clock, telemetry)
-    question = Question("q", ("a", "b", "c"), frozenset({1}), 60, PointsMode.STANDARD)
+    question = Question("q", SingleChoice(("a", "b", "c"), frozenset({1})), 60, PointsMode.STANDARD)
     try:
         quiz, host = await game.create_quiz("answer cpu", [question] * QUESTIONS, True)
         tokens = [(await game.join(quiz.quiz_id, f"p{i}"))[1] for i in range(PLAYERS)]

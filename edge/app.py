@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from edge import protocol, results, routes, socketio_transport
+from edge import media, protocol, quiz_upload, results, routes, socketio_transport
 from edge.fanout import Fanout
 from edge.forwarded import client_address
 from edge.limits import Limiter, RateLimits
@@ -61,6 +61,9 @@ def create_app(settings: Settings, upstream: Upstream) -> web.Application:
     app.router.add_get("/host", _page("host.html"))
     app.router.add_static("/static", WEB_DIR)
     app.router.add_get("/quizzes/{quiz_id}/results.csv", results.csv_handler(upstream))
+    app.router.add_post("/quizzes", quiz_upload.create_handler(upstream))
+    app.router.add_post("/quizzes/import", quiz_upload.import_handler(upstream))
+    app.router.add_get(media.ROUTE, media.handler(media.MediaCache(upstream.get_media, settings.media_cache_bytes)))
     return app
 
 

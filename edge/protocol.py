@@ -14,8 +14,11 @@ from typing import Any, Final
 import orjson
 
 from edge import schema as client_schema
+from quizmesh import answer_values
+from quizmesh.quiz.v1 import answer_value_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
-from quizmesh.quiz_names import PHASE_NAMES, POINTS_MODES, POINTS_NAMES
+from quizmesh.quiz_document import DocumentError, question_from_json, question_to_json
+from quizmesh.quiz_names import KIND_NAMES, PHASE_NAMES, POINTS_NAMES
 
 RequestId = str | int | None
 
@@ -66,7 +69,7 @@ class Resume:
 @dataclass(frozen=True)
 class SubmitAnswer:
     question_index: int
-    choice: int
+    value: answer_value_pb2.AnswerValue
 
 
 @dataclass(frozen=True)
@@ -75,18 +78,9 @@ class LeaveQuiz:
 
 
 @dataclass(frozen=True)
-class QuestionSpec:
-    text: str
-    choices: tuple[str, ...]
-    correct_choices: tuple[int, ...]
-    time_limit_seconds: int
-    points: str  # "standard" | "double" | "none"
-
-
-@dataclass(frozen=True)
 class CreateQuiz:
     title: str
-    questions: tuple[QuestionSpec, ...]
+    questions: tuple[quiz_pb2.Question, ...]
     allow_late_join: bool | None
 
 
@@ -211,26 +205,54 @@ def _host_target(fields: Fields) -> HostTarget:
     )
 
 
-def _question(raw: object, at: str) -> QuestionSpec:
-    if not isinstance(raw, dict):
-        raise invalid_field(at, "an object")
-    at += "."
-    choices = raw.get("choices")
-    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
-        raise invalid_field(f"{at}choices", "a list of strings")
-    correct = raw.get("correct_choices")
-    if not isinstance(correct, list) or not all(_is_int(c) for c in correct):
-        raise invalid_field(f"{at}correct_choices", "a list of choice indices")
-    points = raw.get("points", "standard")
-    if not isinstance(points, str) or points not in POINTS_MODES:
-        raise invalid_field(f"{at}points", "one of " + ", ".join(repr(p) for p in POINTS_MODES))
-    return QuestionSpec(
-        text=_str(raw, "text", at=at),
-        choices=tuple(choices),
-        correct_choices=tuple(correct),
-        time_limit_seconds=_int(raw, "time_limit_seconds", minimum=1, at=at),
-        points=str(points),
+def _question(raw: object, at: str) -> quiz_pb2.Question:
+    try:
+        return question_from_json(raw, at + ".")
+    except DocumentError as exc:
+        raise invalid_field(exc.where, exc.problem) from None
+
+
+# An answer's members, in the order the first one present is taken (docs/protocol.md, submit_answer):
+# each kind's own before `choice`, which clients of single choices send.
+_ANSWER_MEMBERS: Final = ("choices", "truth", "text", "order", "number", "choice")
+MAX_ANSWER_TEXT: Final = 1000
+_EXPECTED_ANSWER: Final[Mapping[str, str]] = {
+    "choice": "an integer from 0 to 2147483647",
+    "choices": "a list of choice indices",
+    "truth": "true or false",
+    "text": f"a string of at most {MAX_ANSWER_TEXT} characters",
+    "order": "a list of item positions",
+    "number": "a number, or a decimal number as a string of at most 64 characters",
+}
+
+
+def _answer_fits(member: str, value: object) -> bool:
+    if member == "choice":
+        return _is_int(value)
+    if member in ("choices", "order"):
+        return isinstance(value, list) and all(_is_int(v) for v in value)
+    if member == "truth":
+        return isinstance(value, bool)
+    if member == "text":
+        return isinstance(value, str) and len(value) <= MAX_ANSWER_TEXT
+    return (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and len(value) <= 64
     )
+
+
+def _submit_answer(fields: Fields) -> SubmitAnswer:
+    index = _int(fields, "question_index")
+    given = [m for m in _ANSWER_MEMBERS if m in fields]
+    if not given:
+        raise invalid_field("choice", _EXPECTED_ANSWER["choice"])
+    for member in given:
+        if not _answer_fits(member, fields[member]):
+            raise invalid_field(member, _EXPECTED_ANSWER[member])
+    member = given[0]
+    value = fields[member]
+    if member == "number":
+        value = answer_values.decimal_text(value)
+    return SubmitAnswer(index, answer_values.from_json({member: value}))
 
 
 def _create_quiz(fields: Fields) -> CreateQuiz:
@@ -259,7 +281,7 @@ def _question_action(action: str) -> Callable[[Fields], HostAction]:
 PARSERS: Final[Mapping[str, Callable[[Fields], ClientMessage]]] = {
     "join_quiz": lambda f: JoinQuiz(_str(f, "quiz_id"), _str(f, "nickname", max_length=256)),
     "resume": lambda f: Resume(_str(f, "player_token", max_length=MAX_TOKEN_LENGTH)),
-    "submit_answer": lambda f: SubmitAnswer(_int(f, "question_index"), _int(f, "choice")),
+    "submit_answer": _submit_answer,
     "leave_quiz": lambda f: LeaveQuiz(),
     "create_quiz": _create_quiz,
     "host_quiz": lambda f: HostQuiz(_str(f, "quiz_id"), _str(f, "host_token", max_length=MAX_TOKEN_LENGTH)),
@@ -336,6 +358,7 @@ def state_json(state: quiz_pb2.QuizState) -> dict[str, Any]:
         q = state.question
         question = {
             "index": q.index,
+            "kind": KIND_NAMES.get(q.kind, "single_choice"),
             "text": q.text,
             "choices": list(q.choices),
             "time_limit_seconds": q.time_limit_seconds,
@@ -343,6 +366,16 @@ def state_json(state: quiz_pb2.QuizState) -> dict[str, Any]:
             "open_time_ms": timestamp_ms(q.open_time) if q.HasField("open_time") else None,
             "close_time_ms": timestamp_ms(q.close_time) if q.HasField("close_time") else None,
         }
+        if q.items:
+            question["items"] = list(q.items)
+        if q.HasField("estimate"):
+            question["estimate"] = {"min": q.estimate.min, "max": q.estimate.max}
+        if q.image:
+            question["image"] = q.image
+        if q.audio:
+            question["audio"] = q.audio
+        if q.choice_images:
+            question["choice_images"] = list(q.choice_images)
     return {
         "quiz_id": state.quiz_id,
         "title": state.title,
@@ -366,22 +399,32 @@ def player_json(player: quiz_pb2.Player) -> dict[str, Any]:
 
 
 def answer_result_json(result: quiz_pb2.AnswerResult) -> dict[str, Any]:
-    return {
+    fields = {
         "correct": result.correct,
         "points": result.points,
         "total_score": result.total_score,
         "streak": result.streak,
         "streak_bonus": result.streak_bonus,
         "response_time_ms": result.response_time_ms,
+        "credit": result.credit or ("1" if result.correct else "0"),
+        "answer": answer_values.to_json(result.value) if result.HasField("value") else None,
     }
+    if result.accepted_answer:
+        fields["accepted_answer"] = result.accepted_answer
+    return fields
 
 
 def results_json(results: quiz_pb2.QuestionResults) -> dict[str, Any]:
-    return {
+    fields: dict[str, Any] = {
         "question_index": results.question_index,
+        "kind": KIND_NAMES.get(results.kind, "single_choice"),
         "correct_choices": list(results.correct_choices),
         "choice_counts": list(results.choice_counts),
+        "tallies": dict(results.tallies),
     }
+    if results.HasField("question"):
+        fields["question"] = question_to_json(results.question)
+    return fields
 
 
 def quiz_json(quiz: quiz_pb2.Quiz) -> dict[str, Any]:
@@ -391,16 +434,7 @@ def quiz_json(quiz: quiz_pb2.Quiz) -> dict[str, Any]:
         "title": quiz.title,
         "allow_late_join": quiz.allow_late_join,
         "create_time_ms": timestamp_ms(quiz.create_time),
-        "questions": [
-            {
-                "text": q.text,
-                "choices": list(q.choices),
-                "correct_choices": list(q.correct_choices),
-                "time_limit_seconds": q.time_limit_seconds,
-                "points": POINTS_NAMES.get(q.points_mode, "standard"),
-            }
-            for q in quiz.questions
-        ],
+        "questions": [question_to_json(q) for q in quiz.questions],
     }
 
 

@@ -22,7 +22,7 @@ from edge.telemetry import ClientMessage
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
-from quizmesh.quiz_names import HOST_ACTIONS, POINTS_MODES
+from quizmesh.quiz_names import HOST_ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,11 @@ def _player_seat(session: Session) -> Seat:
 async def submit_answer(session: Session, message: protocol.SubmitAnswer) -> Reply:
     seat = _player_seat(session)
     answer = quiz_pb2.Answer(
-        player_token=seat.player_token, question_index=message.question_index, choice=message.choice
+        player_token=seat.player_token,
+        question_index=message.question_index,
+        # A single choice also travels as `choice`, for a quiz_svc from before kinds during an upgrade.
+        choice=message.value.choice,
+        value=message.value,
     )
     # The platform's receipt time, which scores the answer: the same on every retry from this socket,
     # so an outage behind the edge costs the player no points. Never read from the client's message.
@@ -121,24 +125,8 @@ async def leave_quiz(session: Session, message: protocol.LeaveQuiz) -> Reply:
 # --- hosts ---
 
 
-def _points(spec: protocol.QuestionSpec) -> quiz_pb2.PointsMode.ValueType:
-    return POINTS_MODES[spec.points]
-
-
 async def create_quiz(session: Session, message: protocol.CreateQuiz) -> Reply:
-    request = quiz_pb2.CreateQuizRequest(
-        title=message.title,
-        questions=[
-            quiz_pb2.Question(
-                text=q.text,
-                choices=q.choices,
-                correct_choices=q.correct_choices,
-                time_limit_seconds=q.time_limit_seconds,
-                points_mode=_points(q),
-            )
-            for q in message.questions
-        ],
-    )
+    request = quiz_pb2.CreateQuizRequest(title=message.title, questions=message.questions)
     if message.allow_late_join is not None:
         request.allow_late_join = message.allow_late_join
     response = await session.upstream.create_quiz(request)

@@ -69,6 +69,13 @@ JOINS_PER_MIN = Integer(
     default=10,
     minimum=1,
 )
+MEDIA_CACHE_MB = Integer(
+    "QUIZMESH_EDGE_MEDIA_CACHE_MB",
+    "Megabytes of question pictures and clips each edge keeps in memory (GET /media/...), so that players "
+    "fetching the same file cause one read from quiz_svc per edge.",
+    default=64,
+    minimum=1,
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class Settings:
         JOINS_PER_MIN,
         DRAIN_MS,
         TRUSTED_PROXY_HOPS,
+        MEDIA_CACHE_MB,
     )
 
     host: str
@@ -123,6 +131,7 @@ class Settings:
     messages_per_s: int = 20
     messages_burst: int = 40
     joins_per_min: int = 10
+    media_cache_bytes: int = 64 * 1024 * 1024
 
     @property
     def address(self) -> str:
@@ -152,6 +161,7 @@ class Settings:
             joins_per_min=JOINS_PER_MIN.read(env),
             drain_s=DRAIN_MS.read(env) / 1000,
             trusted_proxy_hops=TRUSTED_PROXY_HOPS.read(env),
+            media_cache_bytes=MEDIA_CACHE_MB.read(env) * 1024 * 1024,
         )
 
 

@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edge.fanout import FeedNotFound
+from edge.media import MediaFile
 from edge.telemetry import EdgeTelemetry
 from quizmesh.grpc_retry import CHANNEL_OPTIONS as RETRY_OPTIONS
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
@@ -240,6 +241,18 @@ class Upstream:
     async def get_quiz_state(self, request: quiz_pb2.GetQuizStateRequest) -> quiz_pb2.GetQuizStateResponse:
         response: quiz_pb2.GetQuizStateResponse = await self._quiz.GetQuizState(request, timeout=self._deadline_s)
         return response
+
+    async def get_media(self, media_id: str) -> MediaFile | None:
+        """A stored picture or clip, or None when quiz_svc has none under that ID."""
+        try:
+            response: quiz_pb2.GetMediaResponse = await self._quiz.GetMedia(
+                quiz_pb2.GetMediaRequest(media_id=media_id), timeout=self._deadline_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return MediaFile(response.media_id, response.content_type, response.content)
 
     async def host_call(self, method: str, request: Any) -> Any:
         """One of the host RPCs (StartQuiz, NextQuestion, ...); each returns at least `state`."""

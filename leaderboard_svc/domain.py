@@ -1,8 +1,8 @@
 """Ranking rules: how players are ordered, how events move a player's standing, when to publish.
 
 Pure: no I/O, no clocks read here (callers pass the time in), no transport or driver imports.
-The Redis adapter's Lua script mirrors `after_join` and `after_answer`; the store tests hold both to the
-same cases.
+The Redis adapter's Lua script restates `after_join` and `after_answer` (atomic per batch);
+tests/leaderboard_svc/test_ranking_rule_table.py runs one table of cases through both.
 """
 
 from __future__ import annotations

@@ -56,6 +56,11 @@ class AnswerRow:
     answered_at: datetime
     quiz_elapsed_ms: int
     event_id: str
+    # The answer as given, as compact JSON text (quizmesh.answer_values), its words for the CSV, and
+    # the share of the points it earned before the speed factor ("3/4").
+    answer: str
+    answer_text: str
+    credit: str
 
 
 Row = ParticipantRow | AnswerRow | LeaveRow

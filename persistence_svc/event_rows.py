@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from persistence_svc.domain import AnswerRow, InvalidEvent, LeaveRow, ParticipantRow, Row, index, key, text
+from quizmesh.answer_values import to_json
 from quizmesh.events.v1 import events_pb2
 
 
@@ -39,6 +41,9 @@ def row_from_event(event: Message) -> Row:
             answered_at=_time(event.answer_time, "answer_time"),
             quiz_elapsed_ms=event.quiz_elapsed_ms,
             event_id=key(event.event_id, "event_id"),
+            answer=_answer(event),
+            answer_text=text(event.answer_text, "answer_text"),
+            credit=text(event.credit or ("1" if event.correct else "0"), "credit"),
         )
     if isinstance(event, events_pb2.UserLeftQuiz):
         return LeaveRow(
@@ -48,6 +53,12 @@ def row_from_event(event: Message) -> Row:
             kicked=event.kicked,
         )
     raise InvalidEvent(f"{type(event).__name__} is not stored")
+
+
+def _answer(event: events_pb2.AnswerSubmitted) -> str:
+    # PostgreSQL's jsonb refuses a NUL even escaped, so the typed text is checked before encoding.
+    text(event.value.text, "value.text")
+    return orjson.dumps(to_json(event.value, event.choice)).decode()
 
 
 def _time(ts: Timestamp, name: str) -> datetime:

@@ -13,10 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import grpc
+import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from persistence_svc.domain import AnswerCursor, AnswerRow, ParticipantCursor, ParticipantRow
 from persistence_svc.ports import ResultStore, StoreUnavailable
+from quizmesh.answer_values import from_json
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 
@@ -129,6 +131,9 @@ def _answer(row: AnswerRow) -> pb.StoredAnswer:
         total_score=row.total_score,
         streak=row.streak,
         quiz_elapsed_ms=row.quiz_elapsed_ms,
+        value=from_json(orjson.loads(row.answer)),
+        answer_text=row.answer_text,
+        credit=row.credit,
     )
 
 

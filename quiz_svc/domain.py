@@ -1,6 +1,7 @@
 """The rules of a quiz: what a valid quiz is, when a question is open, how an answer is scored.
 
 Nothing here knows about gRPC, Kafka, Redis or SQL; adapters and the service layer call these.
+The question kinds (what an answer is and how it is judged) are in `kinds.py`, media in `media.py`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import re
 import secrets
 import unicodedata
 import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
-MIN_CHOICES, MAX_CHOICES = 2, 6
+from quiz_svc.kinds import CHOICE_KINDS, AnswerValue, Kind, Spec
+from quiz_svc.media import NO_MEDIA, MediaFile, QuestionMedia
+
 MIN_TIME_LIMIT_S, MAX_TIME_LIMIT_S = 5, 120
 MAX_QUESTIONS = 500
 MAX_NICKNAME = 24
@@ -48,7 +53,11 @@ class QuizError(Exception):
 
 
 class InvalidQuiz(QuizError):
-    pass
+    """A quiz the rules refuse; `question` is the position of the question at fault, if one is."""
+
+    def __init__(self, message: str, question: int | None = None) -> None:
+        super().__init__(message)
+        self.question = question
 
 
 class InvalidNickname(QuizError):
@@ -95,6 +104,7 @@ class AnswerRefusal(enum.Enum):
     QUESTION_NOT_FOUND = "question_not_found"
     QUESTION_NOT_OPEN = "question_not_open"
     INVALID_CHOICE = "invalid_choice"
+    INVALID_ANSWER = "invalid_answer"
     UNAUTHENTICATED = "unauthenticated"
     QUIZ_NOT_FOUND = "quiz_not_found"
     NOT_A_PARTICIPANT = "not_a_participant"
@@ -107,6 +117,7 @@ REFUSAL_MESSAGES = {
     AnswerRefusal.QUESTION_NOT_FOUND: "the quiz has no question with that index",
     AnswerRefusal.QUESTION_NOT_OPEN: "that question is not open yet",
     AnswerRefusal.INVALID_CHOICE: "the choice is not one of the question's choices",
+    AnswerRefusal.INVALID_ANSWER: "the answer does not fit the question",
     AnswerRefusal.UNAUTHENTICATED: "your player credential is missing, invalid, expired or for another quiz",
     AnswerRefusal.QUIZ_NOT_FOUND: "no quiz has that ID",
     AnswerRefusal.NOT_A_PARTICIPANT: "you are not a player of this quiz (left or removed)",
@@ -119,15 +130,35 @@ REFUSAL_MESSAGES = {
 
 @dataclass(frozen=True)
 class Question:
+    """A question of any kind: what every kind shares, and its kind's `spec` (kinds.py)."""
+
     text: str
-    choices: tuple[str, ...]
-    correct_choices: frozenset[int]
+    spec: Spec
     time_limit_s: int
     points: PointsMode
+    media: QuestionMedia = NO_MEDIA
+
+    @property
+    def kind(self) -> Kind:
+        return self.spec.kind
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.spec.choices
+
+    @property
+    def scoring(self) -> bool:
+        """Whether answers to it score and count for streaks: not a poll, nor a no-points question."""
+        return self.spec.scoring and self.points != PointsMode.NONE
 
     @property
     def time_limit_ms(self) -> int:
         return self.time_limit_s * 1000
+
+    def accept(self, value: AnswerValue) -> AnswerValue:
+        """The answer as its kind takes it (a true/false given as a choice becomes true or false), or
+        InvalidAnswer."""
+        return self.spec.accept(value)
 
 
 @dataclass(frozen=True)
@@ -161,28 +192,43 @@ def normalize_quiz_id(raw: str) -> str:
     return raw.strip().upper()
 
 
-def validate_question(q: Question, position: int) -> None:
-    where = f"question {position + 1}"
+def question_problem(q: Question, media: Mapping[str, MediaFile], stored: Collection[str]) -> str | None:
+    """What is wrong with a question, if anything. `media` are the quiz's uploads by media ID, `stored`
+    the media IDs already stored that it names."""
     if not q.text.strip():
-        raise InvalidQuiz(f"{where}: text must not be empty")
+        return "text must not be empty"
     if len(q.text) > MAX_TEXT:
-        raise InvalidQuiz(f"{where}: text is longer than {MAX_TEXT} characters")
-    if not MIN_CHOICES <= len(q.choices) <= MAX_CHOICES:
-        raise InvalidQuiz(f"{where}: needs {MIN_CHOICES} to {MAX_CHOICES} choices, has {len(q.choices)}")
-    if any(not c.strip() or len(c) > MAX_TEXT for c in q.choices):
-        raise InvalidQuiz(f"{where}: every choice needs 1 to {MAX_TEXT} characters")
-    if not q.correct_choices:
-        raise InvalidQuiz(f"{where}: mark at least one correct choice")
-    bad = sorted(i for i in q.correct_choices if not 0 <= i < len(q.choices))
-    if bad:
-        raise InvalidQuiz(f"{where}: correct choice index {bad[0]} is outside 0..{len(q.choices) - 1}")
+        return f"text is longer than {MAX_TEXT} characters"
+    if found := q.spec.problem(MAX_TEXT):
+        return found
     if not MIN_TIME_LIMIT_S <= q.time_limit_s <= MAX_TIME_LIMIT_S:
-        raise InvalidQuiz(
-            f"{where}: time limit must be {MIN_TIME_LIMIT_S} to {MAX_TIME_LIMIT_S} s, is {q.time_limit_s}"
-        )
+        return f"time limit must be {MIN_TIME_LIMIT_S} to {MAX_TIME_LIMIT_S} s, is {q.time_limit_s}"
+    return _media_problem(q, media, stored)
 
 
-def validate_quiz(title: str, questions: tuple[Question, ...]) -> None:
+def _media_problem(q: Question, media: Mapping[str, MediaFile], stored: Collection[str]) -> str | None:
+    for ref in q.media.references():
+        if ref not in media and ref not in stored:
+            return f"media {ref[:80]!r} is neither among the quiz's uploads nor stored"
+    pictures = [q.media.image, *q.media.choice_images]
+    if any(ref in media and not media[ref].is_image for ref in pictures):
+        return "a question's or a choice's picture must be an image"
+    if q.media.audio in media and media[q.media.audio].is_image:
+        return "a question's audio must be an audio clip"
+    if q.media.choice_images:
+        if q.kind not in CHOICE_KINDS:
+            return f"a {q.kind.value} question has no choices to show pictures on"
+        if len(q.media.choice_images) != len(q.choices):
+            return f"choice pictures must be one per choice ({len(q.choices)}), are {len(q.media.choice_images)}"
+    return None
+
+
+def validate_quiz(
+    title: str,
+    questions: tuple[Question, ...],
+    media: Mapping[str, MediaFile] | None = None,
+    stored: Collection[str] = (),
+) -> None:
     if not title.strip():
         raise InvalidQuiz("title must not be empty")
     if len(title) > MAX_TITLE:
@@ -192,7 +238,9 @@ def validate_quiz(title: str, questions: tuple[Question, ...]) -> None:
     if len(questions) > MAX_QUESTIONS:
         raise InvalidQuiz(f"a quiz has at most {MAX_QUESTIONS} questions")
     for position, question in enumerate(questions):
-        validate_question(question, position)
+        found = question_problem(question, media or {}, stored)
+        if found is not None:
+            raise InvalidQuiz(f"question {position + 1}: {found}", position)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -216,16 +264,18 @@ def sanitize_nickname(raw: str) -> str:
 # --- scoring ---
 
 
-def base_points(question: Question, response_ms: int) -> int:
-    """round(points × (1 − (response_time / time_limit) / 2)), rounding halves up, in exact integers.
+def base_points(question: Question, response_ms: int, credit: Fraction = Fraction(1)) -> int:
+    """round(points × credit × (1 − (response_time / time_limit) / 2)), rounding halves up, in exact
+    integers.
 
-    response_ms is clamped to [0, time limit], so a correct answer earns between half and all points.
+    response_ms is clamped to [0, time limit], so an answer earns between half and all of its credit.
     """
     limit = question.time_limit_ms
     rt = min(max(response_ms, 0), limit)
-    points = int(question.points)
-    # points * (2*limit - rt) / (2*limit), rounded half up.
-    return (2 * points * (2 * limit - rt) + 2 * limit) // (4 * limit)
+    points = int(question.points) * credit.numerator
+    # points * (2*limit - rt) / (2*limit*denominator), rounded half up.
+    denominator = 2 * limit * credit.denominator
+    return (2 * points * (2 * limit - rt) + denominator) // (2 * denominator)
 
 
 def streak_bonus(streak: int) -> int:
@@ -249,6 +299,9 @@ class Verdict:
     bonus: int
     response_ms: int
     standing: PlayerStanding  # after the answer
+    credit: Fraction = Fraction(0)
+    tally: tuple[str, ...] = ()  # the keys this answer counts under in the question's results
+    accepted: str = ""  # type_answer: the accepted answer the text matched
 
 
 def streak_before(quiz: QuizDefinition, index: int, standing: PlayerStanding) -> int:
@@ -258,7 +311,7 @@ def streak_before(quiz: QuizDefinition, index: int, standing: PlayerStanding) ->
     not at all, and a missed scoring question ends the streak. No-points questions do not count,
     answered or not."""
     since = quiz.questions[standing.last_correct_index + 1 : index]
-    return 0 if any(q.points != PointsMode.NONE for q in since) else standing.streak
+    return 0 if any(q.scoring for q in since) else standing.streak
 
 
 def streak_now(quiz: QuizDefinition, state: GameState, standing: PlayerStanding) -> int:
@@ -267,21 +320,42 @@ def streak_now(quiz: QuizDefinition, state: GameState, standing: PlayerStanding)
     return streak_before(quiz, max(closed, 0), standing)
 
 
-def judge(quiz: QuizDefinition, index: int, choice: int, response_ms: int, before: PlayerStanding) -> Verdict:
-    """Scores an answer to question `index`. A correct answer to a scoring question continues the
-    streak as it stands, a wrong one ends it; a no-points question neither scores nor touches it,
-    and its verdict carries the streak as it stands."""
+def judge(quiz: QuizDefinition, index: int, value: AnswerValue, response_ms: int, before: PlayerStanding) -> Verdict:
+    """Scores an answer (as `Question.accept` returned it) to question `index`: the speed formula on the
+    question's points × the kind's credit, plus the streak bonus when correct. A correct answer to a
+    scoring question continues the streak as it stands, any other ends it (partial credit included);
+    a poll or no-points question neither scores nor touches it, and its verdict carries the streak as
+    it stands."""
     question = quiz.questions[index]
     rt = min(max(response_ms, 0), question.time_limit_ms)
-    correct = choice in question.correct_choices
+    judged = question.spec.judge(value)
     streak = streak_before(quiz, index, before)
-    if question.points == PointsMode.NONE:
-        return Verdict(correct, 0, 0, rt, PlayerStanding(before.total, streak, index if streak else -1))
-    if not correct:
-        return Verdict(False, 0, 0, rt, PlayerStanding(before.total, 0, -1))
+    if not question.scoring:
+        standing = PlayerStanding(before.total, streak, index if streak else -1)
+        return Verdict(judged.correct, 0, 0, rt, standing, judged.credit, judged.tally, judged.accepted)
+    if not judged.correct:
+        points = base_points(question, rt, judged.credit)
+        standing = PlayerStanding(before.total + points, 0, -1)
+        return Verdict(False, points, 0, rt, standing, judged.credit, judged.tally, judged.accepted)
     bonus = streak_bonus(streak + 1)
-    points = base_points(question, rt) + bonus
-    return Verdict(True, points, bonus, rt, PlayerStanding(before.total + points, streak + 1, index))
+    points = base_points(question, rt, judged.credit) + bonus
+    standing = PlayerStanding(before.total + points, streak + 1, index)
+    return Verdict(True, points, bonus, rt, standing, judged.credit, judged.tally, judged.accepted)
+
+
+def correct_choices(question: Question) -> tuple[int, ...]:
+    """The correct choices' indices of a question with choices (none for a poll or choiceless kinds)."""
+    return tuple(sorted(getattr(question.spec, "correct", ())))
+
+
+def choice_counts(question: Question, tallies: Mapping[str, int]) -> tuple[int, ...]:
+    """How many answers picked each choice: a choice kind tallies each picked choice's index."""
+    return tuple(tallies.get(str(i), 0) for i in range(len(question.choices)))
+
+
+def tally(question: Question, value: AnswerValue) -> tuple[str, ...]:
+    """The keys an answer counts under in its question's results (the same as judge's)."""
+    return question.spec.judge(value).tally
 
 
 # --- the live game ---
@@ -416,7 +490,8 @@ def answer_window_refusal(state: GameState, index: int, received_ms: int) -> Ans
 
     The client's clock plays no part. An answer received before its question closed counts even if it
     reaches the judging process after the close (it waited out an outage), as long as no later question
-    has opened. The Redis engine checks the same rule inside its claim script.
+    has opened. The Redis engine restates this rule inside its claim script, where it must be atomic
+    with answer-once; tests/quiz_svc/test_window_rule.py runs one table of cases through both.
     """
     if not 0 <= index < state.question_count:
         return AnswerRefusal.QUESTION_NOT_FOUND

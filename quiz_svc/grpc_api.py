@@ -13,10 +13,11 @@ import grpc
 from quiz_svc import domain, messages
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction
+from quiz_svc.kinds import InvalidAnswer
 from quiz_svc.metrics import QuizMetrics
 from quiz_svc.ports import Clock, QuizUpdate
-from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerLeft, PlayerNotFound, QuizGame
-from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
+from quiz_svc.service import AcceptedAnswer, AnswerInput, MediaNotFound, PlayerLeft, PlayerNotFound, QuizGame
+from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY, QUESTION_INDEX_METADATA_KEY
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 from quizmesh.telemetry import Telemetry
@@ -31,6 +32,7 @@ _STATUS_OF: dict[type[domain.QuizError], grpc.StatusCode] = {
     domain.NicknameTaken: grpc.StatusCode.ALREADY_EXISTS,
     domain.QuizNotFound: grpc.StatusCode.NOT_FOUND,
     PlayerNotFound: grpc.StatusCode.NOT_FOUND,
+    MediaNotFound: grpc.StatusCode.NOT_FOUND,
     domain.NotTheHost: grpc.StatusCode.PERMISSION_DENIED,
     domain.PlayerRemoved: grpc.StatusCode.PERMISSION_DENIED,
     PlayerLeft: grpc.StatusCode.PERMISSION_DENIED,
@@ -45,6 +47,7 @@ _ERROR_CODE_OF: dict[type[domain.QuizError], str] = {
     domain.NicknameTaken: "nickname_taken",
     domain.QuizNotFound: "quiz_not_found",
     PlayerNotFound: "player_not_found",
+    MediaNotFound: "media_not_found",
     domain.NotTheHost: "permission_denied",
     domain.PlayerRemoved: "player_removed",
     PlayerLeft: "player_left",
@@ -59,6 +62,7 @@ _ANSWER_ERROR = {
     AnswerRefusal.QUESTION_NOT_FOUND: pb.ANSWER_ERROR_QUESTION_NOT_FOUND,
     AnswerRefusal.QUESTION_NOT_OPEN: pb.ANSWER_ERROR_QUESTION_NOT_OPEN,
     AnswerRefusal.INVALID_CHOICE: pb.ANSWER_ERROR_INVALID_CHOICE,
+    AnswerRefusal.INVALID_ANSWER: pb.ANSWER_ERROR_INVALID_ANSWER,
     AnswerRefusal.UNAUTHENTICATED: pb.ANSWER_ERROR_UNAUTHENTICATED,
     AnswerRefusal.QUIZ_NOT_FOUND: pb.ANSWER_ERROR_QUIZ_NOT_FOUND,
     AnswerRefusal.NOT_A_PARTICIPANT: pb.ANSWER_ERROR_NOT_A_PARTICIPANT,
@@ -70,6 +74,7 @@ _REFUSAL_STATUS = {
     AnswerRefusal.QUESTION_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     AnswerRefusal.QUESTION_NOT_OPEN: grpc.StatusCode.FAILED_PRECONDITION,
     AnswerRefusal.INVALID_CHOICE: grpc.StatusCode.INVALID_ARGUMENT,
+    AnswerRefusal.INVALID_ANSWER: grpc.StatusCode.INVALID_ARGUMENT,
     AnswerRefusal.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     AnswerRefusal.QUIZ_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     AnswerRefusal.NOT_A_PARTICIPANT: grpc.StatusCode.PERMISSION_DENIED,
@@ -87,6 +92,12 @@ async def _abort(context: grpc.aio.ServicerContext, status: grpc.StatusCode, cod
 
 async def _abort_for(context: grpc.aio.ServicerContext, exc: domain.QuizError) -> NoReturn:
     kind = type(exc)
+    if isinstance(exc, domain.InvalidQuiz) and exc.question is not None:
+        # Which question is at fault, so a reader of a spreadsheet can name its row.
+        context.set_trailing_metadata(
+            ((ERROR_CODE_METADATA_KEY, _ERROR_CODE_OF[kind]), (QUESTION_INDEX_METADATA_KEY, str(exc.question)))
+        )
+        await context.abort(_STATUS_OF[kind], str(exc))
     await _abort(context, _STATUS_OF[kind], _ERROR_CODE_OF[kind], str(exc))
 
 
@@ -97,13 +108,21 @@ def _require(value: str, field: str) -> None:
 
 def _answer_input(answer: pb.Answer, event_headers: tuple[tuple[str, bytes], ...] = ()) -> AnswerInput:
     received = answer.receive_time.ToMilliseconds() if answer.HasField("receive_time") else None
-    return AnswerInput(answer.player_token, answer.question_index, answer.choice, event_headers, received)
+    try:
+        value = messages.value_from_pb(answer.value, answer.choice)
+    except InvalidAnswer:
+        value = None
+    return AnswerInput(answer.player_token, answer.question_index, value, event_headers, received)
+
+
+def _accepted_to_pb(outcome: AcceptedAnswer) -> pb.AnswerResult:
+    return messages.answer_to_pb(outcome.answer, outcome.event_id, outcome.question)
 
 
 def _outcome_to_pb(outcome: AcceptedAnswer | AnswerRefusal) -> pb.AnswerOutcome:
     if isinstance(outcome, AnswerRefusal):
         return pb.AnswerOutcome(error=_ANSWER_ERROR[outcome], error_message=domain.REFUSAL_MESSAGES[outcome])
-    return pb.AnswerOutcome(result=messages.answer_to_pb(outcome.answer, outcome.event_id))
+    return pb.AnswerOutcome(result=_accepted_to_pb(outcome))
 
 
 class QuizServicer(pb_grpc.QuizServiceServicer):
@@ -127,14 +146,25 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         self, request: pb.CreateQuizRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateQuizResponse:
         try:
-            questions = [messages.question_from_pb(q) for q in request.questions]
+            questions = [messages.question_from_pb(q, position) for position, q in enumerate(request.questions)]
+            uploads = {upload.name: upload.content for upload in request.media}
+            if len(uploads) != len(request.media):
+                raise domain.InvalidQuiz("two uploads have the same name")
+            if request.validate_only:
+                await self._game.check_quiz(request.title, questions, uploads)
+                return pb.CreateQuizResponse()
             late = request.allow_late_join if request.HasField("allow_late_join") else True
-            quiz, host_token = await self._game.create_quiz(request.title, questions, late)
-        except messages.UnknownPointsMode as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_quiz", str(exc))
+            quiz, host_token = await self._game.create_quiz(request.title, questions, late, uploads)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
         return pb.CreateQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=True), host_token=host_token)
+
+    async def GetMedia(self, request: pb.GetMediaRequest, context: grpc.aio.ServicerContext) -> pb.GetMediaResponse:
+        try:
+            found = await self._game.media(request.media_id)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.GetMediaResponse(media_id=found.media_id, content_type=found.content_type, content=found.content)
 
     async def GetQuiz(self, request: pb.GetQuizRequest, context: grpc.aio.ServicerContext) -> pb.GetQuizResponse:
         try:
@@ -201,7 +231,8 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         )
         if resumed.current_answer is not None:
             event_id = domain.answer_event_id(quiz.quiz_id, resumed.state.question_index, resumed.player.player_id)
-            response.current_answer.CopyFrom(messages.answer_to_pb(resumed.current_answer, event_id))
+            question = quiz.questions[resumed.state.question_index]
+            response.current_answer.CopyFrom(messages.answer_to_pb(resumed.current_answer, event_id, question))
         return response
 
     async def LeaveQuiz(self, request: pb.LeaveQuizRequest, context: grpc.aio.ServicerContext) -> pb.LeaveQuizResponse:
@@ -218,7 +249,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         self._count([outcome])
         if isinstance(outcome, AnswerRefusal):
             await _abort(context, _REFUSAL_STATUS[outcome], outcome.value, domain.REFUSAL_MESSAGES[outcome])
-        return pb.SubmitAnswerResponse(result=messages.answer_to_pb(outcome.answer, outcome.event_id))
+        return pb.SubmitAnswerResponse(result=_accepted_to_pb(outcome))
 
     async def BatchSubmitAnswers(
         self, request: pb.BatchSubmitAnswersRequest, context: grpc.aio.ServicerContext
@@ -260,7 +291,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             await _abort_for(context, exc)
         return (
             messages.state_to_pb(quiz, state, self._clock.now_ms()),
-            messages.results_to_pb(results) if results else None,
+            messages.results_to_pb(quiz, results) if results else None,
         )
 
     async def StartQuiz(self, request: pb.StartQuizRequest, context: grpc.aio.ServicerContext) -> pb.StartQuizResponse:

@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
-from quiz_svc.domain import GameState, Phase, PointsMode, Question, QuizDefinition
+from decimal import Decimal
+
+from quiz_svc.domain import GameState, InvalidQuiz, Phase, PointsMode, Question, QuizDefinition
+from quiz_svc.kinds import (
+    AnswerValue,
+    ChoiceAnswer,
+    ChoicesAnswer,
+    Estimate,
+    InvalidAnswer,
+    Kind,
+    MultipleSelect,
+    NumberAnswer,
+    OrderAnswer,
+    Ordering,
+    Poll,
+    SingleChoice,
+    Spec,
+    TextAnswer,
+    TrueFalse,
+    TruthAnswer,
+    TypeAnswer,
+    accepted_answer,
+    credit_text,
+    new_shown_order,
+    number_text,
+    parse_number,
+)
+from quiz_svc.media import QuestionMedia
 from quiz_svc.ports import PlayerRecord, QuestionResults, QuizUpdate, StoredAnswer
 from quizmesh.eventcodec import timestamp_ms
+from quizmesh.quiz.v1 import answer_value_pb2 as answer_pb
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 
 _PHASES = {
@@ -26,20 +54,97 @@ _POINTS_IN = {
 }
 
 
-class UnknownPointsMode(ValueError):
-    pass
+_KINDS = {
+    Kind.SINGLE_CHOICE: pb.QUESTION_KIND_SINGLE_CHOICE,
+    Kind.MULTIPLE_SELECT: pb.QUESTION_KIND_MULTIPLE_SELECT,
+    Kind.TRUE_FALSE: pb.QUESTION_KIND_TRUE_FALSE,
+    Kind.TYPE_ANSWER: pb.QUESTION_KIND_TYPE_ANSWER,
+    Kind.ORDERING: pb.QUESTION_KIND_ORDERING,
+    Kind.ESTIMATE: pb.QUESTION_KIND_ESTIMATE,
+    Kind.POLL: pb.QUESTION_KIND_POLL,
+}
+_KINDS_IN = {pb.QUESTION_KIND_UNSPECIFIED: Kind.SINGLE_CHOICE, **{v: k for k, v in _KINDS.items()}}
 
 
-def question_from_pb(q: pb.Question) -> Question:
+def _number(text: str, name: str, position: int) -> Decimal:
+    try:
+        return parse_number(text)
+    except InvalidAnswer as exc:
+        raise InvalidQuiz(f"question {position + 1}: the estimate's {name}: {exc}", position) from None
+
+
+def _spec_from_pb(q: pb.Question, kind: Kind, position: int) -> Spec:
+    """A question's kind-specific part, as authored. The rules on it are checked by the domain."""
+    if kind == Kind.SINGLE_CHOICE:
+        return SingleChoice(tuple(q.choices), frozenset(q.correct_choices))
+    if kind == Kind.MULTIPLE_SELECT:
+        return MultipleSelect(tuple(q.choices), frozenset(q.correct_choices))
+    if kind == Kind.TRUE_FALSE:
+        if len(q.correct_choices) != 1 or q.correct_choices[0] not in (0, 1):
+            raise InvalidQuiz(
+                f"question {position + 1}: a true/false question needs correct_choices [0] (true) or [1] (false)",
+                position,
+            )
+        return TrueFalse(q.correct_choices[0] == 0)
+    if kind == Kind.TYPE_ANSWER:
+        return TypeAnswer(tuple(q.accepted_answers), q.accent_insensitive, q.typo_tolerant)
+    if kind == Kind.ORDERING:
+        return Ordering(tuple(q.items), new_shown_order(len(q.items)) if len(q.items) > 1 else (0,) * len(q.items))
+    if kind == Kind.ESTIMATE:
+        e = q.estimate
+        return Estimate(
+            _number(e.min, "min", position),
+            _number(e.max, "max", position),
+            _number(e.answer, "answer", position),
+            _number(e.tolerance or "0", "tolerance", position),
+        )
+    return Poll(tuple(q.choices))
+
+
+def question_from_pb(q: pb.Question, position: int) -> Question:
+    """A question as authored; InvalidQuiz when it cannot even be read (an unknown kind, say)."""
     points = _POINTS_IN.get(q.points_mode)
     if points is None:
-        raise UnknownPointsMode(f"points_mode {q.points_mode} is not a known PointsMode")
-    return Question(
+        raise InvalidQuiz(f"question {position + 1}: points_mode {q.points_mode} is not a known PointsMode", position)
+    kind = _KINDS_IN.get(q.kind)
+    if kind is None:
+        raise InvalidQuiz(f"question {position + 1}: kind {q.kind} is not a known QuestionKind", position)
+    media = QuestionMedia(q.image, q.audio, tuple(q.choice_images))
+    return Question(q.text, _spec_from_pb(q, kind, position), q.time_limit_seconds, points, media)
+
+
+def question_to_pb(q: Question, *, with_answers: bool) -> pb.Question:
+    """A question as its host (with_answers) or anyone else may read it."""
+    message = pb.Question(
         text=q.text,
-        choices=tuple(q.choices),
-        correct_choices=frozenset(q.correct_choices),
-        time_limit_s=q.time_limit_seconds,
-        points=points,
+        time_limit_seconds=q.time_limit_s,
+        points_mode=_POINTS[q.points],
+        kind=_KINDS[q.kind],
+        choices=q.choices,
+        image=q.media.image,
+        audio=q.media.audio,
+        choice_images=q.media.choice_images,
+    )
+    spec = q.spec
+    if isinstance(spec, SingleChoice | MultipleSelect | TrueFalse) and with_answers:
+        message.correct_choices[:] = sorted(spec.correct)
+    elif isinstance(spec, TypeAnswer):
+        message.accent_insensitive, message.typo_tolerant = spec.accent_insensitive, spec.typo_tolerant
+        if with_answers:
+            message.accepted_answers[:] = spec.accepted
+    elif isinstance(spec, Ordering):
+        message.items[:] = spec.items if with_answers else spec.shown_items
+    elif isinstance(spec, Estimate):
+        message.estimate.CopyFrom(_estimate_to_pb(spec, with_answer=with_answers))
+    return message
+
+
+def _estimate_to_pb(spec: Estimate, *, with_answer: bool) -> pb.EstimateSpec:
+    return pb.EstimateSpec(
+        min=number_text(spec.low),
+        max=number_text(spec.high),
+        answer=number_text(spec.answer) if with_answer else "",
+        tolerance=number_text(spec.tolerance),
     )
 
 
@@ -49,17 +154,39 @@ def quiz_to_pb(quiz: QuizDefinition, *, with_answers: bool) -> pb.Quiz:
         title=quiz.title,
         allow_late_join=quiz.allow_late_join,
         create_time=timestamp_ms(quiz.created_ms),
-        questions=[
-            pb.Question(
-                text=q.text,
-                choices=q.choices,
-                correct_choices=sorted(q.correct_choices) if with_answers else [],
-                time_limit_seconds=q.time_limit_s,
-                points_mode=_POINTS[q.points],
-            )
-            for q in quiz.questions
-        ],
+        questions=[question_to_pb(q, with_answers=with_answers) for q in quiz.questions],
     )
+
+
+def value_from_pb(value: answer_pb.AnswerValue, choice: int) -> AnswerValue:
+    """An answer as sent; without a value, `choice` (Answer.choice, for clients of single choices).
+    InvalidAnswer for a number that is not one."""
+    which = value.WhichOneof("value")
+    if which is None or which == "choice":
+        return ChoiceAnswer(value.choice if which else choice)
+    if which == "choices":
+        return ChoicesAnswer(frozenset(value.choices.choices))
+    if which == "truth":
+        return TruthAnswer(value.truth)
+    if which == "text":
+        return TextAnswer(value.text)
+    if which == "order":
+        return OrderAnswer(tuple(value.order.positions))
+    return NumberAnswer(parse_number(value.number))
+
+
+def value_to_pb(value: AnswerValue) -> answer_pb.AnswerValue:
+    if isinstance(value, ChoiceAnswer):
+        return answer_pb.AnswerValue(choice=value.choice)
+    if isinstance(value, ChoicesAnswer):
+        return answer_pb.AnswerValue(choices=answer_pb.ChoiceSet(choices=sorted(value.choices)))
+    if isinstance(value, TruthAnswer):
+        return answer_pb.AnswerValue(truth=value.truth)
+    if isinstance(value, TextAnswer):
+        return answer_pb.AnswerValue(text=value.text)
+    if isinstance(value, OrderAnswer):
+        return answer_pb.AnswerValue(order=answer_pb.ItemOrder(positions=value.positions))
+    return answer_pb.AnswerValue(number=number_text(value.number))
 
 
 def state_to_pb(quiz: QuizDefinition, state: GameState, now_ms: int) -> pb.QuizState:
@@ -76,7 +203,8 @@ def state_to_pb(quiz: QuizDefinition, state: GameState, now_ms: int) -> pb.QuizS
     )
     if state.phase in (Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED) and state.question_index >= 0:
         q = quiz.questions[state.question_index]
-        # Players' view: the correct choices are deliberately absent until results are published.
+        # Players' view: the answers are deliberately absent until results are published.
+        shown = question_to_pb(q, with_answers=False)
         message.question.CopyFrom(
             pb.PlayerQuestion(
                 index=state.question_index,
@@ -86,16 +214,26 @@ def state_to_pb(quiz: QuizDefinition, state: GameState, now_ms: int) -> pb.QuizS
                 points_mode=_POINTS[q.points],
                 open_time=timestamp_ms(state.open_ms),
                 close_time=timestamp_ms(state.close_ms),
+                kind=shown.kind,
+                items=shown.items,
+                estimate=shown.estimate if shown.HasField("estimate") else None,
+                image=q.media.image,
+                audio=q.media.audio,
+                choice_images=q.media.choice_images,
             )
         )
     return message
 
 
-def results_to_pb(results: QuestionResults) -> pb.QuestionResults:
+def results_to_pb(quiz: QuizDefinition, results: QuestionResults) -> pb.QuestionResults:
+    question = quiz.questions[results.question_index]
     return pb.QuestionResults(
         question_index=results.question_index,
         correct_choices=results.correct_choices,
         choice_counts=results.choice_counts,
+        kind=_KINDS[question.kind],
+        tallies=results.tallies,
+        question=question_to_pb(question, with_answers=True),
     )
 
 
@@ -104,7 +242,7 @@ def update_to_pb(quiz: QuizDefinition, update: QuizUpdate, now_ms: int) -> pb.Wa
         state=state_to_pb(quiz, update.state, now_ms), kicked_player_id=update.kicked_player_id
     )
     if update.results is not None:
-        message.results.CopyFrom(results_to_pb(update.results))
+        message.results.CopyFrom(results_to_pb(quiz, update.results))
     return message
 
 
@@ -117,7 +255,7 @@ def player_to_pb(player: PlayerRecord) -> pb.Player:
     )
 
 
-def answer_to_pb(answer: StoredAnswer, event_id: str) -> pb.AnswerResult:
+def answer_to_pb(answer: StoredAnswer, event_id: str, question: Question) -> pb.AnswerResult:
     return pb.AnswerResult(
         correct=answer.correct,
         points=answer.points,
@@ -126,4 +264,7 @@ def answer_to_pb(answer: StoredAnswer, event_id: str) -> pb.AnswerResult:
         streak_bonus=answer.bonus,
         response_time_ms=answer.response_ms,
         event_id=event_id,
+        credit=credit_text(answer.credit),
+        accepted_answer=accepted_answer(question.spec, answer.tally),
+        value=value_to_pb(answer.value),
     )

@@ -3,11 +3,14 @@ SQLite and memory; the service layer never sees a driver."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 from quiz_svc.domain import AnswerRefusal, GameState, PlayerStanding, QuizDefinition
+from quiz_svc.kinds import AnswerValue
+from quiz_svc.media import MediaFile
 
 
 class QuizRepository(Protocol):
@@ -15,9 +18,16 @@ class QuizRepository(Protocol):
 
     async def migrate(self) -> None: ...
 
-    async def add(self, quiz: QuizDefinition) -> bool:
-        """Stores a new quiz; False when its ID is already taken."""
+    async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
+        """Stores a new quiz and the media uploaded with it, together or not at all; False when its ID
+        is already taken. Media already stored (the same bytes) are kept as they are."""
         ...
+
+    async def stored_media(self, media_ids: Sequence[str]) -> set[str]:
+        """Which of these media IDs are stored."""
+        ...
+
+    async def media(self, media_id: str) -> MediaFile | None: ...
 
     async def get(self, quiz_id: str) -> QuizDefinition | None: ...
 
@@ -51,7 +61,7 @@ class AnswerClaim:
     quiz_id: str
     question_index: int
     player_id: str
-    choice: int
+    value: AnswerValue
     received_ms: int
     now_ms: int
     lease_until_ms: int
@@ -73,13 +83,17 @@ class Claimant:
 class StoredAnswer:
     """A judged answer as the game store holds it until (and after) Kafka acknowledges it."""
 
-    choice: int
+    value: AnswerValue
     correct: bool
     points: int
     bonus: int
     response_ms: int
     received_ms: int
     standing: PlayerStanding  # the player's standing after this answer
+    credit: Fraction
+    # The keys the answer counts under in its question's results (domain.tally); the store counts them
+    # without knowing what they mean.
+    tally: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -165,7 +179,7 @@ class GameStore(Protocol):
         ...
 
     async def record_verdicts(self, verdicts: Sequence[tuple[AnswerKey, StoredAnswer]], instance_id: str) -> list[bool]:
-        """Writes judged answers, the players' new standings and the per-choice counts, for each answer
+        """Writes judged answers, the players' new standings and the counts of their tally keys, for each answer
         still reserved by instance_id and not judged yet; says which were written.
 
         From this step on an answer is owed to Kafka: its points are in the player's standing, so it is
@@ -191,7 +205,9 @@ class GameStore(Protocol):
 
     async def answer(self, key: AnswerKey) -> StoredAnswer | None: ...
 
-    async def choice_counts(self, quiz_id: str, question_index: int, choices: int) -> list[int]: ...
+    async def tallies(self, quiz_id: str, question_index: int) -> dict[str, int]:
+        """How many recorded answers to the question counted under each tally key."""
+        ...
 
     async def schedule_close(self, quiz_id: str, close_ms: int) -> None: ...
 
@@ -221,7 +237,7 @@ class StoredResults:
 class ResultsSource(Protocol):
     """Reads back what persistence_svc stored, the source of truth for a quiz's players and answers."""
 
-    async def results(self, quiz_id: str) -> StoredResults: ...
+    async def results(self, quiz: QuizDefinition) -> StoredResults: ...
 
     async def close(self) -> None: ...
 
@@ -231,6 +247,7 @@ class QuestionResults:
     question_index: int
     correct_choices: tuple[int, ...]
     choice_counts: tuple[int, ...]
+    tallies: Mapping[str, int]
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,15 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from quiz_svc import media
 from quiz_svc.domain import (
     AnswerRefusal,
     GameState,
     HostAction,
+    InvalidQuiz,
     JoinClosed,
     NicknameTaken,
     NotAPlayer,
@@ -43,8 +45,10 @@ from quiz_svc.domain import (
     WrongPhase,
     answer_event_id,
     apply_host_action,
+    choice_counts,
     close_question,
     closed_question,
+    correct_choices,
     host_action_done,
     initial_state,
     is_past_close,
@@ -59,6 +63,8 @@ from quiz_svc.domain import (
     streak_now,
     validate_quiz,
 )
+from quiz_svc.kinds import AnswerValue, ChoiceAnswer, InvalidAnswer, credit_text
+from quiz_svc.messages import value_to_pb
 from quiz_svc.ports import (
     AnswerClaim,
     AnswerKey,
@@ -94,6 +100,10 @@ class PlayerNotFound(QuizError):
     pass
 
 
+class MediaNotFound(QuizError):
+    pass
+
+
 class PlayerLeft(PlayerRemoved):
     """The credential's player left the quiz themselves (PlayerRemoved alone: the host removed them)."""
 
@@ -102,7 +112,8 @@ class PlayerLeft(PlayerRemoved):
 class AnswerInput:
     player_token: str
     question_index: int
-    choice: int
+    # The answer as sent; None when it could not be read as any answer (a number that is not one).
+    value: AnswerValue | None
     # Kafka headers for the answer's event: its trace context, opaque to the rules.
     event_headers: tuple[tuple[str, bytes], ...] = ()
     # When the edge first received the answer (its own clock), if it said; see domain.plausible_receipt.
@@ -113,6 +124,7 @@ class AnswerInput:
 class AcceptedAnswer:
     answer: StoredAnswer
     event_id: str
+    question: Question
 
 
 AnswerOutcome = AcceptedAnswer | AnswerRefusal
@@ -304,27 +316,59 @@ class QuizGame:
     # --- authoring ---
 
     async def create_quiz(
-        self, title: str, questions: Sequence[Question], allow_late_join: bool
+        self,
+        title: str,
+        questions: Sequence[Question],
+        allow_late_join: bool,
+        uploads: Mapping[str, bytes] | None = None,
     ) -> tuple[QuizDefinition, str]:
-        validate_quiz(title, tuple(questions))
+        """Creates a quiz with the media uploaded for it by name, which its questions name by upload name
+        or, for media stored before, by media ID."""
+        resolved, files = await self._checked(title, questions, uploads or {})
         for _ in range(5):
             quiz = QuizDefinition(
                 quiz_id=new_quiz_id(),
                 title=title.strip(),
-                questions=tuple(questions),
+                questions=resolved,
                 allow_late_join=allow_late_join,
                 created_ms=self._clock.now_ms(),
             )
-            if await self._repository.add(quiz):
+            if await self._repository.add(quiz, files):
                 await self._store.create(initial_state(quiz))
                 return quiz, self._credentials.issue("host", quiz.quiz_id)
         raise Unavailable("could not allocate a free quiz ID; try again")
+
+    async def check_quiz(self, title: str, questions: Sequence[Question], uploads: Mapping[str, bytes]) -> None:
+        """Checks a quiz against the rules as create_quiz would, storing nothing."""
+        await self._checked(title, questions, uploads)
+
+    async def _checked(
+        self, title: str, questions: Sequence[Question], uploads: Mapping[str, bytes]
+    ) -> tuple[tuple[Question, ...], list[media.MediaFile]]:
+        """The questions with their media named by media ID, and the uploads to store; InvalidQuiz when
+        the rules refuse them."""
+        try:
+            named = media.uploads(uploads)
+        except media.InvalidMedia as exc:
+            raise InvalidQuiz(str(exc)) from None
+        resolved = tuple(dataclasses.replace(q, media=q.media.resolved(named)) for q in questions)
+        files = {f.media_id: f for f in named.values()}
+        wanted = sorted({ref for q in resolved for ref in q.media.references() if ref not in files})
+        stored = await self._repository.stored_media([ref for ref in wanted if media.is_media_id(ref)])
+        validate_quiz(title, resolved, files, stored)
+        return resolved, list(files.values())
 
     async def quiz(self, quiz_id: str) -> QuizDefinition:
         quiz = await self._repository.get(normalize_quiz_id(quiz_id))
         if quiz is None:
             raise QuizNotFound(f"no quiz has the ID {quiz_id!r}")
         return quiz
+
+    async def media(self, media_id: str) -> media.MediaFile:
+        found = await self._repository.media(media_id) if media.is_media_id(media_id) else None
+        if found is None:
+            raise MediaNotFound(f"no media has the ID {media_id[:80]!r}")
+        return found
 
     def is_host(self, quiz_id: str, host_token: str) -> bool:
         try:
@@ -437,12 +481,16 @@ class QuizGame:
             if question is None:
                 outcomes[position] = AnswerRefusal.QUESTION_NOT_FOUND
                 continue
-            if not 0 <= item.choice < len(question.choices):
-                outcomes[position] = AnswerRefusal.INVALID_CHOICE
+            try:
+                if item.value is None:
+                    raise InvalidAnswer("the answer is not one")
+                value = question.accept(item.value)
+            except InvalidAnswer as refused:
+                outcomes[position] = AnswerRefusal.INVALID_CHOICE if refused.choice else AnswerRefusal.INVALID_ANSWER
                 continue
             received = plausible_receipt(item.received_ms, now, self._timeouts.receipt_grace_ms)
             claim = AnswerClaim(
-                quiz_id, item.question_index, player_id, item.choice, received, now, now + self._timeouts.lease_ms
+                quiz_id, item.question_index, player_id, value, received, now, now + self._timeouts.lease_ms
             )
             claims.append((position, claim, quiz, question))
         if not claims:
@@ -482,9 +530,9 @@ class QuizGame:
                     # the retry gets that process's verdict.
                     outcomes[position] = AnswerRefusal.UNAVAILABLE
         if to_publish and await self._publish_answers(to_publish, now):
-            for position, (key, answer, _, _) in zip(positions, to_publish, strict=True):
+            for position, (key, answer, quiz, _) in zip(positions, to_publish, strict=True):
                 event_id = answer_event_id(key.quiz_id, key.question_index, key.player_id)
-                outcomes[position] = AcceptedAnswer(answer, event_id)
+                outcomes[position] = AcceptedAnswer(answer, event_id, quiz.questions[key.question_index])
         return [o if o is not None else AnswerRefusal.UNAVAILABLE for o in outcomes]
 
     async def _publish_answers(
@@ -512,28 +560,34 @@ class QuizGame:
 
     @staticmethod
     def _judge(quiz: QuizDefinition, claim: AnswerClaim, fresh: Fresh) -> StoredAnswer:
-        verdict = judge(quiz, claim.question_index, claim.choice, fresh.received_ms - fresh.open_ms, fresh.standing)
+        verdict = judge(quiz, claim.question_index, claim.value, fresh.received_ms - fresh.open_ms, fresh.standing)
         return StoredAnswer(
-            choice=claim.choice,
+            value=claim.value,
             correct=verdict.correct,
             points=verdict.points,
             bonus=verdict.bonus,
             response_ms=verdict.response_ms,
             received_ms=fresh.received_ms,
             standing=verdict.standing,
+            credit=verdict.credit,
+            tally=verdict.tally,
         )
 
     @staticmethod
     def _answer_event(
         key: AnswerKey, answer: StoredAnswer, quiz: QuizDefinition, now_ms: int
     ) -> events_pb2.AnswerSubmitted:
+        question = quiz.questions[key.question_index]
         return events_pb2.AnswerSubmitted(
             event_id=answer_event_id(key.quiz_id, key.question_index, key.player_id),
             event_time=timestamp_ms(now_ms),
             quiz_id=key.quiz_id,
             player_id=key.player_id,
             question_index=key.question_index,
-            choice=answer.choice,
+            choice=answer.value.choice if isinstance(answer.value, ChoiceAnswer) else 0,
+            value=value_to_pb(answer.value),
+            answer_text=question.spec.readable(answer.value),
+            credit=credit_text(answer.credit),
             correct=answer.correct,
             points=answer.points,
             total_score=answer.standing.total,
@@ -623,7 +677,7 @@ class QuizGame:
                 return state
             saved = await self._repository.saved_state(quiz.quiz_id) or initial_state(quiz)
             try:
-                stored = await self._durable_results.results(quiz.quiz_id)
+                stored = await self._durable_results.results(quiz)
             except Exception as exc:
                 raise Unavailable(f"quiz {quiz.quiz_id}'s live state is being rebuilt; try again") from exc
             active = sum(1 for p in stored.players if p.active)
@@ -681,8 +735,8 @@ class QuizGame:
 
     async def _results(self, quiz: QuizDefinition, index: int) -> QuestionResults:
         question = quiz.questions[index]
-        counts = await self._store.choice_counts(quiz.quiz_id, index, len(question.choices))
-        return QuestionResults(index, tuple(sorted(question.correct_choices)), tuple(counts))
+        tallies = await self._store.tallies(quiz.quiz_id, index)
+        return QuestionResults(index, correct_choices(question), choice_counts(question, tallies), tallies)
 
     # --- deadlines ---
 
@@ -730,6 +784,7 @@ __all__ = [
     "AnswerInput",
     "AnswerOutcome",
     "JoinClosed",
+    "MediaNotFound",
     "PlayerLeft",
     "PlayerNotFound",
     "QuizGame",

@@ -19,6 +19,19 @@ POINTS_NAMES: Final[Mapping[int, str]] = {
     quiz_pb2.POINTS_MODE_UNSPECIFIED: "standard",
     **{mode: name for name, mode in POINTS_MODES.items()},
 }
+KINDS: Final[Mapping[str, quiz_pb2.QuestionKind.ValueType]] = {
+    "single_choice": quiz_pb2.QUESTION_KIND_SINGLE_CHOICE,
+    "multiple_select": quiz_pb2.QUESTION_KIND_MULTIPLE_SELECT,
+    "true_false": quiz_pb2.QUESTION_KIND_TRUE_FALSE,
+    "type_answer": quiz_pb2.QUESTION_KIND_TYPE_ANSWER,
+    "ordering": quiz_pb2.QUESTION_KIND_ORDERING,
+    "estimate": quiz_pb2.QUESTION_KIND_ESTIMATE,
+    "poll": quiz_pb2.QUESTION_KIND_POLL,
+}
+KIND_NAMES: Final[Mapping[int, str]] = {
+    quiz_pb2.QUESTION_KIND_UNSPECIFIED: "single_choice",
+    **{kind: name for name, kind in KINDS.items()},
+}
 PHASE_NAMES: Final[Mapping[int, str]] = {
     quiz_pb2.QUIZ_PHASE_UNSPECIFIED: "lobby",
     quiz_pb2.QUIZ_PHASE_LOBBY: "lobby",

@@ -25,6 +25,9 @@ COLUMNS: Final = (
     "points",
     "response_time_ms",
     "total_score",
+    # Every kind's answer in words (the chosen choices' texts, the text as typed, the items in the
+    # player's order, the number); last, so that readers of the columns before keep their positions.
+    "answer",
 )
 PAGE_SIZE: Final = 1000
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
@@ -95,7 +98,8 @@ def results_csv(
     answers: Sequence[persistence_pb2.StoredAnswer],
 ) -> str:
     """One row per player per question asked so far, players in join order. A question a player did not
-    answer has an empty choice, 0 points and the player's running total."""
+    answer has an empty choice and answer, 0 points and the player's running total. `choice` is filled
+    for single choice answers only."""
     nicknames = {participant.player_id: participant.nickname for participant in participants}
     for stored in answers:  # an answer stored before its player's join event is still reported
         nicknames.setdefault(stored.player_id, "")
@@ -108,7 +112,7 @@ def results_csv(
         for index in range(questions_asked):
             answer = by_player_question.get((player_id, index))
             if answer is None:
-                writer.writerow((quiz_id, player_id, _as_text(nickname), index, "", "", 0, "", total))
+                writer.writerow((quiz_id, player_id, _as_text(nickname), index, "", "", 0, "", total, ""))
                 continue
             total = answer.total_score
             writer.writerow(
@@ -117,11 +121,12 @@ def results_csv(
                     player_id,
                     _as_text(nickname),
                     index,
-                    answer.choice,
+                    answer.choice if answer.value.WhichOneof("value") in (None, "choice") else "",
                     "true" if answer.correct else "false",
                     answer.points,
                     answer.response_time_ms,
                     answer.total_score,
+                    _as_text(answer.answer_text),
                 )
             )
     return out.getvalue()

@@ -84,6 +84,9 @@ def _explain(
     if error.rule == "required" and isinstance(error.value, dict):
         missing = next(name for name in error.definition["required"] if name not in error.value)
         path.append(missing)
+    elif error.rule == "anyOf" and isinstance(error.value, dict):
+        # Alternatives of which one must be given (an answer's members): the first is named missing.
+        path.append(error.definition["anyOf"][0]["required"][0])
     name, schema = _described_field(branch, path)
     return _invalid_field(name, schema, request_id)
 

@@ -243,20 +243,100 @@ export function renderChoiceCounts(node, choices, results) {
   const most = Math.max(1, ...counts);
   fill(
     node,
-    choices.map((text, i) => {
-      const correct = results.correct_choices.includes(i);
-      const count = counts[i] || 0;
-      const bar = h("span", { class: "bar" });
-      bar.style.setProperty("--share", String(count / most));
-      return h(
-        "li",
-        { class: `choice-${i}${correct ? " correct" : ""}` },
-        h("span", { class: "shape", text: CHOICE_SHAPES[i], "aria-hidden": "true" }),
-        h("span", { class: "text", text }),
-        bar,
-        h("span", { class: "count", text: count }),
-        correct ? h("span", { class: "tick", text: "✓", "aria-label": "correct" }) : null,
-      );
-    }),
+    choices.map((text, i) =>
+      countRow(`choice-${i}`, text, counts[i] || 0, most, results.correct_choices.includes(i), CHOICE_SHAPES[i]),
+    ),
   );
+}
+
+/** What each kind of question asks players to do, as the pages say it. */
+export const KIND_LABELS = {
+  single_choice: "Choose one",
+  multiple_select: "Choose every right answer",
+  true_false: "True or false?",
+  type_answer: "Type the answer",
+  ordering: "Put them in order",
+  estimate: "Estimate",
+  poll: "Poll — no points",
+};
+
+/** The URL of a stored picture or clip; media IDs are hex, served by this edge. */
+export const mediaUrl = (mediaId) => `/media/${encodeURIComponent(mediaId)}`;
+
+/** A question's picture and audio clip, if it has them. */
+export function renderMedia(node, question) {
+  fill(
+    node,
+    question.image ? h("img", { class: "question-image", src: mediaUrl(question.image), alt: "" }) : null,
+    question.audio ? h("audio", { class: "question-audio", controls: true, src: mediaUrl(question.audio) }) : null,
+  );
+  node.hidden = !question.image && !question.audio;
+}
+
+/** A number as authored (1969, not 1,969; at most 6 decimals, as estimates have). */
+export const plainNumber = (n) => String(Number(Number(n).toFixed(6)));
+
+/** "2/3" → "2/3 of the points"; the exact credit an answer earned before the speed factor. */
+export function creditText(credit) {
+  return `${credit} of the points`;
+}
+
+function countRow(classes, text, count, most, correct, shape) {
+  const bar = h("span", { class: "bar" });
+  bar.style.setProperty("--share", String(count / Math.max(1, most)));
+  return h(
+    "li",
+    { class: `${classes}${correct ? " correct" : ""}` },
+    h("span", { class: "shape", text: shape || "", "aria-hidden": "true" }),
+    h("span", { class: "text", text }),
+    bar,
+    h("span", { class: "count", text: count }),
+    correct ? h("span", { class: "tick", text: "✓", "aria-label": "correct" }) : h("span"),
+  );
+}
+
+/** A closed question's results, by its kind: how many answers fell where, the right ones marked. */
+export function renderResults(node, question, results) {
+  const tallies = results.tallies || {};
+  const revealed = results.question || {};
+  const kind = results.kind || "single_choice";
+  if (kind === "type_answer") {
+    const accepted = revealed.accepted_answers || [];
+    const counts = [...accepted.map((_, i) => tallies[`a${i}`] || 0), tallies.other || 0];
+    const most = Math.max(...counts);
+    fill(node, [
+      ...accepted.map((text, i) => countRow("choice-3", text, counts[i], most, true, "✎")),
+      countRow("choice-0", "Other answers", tallies.other || 0, most, false, "✎"),
+    ]);
+    return;
+  }
+  if (kind === "ordering") {
+    const items = revealed.items || [];
+    const counts = items.map((_, k) => tallies[`i${k}`] || 0);
+    const most = Math.max(tallies.exact || 0, ...counts);
+    fill(node, [
+      countRow("choice-3", "The whole order right", tallies.exact || 0, most, true, "★"),
+      ...items.map((text, k) => countRow(`choice-${k % 6}`, `${k + 1}. ${text}`, counts[k], most, true, "↕")),
+    ]);
+    return;
+  }
+  if (kind === "estimate") {
+    const estimate = revealed.estimate || {};
+    const low = Number(estimate.min);
+    const step = (Number(estimate.max) - low) / 10;
+    const answer = Number(estimate.answer);
+    const counts = Array.from({ length: 10 }, (_, b) => tallies[`b${b}`] || 0);
+    const most = Math.max(...counts);
+    fill(
+      node,
+      counts.map((count, b) => {
+        const from = low + b * step;
+        const to = b === 9 ? Number(estimate.max) : from + step;
+        const right = answer >= from && (answer < to || (b === 9 && answer <= to));
+        return countRow("choice-1", `${plainNumber(from)} – ${plainNumber(to)}`, count, most, right, "#");
+      }),
+    );
+    return;
+  }
+  renderChoiceCounts(node, question.choices, results);
 }

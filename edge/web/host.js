@@ -3,13 +3,17 @@ import {
   $,
   CHOICE_SHAPES,
   Connection,
+  KIND_LABELS,
   countdown,
   fill,
   formatNumber,
   h,
-  renderChoiceCounts,
+  mediaUrl,
+  plainNumber,
   renderLeaderboard,
+  renderMedia,
   renderPodium,
+  renderResults,
   showView,
   statusBanner,
 } from "./common.js";
@@ -25,6 +29,7 @@ const hosting = {
   state: null,
   results: null,
   board: null,
+  shown: null, // the question whose media the question view shows
 };
 
 const connection = new Connection({
@@ -78,36 +83,49 @@ function handlePush(message) {
 }
 
 // --- the quiz editor ---
+// The draft holds questions in create_quiz's JSON shape (docs/protocol.md, "Question kinds"); media
+// are the files picked or imported for it, by the name questions use, uploaded with the quiz.
 
-const emptyQuestion = () => ({
-  text: "",
-  choices: ["", "", "", ""],
-  correct_choices: [0],
-  time_limit_seconds: 20,
-  points: "standard",
-});
+const KINDS = Object.keys(KIND_LABELS);
+const media = new Map(); // upload name → File
+
+function emptyQuestion(kind = "single_choice") {
+  const common = { kind, text: "", time_limit_seconds: 20, points: kind === "poll" ? "none" : "standard" };
+  switch (kind) {
+    case "multiple_select":
+      return { ...common, choices: ["", "", "", ""], correct_choices: [0, 1] };
+    case "true_false":
+      return { ...common, correct_answer: true };
+    case "type_answer":
+      return { ...common, accepted_answers: [""], accent_insensitive: false, typo_tolerant: false };
+    case "ordering":
+      return { ...common, items: ["", "", ""] };
+    case "estimate":
+      return { ...common, estimate: { min: 0, max: 100, answer: 50, tolerance: 5 } };
+    case "poll":
+      return { ...common, choices: ["", "", ""] };
+    default:
+      return { ...common, choices: ["", "", "", ""], correct_choices: [0] };
+  }
+}
 let draft = [emptyQuestion()];
 
-function renderEditor() {
-  fill(
-    $("#questions"),
-    draft.map((question, qi) => {
-      const choiceRows = question.choices.map((choice, ci) =>
-        h(
-          "div",
-          { class: `choice-row choice-${ci}` },
-          h("span", { class: "shape", text: CHOICE_SHAPES[ci], "aria-hidden": "true" }),
-          h("input", {
-            type: "text",
-            value: choice,
-            maxlength: 500,
-            "aria-label": `Question ${qi + 1}, choice ${ci + 1}`,
-            class: "choice-input",
-            oninput: (event) => {
-              question.choices[ci] = event.target.value;
-            },
-          }),
-          h(
+function textInput(value, label, oninput, extra = {}) {
+  return h("input", { type: "text", value, maxlength: 500, "aria-label": label, oninput, ...extra });
+}
+
+function choiceRows(question, qi) {
+  const marksCorrect = question.kind !== "poll";
+  return question.choices.map((choice, ci) =>
+    h(
+      "div",
+      { class: `choice-row choice-${ci}` },
+      h("span", { class: "shape", text: CHOICE_SHAPES[ci], "aria-hidden": "true" }),
+      textInput(choice, `Question ${qi + 1}, choice ${ci + 1}`, (event) => {
+        question.choices[ci] = event.target.value;
+      }, { class: "choice-input" }),
+      marksCorrect
+        ? h(
             "label",
             { class: "checkbox" },
             h("input", {
@@ -120,28 +138,200 @@ function renderEditor() {
               },
             }),
             "correct",
-          ),
-          question.choices.length > 2
-            ? h("button", {
-                type: "button",
-                class: "icon",
-                text: "✕",
-                "aria-label": `Remove choice ${ci + 1}`,
-                onclick: () => {
-                  question.choices.splice(ci, 1);
-                  question.correct_choices = question.correct_choices
-                    .filter((c) => c !== ci)
-                    .map((c) => (c > ci ? c - 1 : c));
-                  renderEditor();
-                },
-              })
-            : null,
+          )
+        : h("span"),
+      question.choices.length > 2
+        ? h("button", {
+            type: "button",
+            class: "icon",
+            text: "✕",
+            "aria-label": `Remove choice ${ci + 1}`,
+            onclick: () => {
+              question.choices.splice(ci, 1);
+              if (question.correct_choices) {
+                question.correct_choices = question.correct_choices
+                  .filter((c) => c !== ci)
+                  .map((c) => (c > ci ? c - 1 : c));
+              }
+              if (question.choice_images) question.choice_images.splice(ci, 1);
+              renderEditor();
+            },
+          })
+        : h("span"),
+    ),
+  );
+}
+
+/** One entry per line: accepted answers, or items in the right order. */
+function linesField(question, key, label) {
+  return h(
+    "label",
+    { class: "stacked" },
+    label,
+    h("textarea", {
+      rows: Math.max(3, question[key].length),
+      class: `${key.replace("_", "-")}-input`,
+      text: question[key].join("\n"),
+      oninput: (event) => {
+        question[key] = event.target.value.split("\n").map((line) => line.trim()).filter(Boolean);
+      },
+    }),
+  );
+}
+
+function kindFields(question, qi) {
+  switch (question.kind) {
+    case "true_false":
+      return h(
+        "label",
+        {},
+        "The statement is ",
+        h(
+          "select",
+          {
+            class: "truth-input",
+            onchange: (event) => {
+              question.correct_answer = event.target.value === "true";
+            },
+          },
+          h("option", { value: "true", selected: question.correct_answer, text: "true" }),
+          h("option", { value: "false", selected: !question.correct_answer, text: "false" }),
         ),
       );
+    case "type_answer":
+      return [
+        linesField(question, "accepted_answers", "Accepted answers, one per line"),
+        h(
+          "div",
+          { class: "row" },
+          ...[
+            ["accent_insensitive", "Ignore accents"],
+            ["typo_tolerant", "Forgive one typo in words of 5+ letters"],
+          ].map(([key, text]) =>
+            h(
+              "label",
+              { class: "checkbox" },
+              h("input", {
+                type: "checkbox",
+                checked: question[key],
+                onchange: (event) => {
+                  question[key] = event.target.checked;
+                },
+              }),
+              text,
+            ),
+          ),
+        ),
+      ];
+    case "ordering":
+      return linesField(question, "items", "Items in the right order, one per line (players see them shuffled)");
+    case "estimate":
       return h(
+        "div",
+        { class: "row" },
+        ...[
+          ["min", "From"],
+          ["max", "to"],
+          ["answer", "Answer"],
+          ["tolerance", "Correct within ±"],
+        ].map(([key, text]) =>
+          h(
+            "label",
+            {},
+            `${text} `,
+            h("input", {
+              type: "number",
+              step: "any",
+              value: question.estimate[key],
+              class: `estimate-${key}`,
+              "aria-label": `Question ${qi + 1}, ${text}`,
+              onchange: (event) => {
+                question.estimate[key] = event.target.value;
+              },
+            }),
+          ),
+        ),
+      );
+    default:
+      return [
+        ...choiceRows(question, qi),
+        question.choices.length < MAX_CHOICES
+          ? h("button", {
+              type: "button",
+              text: "Add a choice",
+              onclick: () => {
+                question.choices.push("");
+                if (question.choice_images) question.choice_images.push("");
+                renderEditor();
+              },
+            })
+          : null,
+      ];
+  }
+}
+
+function mediaField(question, key, label, accept) {
+  const name = question[key];
+  return h(
+    "label",
+    { class: "media-pick" },
+    `${label} `,
+    h("input", {
+      type: "file",
+      accept,
+      class: `${key}-file`,
+      onchange: (event) => {
+        const file = event.target.files[0];
+        if (!file) return;
+        media.set(file.name, file);
+        question[key] = file.name;
+        renderEditor();
+      },
+    }),
+    name
+      ? h(
+          "span",
+          { class: "media-name" },
+          name.length === 64 ? "stored" : name,
+          h("button", {
+            type: "button",
+            class: "icon",
+            text: "✕",
+            "aria-label": `Remove the ${label.toLowerCase()}`,
+            onclick: () => {
+              delete question[key];
+              renderEditor();
+            },
+          }),
+        )
+      : null,
+  );
+}
+
+function renderEditor() {
+  fill(
+    $("#questions"),
+    draft.map((question, qi) =>
+      h(
         "fieldset",
-        { class: "question-editor" },
+        { class: `question-editor kind-${question.kind}` },
         h("legend", { text: `Question ${qi + 1}` }),
+        h(
+          "label",
+          {},
+          "Kind ",
+          h(
+            "select",
+            {
+              class: "kind-input",
+              onchange: (event) => {
+                draft[qi] = { ...emptyQuestion(event.target.value), text: question.text };
+                renderEditor();
+              },
+            },
+            KINDS.map((kind) => h("option", { value: kind, selected: question.kind === kind, text: KIND_LABELS[kind] })),
+          ),
+        ),
         h("textarea", {
           rows: 2,
           maxlength: 500,
@@ -153,20 +343,16 @@ function renderEditor() {
           },
           text: question.text,
         }),
-        choiceRows,
+        kindFields(question, qi),
         h(
           "div",
           { class: "row" },
-          question.choices.length < MAX_CHOICES
-            ? h("button", {
-                type: "button",
-                text: "Add a choice",
-                onclick: () => {
-                  question.choices.push("");
-                  renderEditor();
-                },
-              })
-            : null,
+          mediaField(question, "image", "Picture", "image/png,image/jpeg,image/gif,image/webp"),
+          mediaField(question, "audio", "Audio", "audio/mpeg,audio/ogg,audio/wav,audio/mp4"),
+        ),
+        h(
+          "div",
+          { class: "row" },
           h(
             "label",
             {},
@@ -182,22 +368,24 @@ function renderEditor() {
               },
             }),
           ),
-          h(
-            "label",
-            {},
-            "Points ",
-            h(
-              "select",
-              {
-                onchange: (event) => {
-                  question.points = event.target.value;
-                },
-              },
-              ["standard", "double", "none"].map((mode) =>
-                h("option", { value: mode, selected: question.points === mode, text: mode }),
+          question.kind === "poll"
+            ? null
+            : h(
+                "label",
+                {},
+                "Points ",
+                h(
+                  "select",
+                  {
+                    onchange: (event) => {
+                      question.points = event.target.value;
+                    },
+                  },
+                  ["standard", "double", "none"].map((mode) =>
+                    h("option", { value: mode, selected: question.points === mode, text: mode }),
+                  ),
+                ),
               ),
-            ),
-          ),
           draft.length > 1
             ? h("button", {
                 type: "button",
@@ -210,78 +398,72 @@ function renderEditor() {
               })
             : null,
         ),
-      );
-    }),
+      ),
+    ),
   );
 }
 
-/** Checks an imported file: a list of questions as create_quiz takes them, or {title?, questions}. */
-function parseImport(text) {
-  const data = JSON.parse(text);
-  const questions = Array.isArray(data) ? data : data?.questions;
-  if (!Array.isArray(questions) || questions.length === 0) {
-    throw new Error("expected a JSON list of questions, or an object with a 'questions' list");
-  }
-  const parsed = questions.map((q, i) => {
-    const where = `question ${i + 1}`;
-    if (typeof q?.text !== "string") throw new Error(`${where}: 'text' must be a string`);
-    if (!Array.isArray(q.choices) || !q.choices.every((c) => typeof c === "string")) {
-      throw new Error(`${where}: 'choices' must be a list of strings`);
-    }
-    if (!Array.isArray(q.correct_choices) || !q.correct_choices.every(Number.isInteger)) {
-      throw new Error(`${where}: 'correct_choices' must be a list of choice indices`);
-    }
-    return {
-      text: q.text,
-      choices: [...q.choices],
-      correct_choices: [...q.correct_choices],
-      time_limit_seconds: Number.isInteger(q.time_limit_seconds) ? q.time_limit_seconds : 20,
-      points: q.points ?? "standard",
-    };
-  });
-  return { title: typeof data?.title === "string" ? data.title : null, questions: parsed };
+/** A form of the quiz document (or create_quiz's JSON) and the media files it names. */
+function upload(documentField, document, documentName) {
+  const form = new FormData();
+  form.append(documentField, document, documentName);
+  for (const [name, file] of media) form.append("media", file, name);
+  return form;
 }
 
+async function postForm(url, form) {
+  const response = await fetch(url, { method: "POST", body: form, cache: "no-store" });
+  if (!response.ok) throw new Error(await response.text());
+  return response.json();
+}
+
+// The document (JSON, CSV or XLSX) and any pictures and clips it names are picked together. The edge
+// reads the document and checks it against the rules; a bad row comes back with its number and why.
 $("#import-file").addEventListener("change", async (event) => {
-  const file = event.target.files[0];
-  if (!file) return;
+  const files = [...event.target.files];
+  event.target.value = "";
+  const document = files.find((file) => /\.(json|csv|xlsx)$/i.test(file.name));
+  if (!document) {
+    $("#create-error").textContent = "Pick a .json, .csv or .xlsx file with the questions (and their media files).";
+    return;
+  }
+  for (const file of files) if (file !== document) media.set(file.name, file);
   try {
-    const imported = parseImport(await file.text());
+    const imported = await postForm("/quizzes/import", upload("document", document, document.name));
     draft = imported.questions;
     if (imported.title && !$("#quiz-title-input").value) $("#quiz-title-input").value = imported.title;
-    $("#import-status").textContent = `Imported ${draft.length} question${draft.length === 1 ? "" : "s"} from ${file.name}`;
+    $("#import-status").textContent =
+      `Imported ${draft.length} question${draft.length === 1 ? "" : "s"} from ${document.name}`;
     $("#create-error").textContent = "";
     renderEditor();
   } catch (error) {
     $("#import-status").textContent = "";
-    $("#create-error").textContent = `Could not import ${file.name}: ${error.message}`;
-  } finally {
-    event.target.value = "";
+    $("#create-error").textContent = `Could not import ${document.name}: ${error.message}`;
   }
 });
 
 $("#add-question").addEventListener("click", () => {
-  draft.push(emptyQuestion());
+  draft.push(emptyQuestion($("#new-kind").value));
   renderEditor();
 });
 
 /** The draft as create_quiz takes it; blank choices are left out and correct indices follow them. */
 function draftQuestions() {
   return draft.map((q) => {
+    if (!q.choices || q.kind === "true_false") return { ...q, text: q.text.trim() };
     const kept = [];
     const correct = [];
+    const images = [];
     q.choices.forEach((choice, i) => {
       if (!choice.trim()) return;
-      if (q.correct_choices.includes(i)) correct.push(kept.length);
+      if (q.correct_choices?.includes(i)) correct.push(kept.length);
       kept.push(choice.trim());
+      images.push(q.choice_images?.[i] ?? "");
     });
-    return {
-      text: q.text.trim(),
-      choices: kept,
-      correct_choices: correct,
-      time_limit_seconds: q.time_limit_seconds,
-      points: q.points,
-    };
+    const question = { ...q, text: q.text.trim(), choices: kept };
+    if (q.correct_choices) question.correct_choices = correct;
+    if (q.choice_images) question.choice_images = images;
+    return question;
   });
 }
 
@@ -291,11 +473,13 @@ $("#create-form").addEventListener("submit", async (event) => {
   button.disabled = true;
   $("#create-error").textContent = "";
   try {
-    const created = await connection.request("create_quiz", {
+    const quiz = {
       title: $("#quiz-title-input").value.trim(),
       questions: draftQuestions(),
       allow_late_join: $("#late-join").checked,
-    });
+    };
+    const body = new Blob([JSON.stringify(quiz)], { type: "application/json" });
+    const created = await postForm("/quizzes", upload("quiz", body, "quiz.json"));
     sessionStorage.setItem(
       HOSTING_KEY,
       JSON.stringify({ quiz_id: created.quiz.quiz_id, host_token: created.host_token }),
@@ -305,8 +489,7 @@ $("#create-form").addEventListener("submit", async (event) => {
     hosting.state = null;
     await hostIfStored();
   } catch (error) {
-    $("#create-error").textContent =
-      error.code === "disconnected" ? "Not connected yet — try again in a moment." : error.message;
+    $("#create-error").textContent = error.message;
   } finally {
     button.disabled = false;
   }
@@ -434,7 +617,7 @@ function render() {
       showView("question");
       break;
     case "question_closed":
-      renderResults(state);
+      renderClosed(state);
       showView("results");
       break;
     case "ended":
@@ -460,21 +643,37 @@ function questionHead(state, prefix) {
 
 function renderQuestion(state) {
   const question = state.question;
+  const kind = question.kind || "single_choice";
   $("#question-number").textContent = questionHead(state, "");
+  $("#question-kind").textContent = KIND_LABELS[kind] || "";
   $("#question-points").textContent = { double: "Double points", none: "No points" }[question.points] || "";
-  $("#question-points").hidden = question.points === "standard";
+  $("#question-points").hidden = question.points === "standard" || kind === "poll";
   $("#question-text").textContent = question.text;
-  fill(
-    $("#question-choices"),
-    question.choices.map((text, i) =>
-      h(
-        "li",
-        { class: `choice choice-${i}` },
-        h("span", { class: "shape", text: CHOICE_SHAPES[i], "aria-hidden": "true" }),
-        h("span", { class: "text", text }),
-      ),
+  if (hosting.shown !== `${state.quiz_id}:${question.index}`) {
+    // Built once per question: a leaderboard push must not restart the clip playing.
+    hosting.shown = `${state.quiz_id}:${question.index}`;
+    renderMedia($("#question-media"), question);
+  }
+  let shown = question.choices.map((text, i) =>
+    h(
+      "li",
+      { class: `choice choice-${i}` },
+      h("span", { class: "shape", text: CHOICE_SHAPES[i], "aria-hidden": "true" }),
+      question.choice_images?.[i]
+        ? h("img", { class: "choice-image", src: mediaUrl(question.choice_images[i]), alt: "" })
+        : null,
+      h("span", { class: "text", text }),
     ),
   );
+  if (kind === "ordering") {
+    shown = question.items.map((text, p) => h("li", { class: `choice choice-${p % 6}` }, h("span", { class: "text", text })));
+  } else if (kind === "estimate") {
+    const range = `A number from ${plainNumber(question.estimate.min)} to ${plainNumber(question.estimate.max)}`;
+    shown = [h("li", { class: "choice choice-1" }, h("span", { class: "text", text: range }))];
+  } else if (kind === "type_answer") {
+    shown = [h("li", { class: "choice choice-3" }, h("span", { class: "text", text: "Players type their answer" }))];
+  }
+  fill($("#question-choices"), shown);
   const tick = () => {
     const left = countdown(question, connection.clock);
     $("#countdown").textContent = String(left.seconds);
@@ -484,12 +683,12 @@ function renderQuestion(state) {
   timer = setInterval(tick, 200);
 }
 
-function renderResults(state) {
+function renderClosed(state) {
   const question = state.question;
   $("#results-number").textContent = questionHead(state, "Results — ");
   $("#results-question").textContent = question.text;
   const results = hosting.results?.question_index === question.index ? hosting.results : null;
-  if (results) renderChoiceCounts($("#results-counts"), question.choices, results);
+  if (results) renderResults($("#results-counts"), question, results);
   else fill($("#results-counts"));
 }
 

@@ -3,13 +3,18 @@ import {
   $,
   CHOICE_SHAPES,
   Connection,
+  KIND_LABELS,
   countdown,
+  creditText,
   fill,
   formatNumber,
   h,
-  renderChoiceCounts,
+  mediaUrl,
+  plainNumber,
   renderLeaderboard,
+  renderMedia,
   renderPodium,
+  renderResults,
   showView,
   statusBanner,
 } from "./common.js";
@@ -28,7 +33,10 @@ const game = {
   player: null, // {player_id, nickname, score}
   state: null, // the latest quiz state
   results: null, // the latest question results: {question_index, correct_choices, choice_counts}
-  answers: new Map(), // question_index → {choice?, result?} of this player
+  answers: new Map(), // question_index → {answer?, result?} of this player; answer is what was sent
+  drafts: new Map(), // question_index → the answer being composed (choices picked, text, order, number)
+  shown: null, // which question, in which answer state, the answer area was last built for
+  notes: new Map(), // question_index → why the last answer sent was refused as not fitting the question
   board: null, // the latest leaderboard_updated
   total: 0,
 };
@@ -48,7 +56,8 @@ async function resumeIfJoined() {
     seat(reply.player, reply.state);
     if (reply.current_answer) {
       const index = reply.state.question_index;
-      game.answers.set(index, { ...game.answers.get(index), result: reply.current_answer });
+      const answer = reply.current_answer.answer ?? undefined;
+      game.answers.set(index, { ...game.answers.get(index), answer, result: reply.current_answer });
       game.total = Math.max(game.total, reply.current_answer.total_score);
     } else if (reply.answered_current_question) {
       game.answers.set(reply.state.question_index, { ...game.answers.get(reply.state.question_index) });
@@ -144,25 +153,34 @@ $("#rejoin-button").addEventListener("click", () => showJoin());
 
 // --- answering ---
 
-async function answer(questionIndex, choice) {
+/** Sends an answer: `fields` is the member its kind takes ({choice}, {choices}, {truth}, {text}, {order},
+ * {number}; docs/protocol.md). */
+async function answer(questionIndex, fields) {
   const mine = game.answers.get(questionIndex);
   if (mine) return;
-  game.answers.set(questionIndex, { choice });
+  game.answers.set(questionIndex, { answer: fields });
   render();
   // An answer refused as retryable was not recorded (or is still being recorded); sending the same one
   // again is safe. The edge keeps its first receipt time, so retrying through a restart of the services
   // behind it costs no points: keep trying for up to about half a minute.
   for (let attempt = 0; attempt < 12; attempt += 1) {
     try {
-      const result = await connection.request("submit_answer", { question_index: questionIndex, choice });
-      game.answers.set(questionIndex, { choice, result });
+      const result = await connection.request("submit_answer", { question_index: questionIndex, ...fields });
+      game.answers.set(questionIndex, { answer: fields, result });
       game.total = Math.max(game.total, result.total_score);
       render();
       return;
     } catch (error) {
       if (error.code === "already_answered") return;
       if (!error.retryable && error.code !== "disconnected") {
-        game.answers.set(questionIndex, { choice, refused: error.code, message: error.message });
+        // A refusal of the answer's shape (a number outside the range) lets the player correct it.
+        if (error.code === "invalid_answer") {
+          game.answers.delete(questionIndex);
+          game.notes.set(questionIndex, error.message);
+        } else {
+          game.answers.set(questionIndex, { answer: fields, refused: error.code, message: error.message });
+        }
+        render();
         render();
         return;
       }
@@ -195,7 +213,7 @@ function render() {
       showView("question");
       break;
     case "question_closed":
-      renderResults(state);
+      renderClosed(state);
       showView("results");
       break;
     case "ended":
@@ -215,62 +233,227 @@ function playersText(count) {
 
 function renderQuestion(state) {
   const question = state.question;
+  const kind = question.kind || "single_choice";
   $("#question-number").textContent = `Question ${question.index + 1} of ${state.question_count}`;
+  $("#question-kind").textContent = KIND_LABELS[kind] || "";
   $("#question-points").textContent = { double: "Double points", none: "No points" }[question.points] || "";
-  $("#question-points").hidden = question.points === "standard";
+  $("#question-points").hidden = question.points === "standard" || kind === "poll";
   $("#question-text").textContent = question.text;
   const mine = game.answers.get(question.index);
-  const buttons = question.choices.map((text, i) =>
-    h(
-      "button",
-      {
-        type: "button",
-        class: `choice choice-${i}${mine?.choice === i ? " chosen" : ""}`,
-        "aria-pressed": mine?.choice === i ? "true" : "false",
-        onclick: () => answer(question.index, i),
-      },
-      h("span", { class: "shape", text: CHOICE_SHAPES[i], "aria-hidden": "true" }),
-      h("span", { class: "text", text }),
-    ),
-  );
-  fill($("#choices"), buttons);
+  // Built again only when the question or its answer state changes: a leaderboard push must not wipe
+  // what the player is typing or arranging.
+  const shown = `${state.quiz_id}:${question.index}:${Boolean(mine)}`;
+  if (game.shown !== shown) {
+    game.shown = shown;
+    renderMedia($("#question-media"), question);
+    buildAnswerArea(question, mine);
+  }
   const tick = () => {
     const left = countdown(question, connection.clock);
     $("#countdown").textContent = String(left.seconds);
     $("#timer-bar").style.setProperty("--left", String(left.fraction));
     const closed = left.leftMs <= 0;
-    for (const button of buttons) button.disabled = Boolean(mine) || closed;
-    $("#answer-status").textContent = answerStatus(mine, closed);
+    for (const control of document.querySelectorAll("#choices button, #answer-area button, #answer-area input")) {
+      control.disabled = Boolean(mine) || closed;
+    }
+    $("#answer-status").textContent = answerStatus(mine, closed, game.notes.get(question.index));
   };
   tick();
   timer = setInterval(tick, 200);
 }
 
-function answerStatus(mine, closed) {
+function choiceButton(question, i, text, { pressed, onclick }) {
+  const image = question.choice_images?.[i];
+  return h(
+    "button",
+    {
+      type: "button",
+      class: `choice choice-${i}${pressed ? " chosen" : ""}`,
+      "aria-pressed": pressed ? "true" : "false",
+      onclick,
+    },
+    h("span", { class: "shape", text: CHOICE_SHAPES[i], "aria-hidden": "true" }),
+    image ? h("img", { class: "choice-image", src: mediaUrl(image), alt: "" }) : null,
+    h("span", { class: "text", text }),
+  );
+}
+
+/** The controls a question's kind answers with; `mine` is this player's answer, once sent. */
+function buildAnswerArea(question, mine) {
+  const index = question.index;
+  const kind = question.kind || "single_choice";
+  const sent = mine?.answer || {};
+  const submit = (text, fields) =>
+    h("button", { type: "button", id: "submit-answer", class: "primary", text, onclick: () => answer(index, fields()) });
+  let choices = [];
+  let area = [];
+  if (kind === "single_choice" || kind === "poll") {
+    choices = question.choices.map((text, i) =>
+      choiceButton(question, i, text, { pressed: sent.choice === i, onclick: () => answer(index, { choice: i }) }),
+    );
+  } else if (kind === "true_false") {
+    choices = question.choices.map((text, i) =>
+      choiceButton(question, i, text, {
+        pressed: sent.truth === (i === 0),
+        onclick: () => answer(index, { truth: i === 0 }),
+      }),
+    );
+  } else if (kind === "multiple_select") {
+    const picked = game.drafts.get(index) || new Set(sent.choices || []);
+    game.drafts.set(index, picked);
+    choices = question.choices.map((text, i) => {
+      const button = choiceButton(question, i, text, {
+        pressed: picked.has(i),
+        onclick: () => {
+          if (picked.has(i)) picked.delete(i);
+          else picked.add(i);
+          button.classList.toggle("chosen", picked.has(i));
+          button.setAttribute("aria-pressed", picked.has(i) ? "true" : "false");
+        },
+      });
+      return button;
+    });
+    area = [submit("Submit my choices", () => ({ choices: [...picked].sort((a, b) => a - b) }))];
+  } else if (kind === "type_answer") {
+    const input = h("input", {
+      id: "answer-text",
+      type: "text",
+      maxlength: 200,
+      autocomplete: "off",
+      spellcheck: "false",
+      "aria-label": "Your answer",
+      value: sent.text ?? game.drafts.get(index) ?? "",
+      oninput: (event) => game.drafts.set(index, event.target.value),
+    });
+    const form = h(
+      "form",
+      {
+        class: "typed",
+        onsubmit: (event) => {
+          event.preventDefault();
+          answer(index, { text: input.value });
+        },
+      },
+      input,
+      h("button", { type: "submit", id: "submit-answer", class: "primary", text: "Submit" }),
+    );
+    area = [form];
+  } else if (kind === "ordering") {
+    const order = game.drafts.get(index) || sent.order || question.items.map((_, p) => p);
+    game.drafts.set(index, order);
+    const list = h("ol", { id: "order-list", class: "order" });
+    const draw = () =>
+      fill(
+        list,
+        order.map((position, at) =>
+          h(
+            "li",
+            { class: `choice-${position % 6}` },
+            h("span", { class: "text", text: question.items[position] }),
+            h("button", {
+              type: "button",
+              class: "icon move-up",
+              text: "▲",
+              "aria-label": `Move ${question.items[position]} up`,
+              disabled: at === 0 || Boolean(mine),
+              onclick: () => {
+                [order[at - 1], order[at]] = [order[at], order[at - 1]];
+                draw();
+              },
+            }),
+            h("button", {
+              type: "button",
+              class: "icon move-down",
+              text: "▼",
+              "aria-label": `Move ${question.items[position]} down`,
+              disabled: at === order.length - 1 || Boolean(mine),
+              onclick: () => {
+                [order[at], order[at + 1]] = [order[at + 1], order[at]];
+                draw();
+              },
+            }),
+          ),
+        ),
+      );
+    draw();
+    area = [list, submit("Submit this order", () => ({ order: [...order] }))];
+  } else if (kind === "estimate") {
+    const range = question.estimate || {};
+    const input = h("input", {
+      id: "answer-number",
+      type: "number",
+      min: range.min,
+      max: range.max,
+      step: "any",
+      inputmode: "decimal",
+      "aria-label": `A number from ${range.min} to ${range.max}`,
+      value: sent.number ?? game.drafts.get(index) ?? "",
+      oninput: (event) => game.drafts.set(index, event.target.value),
+    });
+    area = [
+      h("p", { class: "muted", text: `A number from ${plainNumber(range.min)} to ${plainNumber(range.max)}` }),
+      h(
+        "form",
+        {
+          class: "typed",
+          onsubmit: (event) => {
+            event.preventDefault();
+            if (input.value.trim()) answer(index, { number: input.value.trim() });
+          },
+        },
+        input,
+        h("button", { type: "submit", id: "submit-answer", class: "primary", text: "Submit" }),
+      ),
+    ];
+  }
+  fill($("#choices"), choices);
+  $("#choices").hidden = choices.length === 0;
+  fill($("#answer-area"), area);
+}
+
+function answerStatus(mine, closed, note) {
   if (mine?.refused === "question_closed") return "Too late — the question had closed.";
   if (mine?.refused) return mine.message;
   if (mine) return "Answer locked in — waiting for the others…";
   if (closed) return "Time's up!";
-  return "";
+  return note ?? "";
 }
 
-function renderResults(state) {
+function renderClosed(state) {
   const question = state.question;
+  const kind = question.kind || "single_choice";
   const results = game.results?.question_index === question.index ? game.results : null;
   const mine = game.answers.get(question.index);
   const verdict = $("#result-verdict");
-  if (!mine?.result) {
-    verdict.textContent = "No answer this time";
+  const result = mine?.result;
+  if (!result) {
+    verdict.textContent = kind === "poll" ? "No vote this time" : "No answer this time";
     verdict.className = "verdict none";
-  } else if (mine.result.correct) {
+  } else if (kind === "poll") {
+    verdict.textContent = "Thanks for voting";
+    verdict.className = "verdict none";
+  } else if (result.correct) {
     verdict.textContent = "Correct!";
     verdict.className = "verdict correct";
+  } else if (result.credit && result.credit !== "0") {
+    verdict.textContent = `Partly right: ${creditText(result.credit)}`;
+    verdict.className = "verdict partial";
   } else {
     verdict.textContent = "Wrong answer";
     verdict.className = "verdict wrong";
   }
+  let detail = "";
+  if (kind === "type_answer" && mine?.answer?.text !== undefined) {
+    detail = result?.accepted_answer
+      ? `You typed “${mine.answer.text}”, accepted as “${result.accepted_answer}”.`
+      : `You typed “${mine.answer.text}”.`;
+  } else if (kind === "estimate" && results?.question?.estimate) {
+    detail = `The answer: ${plainNumber(results.question.estimate.answer)}`;
+  }
+  $("#result-detail").textContent = detail;
+  $("#result-detail").hidden = !detail;
   $("#results-question").textContent = question.text;
-  if (results) renderChoiceCounts($("#results-counts"), question.choices, results);
+  if (results) renderResults($("#results-counts"), question, results);
   else fill($("#results-counts"));
 }
 

@@ -38,6 +38,8 @@ _MIGRATION_LOCK_ID = 0x5155_495A_5045_5253
 
 # The schema and its migrations, in one place.
 _SCHEMA = resources.files("persistence_svc.adapters").joinpath("postgres_schema.sql").read_text()
+# Issue 14's numbered migration, applied after the schema above until `quizmesh migrate` applies them.
+_MIGRATION_0003 = resources.files("persistence_svc").joinpath("migrations/0003_answer_values.sql").read_text()
 
 _INSERT_JOINS = """
 INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)
@@ -58,10 +60,10 @@ WHERE p.left_at IS NULL OR p.left_at < excluded.left_at OR (excluded.kicked AND 
 # No conflict target: a row clashing on the key or on event_id is a redelivery either way.
 _INSERT_ANSWERS = """
 INSERT INTO answers (quiz_id, question_index, player_id, choice, correct, points, total_score, streak,
-                     response_time_ms, answered_at, quiz_elapsed_ms, event_id)
+                     response_time_ms, answered_at, quiz_elapsed_ms, event_id, answer, answer_text, credit)
 SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::boolean[],
                      $6::bigint[], $7::bigint[], $8::integer[], $9::bigint[], $10::timestamptz[],
-                     $11::bigint[], $12::text[])
+                     $11::bigint[], $12::text[], $13::jsonb[], $14::text[], $15::text[])
 ON CONFLICT DO NOTHING
 """
 
@@ -81,7 +83,7 @@ ORDER BY joined_at, player_id LIMIT $2
 
 _ANSWER_COLUMNS = (
     "quiz_id, question_index, player_id, choice, correct, points, total_score, streak, "
-    "response_time_ms, answered_at, quiz_elapsed_ms, event_id"
+    "response_time_ms, answered_at, quiz_elapsed_ms, event_id, answer::text AS answer, answer_text, credit"
 )
 
 _LIST_ANSWERS = f"""
@@ -157,6 +159,7 @@ class PostgresResultStore:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_ID)
                 await conn.execute(_SCHEMA)
+                await conn.execute(_MIGRATION_0003)
 
         await self._with_connection(migrate)
 
@@ -191,6 +194,9 @@ class PostgresResultStore:
                         [r.answered_at for r in a],
                         [r.quiz_elapsed_ms for r in a],
                         [r.event_id for r in a],
+                        [r.answer for r in a],
+                        [r.answer_text for r in a],
+                        [r.credit for r in a],
                     )
                 if batch.leaves:
                     await conn.execute(

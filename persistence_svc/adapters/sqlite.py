@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS answers (
     answered_at INTEGER NOT NULL,
     quiz_elapsed_ms INTEGER NOT NULL,
     event_id TEXT NOT NULL UNIQUE,
+    answer TEXT NOT NULL,
+    answer_text TEXT NOT NULL,
+    credit TEXT NOT NULL,
     PRIMARY KEY (quiz_id, question_index, player_id)
 );
 CREATE INDEX IF NOT EXISTS answers_listing_order ON answers (quiz_id, question_index, answered_at, player_id);
@@ -79,8 +82,8 @@ WHERE p.left_at IS NULL OR p.left_at < excluded.left_at OR (excluded.kicked AND 
 
 _INSERT_ANSWER = """
 INSERT INTO answers (quiz_id, question_index, player_id, choice, correct, points, total_score, streak,
-                     response_time_ms, answered_at, quiz_elapsed_ms, event_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     response_time_ms, answered_at, quiz_elapsed_ms, event_id, answer, answer_text, credit)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 """
 
@@ -100,8 +103,17 @@ ORDER BY joined_at, player_id LIMIT ?
 
 _ANSWER_COLUMNS = (
     "quiz_id, question_index, player_id, choice, correct, points, total_score, streak, "
-    "response_time_ms, answered_at, quiz_elapsed_ms, event_id"
+    "response_time_ms, answered_at, quiz_elapsed_ms, event_id, answer, answer_text, credit"
 )
+# Issue 14 (persistence_svc/migrations/0003_answer_values.sql) on a file made before it: the columns
+# added, rows before kinds read as their single choice.
+_ANSWER_VALUE_COLUMNS = """
+ALTER TABLE answers ADD COLUMN answer TEXT NOT NULL DEFAULT '';
+ALTER TABLE answers ADD COLUMN answer_text TEXT NOT NULL DEFAULT '';
+ALTER TABLE answers ADD COLUMN credit TEXT NOT NULL DEFAULT '';
+UPDATE answers SET answer = json_object('choice', choice), answer_text = CAST(choice AS TEXT),
+                   credit = CASE WHEN correct THEN '1' ELSE '0' END;
+"""
 
 _LIST_ANSWERS = f"""
 SELECT {_ANSWER_COLUMNS} FROM answers
@@ -149,6 +161,12 @@ class SqliteResultStore:
         async with self._turn:
             try:
                 await self._conn.executescript(_SCHEMA)
+                async with self._conn.execute(
+                    "SELECT count(*) FROM pragma_table_info('answers') WHERE name = 'answer'"
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None and row[0] == 0:
+                    await self._conn.executescript(_ANSWER_VALUE_COLUMNS)
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"SQLite: {exc}") from exc
 
@@ -190,6 +208,9 @@ class SqliteResultStore:
                     _micros(r.answered_at),
                     r.quiz_elapsed_ms,
                     r.event_id,
+                    r.answer,
+                    r.answer_text,
+                    r.credit,
                 )
                 for r in batch.answers
             ],
@@ -244,6 +265,9 @@ class SqliteResultStore:
                 answered_at=_instant(r[9]),
                 quiz_elapsed_ms=r[10],
                 event_id=r[11],
+                answer=r[12],
+                answer_text=r[13],
+                credit=r[14],
             )
             for r in records[:limit]
         )

@@ -8,9 +8,11 @@ design's cache warm-up job), and the database is read only on a miss of both.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from quiz_svc.adapters import quiz_codec
 from quiz_svc.domain import GameState, QuizDefinition
+from quiz_svc.media import MediaFile
 from quiz_svc.ports import QuizRepository
 from quizmesh.redis_client import RedisClient
 
@@ -33,11 +35,18 @@ class CachedQuizRepository:
     async def migrate(self) -> None:
         await self._source.migrate()
 
-    async def add(self, quiz: QuizDefinition) -> bool:
-        added = await self._source.add(quiz)
+    async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
+        added = await self._source.add(quiz, media)
         if added:
             self._remember(quiz)
         return added
+
+    async def stored_media(self, media_ids: Sequence[str]) -> set[str]:
+        return await self._source.stored_media(media_ids)
+
+    async def media(self, media_id: str) -> MediaFile | None:
+        # Not cached here: the edge keeps the media its players fetch, one upstream read per edge.
+        return await self._source.media(media_id)
 
     async def get(self, quiz_id: str) -> QuizDefinition | None:
         quiz = self._local.get(quiz_id)

@@ -1,13 +1,14 @@
 -- Reserves each first answer to a question for the claiming process, atomically with answer-once and
 -- the answer window (domain.answer_window_refusal and domain.receipt_after_open, restated here so they
--- hold across processes).
+-- hold across processes; tests/quiz_svc/test_window_rule.py holds both to one table of cases). Kinds
+-- play no part here: the answer is opaque text, judged by the domain once reserved.
 -- KEYS[1]: the quiz's key prefix.
 -- ARGV: claimant instance ID, number of live instance IDs, the live IDs, number of answers, then 6 per
---       answer: question_index, player_id, choice, received_ms, now_ms, lease_until_ms.
+--       answer: question_index, player_id, the answer (opaque text), received_ms, now_ms, lease_until_ms.
 -- Returns a JSON list, one entry per answer: {'fresh', player record, open_ms, received_ms},
 -- {'replay', reservation} (judged before, never acknowledged) or {refusal}.
 --
--- A reservation {c, rcv, o, lease, ack} (judged: plus the verdict) is owned by process o until it is
+-- A reservation {v, rcv, o, lease, ack} (judged: plus the verdict) is owned by process o until it is
 -- acknowledged (ack = 1: Kafka holds it) or given up. A repeat while its owner is alive and within its
 -- lease is refused as unavailable (retry), never as already_answered: the first attempt may still fail.
 -- Once its owner is dead or its lease is over, or after a release (o = ''), the repeat takes it over.
@@ -24,7 +25,7 @@ local phase, cur, qc, opened, close = st[1], tonumber(st[2]), tonumber(st[3]), t
 local out = {}
 for i = 0, n - 1 do
   local at = base + 1 + i * 6
-  local idx, pid, choice = tonumber(ARGV[at]), ARGV[at + 1], tonumber(ARGV[at + 2])
+  local idx, pid, value = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
   local received, now, lease = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
   local r
   if not st[1] then
@@ -61,7 +62,7 @@ for i = 0, n - 1 do
         elseif phase == 'lobby' or idx > cur then r = {'question_not_open'}
         elseif idx < cur or received > close then r = {'question_closed'}
         else
-          redis.call('HSET', akey, pid, cjson.encode({c = choice, rcv = received, o = me, lease = lease, ack = 0}))
+          redis.call('HSET', akey, pid, cjson.encode({v = value, rcv = received, o = me, lease = lease, ack = 0}))
           redis.call('SADD', prefix .. ':pending', idx .. ':' .. pid)
           r = {'fresh', raw, st[4], received}
         end

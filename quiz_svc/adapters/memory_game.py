@@ -7,6 +7,7 @@ atomic as the Redis engine's scripts.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from quiz_svc.domain import (
     answer_window_refusal,
     receipt_after_open,
 )
+from quiz_svc.kinds import AnswerValue
 from quiz_svc.ports import (
     AnswerClaim,
     AnswerKey,
@@ -34,7 +36,7 @@ from quiz_svc.ports import (
 class _Reservation:
     """An answer reserved by `owner` (see claim_answers.lua for the life of a reservation)."""
 
-    choice: int
+    value: AnswerValue
     received_ms: int
     owner: str
     lease_until_ms: int
@@ -52,7 +54,7 @@ class _Game:
     nicknames: dict[str, str] = field(default_factory=dict)
     answers: dict[tuple[int, str], _Reservation] = field(default_factory=dict)
     pending: set[tuple[int, str]] = field(default_factory=set)
-    counts: dict[tuple[int, int], int] = field(default_factory=dict)
+    tallies: dict[int, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     owed_version: int | None = None  # the version whose transition's effects are owed, if any
     owed_closed_question: int = -1
 
@@ -145,7 +147,7 @@ class InMemoryGameStore:
         refusal = answer_window_refusal(game.state, claim.question_index, received)
         if refusal is not None:
             return refusal
-        game.answers[slot] = _Reservation(claim.choice, received, claimant.instance_id, claim.lease_until_ms)
+        game.answers[slot] = _Reservation(claim.value, received, claimant.instance_id, claim.lease_until_ms)
         game.pending.add(slot)
         return Fresh(record.standing, game.state.open_ms, received)
 
@@ -157,11 +159,10 @@ class InMemoryGameStore:
             if held is None or held.owner != instance_id or held.acknowledged or held.judged is not None:
                 written.append(False)
                 continue
-            held.judged, held.choice = answer, answer.choice
+            held.judged, held.value = answer, answer.value
             record = game.players[key.player_id]
             game.players[key.player_id] = dataclasses.replace(record, standing=answer.standing)
-            count_key = (key.question_index, answer.choice)
-            game.counts[count_key] = game.counts.get(count_key, 0) + 1
+            game.tallies[key.question_index].update(answer.tally)
             written.append(True)
         return written
 
@@ -210,9 +211,8 @@ class InMemoryGameStore:
         held = game.answers.get((key.question_index, key.player_id)) if game else None
         return held.judged if held else None
 
-    async def choice_counts(self, quiz_id: str, question_index: int, choices: int) -> list[int]:
-        game = self._games[quiz_id]
-        return [game.counts.get((question_index, c), 0) for c in range(choices)]
+    async def tallies(self, quiz_id: str, question_index: int) -> dict[str, int]:
+        return dict(self._games[quiz_id].tallies.get(question_index, {}))
 
     async def schedule_close(self, quiz_id: str, close_ms: int) -> None:
         self._deadlines[quiz_id] = close_ms
@@ -236,10 +236,9 @@ class InMemoryGameStore:
                 game.nicknames[p.nickname.casefold()] = p.player_id
         for key, answer in answers:
             game.answers[(key.question_index, key.player_id)] = _Reservation(
-                answer.choice, answer.received_ms, "", 0, acknowledged=True, judged=answer
+                answer.value, answer.received_ms, "", 0, acknowledged=True, judged=answer
             )
-            count_key = (key.question_index, answer.choice)
-            game.counts[count_key] = game.counts.get(count_key, 0) + 1
+            game.tallies[key.question_index].update(answer.tally)
         return True
 
     async def close(self) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from importlib import resources
 
 import asyncpg
 
 from quiz_svc.adapters import quiz_codec
 from quiz_svc.adapters.quiz_codec import saved_state_row, state_from_row
 from quiz_svc.domain import GameState, QuizDefinition
+from quiz_svc.media import MediaFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quizzes (
@@ -29,6 +32,8 @@ CREATE TABLE IF NOT EXISTS quiz_states (
     version             bigint NOT NULL
 );
 """
+# Issue 14's numbered migration, applied after the schema above until `quizmesh migrate` applies them.
+_MIGRATION_0003 = resources.files("quiz_svc").joinpath("migrations/0003_question_kinds.sql").read_text()
 _TIMEOUT_S = 5.0
 
 
@@ -50,17 +55,37 @@ class PostgresQuizRepository:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(4201)")
             await conn.execute(_SCHEMA)
+            await conn.execute(_MIGRATION_0003)
 
-    async def add(self, quiz: QuizDefinition) -> bool:
-        status: str = await self._pool.execute(
-            "INSERT INTO quizzes (quiz_id, title, definition, created_at) VALUES ($1, $2, $3::jsonb, $4)"
-            " ON CONFLICT (quiz_id) DO NOTHING",
-            quiz.quiz_id,
-            quiz.title,
-            quiz_codec.encode(quiz).decode(),
-            _at(quiz.created_ms),
-        )
-        return status.endswith(" 1")
+    async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            status: str = await conn.execute(
+                "INSERT INTO quizzes (quiz_id, title, definition, created_at) VALUES ($1, $2, $3::jsonb, $4)"
+                " ON CONFLICT (quiz_id) DO NOTHING",
+                quiz.quiz_id,
+                quiz.title,
+                quiz_codec.encode(quiz).decode(),
+                _at(quiz.created_ms),
+            )
+            if not status.endswith(" 1"):
+                return False
+            if media:
+                await conn.executemany(
+                    "INSERT INTO media (media_id, content_type, content) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (media_id) DO NOTHING",
+                    [(m.media_id, m.content_type, m.content) for m in media],
+                )
+            return True
+
+    async def stored_media(self, media_ids: Sequence[str]) -> set[str]:
+        if not media_ids:
+            return set()
+        rows = await self._pool.fetch("SELECT media_id FROM media WHERE media_id = ANY($1::text[])", list(media_ids))
+        return {r["media_id"] for r in rows}
+
+    async def media(self, media_id: str) -> MediaFile | None:
+        row = await self._pool.fetchrow("SELECT content_type, content FROM media WHERE media_id = $1", media_id)
+        return MediaFile(media_id, row["content_type"], bytes(row["content"])) if row is not None else None
 
     async def get(self, quiz_id: str) -> QuizDefinition | None:
         raw = await self._pool.fetchval("SELECT definition::text FROM quizzes WHERE quiz_id = $1", quiz_id)

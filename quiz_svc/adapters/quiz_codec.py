@@ -2,11 +2,63 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from quiz_svc.domain import GameState, Phase, PointsMode, Question, QuizDefinition
+from quiz_svc.kinds import (
+    Estimate,
+    Kind,
+    MultipleSelect,
+    Ordering,
+    Poll,
+    SingleChoice,
+    Spec,
+    TrueFalse,
+    TypeAnswer,
+    number_text,
+)
+from quiz_svc.media import QuestionMedia
+
+
+def _spec_fields(spec: Spec) -> dict[str, Any]:
+    if isinstance(spec, SingleChoice | MultipleSelect):
+        return {"choices": list(spec.choices), "correct": sorted(spec.correct)}
+    if isinstance(spec, TrueFalse):
+        return {"answer": spec.answer}
+    if isinstance(spec, TypeAnswer):
+        return {"accepted": list(spec.accepted), "accents": spec.accent_insensitive, "typos": spec.typo_tolerant}
+    if isinstance(spec, Ordering):
+        return {"items": list(spec.items), "shown": list(spec.shown)}
+    if isinstance(spec, Estimate):
+        return {"estimate": [number_text(n) for n in (spec.low, spec.high, spec.answer, spec.tolerance)]}
+    return {"choices": list(spec.choices)}
+
+
+def _spec(kind: Kind, q: dict[str, Any]) -> Spec:
+    if kind == Kind.SINGLE_CHOICE:
+        return SingleChoice(tuple(q["choices"]), frozenset(q["correct"]))
+    if kind == Kind.MULTIPLE_SELECT:
+        return MultipleSelect(tuple(q["choices"]), frozenset(q["correct"]))
+    if kind == Kind.TRUE_FALSE:
+        return TrueFalse(bool(q["answer"]))
+    if kind == Kind.TYPE_ANSWER:
+        return TypeAnswer(tuple(q["accepted"]), bool(q["accents"]), bool(q["typos"]))
+    if kind == Kind.ORDERING:
+        return Ordering(tuple(q["items"]), tuple(q["shown"]))
+    if kind == Kind.ESTIMATE:
+        low, high, answer, tolerance = (Decimal(n) for n in q["estimate"])
+        return Estimate(low, high, answer, tolerance)
+    return Poll(tuple(q["choices"]))
+
+
+def _question(q: Question) -> dict[str, Any]:
+    fields: dict[str, Any] = {"text": q.text, "kind": q.kind.value, "limit_s": q.time_limit_s, "points": q.points.name}
+    if q.media.references():
+        fields["media"] = [q.media.image, q.media.audio, list(q.media.choice_images)]
+    return {**fields, **_spec_fields(q.spec)}
 
 
 def encode(quiz: QuizDefinition) -> bytes:
@@ -16,37 +68,32 @@ def encode(quiz: QuizDefinition) -> bytes:
             "title": quiz.title,
             "allow_late_join": quiz.allow_late_join,
             "created_ms": quiz.created_ms,
-            "questions": [
-                {
-                    "text": q.text,
-                    "choices": list(q.choices),
-                    "correct": sorted(q.correct_choices),
-                    "limit_s": q.time_limit_s,
-                    "points": q.points.name,
-                }
-                for q in quiz.questions
-            ],
+            "questions": [_question(q) for q in quiz.questions],
         }
     )
 
 
 def decode(raw: bytes | str) -> QuizDefinition:
+    """A stored quiz; one stored before question kinds has single choice questions without "kind"."""
     data: dict[str, Any] = orjson.loads(raw)
+    questions = []
+    for q in data["questions"]:
+        image, audio, choice_images = q.get("media", ("", "", ()))
+        questions.append(
+            Question(
+                text=q["text"],
+                spec=_spec(Kind(q.get("kind", Kind.SINGLE_CHOICE.value)), q),
+                time_limit_s=int(q["limit_s"]),
+                points=PointsMode[q["points"]],
+                media=QuestionMedia(image, audio, tuple(choice_images)),
+            )
+        )
     return QuizDefinition(
         quiz_id=data["quiz_id"],
         title=data["title"],
         allow_late_join=bool(data["allow_late_join"]),
         created_ms=int(data["created_ms"]),
-        questions=tuple(
-            Question(
-                text=q["text"],
-                choices=tuple(q["choices"]),
-                correct_choices=frozenset(q["correct"]),
-                time_limit_s=int(q["limit_s"]),
-                points=PointsMode[q["points"]],
-            )
-            for q in data["questions"]
-        ),
+        questions=tuple(questions),
     )
 
 

@@ -1,8 +1,9 @@
--- Writes judged answers, each player's new standing and the per-choice counts, for the answers the
+-- Writes judged answers, each player's new standing and the counts of their tally keys, for the answers the
 -- recording process still owns and nobody has judged yet (another process may have taken one over).
 -- KEYS[1]: the quiz's key prefix.
 -- ARGV: recording instance ID, number of answers, then 3 per answer: question_index, player_id,
---       the judged answer (JSON with its choice c and the player's standing after it: t, s, l).
+--       the judged answer (JSON with its tally keys k, which the domain computed and this script only
+--       counts, and the player's standing after it: t, s, l).
 -- Returns a JSON list of 1 (written) or 0 (no longer this process's to write), one per answer.
 local prefix = KEYS[1]
 local me = ARGV[1]
@@ -22,7 +23,7 @@ for i = 0, n - 1 do
     local p = cjson.decode(redis.call('HGET', prefix .. ':players', pid))
     p.t, p.s, p.l = a.t, a.s, a.l
     redis.call('HSET', prefix .. ':players', pid, cjson.encode(p))
-    redis.call('HINCRBY', prefix .. ':c:' .. idx, a.c, 1)
+    for _, tally in ipairs(a.k) do redis.call('HINCRBY', prefix .. ':c:' .. idx, tally, 1) end
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

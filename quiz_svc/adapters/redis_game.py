@@ -16,7 +16,9 @@ from typing import Any
 import orjson
 from redis.commands.core import AsyncScript
 
+from quiz_svc.adapters.answer_codec import decode_value, encode_value
 from quiz_svc.domain import AnswerRefusal, GameState, Phase, PlayerStanding
+from quiz_svc.kinds import ChoiceAnswer, parse_credit
 from quiz_svc.ports import (
     AnswerClaim,
     AnswerKey,
@@ -47,21 +49,30 @@ def _standing(player: dict[str, Any]) -> PlayerStanding:
 
 
 def _stored(raw: dict[str, Any]) -> StoredAnswer:
+    if "v" not in raw:
+        # Judged by a process from before question kinds, during a rolling upgrade: a single choice.
+        old = {"v": encode_value(ChoiceAnswer(int(raw["c"]))), "cr": "1" if raw["ok"] else "0", "k": [str(raw["c"])]}
+        raw = {**raw, **old}
     return StoredAnswer(
-        choice=int(raw["c"]),
+        value=decode_value(raw["v"]),
         correct=bool(raw["ok"]),
         points=int(raw["p"]),
         bonus=int(raw["b"]),
         response_ms=int(raw["rt"]),
         received_ms=int(raw["rcv"]),
         standing=PlayerStanding(int(raw["t"]), int(raw["s"]), int(raw["l"])),
+        credit=parse_credit(raw["cr"]),
+        # cjson writes an empty list back as an empty object.
+        tally=tuple(raw["k"] or ()),
     )
 
 
 def _encode_stored(a: StoredAnswer) -> bytes:
     return orjson.dumps(
         {
-            "c": a.choice,
+            "v": encode_value(a.value),
+            "cr": str(a.credit),
+            "k": a.tally,
             "ok": int(a.correct),
             "p": a.points,
             "b": a.bonus,
@@ -172,7 +183,14 @@ class RedisGameStore:
             args.append(len(positions))
             for position in positions:
                 c = claims[position]
-                args += [c.question_index, c.player_id, c.choice, c.received_ms, c.now_ms, c.lease_until_ms]
+                args += [
+                    c.question_index,
+                    c.player_id,
+                    encode_value(c.value),
+                    c.received_ms,
+                    c.now_ms,
+                    c.lease_until_ms,
+                ]
             calls.append((_prefix(quiz_id), args))
         replies = await self._run_per_quiz(self._claim, calls)
         for positions, reply in zip(by_quiz.values(), replies, strict=True):
@@ -237,9 +255,9 @@ class RedisGameStore:
         held = orjson.loads(raw)
         return _stored(held) if "p" in held else None
 
-    async def choice_counts(self, quiz_id: str, question_index: int, choices: int) -> list[int]:
+    async def tallies(self, quiz_id: str, question_index: int) -> dict[str, int]:
         raw: Any = await self._redis.hgetall(f"{_prefix(quiz_id)}:c:{question_index}")
-        return [int(raw.get(str(c).encode(), 0)) for c in range(choices)]
+        return {key.decode(): int(count) for key, count in raw.items()}
 
     async def schedule_close(self, quiz_id: str, close_ms: int) -> None:
         await self._redis.zadd(DEADLINES, {quiz_id: close_ms})
@@ -270,7 +288,7 @@ class RedisGameStore:
             args += ["P", p.player_id, p.nickname.casefold() if p.active else "", orjson.dumps(record)]
         for key, answer in answers:
             held = {**orjson.loads(_encode_stored(answer)), "lease": 0, "ack": 1}
-            args += ["A", key.question_index, key.player_id, orjson.dumps(held), answer.choice]
+            args += ["A", key.question_index, key.player_id, orjson.dumps(held), len(answer.tally), *answer.tally]
         [done] = await self._run_per_quiz(self._restore, [(_prefix(state.quiz_id), args)])
         return bool(done)
 

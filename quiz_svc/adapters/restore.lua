@@ -1,6 +1,6 @@
 -- Recreates a quiz's lost live state from its durable records, unless it exists already.
 -- KEYS[1]: the quiz's key prefix. ARGV: state fields as name/value pairs up to '--', then
--- 'P' player_id folded_nickname record, or 'A' question_index player_id answer choice.
+-- 'P' player_id folded_nickname record, or 'A' question_index player_id answer n tally_key_1..n.
 -- Returns 1 if restored, 0 if a live state exists.
 local prefix = KEYS[1]
 if redis.call('EXISTS', prefix .. ':state') == 1 then return 0 end
@@ -19,8 +19,9 @@ while i <= #ARGV do
     i = i + 4
   else
     redis.call('HSET', prefix .. ':a:' .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
-    redis.call('HINCRBY', prefix .. ':c:' .. ARGV[i + 1], ARGV[i + 4], 1)
-    i = i + 5
+    local keys = tonumber(ARGV[i + 4])
+    for k = 1, keys do redis.call('HINCRBY', prefix .. ':c:' .. ARGV[i + 1], ARGV[i + 4 + k], 1) end
+    i = i + 5 + keys
   end
 end
 return 1

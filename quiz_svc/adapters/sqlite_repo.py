@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aiosqlite
 
 from quiz_svc.adapters import quiz_codec
 from quiz_svc.adapters.quiz_codec import saved_state_row, state_from_row
 from quiz_svc.domain import GameState, QuizDefinition
+from quiz_svc.media import MediaFile
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quizzes (
@@ -25,6 +28,11 @@ CREATE TABLE IF NOT EXISTS quiz_states (
     close_ms            INTEGER NOT NULL,
     leaderboard_visible INTEGER NOT NULL,
     version             INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS media (
+    media_id     TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    content      BLOB NOT NULL
 );
 """
 
@@ -45,13 +53,33 @@ class SqliteQuizRepository:
         await self._db.executescript(_SCHEMA)
         await self._db.commit()
 
-    async def add(self, quiz: QuizDefinition) -> bool:
+    async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
         cursor = await self._db.execute(
             "INSERT OR IGNORE INTO quizzes (quiz_id, title, definition, created_ms) VALUES (?, ?, ?, ?)",
             (quiz.quiz_id, quiz.title, quiz_codec.encode(quiz).decode(), quiz.created_ms),
         )
+        if cursor.rowcount != 1:
+            await self._db.rollback()
+            return False
+        await self._db.executemany(
+            "INSERT OR IGNORE INTO media (media_id, content_type, content) VALUES (?, ?, ?)",
+            [(m.media_id, m.content_type, m.content) for m in media],
+        )
         await self._db.commit()
-        return cursor.rowcount == 1
+        return True
+
+    async def stored_media(self, media_ids: Sequence[str]) -> set[str]:
+        found = set()
+        for media_id in media_ids:
+            async with self._db.execute("SELECT 1 FROM media WHERE media_id = ?", (media_id,)) as cur:
+                if await cur.fetchone():
+                    found.add(media_id)
+        return found
+
+    async def media(self, media_id: str) -> MediaFile | None:
+        async with self._db.execute("SELECT content_type, content FROM media WHERE media_id = ?", (media_id,)) as cur:
+            row = await cur.fetchone()
+        return MediaFile(media_id, row[0], bytes(row[1])) if row else None
 
     async def get(self, quiz_id: str) -> QuizDefinition | None:
         async with self._db.execute("SELECT definition FROM quizzes WHERE quiz_id = ?", (quiz_id,)) as cur:

@@ -10,36 +10,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final, NotRequired, TypedDict
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
+from tests.browser.pages import PHONE, PROJECTOR, PageErrors, join, open_page, screenshot
 from tests.support.checks import stored_participants, wait_for_stored_answers
 from tests.support.client import EdgeClient
 from tests.support.stack import embedded_stack
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM: Final = Path("/usr/bin/chromium")
-# Flags for a shared, sandboxed CI machine: no GPU, no background traffic of Chromium's own.
-CHROMIUM_ARGS: Final = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS: Final = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PHONE: Final = ViewportSize(width=390, height=844)
-PROJECTOR: Final = ViewportSize(width=1280, height=800)
 LOCKED_IN: Final = "Answer locked in — waiting for the others…"
 
 
@@ -63,53 +49,6 @@ QUESTIONS: Final[list[QuestionJson]] = [
 ]
 # (nickname, choice for question 1, choice for question 2): Bob ends first, Cy second, Ada third.
 PLAYERS: Final = [("Ada", 1, 1), ("Bob", 1, 0), ("Cy", 0, 0)]
-
-expect.set_options(timeout=15_000)
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing (Debian: apt-get install chromium; scripts/test.sh installs it as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the browser tests must run in CI: {reason}")
-        pytest.skip(reason)
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
-
-
-class PageErrors:
-    """JavaScript errors and dialogs (alert, confirm) a page raised; a test expects none of either."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-
-    def watch(self, page: Page) -> Page:
-        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
-        page.on("dialog", lambda dialog: self.dialogs.append(f"{page.url}: {dialog.message}"))
-        return page
-
-
-async def open_page(browser: Browser, url: str, viewport: ViewportSize, errors: PageErrors) -> Page:
-    context = await browser.new_context(viewport=viewport)
-    page = errors.watch(await context.new_page())
-    await page.goto(url)
-    return page
-
-
-async def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-async def join(page: Page, nickname: str) -> None:
-    await page.fill("#join-nickname", nickname)
-    await page.click("#join-button")
-    await expect(page.locator("[data-view=lobby]")).to_be_visible()
-    await expect(page.locator("#me-nickname")).to_have_text(nickname)
 
 
 async def leaderboard_rows(page: Page) -> list[tuple[str, str, str]]:
@@ -263,6 +202,7 @@ async def test_a_host_and_three_players_play_a_whole_quiz(browser: Browser, tmp_
                 "points": str(answer.points),
                 "response_time_ms": str(answer.response_time_ms),
                 "total_score": str(answer.total_score),
+                "answer": answer.answer_text,
             }
         assert {r["nickname"]: int(r["total_score"]) for r in rows if r["question_index"] == "1"} == totals
 

@@ -4,6 +4,7 @@ persistence_svc, and a transport that records the frames the fan-out writes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import struct
 import uuid
 from collections import Counter
@@ -120,6 +121,7 @@ class FakeQuiz:
             question_index=self.question_index,
             correct_choices=q.correct_choices,
             choice_counts=[self.choice_counts[(self.question_index, i)] for i in range(len(q.choices))],
+            tallies={str(i): n for (index, i), n in self.choice_counts.items() if index == self.question_index},
         )
 
 
@@ -133,6 +135,12 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         self.host_requests: list[Any] = []
         self.watch_calls: Counter[str] = Counter()
         self._watchers: dict[str, set[asyncio.Queue[quiz_pb2.WatchQuizResponse]]] = {}
+        # Media by ID (the SHA-256 of the bytes), how often each was read, and a gate reads wait at.
+        self.media: dict[str, bytes] = {}
+        self.media_reads: Counter[str] = Counter()
+        self.media_gate = asyncio.Event()
+        self.media_gate.set()
+        self.media_read = asyncio.Event()
 
     def _quiz(self, quiz_id: str) -> FakeQuiz | None:
         return self.quizzes.get(quiz_id)
@@ -152,7 +160,23 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         for queue in self._watchers.get(quiz.quiz.quiz_id, ()):
             queue.put_nowait(update)
 
+    async def GetMedia(self, request: Any, context: Any) -> quiz_pb2.GetMediaResponse:
+        self.media_reads[request.media_id] += 1
+        self.media_read.set()
+        await self.media_gate.wait()
+        if request.media_id not in self.media:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no media has the ID {request.media_id}")
+        content = self.media[request.media_id]
+        return quiz_pb2.GetMediaResponse(media_id=request.media_id, content_type="image/png", content=content)
+
     async def CreateQuiz(self, request: Any, context: Any) -> quiz_pb2.CreateQuizResponse:
+        ids = {upload.name: hashlib.sha256(upload.content).hexdigest() for upload in request.media}
+        for upload in request.media:
+            self.media[ids[upload.name]] = upload.content
+        for question in request.questions:
+            question.image = ids.get(question.image, question.image)
+        if request.validate_only:
+            return quiz_pb2.CreateQuizResponse()
         quiz_id = f"q-{uuid.uuid4().hex[:8]}"
         quiz = quiz_pb2.Quiz(quiz_id=quiz_id, title=request.title, questions=request.questions)
         quiz.allow_late_join = request.allow_late_join if request.HasField("allow_late_join") else True

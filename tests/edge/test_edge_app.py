@@ -137,7 +137,13 @@ async def test_player_joins_answers_and_gets_results_without_seeing_answers_earl
 
     assert all("correct_choices" not in raw for raw in player.raw), "a player saw correct choices before close"
     closed = await host.request("close_question")
-    assert closed["results"] == {"question_index": 0, "correct_choices": [1], "choice_counts": [0, 1, 0]}
+    assert closed["results"] == {
+        "question_index": 0,
+        "kind": "single_choice",
+        "correct_choices": [1],
+        "choice_counts": [0, 1, 0],
+        "tallies": {"1": 1},
+    }
     pushed = await player.push("quiz_state", results=closed["results"])
     assert pushed["state"]["phase"] == "question_closed"
 

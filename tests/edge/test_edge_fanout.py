@@ -293,7 +293,13 @@ async def test_a_close_missed_while_the_stream_was_down_arrives_with_its_results
     hub.deliver_quiz_update(QUIZ, closing(2, 0, 5_000))
     [message] = ann_t.messages()
     assert message["state"]["phase"] == "question_closed"
-    assert message["results"] == {"question_index": 0, "correct_choices": [1], "choice_counts": [3, 4]}
+    assert message["results"] == {
+        "question_index": 0,
+        "kind": "single_choice",
+        "correct_choices": [1],
+        "choice_counts": [3, 4],
+        "tallies": {},
+    }
     # A socket seated after the close (its reply carried the closed state) gets the results too, once.
     bob, bob_t = player("p2")
     hub.attach(bob, numbered(2, quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED, 0, 4_000))

@@ -10,6 +10,7 @@ import pytest
 from edge import protocol, routes
 from edge.protocol import ClientError
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.quiz.v1.answer_value_pb2 import AnswerValue, ChoiceSet, ItemOrder
 
 
 def _error(raw: str | bytes) -> ClientError:
@@ -81,7 +82,7 @@ def test_errors_after_the_envelope_keep_the_request_id() -> None:
 
 def test_valid_messages_become_typed_commands() -> None:
     envelope = protocol.parse_message('{"type": "submit_answer", "id": "a1", "question_index": 2, "choice": 3}')
-    assert envelope == protocol.Envelope("submit_answer", "a1", protocol.SubmitAnswer(2, 3))
+    assert envelope == protocol.Envelope("submit_answer", "a1", protocol.SubmitAnswer(2, AnswerValue(choice=3)))
 
     create = protocol.parse_message(
         orjson.dumps(
@@ -102,7 +103,7 @@ def test_valid_messages_become_typed_commands() -> None:
         )
     ).message
     assert isinstance(create, protocol.CreateQuiz)
-    assert create.questions[0].points == "double"
+    assert create.questions[0].points_mode == quiz_pb2.POINTS_MODE_DOUBLE
     assert create.allow_late_join is False
 
     host = protocol.parse_message('{"type": "close_question"}').message
@@ -145,6 +146,7 @@ def test_state_json_shows_the_question_without_correct_choices() -> None:
         "question_count": 3,
         "question": {
             "index": 0,
+            "kind": "single_choice",
             "text": "?",
             "choices": ["a", "b"],
             "time_limit_seconds": 20,
@@ -157,6 +159,34 @@ def test_state_json_shows_the_question_without_correct_choices() -> None:
         "server_time_ms": 1_500,
     }
     assert b"correct" not in orjson.dumps(encoded)
+
+
+@pytest.mark.parametrize(
+    ("fields", "value"),
+    [
+        ({"choice": 1}, AnswerValue(choice=1)),
+        ({"choices": [2, 0]}, AnswerValue(choices=ChoiceSet(choices=[2, 0]))),
+        ({"truth": False}, AnswerValue(truth=False)),
+        ({"text": " Éléphant "}, AnswerValue(text=" Éléphant ")),
+        ({"order": [1, 0]}, AnswerValue(order=ItemOrder(positions=[1, 0]))),
+        ({"number": 0.1}, AnswerValue(number="0.1")),
+        ({"number": 1969}, AnswerValue(number="1969")),
+        ({"number": "-3.25"}, AnswerValue(number="-3.25")),
+        # A client of single choices may still send choice beside a kind's member: the member counts.
+        ({"choice": 0, "text": "colour"}, AnswerValue(text="colour")),
+    ],
+)
+def test_each_kinds_answer_is_read_into_its_value(fields: dict[str, object], value: AnswerValue) -> None:
+    envelope = protocol.parse_message(orjson.dumps({"type": "submit_answer", "question_index": 0, **fields}))
+    assert envelope.message == protocol.SubmitAnswer(0, value)
+
+
+def test_an_answer_without_any_member_names_choice() -> None:
+    error = _error(orjson.dumps({"type": "submit_answer", "question_index": 0}))
+    assert (error.code, error.message) == (
+        "invalid_field",
+        "field 'choice' is required and must be an integer from 0 to 2147483647",
+    )
 
 
 def test_lobby_state_has_no_question() -> None:

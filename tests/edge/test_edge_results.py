@@ -67,6 +67,7 @@ async def test_only_the_quizs_host_downloads_its_results(tmp_path: Path) -> None
                 str(result["points"]),
                 str(result["response_time_ms"]),
                 str(result["total_score"]),
+                "4",  # the chosen choice's text
             ],
         ]
         await player.close()

@@ -6,6 +6,7 @@ import uuid
 
 from quizmesh.eventcodec import timestamp_ms
 from quizmesh.events.v1 import events_pb2
+from quizmesh.quiz.v1 import answer_value_pb2
 
 BASE_MS = 1_760_000_000_000
 
@@ -36,9 +37,20 @@ def left(quiz_id: str, player_id: str, at_ms: int, *, kicked: bool = False) -> e
 
 
 def answered(
-    quiz_id: str, question_index: int, player_id: str, at_ms: int, *, choice: int = 1, points: int = 500
+    quiz_id: str,
+    question_index: int,
+    player_id: str,
+    at_ms: int,
+    *,
+    choice: int = 1,
+    points: int = 500,
+    value: answer_value_pb2.AnswerValue | None = None,
 ) -> events_pb2.AnswerSubmitted:
+    """An answer event; a single choice (`choice`) unless `value` says otherwise."""
     return events_pb2.AnswerSubmitted(
+        value=value or answer_value_pb2.AnswerValue(choice=choice),
+        answer_text=f"answer {choice}",
+        credit="1" if points > 0 else "0",
         # quiz_svc derives the ID from the key, so a redelivery or a retry carries the same one.
         event_id=f"{quiz_id}/{question_index}/{player_id}",
         event_time=timestamp_ms(BASE_MS + at_ms + 1),

@@ -16,6 +16,7 @@ from persistence_svc.domain import (
 from persistence_svc.event_rows import row_from_event
 from quizmesh.eventcodec import timestamp_ms
 from quizmesh.events.v1 import events_pb2
+from quizmesh.quiz.v1 import answer_value_pb2
 from tests.persistence_svc.persistence_factories import BASE_MS, answered, joined, left, new_quiz_id
 
 
@@ -41,7 +42,13 @@ def test_each_stored_event_becomes_its_row() -> None:
         answered_at=_at(30),
         quiz_elapsed_ms=30,
         event_id=f"{quiz}/2/p1",
+        answer='{"choice":3}',
+        answer_text="answer 3",
+        credit="1",
     )
+    typed = answer_value_pb2.AnswerValue(text="Ça va !")
+    typed_row = row_from_event(answered(quiz, 3, "p1", 40, value=typed))
+    assert isinstance(typed_row, AnswerRow) and typed_row.answer == '{"text":"Ça va !"}'
 
 
 @pytest.mark.parametrize(
@@ -53,6 +60,7 @@ def test_each_stored_event_becomes_its_row() -> None:
         (joined("q", "p1", 1, nickname="a\x00b"), "nickname contains a NUL"),
         (events_pb2.UserLeftQuiz(quiz_id="q", player_id="p1"), "event_time is unset"),
         (answered("q", -1, "p1", 1), "question_index -1 is negative"),
+        (answered("q", 0, "p1", 1, value=answer_value_pb2.AnswerValue(text="a\x00")), "value.text contains a NUL"),
         (events_pb2.LeaderboardUpdated(quiz_id="q", event_time=timestamp_ms(BASE_MS)), "is not stored"),
     ],
 )

@@ -86,6 +86,8 @@ async def test_migrating_an_unpartitioned_database_keeps_every_row_and_is_idempo
             answers = await store.list_answers(f"Q{n:03d}", 10, None)
             participants = await store.list_participants(f"Q{n:03d}", 10, None)
             assert [(a.player_id, a.points, a.event_id) for a in answers.items] == [("p1", 900, f"Q{n:03d}:0:p1")]
+            # Migration 0003: a row from before question kinds reads as its single choice.
+            assert [(a.answer, a.answer_text, a.credit) for a in answers.items] == [('{"choice": 2}', "2", "1")]
             assert [(p.player_id, p.nickname, p.joined_at) for p in participants.items] == [("p1", "Ada", _JOINED)]
     finally:
         await store.close()

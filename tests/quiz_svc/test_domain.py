@@ -17,8 +17,9 @@ from quiz_svc.domain import (
     judge,
     streak_now,
 )
+from quiz_svc.kinds import ChoiceAnswer, SingleChoice
 
-Q = Question("2+2?", ("3", "4", "5"), frozenset({1}), 10, PointsMode.STANDARD)
+Q = Question("2+2?", SingleChoice(("3", "4", "5"), frozenset({1})), 10, PointsMode.STANDARD)
 QUIZ = QuizDefinition("ABCDEFGH", "t", (Q, Q, Q), True, 0)
 
 
@@ -38,11 +39,11 @@ def test_points_round_halves_up() -> None:
 
 
 def test_double_points_double_the_base() -> None:
-    double = Question("q", ("a", "b"), frozenset({0}), 10, PointsMode.DOUBLE)
+    double = Question("q", SingleChoice(("a", "b"), frozenset({0})), 10, PointsMode.DOUBLE)
     assert base_points(double, 10_000) == 1000
 
 
-FREE = Question("poll", ("a", "b"), frozenset({0}), 10, PointsMode.NONE)
+FREE = Question("poll", SingleChoice(("a", "b"), frozenset({0})), 10, PointsMode.NONE)
 
 
 def quiz_of(*questions: Question) -> QuizDefinition:
@@ -54,7 +55,7 @@ def test_streak_bonus_grows_by_100_after_the_first_and_caps_at_500() -> None:
     standing = PlayerStanding(0, 0, -1)
     bonuses = []
     for index in range(8):
-        verdict = judge(quiz, index, 1, 0, standing)
+        verdict = judge(quiz, index, ChoiceAnswer(1), 0, standing)
         bonuses.append(verdict.bonus)
         standing = verdict.standing
     assert bonuses == [0, 100, 200, 300, 400, 500, 500, 500]
@@ -62,29 +63,29 @@ def test_streak_bonus_grows_by_100_after_the_first_and_caps_at_500() -> None:
 
 
 def test_a_wrong_answer_earns_nothing_and_breaks_the_streak() -> None:
-    verdict = judge(quiz_of(*[Q] * 4), 3, 0, 0, PlayerStanding(5000, 4, 2))
+    verdict = judge(quiz_of(*[Q] * 4), 3, ChoiceAnswer(0), 0, PlayerStanding(5000, 4, 2))
     assert (verdict.correct, verdict.points, verdict.standing) == (False, 0, PlayerStanding(5000, 0, -1))
 
 
 def test_an_unanswered_scoring_question_ends_the_streak() -> None:
-    verdict = judge(quiz_of(*[Q] * 6), 5, 1, 0, PlayerStanding(5000, 4, 3))
+    verdict = judge(quiz_of(*[Q] * 6), 5, ChoiceAnswer(1), 0, PlayerStanding(5000, 4, 3))
     assert verdict.standing.streak == 1
     assert verdict.bonus == 0
 
 
 def test_a_no_points_question_neither_scores_nor_breaks_the_streak() -> None:
     quiz = quiz_of(Q, Q, Q, FREE, Q)
-    verdict = judge(quiz, 3, 1, 0, PlayerStanding(5000, 2, 2))
+    verdict = judge(quiz, 3, ChoiceAnswer(1), 0, PlayerStanding(5000, 2, 2))
     assert verdict.points == 0
     assert verdict.standing == PlayerStanding(5000, 2, 3)
-    after = judge(quiz, 4, 1, 0, verdict.standing)
+    after = judge(quiz, 4, ChoiceAnswer(1), 0, verdict.standing)
     assert after.standing.streak == 3
 
 
 def test_an_unanswered_no_points_question_leaves_the_streak() -> None:
     quiz = quiz_of(Q, FREE, FREE, Q)
-    first = judge(quiz, 0, 1, 0, PlayerStanding(0, 0, -1))
-    after = judge(quiz, 3, 1, 0, first.standing)  # the two polls between were not answered
+    first = judge(quiz, 0, ChoiceAnswer(1), 0, PlayerStanding(0, 0, -1))
+    after = judge(quiz, 3, ChoiceAnswer(1), 0, first.standing)  # the two polls between were not answered
     assert (after.standing.streak, after.bonus) == (2, 100)
 
 
@@ -92,16 +93,16 @@ def test_a_no_points_answer_after_a_missed_question_reports_the_ended_streak() -
     # Issue 14: a player who missed the previous question and then answered a no-points question got
     # streak 1 in that answer_result, the value from before the miss.
     quiz = quiz_of(Q, Q, FREE, Q)
-    first = judge(quiz, 0, 1, 0, PlayerStanding(0, 0, -1))
+    first = judge(quiz, 0, ChoiceAnswer(1), 0, PlayerStanding(0, 0, -1))
     assert first.standing.streak == 1
-    poll = judge(quiz, 2, 0, 0, first.standing)  # question 1 was not answered
+    poll = judge(quiz, 2, ChoiceAnswer(0), 0, first.standing)  # question 1 was not answered
     assert (poll.points, poll.standing) == (0, PlayerStanding(1000, 0, -1))
-    assert judge(quiz, 3, 1, 0, poll.standing).standing.streak == 1
+    assert judge(quiz, 3, ChoiceAnswer(1), 0, poll.standing).standing.streak == 1
 
 
 def test_the_streak_as_it_stands_counts_closed_questions_only() -> None:
     quiz = quiz_of(Q, Q, FREE, Q)
-    standing = judge(quiz, 0, 1, 0, PlayerStanding(0, 0, -1)).standing
+    standing = judge(quiz, 0, ChoiceAnswer(1), 0, PlayerStanding(0, 0, -1)).standing
     state = initial_state(quiz)
     opened = apply_host_action(state, quiz, HostAction.START, 0)
     assert streak_now(quiz, opened, standing) == 1  # question 0, answered
@@ -116,13 +117,13 @@ def test_the_streak_as_it_stands_counts_closed_questions_only() -> None:
 @pytest.mark.parametrize(
     ("question", "message"),
     [
-        (Question("", ("a", "b"), frozenset({0}), 10, PointsMode.STANDARD), "text must not be empty"),
-        (Question("q", ("a",), frozenset({0}), 10, PointsMode.STANDARD), "2 to 6 choices"),
-        (Question("q", tuple("abcdefg"), frozenset({0}), 10, PointsMode.STANDARD), "2 to 6 choices"),
-        (Question("q", ("a", "b"), frozenset(), 10, PointsMode.STANDARD), "at least one correct"),
-        (Question("q", ("a", "b"), frozenset({2}), 10, PointsMode.STANDARD), "outside 0..1"),
-        (Question("q", ("a", "b"), frozenset({0}), 4, PointsMode.STANDARD), "5 to 120 s"),
-        (Question("q", ("a", "b"), frozenset({0}), 121, PointsMode.STANDARD), "5 to 120 s"),
+        (Question("", SingleChoice(("a", "b"), frozenset({0})), 10, PointsMode.STANDARD), "text must not be empty"),
+        (Question("q", SingleChoice(("a",), frozenset({0})), 10, PointsMode.STANDARD), "2 to 6 choices"),
+        (Question("q", SingleChoice(tuple("abcdefg"), frozenset({0})), 10, PointsMode.STANDARD), "2 to 6 choices"),
+        (Question("q", SingleChoice(("a", "b"), frozenset()), 10, PointsMode.STANDARD), "at least one correct"),
+        (Question("q", SingleChoice(("a", "b"), frozenset({2})), 10, PointsMode.STANDARD), "outside 0..1"),
+        (Question("q", SingleChoice(("a", "b"), frozenset({0})), 4, PointsMode.STANDARD), "5 to 120 s"),
+        (Question("q", SingleChoice(("a", "b"), frozenset({0})), 121, PointsMode.STANDARD), "5 to 120 s"),
     ],
 )
 def test_invalid_questions_are_refused_with_the_reason(question: Question, message: str) -> None:
@@ -131,9 +132,9 @@ def test_invalid_questions_are_refused_with_the_reason(question: Question, messa
 
 
 def test_several_correct_choices_are_allowed() -> None:
-    multi = Question("q", ("a", "b", "c"), frozenset({0, 2}), 10, PointsMode.STANDARD)
+    multi = Question("q", SingleChoice(("a", "b", "c"), frozenset({0, 2})), 10, PointsMode.STANDARD)
     domain.validate_quiz("t", (multi,))
-    assert judge(quiz_of(multi), 0, 2, 0, PlayerStanding(0, 0, -1)).correct
+    assert judge(quiz_of(multi), 0, ChoiceAnswer(2), 0, PlayerStanding(0, 0, -1)).correct
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction, Phase, base_points
+from quiz_svc.kinds import ChoiceAnswer
 from quiz_svc.ports import AnswerKey, GameStore, UpdateFeed
 from quiz_svc.service import AcceptedAnswer, AnswerInput, QuizGame, Timeouts
 from quizmesh.auth import Credentials
@@ -163,15 +164,15 @@ async def test_an_answer_its_process_died_holding_unjudged_is_judged_on_the_retr
     opened = replicas.clock.now
     replicas.clock.advance(1_000)
     stamped = opened + 900  # the edge received it 100 ms before it reached A
-    await dies_at(stuck, a.submit_answers([AnswerInput(token, 0, 1, received_ms=stamped)]))
+    await dies_at(stuck, a.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1), received_ms=stamped)]))
 
     # Until A's heartbeat expires, B cannot tell it from a slow A: the retry is told to retry.
-    [early] = await b.submit_answers([AnswerInput(token, 0, 1, received_ms=stamped)])
+    [early] = await b.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1), received_ms=stamped)])
     assert early == AnswerRefusal.UNAVAILABLE
     replicas.clock.advance(PAST_TTL_MS)
     # A is dead: its answers are free to the players' retries at once, its recovery comes later.
     assert await b.heartbeat() == ()
-    [retry] = await b.submit_answers([AnswerInput(token, 0, 1, received_ms=stamped)])
+    [retry] = await b.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1), received_ms=stamped)])
     assert isinstance(retry, AcceptedAnswer)
     # Scored from the first receipt, 900 ms after the opening: the outage cost nothing.
     assert (retry.answer.response_ms, retry.answer.points) == (900, base_points(QUESTIONS[0], 900))
@@ -186,8 +187,8 @@ async def test_a_judged_answer_its_process_died_before_publishing_is_published_b
     a, b = await alive(replicas, publisher=stuck)
     quiz_id, host, tokens = await quiz_with_players(b, 2)
     replicas.clock.advance(2_000)
-    await dies_at(stuck, a.submit_answers([AnswerInput(tokens[0], 0, 1)]))
-    [other] = await b.submit_answers([AnswerInput(tokens[1], 0, 1)])
+    await dies_at(stuck, a.submit_answers([AnswerInput(tokens[0], 0, ChoiceAnswer(1))]))
+    [other] = await b.submit_answers([AnswerInput(tokens[1], 0, ChoiceAnswer(1))])
     assert isinstance(other, AcceptedAnswer)
     await b.drain()  # its acknowledged mark, written in the background
     assert len(replicas.answers_on_bus()) == 1  # A's judged answer is in the standing, not in Kafka
@@ -198,12 +199,12 @@ async def test_a_judged_answer_its_process_died_before_publishing_is_published_b
     # Both players answered 2 s after the opening: 900 points each, A's as A judged it.
     assert sorted(e.points for e in events) == [900, 900] and len({e.player_id for e in events}) == 2
     # The player's retry now finds the answer durable.
-    [retry] = await b.submit_answers([AnswerInput(tokens[0], 0, 1)])
+    [retry] = await b.submit_answers([AnswerInput(tokens[0], 0, ChoiceAnswer(1))])
     assert retry == AnswerRefusal.ALREADY_ANSWERED
     # Their next answer's total counts exactly what Kafka holds.
     await b.host_action(quiz_id, host, HostAction.CLOSE, 0)
     await b.host_action(quiz_id, host, HostAction.NEXT, 1)
-    [second] = await b.submit_answers([AnswerInput(tokens[0], 1, 0)])
+    [second] = await b.submit_answers([AnswerInput(tokens[0], 1, ChoiceAnswer(0))])
     assert isinstance(second, AcceptedAnswer)
     player_id = (await b.resume(tokens[0])).player.player_id
     events = [e for e in replicas.answers_on_bus() if e.player_id == player_id]
@@ -239,7 +240,7 @@ async def test_a_close_its_process_died_in_reaches_every_watcher_through_the_rec
     stuck = Stalling(ChannelUpdateFeed(replicas.channels, replicas.clock), "publish")
     a, b = await alive(replicas, feed=stuck)
     quiz_id, host, tokens = await quiz_with_players(b, 2)
-    await b.submit_answers([AnswerInput(tokens[0], 0, 1), AnswerInput(tokens[1], 0, 0)])
+    await b.submit_answers([AnswerInput(tokens[0], 0, ChoiceAnswer(1)), AnswerInput(tokens[1], 0, ChoiceAnswer(0))])
     async with replicas.watching(quiz_id) as pushed:
         await dies_at(stuck, a.host_action(quiz_id, host, HostAction.CLOSE, 0))
         assert pushed == []
@@ -277,7 +278,7 @@ async def test_a_retiring_process_leaves_its_unpublished_answers_to_the_others_a
     a, b = await alive(replicas, publisher=down)
     _, _, [token] = await quiz_with_players(b, 1)
     down.down = True
-    [refused] = await a.submit_answers([AnswerInput(token, 0, 1)])
+    [refused] = await a.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert refused == AnswerRefusal.UNAVAILABLE
     await a.retire()  # shutting down with a judged answer Kafka never took
     dead = await b.heartbeat()
@@ -296,7 +297,7 @@ async def test_repeated_host_actions_that_took_effect_succeed_without_changing_a
     quiz_id, host, [token] = await quiz_with_players(b, 1)
     again, _ = await b.host_action(quiz_id, host, HostAction.START)
     assert (again.phase, again.question_index) == (Phase.QUESTION_OPEN, 0)
-    await b.submit_answers([AnswerInput(token, 0, 1)])
+    await b.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     closed, first = await b.host_action(quiz_id, host, HostAction.CLOSE, 0)
     repeat, second = await b.host_action(quiz_id, host, HostAction.CLOSE, 0)
     assert repeat == closed and first == second and first is not None and first.choice_counts == (0, 1)

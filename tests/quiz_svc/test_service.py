@@ -13,7 +13,8 @@ from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.persistence_results import stored_results
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
-from quiz_svc.domain import AnswerRefusal, HostAction, Phase, PointsMode, Question
+from quiz_svc.domain import AnswerRefusal, HostAction, Phase, PointsMode, Question, QuizDefinition
+from quiz_svc.kinds import ChoiceAnswer, SingleChoice
 from quiz_svc.ports import AnswerKey, StoredResults
 from quiz_svc.service import AcceptedAnswer, AnswerInput, PlayerLeft, PlayerNotFound, QuizGame
 from quizmesh.auth import Credentials
@@ -26,8 +27,8 @@ from tests.quiz_svc.conftest import FakeClock
 
 KEY = b"k" * 32
 QUESTIONS = [
-    Question("2+2?", ("3", "4"), frozenset({1}), 10, PointsMode.STANDARD),
-    Question("Capital of France?", ("Paris", "Rome", "Oslo"), frozenset({0}), 20, PointsMode.DOUBLE),
+    Question("2+2?", SingleChoice(("3", "4"), frozenset({1})), 10, PointsMode.STANDARD),
+    Question("Capital of France?", SingleChoice(("Paris", "Rome", "Oslo"), frozenset({0})), 20, PointsMode.DOUBLE),
 ]
 
 
@@ -56,7 +57,8 @@ class ResultsFromBus:
     def _events(self, topic: str) -> list[bytes]:
         return [r.value for p in range(8) for r in self._bus.read(topic, p, 0, 100_000)]
 
-    async def results(self, quiz_id: str) -> StoredResults:
+    async def results(self, quiz: QuizDefinition) -> StoredResults:
+        quiz_id = quiz.quiz_id
         joins = [events_pb2.UserJoinedQuiz.FromString(v) for v in self._events("user_joined_quiz")]
         lefts = {
             e.player_id: e
@@ -82,6 +84,9 @@ class ResultsFromBus:
                 question_index=a.question_index,
                 player_id=a.player_id,
                 choice=a.choice,
+                value=a.value,
+                answer_text=a.answer_text,
+                credit=a.credit,
                 correct=a.correct,
                 points=a.points,
                 response_time_ms=a.response_time_ms,
@@ -93,7 +98,7 @@ class ResultsFromBus:
             for a in answers
             if a.quiz_id == quiz_id
         ]
-        return stored_results(participants, stored)
+        return stored_results(quiz, participants, stored)
 
     async def close(self) -> None:
         return None
@@ -141,7 +146,7 @@ async def started_quiz(h: Harness, players: int = 1) -> tuple[str, str, list[str
 async def test_an_answer_is_scored_on_server_time_and_published(harness: Harness) -> None:
     _, _, [token] = await started_quiz(harness)
     harness.clock.advance(2_000)
-    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert isinstance(outcome, AcceptedAnswer)
     assert (outcome.answer.correct, outcome.answer.points, outcome.answer.standing.total) == (True, 900, 900)
     [event] = harness.answers_on_bus()
@@ -151,14 +156,16 @@ async def test_an_answer_is_scored_on_server_time_and_published(harness: Harness
 async def test_an_answer_after_close_is_rejected_whatever_the_client_says(harness: Harness) -> None:
     _, _, [token] = await started_quiz(harness)
     harness.clock.advance(10_001)
-    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert outcome == AnswerRefusal.QUESTION_CLOSED
     assert harness.answers_on_bus() == []
 
 
 async def test_one_hundred_concurrent_duplicates_are_accepted_once(harness: Harness) -> None:
     _, _, [token] = await started_quiz(harness)
-    outcomes = await asyncio.gather(*(harness.game.submit_answers([AnswerInput(token, 0, 1)]) for _ in range(100)))
+    outcomes = await asyncio.gather(
+        *(harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))]) for _ in range(100))
+    )
     flat = [o[0] for o in outcomes]
     assert sum(isinstance(o, AcceptedAnswer) for o in flat) == 1
     # While the first is in progress it may still fail: the others are told to retry; once Kafka holds
@@ -166,7 +173,7 @@ async def test_one_hundred_concurrent_duplicates_are_accepted_once(harness: Harn
     refusals = {o for o in flat if not isinstance(o, AcceptedAnswer)}
     assert refusals <= {AnswerRefusal.UNAVAILABLE, AnswerRefusal.ALREADY_ANSWERED}
     await harness.game.drain()
-    [retry] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [retry] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert retry == AnswerRefusal.ALREADY_ANSWERED
     assert len(harness.answers_on_bus()) == 1
 
@@ -176,7 +183,11 @@ async def test_a_forged_or_foreign_credential_is_refused(harness: Harness) -> No
     forged = Credentials(b"x" * 32).issue("player", quiz_id, "someone")
     host_as_player = Credentials(KEY).issue("host", quiz_id)
     outcomes = await harness.game.submit_answers(
-        [AnswerInput(forged, 0, 1), AnswerInput(host_as_player, 0, 1), AnswerInput("", 0, 1)]
+        [
+            AnswerInput(forged, 0, ChoiceAnswer(1)),
+            AnswerInput(host_as_player, 0, ChoiceAnswer(1)),
+            AnswerInput("", 0, ChoiceAnswer(1)),
+        ]
     )
     assert outcomes == [AnswerRefusal.UNAUTHENTICATED] * 3
     assert harness.answers_on_bus() == []
@@ -185,7 +196,11 @@ async def test_a_forged_or_foreign_credential_is_refused(harness: Harness) -> No
 async def test_bad_question_and_choice_are_refused(harness: Harness) -> None:
     _, _, [token] = await started_quiz(harness)
     outcomes = await harness.game.submit_answers(
-        [AnswerInput(token, 9, 0), AnswerInput(token, 0, 2), AnswerInput(token, 1, 0)]
+        [
+            AnswerInput(token, 9, ChoiceAnswer(0)),
+            AnswerInput(token, 0, ChoiceAnswer(2)),
+            AnswerInput(token, 1, ChoiceAnswer(0)),
+        ]
     )
     assert outcomes == [
         AnswerRefusal.QUESTION_NOT_FOUND,
@@ -200,16 +215,16 @@ async def test_when_kafka_is_down_the_answer_is_unavailable_then_the_retry_publi
     _, _, [token] = await started_quiz(harness)
     harness.clock.advance(1_000)
     harness.publisher.down = True
-    [first] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [first] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert first == AnswerRefusal.UNAVAILABLE
     harness.publisher.down = False
     harness.clock.advance(30_000)  # past the close: the answer was received in time, so it still counts
-    [retry] = await harness.game.submit_answers([AnswerInput(token, 0, 0)])
+    [retry] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(0))])
     assert isinstance(retry, AcceptedAnswer)
-    assert (retry.answer.choice, retry.answer.points) == (1, 950)
+    assert (retry.answer.value, retry.answer.points) == (ChoiceAnswer(1), 950)
     [event] = harness.answers_on_bus()
     assert event.points == 950
-    [again] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [again] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert again == AnswerRefusal.ALREADY_ANSWERED
 
 
@@ -228,7 +243,9 @@ async def test_only_the_host_runs_the_quiz(harness: Harness) -> None:
 
 async def test_the_scheduler_closes_due_questions_and_publishes_results(harness: Harness) -> None:
     quiz_id, _, tokens = await started_quiz(harness, players=3)
-    await harness.game.submit_answers([AnswerInput(tokens[0], 0, 1), AnswerInput(tokens[1], 0, 0)])
+    await harness.game.submit_answers(
+        [AnswerInput(tokens[0], 0, ChoiceAnswer(1)), AnswerInput(tokens[1], 0, ChoiceAnswer(0))]
+    )
     assert await harness.game.close_due_questions() == 0
     harness.clock.advance(10_001)
     assert await harness.game.close_due_questions() == 1
@@ -249,7 +266,7 @@ async def test_late_join_is_configurable(harness: Harness) -> None:
 
 async def test_resume_restores_score_question_and_answered_state(harness: Harness) -> None:
     _, _, [token] = await started_quiz(harness)
-    await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     resumed = await harness.game.resume(token)
     assert resumed.player.standing.total == 1000
     assert resumed.state.phase == Phase.QUESTION_OPEN and resumed.state.question_index == 0
@@ -280,7 +297,7 @@ async def test_a_player_who_left_cannot_resume_and_is_told_they_left(harness: Ha
     await harness.game.leave(token)
     with pytest.raises(PlayerLeft, match="you left this quiz"):
         await harness.game.resume(token)
-    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert outcome == AnswerRefusal.NOT_A_PARTICIPANT
 
 
@@ -298,14 +315,16 @@ async def test_a_kicked_player_cannot_resume_or_answer(harness: Harness) -> None
     with pytest.raises(domain.PlayerRemoved, match="the host removed you") as refused:
         await harness.game.resume(token)
     assert not isinstance(refused.value, PlayerLeft)
-    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert outcome == AnswerRefusal.NOT_A_PARTICIPANT
 
 
 async def test_a_quiz_whose_live_state_was_lost_is_rebuilt_from_durable_records(harness: Harness) -> None:
     quiz_id, host, tokens = await started_quiz(harness, players=3)
     harness.clock.advance(1_000)
-    await harness.game.submit_answers([AnswerInput(tokens[0], 0, 1), AnswerInput(tokens[1], 0, 0)])
+    await harness.game.submit_answers(
+        [AnswerInput(tokens[0], 0, ChoiceAnswer(1)), AnswerInput(tokens[1], 0, ChoiceAnswer(0))]
+    )
     kicked = (await harness.game.resume(tokens[2])).player.player_id
     await harness.game.kick(quiz_id, host, kicked)
     before = await harness.game.resume(tokens[0])
@@ -316,7 +335,7 @@ async def test_a_quiz_whose_live_state_was_lost_is_rebuilt_from_durable_records(
     assert resumed.state.phase == Phase.QUESTION_OPEN and resumed.state.question_index == 0
     assert resumed.state.participant_count == 2
     assert resumed.current_answer is not None and resumed.current_answer.points == before.player.standing.total
-    [again] = await after_loss.submit_answers([AnswerInput(tokens[0], 0, 1)])
+    [again] = await after_loss.submit_answers([AnswerInput(tokens[0], 0, ChoiceAnswer(1))])
     assert again == AnswerRefusal.ALREADY_ANSWERED
     with pytest.raises(domain.PlayerRemoved):
         await after_loss.resume(tokens[2])
@@ -363,16 +382,16 @@ async def test_the_reply_does_not_wait_for_the_acknowledged_mark_and_the_reserva
 ) -> None:
     harness, store = gated
     _, _, [token] = await started_quiz(harness)
-    [accepted] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [accepted] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     assert isinstance(accepted, AcceptedAnswer)  # replied although no mark can be written yet
     await asyncio.sleep(0)
     assert len(store.calls) == 1  # the mark is being written, held at the gate
-    [duplicate] = await harness.game.submit_answers([AnswerInput(token, 0, 0)])
+    [duplicate] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(0))])
     assert duplicate == AnswerRefusal.UNAVAILABLE  # reserved, not judged twice; its retry meets the mark
     store.gate.set()
     await harness.game.drain()
     harness.clock.advance(6_000)  # past the lease: only the mark refuses the duplicate now
-    [late_duplicate] = await harness.game.submit_answers([AnswerInput(token, 0, 0)])
+    [late_duplicate] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(0))])
     assert late_duplicate == AnswerRefusal.ALREADY_ANSWERED
     assert len(harness.answers_on_bus()) == 1
 
@@ -384,11 +403,11 @@ async def test_a_lost_acknowledged_mark_only_replays_the_same_event(
     _, _, [token] = await started_quiz(harness)
     store.failing = True
     store.gate.set()
-    [accepted] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+    [accepted] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
     await harness.game.drain()
     assert isinstance(accepted, AcceptedAnswer)
     harness.clock.advance(6_000)
-    [replayed] = await harness.game.submit_answers([AnswerInput(token, 0, 0)])
+    [replayed] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(0))])
     assert isinstance(replayed, AcceptedAnswer)
     assert (replayed.event_id, replayed.answer) == (accepted.event_id, accepted.answer)
     assert {e.event_id for e in harness.answers_on_bus()} == {accepted.event_id}
@@ -400,7 +419,7 @@ async def test_marks_of_batches_published_during_a_store_call_share_the_next_cal
     harness, store = gated
     _, _, tokens = await started_quiz(harness, players=3)
     for token in tokens:
-        [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, 1)])
+        [outcome] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
         assert isinstance(outcome, AcceptedAnswer)
     store.gate.set()
     await harness.game.drain()

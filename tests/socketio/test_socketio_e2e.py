@@ -182,3 +182,67 @@ async def test_a_client_that_tries_long_polling_first_cannot_connect(stack: Stac
     with pytest.raises(socketio.exceptions.ConnectionError):
         await client.connect(stack.edge_urls[0], transports=["polling"], wait_timeout=5)
     await client.shutdown()
+
+
+KINDS = [
+    {
+        "kind": "multiple_select",
+        "text": "Synonyms of happy?",
+        "choices": ["glad", "sad", "joyful"],
+        "correct_choices": [0, 2],
+        "time_limit_seconds": 60,
+    },
+    {
+        "kind": "type_answer",
+        "text": "Spell it",
+        "accepted_answers": ["café"],
+        "accent_insensitive": True,
+        "time_limit_seconds": 60,
+    },
+    {"kind": "ordering", "text": "Order", "items": ["one", "two", "three"], "time_limit_seconds": 60},
+    {
+        "kind": "estimate",
+        "text": "Year?",
+        "estimate": {"min": 1900, "max": 2000, "answer": 1969, "tolerance": 10},
+        "time_limit_seconds": 60,
+    },
+]
+
+
+async def test_every_kinds_answer_travels_over_socketio_as_over_plain_websockets(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    host = await EdgeClient.connect(http, stack.ws_url())
+    created = await host.request("create_quiz", title="Kinds over Socket.IO", questions=KINDS)
+    quiz_id = created["quiz"]["quiz_id"]
+    await host.request("host_quiz", quiz_id=quiz_id, host_token=created["host_token"])
+    ada = SocketIOPlayer()
+    try:
+        await ada.connect(stack.edge_urls[0])
+        assert (await ada.call("join_quiz", {"quiz_id": quiz_id, "nickname": "Ada"}))["type"] == "joined"
+        replies = []
+        for index in range(len(KINDS)):
+            await host.request("start_quiz" if index == 0 else "next_question", question_index=index)
+            opened = await ada.wait_for(question_open(index))
+            question = opened["state"]["question"]
+            answers: list[dict[str, Any]] = [
+                {"choices": [0, 2]},
+                {"text": "Cafe"},
+                {"order": [question["items"].index(item) for item in ("one", "two", "three")] if index == 2 else []},
+                {"number": "1974"},
+            ]
+            answer = answers[index]
+            replies.append(await ada.call("submit_answer", {"question_index": index, **answer}))
+            await host.request("close_question", question_index=index)
+        assert [(r["type"], r["correct"], r["credit"]) for r in replies] == [
+            ("answer_result", True, "1"),
+            ("answer_result", True, "1"),
+            ("answer_result", True, "1"),
+            ("answer_result", True, "3/4"),
+        ]
+        assert replies[1]["accepted_answer"] == "café"
+        refused = await ada.call("submit_answer", {"question_index": 3, "number": "soon"})
+        assert (refused["type"], refused["code"]) == ("error", "invalid_answer")
+    finally:
+        await ada.close()
+        await host.close()

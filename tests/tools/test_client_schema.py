@@ -22,7 +22,34 @@ from edge.protocol import ClientError
 REFERENCE = jsonschema.Draft202012Validator(client_schema.SCHEMA)
 
 QUESTION = {"text": "Capital of Peru?", "choices": ["Lima", "Cusco"], "correct_choices": [0], "time_limit_seconds": 20}
+# One question of each other kind, with every field that kind takes.
+KIND_QUESTIONS: list[dict[str, Any]] = [
+    {**QUESTION, "kind": "multiple_select", "choice_images": ["a.png", ""], "image": "m.png", "audio": "m.mp3"},
+    {"kind": "true_false", "text": "Lima is in Peru", "correct_answer": True},
+    {
+        "kind": "type_answer",
+        "text": "Colour?",
+        "accepted_answers": ["colour"],
+        "accent_insensitive": True,
+        "typo_tolerant": False,
+    },
+    {"kind": "ordering", "text": "Order", "items": ["I", "am", "here"], "time_limit_seconds": 30},
+    {"kind": "estimate", "text": "Year?", "estimate": {"min": 1900, "max": "2000", "answer": 1969.5, "tolerance": 5}},
+    {"kind": "poll", "text": "Best?", "choices": ["a", "b"], "points": "none"},
+]
 VALID: list[dict[str, Any]] = [
+    *({"type": "create_quiz", "title": "K", "questions": [question]} for question in KIND_QUESTIONS),
+    *(
+        {"type": "submit_answer", "question_index": 1, member: value}
+        for member, value in [
+            ("choices", [0, 2]),
+            ("truth", False),
+            ("text", "colour"),
+            ("order", [2, 0, 1]),
+            ("number", 1969.5),
+            ("number", "-3.25"),
+        ]
+    ),
     {"type": "join_quiz", "id": "1", "quiz_id": "G8KWN4BS", "nickname": "Ada"},
     {"type": "resume", "id": 2, "player_token": "eyJ.x.y"},
     {"type": "submit_answer", "id": "3", "question_index": 0, "choice": 1},
@@ -63,7 +90,7 @@ def _mutations(frame: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({key: value for key, value in frame.items() if key != name})
         out.extend({**frame, name: junk} for junk in JUNK)
     if frame["type"] == "create_quiz":
-        for name in [*QUESTION, "points"]:
+        for name in [*frame["questions"][0], "points", "kind"]:
             for junk in [*JUNK, "missing"]:
                 mutated = copy.deepcopy(frame)
                 if junk == "missing":

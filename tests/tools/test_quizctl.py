@@ -139,6 +139,7 @@ async def test_a_host_runs_a_quiz_and_exports_its_results(
         "points": str(ada_first.points),
         "response_time_ms": str(ada_first.response_time_ms),
         "total_score": str(ada_first.total_score),
+        "answer": "Paris",
     }
     # An unanswered question: no choice, no points, the total so far.
     assert (ada_q1["choice"], ada_q1["correct"], ada_q1["points"], ada_q1["total_score"]) == (
@@ -203,10 +204,17 @@ async def test_usage_mistakes_exit_2(
     assert "--host-token" in err
     assert (await run(capsys, stack, "fly"))[0] == quizctl.EXIT_USAGE
     bad = tmp_path / "bad.json"
-    bad.write_text('{"title": "t", "questions": [{"text": "?", "choices": "ab"}]}')
+    bad.write_text('{"title": "t", "questions": [{"text": "?", "choices": "ab", "correct_choices": [0]}]}')
     code, _, err = await run(capsys, stack, "create", "--file", str(bad))
     assert code == quizctl.EXIT_USAGE
     assert err.strip() == f"quizctl: {bad}: questions[0].choices must be a list of strings"
+    sheet = tmp_path / "bad.csv"
+    sheet.write_text("kind,text,choices,correct\nsingle_choice,Capital?,Lima|Cusco,1\nsingle_choice,Why?,a|b,x\n")
+    code, _, err = await run(capsys, stack, "create", "--file", str(sheet))
+    assert code == quizctl.EXIT_USAGE
+    assert err.strip() == (
+        f"quizctl: {sheet}: row 3: column 'correct' must hold choice numbers from 1 (e.g. 2 or 1|3), is 'x'"
+    )
 
 
 async def test_an_invalid_quiz_exits_1_with_the_services_explanation(
@@ -224,6 +232,37 @@ async def test_an_invalid_quiz_exits_1_with_the_services_explanation(
     code, _, err = await run(capsys, stack, "create", "-f", str(one_choice))
     assert code == quizctl.EXIT_OTHER
     assert err.startswith("quizctl: INVALID_ARGUMENT: ") and err.rstrip().endswith("[invalid_quiz]")
+    # The service's refusal of a question names the row of the spreadsheet it came from.
+    sheet = tmp_path / "seven.csv"
+    sheet.write_text("text,choices,correct\nFine?,a|b,1\nToo many?,a|b|c|d|e|f|g,1\n")
+    code, _, err = await run(capsys, stack, "create", "-f", str(sheet))
+    assert (code, err.strip()) == (
+        quizctl.EXIT_OTHER,
+        "quizctl: INVALID_ARGUMENT: row 3: needs 2 to 6 choices, has 7 [invalid_quiz]",
+    )
+
+
+@pytest.mark.parametrize("example", ["kinds.json", "kinds.csv", "kinds.xlsx"])
+async def test_the_example_documents_of_every_kind_create_the_same_quiz(
+    capsys: pytest.CaptureFixture[str], stack: Stack, example: str
+) -> None:
+    code, out, err = await run(capsys, stack, "create", "--file", str(EXAMPLE.with_name(example)), "--json")
+    assert code == 0, err
+    created = json.loads(out)["quiz"]
+    kinds = [q.get("kind", "QUESTION_KIND_UNSPECIFIED") for q in created["questions"]]
+    assert kinds == [
+        "QUESTION_KIND_SINGLE_CHOICE",
+        "QUESTION_KIND_MULTIPLE_SELECT",
+        "QUESTION_KIND_TRUE_FALSE",
+        "QUESTION_KIND_TYPE_ANSWER",
+        "QUESTION_KIND_ORDERING",
+        "QUESTION_KIND_ESTIMATE",
+        "QUESTION_KIND_POLL",
+    ]
+    # The pictures and the clip the document names were uploaded with it and are stored by media ID.
+    first = created["questions"][0]
+    assert len(first["image"]) == 64 and len(created["questions"][3]["audio"]) == 64
+    assert [len(i) for i in first["choice_images"]] == [64, 64, 64]
 
 
 async def test_an_unreachable_service_exits_5(capsys: pytest.CaptureFixture[str]) -> None:

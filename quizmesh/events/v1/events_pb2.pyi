@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from quizmesh.quiz.v1 import answer_value_pb2 as _answer_value_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -127,6 +128,9 @@ class AnswerSubmitted(_message.Message):
     RESPONSE_TIME_MS_FIELD_NUMBER: _builtins.int
     ANSWER_TIME_FIELD_NUMBER: _builtins.int
     QUIZ_ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    ANSWER_TEXT_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique ID of this event, derived from (quiz, question, player): one answer, one ID."""
     quiz_id: _builtins.str
@@ -136,7 +140,7 @@ class AnswerSubmitted(_message.Message):
     question_index: _builtins.int
     """Index of the question answered."""
     choice: _builtins.int
-    """The chosen choice."""
+    """The chosen choice, for a single choice answer (see value for every kind)."""
     correct: _builtins.bool
     """Whether it was correct."""
     points: _builtins.int
@@ -149,6 +153,12 @@ class AnswerSubmitted(_message.Message):
     """Milliseconds from the question opening to the answer reaching the server."""
     quiz_elapsed_ms: _builtins.int
     """Milliseconds since the quiz's creation at which the answer arrived; orders ties."""
+    answer_text: _builtins.str
+    """The answer in words, for people and the results CSV: the chosen choices' texts, the text as typed,
+    the items in the player's order, the number.
+    """
+    credit: _builtins.str
+    """The share of the question's points the answer earned before the speed factor ("1", "0", "3/4")."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the event was produced."""
@@ -156,6 +166,10 @@ class AnswerSubmitted(_message.Message):
     @_builtins.property
     def answer_time(self) -> _timestamp_pb2.Timestamp:
         """When the answer reached quiz_svc (server time)."""
+
+    @_builtins.property
+    def value(self) -> _answer_value_pb2.AnswerValue:
+        """The answer as given, for every question kind."""
 
     def __init__(
         self,
@@ -173,10 +187,13 @@ class AnswerSubmitted(_message.Message):
         response_time_ms: _builtins.int = ...,
         answer_time: _timestamp_pb2.Timestamp | None = ...,
         quiz_elapsed_ms: _builtins.int = ...,
+        value: _answer_value_pb2.AnswerValue | None = ...,
+        answer_text: _builtins.str = ...,
+        credit: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "event_time", b"event_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "event_time", b"event_time", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "choice", b"choice", "correct", b"correct", "event_id", b"event_id", "event_time", b"event_time", "player_id", b"player_id", "points", b"points", "question_index", b"question_index", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id", "response_time_ms", b"response_time_ms", "streak", b"streak", "total_score", b"total_score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_text", b"answer_text", "answer_time", b"answer_time", "choice", b"choice", "correct", b"correct", "credit", b"credit", "event_id", b"event_id", "event_time", b"event_time", "player_id", b"player_id", "points", b"points", "question_index", b"question_index", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id", "response_time_ms", b"response_time_ms", "streak", b"streak", "total_score", b"total_score", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

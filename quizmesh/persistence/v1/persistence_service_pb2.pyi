@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from quizmesh.quiz.v1 import answer_value_pb2 as _answer_value_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -87,6 +88,9 @@ class StoredAnswer(_message.Message):
     TOTAL_SCORE_FIELD_NUMBER: _builtins.int
     STREAK_FIELD_NUMBER: _builtins.int
     QUIZ_ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    ANSWER_TEXT_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     question_index: _builtins.int
@@ -94,7 +98,7 @@ class StoredAnswer(_message.Message):
     player_id: _builtins.str
     """The player's ID."""
     choice: _builtins.int
-    """The chosen choice."""
+    """The chosen choice, for a single choice answer (see value for every kind)."""
     correct: _builtins.bool
     """Whether it was correct."""
     points: _builtins.int
@@ -109,9 +113,17 @@ class StoredAnswer(_message.Message):
     """The player's streak after this answer."""
     quiz_elapsed_ms: _builtins.int
     """Milliseconds since the quiz's creation at which the answer arrived; orders ties in a ranking."""
+    answer_text: _builtins.str
+    """The answer in words, as the results CSV shows it."""
+    credit: _builtins.str
+    """The share of the question's points the answer earned before the speed factor ("1", "0", "3/4")."""
     @_builtins.property
     def answer_time(self) -> _timestamp_pb2.Timestamp:
         """When the answer reached quiz_svc."""
+
+    @_builtins.property
+    def value(self) -> _answer_value_pb2.AnswerValue:
+        """The answer as given, for every question kind (answers stored before kinds: their choice)."""
 
     def __init__(
         self,
@@ -128,10 +140,13 @@ class StoredAnswer(_message.Message):
         total_score: _builtins.int = ...,
         streak: _builtins.int = ...,
         quiz_elapsed_ms: _builtins.int = ...,
+        value: _answer_value_pb2.AnswerValue | None = ...,
+        answer_text: _builtins.str = ...,
+        credit: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "choice", b"choice", "correct", b"correct", "event_id", b"event_id", "player_id", b"player_id", "points", b"points", "question_index", b"question_index", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id", "response_time_ms", b"response_time_ms", "streak", b"streak", "total_score", b"total_score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_text", b"answer_text", "answer_time", b"answer_time", "choice", b"choice", "correct", b"correct", "credit", b"credit", "event_id", b"event_id", "player_id", b"player_id", "points", b"points", "question_index", b"question_index", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id", "response_time_ms", b"response_time_ms", "streak", b"streak", "total_score", b"total_score", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

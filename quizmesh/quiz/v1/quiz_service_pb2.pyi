@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from quizmesh.quiz.v1 import answer_value_pb2 as _answer_value_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,50 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _QuestionKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _QuestionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QuestionKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    QUESTION_KIND_UNSPECIFIED: _QuestionKind.ValueType  # 0
+    """Not set; treated as single choice, the only kind before kinds existed."""
+    QUESTION_KIND_SINGLE_CHOICE: _QuestionKind.ValueType  # 1
+    """One choice; any of the correct choices is right."""
+    QUESTION_KIND_MULTIPLE_SELECT: _QuestionKind.ValueType  # 2
+    """Every correct choice and no other; partial credit for a partly right set."""
+    QUESTION_KIND_TRUE_FALSE: _QuestionKind.ValueType  # 3
+    """True or false."""
+    QUESTION_KIND_TYPE_ANSWER: _QuestionKind.ValueType  # 4
+    """Typed text matched against accepted answers."""
+    QUESTION_KIND_ORDERING: _QuestionKind.ValueType  # 5
+    """Items put in order; partial credit for pairs in the right order."""
+    QUESTION_KIND_ESTIMATE: _QuestionKind.ValueType  # 6
+    """A number; credit falls with the distance from the answer, within a tolerance."""
+    QUESTION_KIND_POLL: _QuestionKind.ValueType  # 7
+    """A vote: no right answer, no points, no effect on streaks."""
+
+class QuestionKind(_QuestionKind, metaclass=_QuestionKindEnumTypeWrapper):
+    """QuestionKind says how a question is answered and judged (docs/protocol.md, "Question kinds")."""
+
+QUESTION_KIND_UNSPECIFIED: QuestionKind.ValueType  # 0
+"""Not set; treated as single choice, the only kind before kinds existed."""
+QUESTION_KIND_SINGLE_CHOICE: QuestionKind.ValueType  # 1
+"""One choice; any of the correct choices is right."""
+QUESTION_KIND_MULTIPLE_SELECT: QuestionKind.ValueType  # 2
+"""Every correct choice and no other; partial credit for a partly right set."""
+QUESTION_KIND_TRUE_FALSE: QuestionKind.ValueType  # 3
+"""True or false."""
+QUESTION_KIND_TYPE_ANSWER: QuestionKind.ValueType  # 4
+"""Typed text matched against accepted answers."""
+QUESTION_KIND_ORDERING: QuestionKind.ValueType  # 5
+"""Items put in order; partial credit for pairs in the right order."""
+QUESTION_KIND_ESTIMATE: QuestionKind.ValueType  # 6
+"""A number; credit falls with the distance from the answer, within a tolerance."""
+QUESTION_KIND_POLL: QuestionKind.ValueType  # 7
+"""A vote: no right answer, no points, no effect on streaks."""
+Global___QuestionKind: _TypeAlias = QuestionKind  # noqa: Y015
 
 class _PointsMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -106,6 +151,8 @@ class _AnswerErrorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnswerErr
     """The player is not (or no longer) in the quiz."""
     ANSWER_ERROR_UNAVAILABLE: _AnswerError.ValueType  # 9
     """The event could not be made durable in time; retrying the same answer is safe."""
+    ANSWER_ERROR_INVALID_ANSWER: _AnswerError.ValueType  # 10
+    """The answer does not fit the question's kind or range (a number outside it, an incomplete order)."""
 
 class AnswerError(_AnswerError, metaclass=_AnswerErrorEnumTypeWrapper):
     """AnswerError says why an answer was refused."""
@@ -130,11 +177,75 @@ ANSWER_ERROR_NOT_A_PARTICIPANT: AnswerError.ValueType  # 8
 """The player is not (or no longer) in the quiz."""
 ANSWER_ERROR_UNAVAILABLE: AnswerError.ValueType  # 9
 """The event could not be made durable in time; retrying the same answer is safe."""
+ANSWER_ERROR_INVALID_ANSWER: AnswerError.ValueType  # 10
+"""The answer does not fit the question's kind or range (a number outside it, an incomplete order)."""
 Global___AnswerError: _TypeAlias = AnswerError  # noqa: Y015
 
 @_typing.final
+class EstimateSpec(_message.Message):
+    """EstimateSpec is the range of an estimate question and, as authored, its answer. Numbers are
+    decimal text (at most 6 decimals), so that every judgement is exact.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    ANSWER_FIELD_NUMBER: _builtins.int
+    TOLERANCE_FIELD_NUMBER: _builtins.int
+    min: _builtins.str
+    """The smallest number a player may answer."""
+    max: _builtins.str
+    """The largest number a player may answer."""
+    answer: _builtins.str
+    """The right answer; empty where players may not see it yet."""
+    tolerance: _builtins.str
+    """The largest distance from the answer that still counts as correct; 0 for the exact answer only."""
+    def __init__(
+        self,
+        *,
+        min: _builtins.str = ...,
+        max: _builtins.str = ...,
+        answer: _builtins.str = ...,
+        tolerance: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "max", b"max", "min", b"min", "tolerance", b"tolerance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EstimateSpec: _TypeAlias = EstimateSpec  # noqa: Y015
+
+@_typing.final
+class MediaUpload(_message.Message):
+    """MediaUpload is a picture or audio clip uploaded with a quiz, which its questions name."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name questions use for it (e.g. a file name), unique in the request."""
+    content: _builtins.bytes
+    """The file's bytes; its type is read from them, never from the name."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MediaUpload: _TypeAlias = MediaUpload  # noqa: Y015
+
+@_typing.final
 class Question(_message.Message):
-    """Question is one multiple-choice question as authored."""
+    """Question is one question as authored, of any kind."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -143,19 +254,56 @@ class Question(_message.Message):
     CORRECT_CHOICES_FIELD_NUMBER: _builtins.int
     TIME_LIMIT_SECONDS_FIELD_NUMBER: _builtins.int
     POINTS_MODE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ACCEPTED_ANSWERS_FIELD_NUMBER: _builtins.int
+    ACCENT_INSENSITIVE_FIELD_NUMBER: _builtins.int
+    TYPO_TOLERANT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    ESTIMATE_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    AUDIO_FIELD_NUMBER: _builtins.int
+    CHOICE_IMAGES_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The question's text."""
     time_limit_seconds: _builtins.int
     """Seconds a player has to answer, 5 to 120."""
     points_mode: Global___PointsMode.ValueType
     """How many points a correct answer is worth."""
+    kind: Global___QuestionKind.ValueType
+    """How the question is answered and judged."""
+    accent_insensitive: _builtins.bool
+    """type_answer: whether accents are ignored when matching."""
+    typo_tolerant: _builtins.bool
+    """type_answer: whether one typo is forgiven in each word of 5 letters or more."""
+    image: _builtins.str
+    """The media ID (or, when creating, the upload name) of a picture shown with the question."""
+    audio: _builtins.str
+    """The media ID (or, when creating, the upload name) of an audio clip played with the question."""
     @_builtins.property
     def choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The choices, 2 to 6."""
+        """The choices, 2 to 6: single_choice, multiple_select and poll (true_false: "True", "False")."""
 
     @_builtins.property
     def correct_choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Indices into choices of every correct choice; at least one."""
+        """Indices into choices of every correct choice (true_false: 0 for true, 1 for false; poll: none)."""
+
+    @_builtins.property
+    def accepted_answers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """type_answer: the accepted answers, 1 to 20 (hidden from players until the question closes)."""
+
+    @_builtins.property
+    def items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ordering: the items, 2 to 8, in the right order when authored or read by the host; as shown to
+        players otherwise.
+        """
+
+    @_builtins.property
+    def estimate(self) -> Global___EstimateSpec:
+        """estimate: the range, the answer and the tolerance."""
+
+    @_builtins.property
+    def choice_images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One picture per choice (media IDs or upload names; empty for none), or none at all."""
 
     def __init__(
         self,
@@ -165,10 +313,19 @@ class Question(_message.Message):
         correct_choices: _abc.Iterable[_builtins.int] | None = ...,
         time_limit_seconds: _builtins.int = ...,
         points_mode: Global___PointsMode.ValueType = ...,
+        kind: Global___QuestionKind.ValueType = ...,
+        accepted_answers: _abc.Iterable[_builtins.str] | None = ...,
+        accent_insensitive: _builtins.bool = ...,
+        typo_tolerant: _builtins.bool = ...,
+        items: _abc.Iterable[_builtins.str] | None = ...,
+        estimate: Global___EstimateSpec | None = ...,
+        image: _builtins.str = ...,
+        audio: _builtins.str = ...,
+        choice_images: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["estimate", b"estimate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "correct_choices", b"correct_choices", "points_mode", b"points_mode", "text", b"text", "time_limit_seconds", b"time_limit_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accent_insensitive", b"accent_insensitive", "accepted_answers", b"accepted_answers", "audio", b"audio", "choice_images", b"choice_images", "choices", b"choices", "correct_choices", b"correct_choices", "estimate", b"estimate", "image", b"image", "items", b"items", "kind", b"kind", "points_mode", b"points_mode", "text", b"text", "time_limit_seconds", b"time_limit_seconds", "typo_tolerant", b"typo_tolerant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -187,6 +344,12 @@ class PlayerQuestion(_message.Message):
     POINTS_MODE_FIELD_NUMBER: _builtins.int
     OPEN_TIME_FIELD_NUMBER: _builtins.int
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    ESTIMATE_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    AUDIO_FIELD_NUMBER: _builtins.int
+    CHOICE_IMAGES_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Zero-based position of the question in its quiz."""
     text: _builtins.str
@@ -195,6 +358,12 @@ class PlayerQuestion(_message.Message):
     """Seconds a player has to answer."""
     points_mode: Global___PointsMode.ValueType
     """How many points a correct answer is worth."""
+    kind: Global___QuestionKind.ValueType
+    """How the question is answered."""
+    image: _builtins.str
+    """The media ID of a picture shown with the question, if any."""
+    audio: _builtins.str
+    """The media ID of an audio clip played with the question, if any."""
     @_builtins.property
     def choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The choices."""
@@ -207,6 +376,18 @@ class PlayerQuestion(_message.Message):
     def close_time(self) -> _timestamp_pb2.Timestamp:
         """When the question closes, on server time."""
 
+    @_builtins.property
+    def items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ordering: the items in the order shown to players; an answer names them by these positions."""
+
+    @_builtins.property
+    def estimate(self) -> Global___EstimateSpec:
+        """estimate: the range players may answer in (answer empty)."""
+
+    @_builtins.property
+    def choice_images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One media ID per choice (empty for none), or none at all."""
+
     def __init__(
         self,
         *,
@@ -217,10 +398,16 @@ class PlayerQuestion(_message.Message):
         points_mode: Global___PointsMode.ValueType = ...,
         open_time: _timestamp_pb2.Timestamp | None = ...,
         close_time: _timestamp_pb2.Timestamp | None = ...,
+        kind: Global___QuestionKind.ValueType = ...,
+        items: _abc.Iterable[_builtins.str] | None = ...,
+        estimate: Global___EstimateSpec | None = ...,
+        image: _builtins.str = ...,
+        audio: _builtins.str = ...,
+        choice_images: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "open_time", b"open_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "estimate", b"estimate", "open_time", b"open_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "close_time", b"close_time", "index", b"index", "open_time", b"open_time", "points_mode", b"points_mode", "text", b"text", "time_limit_seconds", b"time_limit_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "choice_images", b"choice_images", "choices", b"choices", "close_time", b"close_time", "estimate", b"estimate", "image", b"image", "index", b"index", "items", b"items", "kind", b"kind", "open_time", b"open_time", "points_mode", b"points_mode", "text", b"text", "time_limit_seconds", b"time_limit_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -338,18 +525,51 @@ class QuestionResults(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TalliesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     QUESTION_INDEX_FIELD_NUMBER: _builtins.int
     CORRECT_CHOICES_FIELD_NUMBER: _builtins.int
     CHOICE_COUNTS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TALLIES_FIELD_NUMBER: _builtins.int
+    QUESTION_FIELD_NUMBER: _builtins.int
     question_index: _builtins.int
     """Index of the closed question."""
+    kind: Global___QuestionKind.ValueType
+    """The question's kind."""
     @_builtins.property
     def correct_choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Indices of the correct choices."""
 
     @_builtins.property
     def choice_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """How many players chose each choice, in choice order."""
+        """How many players chose each choice, in choice order (choice kinds)."""
+
+    @_builtins.property
+    def tallies(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """How many answers fell under each tally key, for every kind (docs/protocol.md, "Results")."""
+
+    @_builtins.property
+    def question(self) -> Global___Question:
+        """The question with its answers now revealed: accepted answers, items in the right order, the estimate."""
 
     def __init__(
         self,
@@ -357,10 +577,13 @@ class QuestionResults(_message.Message):
         question_index: _builtins.int = ...,
         correct_choices: _abc.Iterable[_builtins.int] | None = ...,
         choice_counts: _abc.Iterable[_builtins.int] | None = ...,
+        kind: Global___QuestionKind.ValueType = ...,
+        tallies: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        question: Global___Question | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["question", b"question"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice_counts", b"choice_counts", "correct_choices", b"correct_choices", "question_index", b"question_index"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice_counts", b"choice_counts", "correct_choices", b"correct_choices", "kind", b"kind", "question", b"question", "question_index", b"question_index", "tallies", b"tallies"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -413,6 +636,9 @@ class AnswerResult(_message.Message):
     STREAK_BONUS_FIELD_NUMBER: _builtins.int
     RESPONSE_TIME_MS_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    CREDIT_FIELD_NUMBER: _builtins.int
+    ACCEPTED_ANSWER_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
     correct: _builtins.bool
     """Whether the chosen choice is correct."""
     points: _builtins.int
@@ -427,6 +653,16 @@ class AnswerResult(_message.Message):
     """Milliseconds between the question opening and the answer reaching the server."""
     event_id: _builtins.str
     """ID of the answer_submitted event that records this answer."""
+    credit: _builtins.str
+    """The share of the question's points the answer earned before the speed factor, as an exact
+    fraction ("1", "0", "3/4").
+    """
+    accepted_answer: _builtins.str
+    """type_answer: the accepted answer the typed text matched; empty when none did."""
+    @_builtins.property
+    def value(self) -> _answer_value_pb2.AnswerValue:
+        """The answer as recorded."""
+
     def __init__(
         self,
         *,
@@ -437,10 +673,13 @@ class AnswerResult(_message.Message):
         streak_bonus: _builtins.int = ...,
         response_time_ms: _builtins.int = ...,
         event_id: _builtins.str = ...,
+        credit: _builtins.str = ...,
+        accepted_answer: _builtins.str = ...,
+        value: _answer_value_pb2.AnswerValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["correct", b"correct", "event_id", b"event_id", "points", b"points", "response_time_ms", b"response_time_ms", "streak", b"streak", "streak_bonus", b"streak_bonus", "total_score", b"total_score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_answer", b"accepted_answer", "correct", b"correct", "credit", b"credit", "event_id", b"event_id", "points", b"points", "response_time_ms", b"response_time_ms", "streak", b"streak", "streak_bonus", b"streak_bonus", "total_score", b"total_score", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -477,12 +716,13 @@ class Answer(_message.Message):
     CHOICE_FIELD_NUMBER: _builtins.int
     TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     RECEIVE_TIME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
     player_token: _builtins.str
     """The player's credential, issued by JoinQuiz. The player's identity comes only from it."""
     question_index: _builtins.int
     """Index of the question answered."""
     choice: _builtins.int
-    """Index of the chosen choice."""
+    """Index of the chosen choice, for a single choice question; ignored when value is set."""
     @_builtins.property
     def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """W3C Trace Context fields (`traceparent`, `tracestate`) of the span that received this answer,
@@ -497,6 +737,10 @@ class Answer(_message.Message):
         the question opened, and its own clock otherwise.
         """
 
+    @_builtins.property
+    def value(self) -> _answer_value_pb2.AnswerValue:
+        """The answer, for every kind; when unset, choice is the answer."""
+
     def __init__(
         self,
         *,
@@ -505,10 +749,11 @@ class Answer(_message.Message):
         choice: _builtins.int = ...,
         trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         receive_time: _timestamp_pb2.Timestamp | None = ...,
+        value: _answer_value_pb2.AnswerValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["receive_time", b"receive_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["receive_time", b"receive_time", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice", b"choice", "player_token", b"player_token", "question_index", b"question_index", "receive_time", b"receive_time", "trace_context", b"trace_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choice", b"choice", "player_token", b"player_token", "question_index", b"question_index", "receive_time", b"receive_time", "trace_context", b"trace_context", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -523,13 +768,21 @@ class CreateQuizRequest(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     QUESTIONS_FIELD_NUMBER: _builtins.int
     ALLOW_LATE_JOIN_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     """The quiz's title."""
     allow_late_join: _builtins.bool
     """Whether players may join after the quiz has started. Defaults to true when unset."""
+    validate_only: _builtins.bool
+    """When true, the quiz is only checked against the rules: nothing is stored and no quiz is returned."""
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Question]:
         """The questions, at least one."""
+
+    @_builtins.property
+    def media(self) -> _containers.RepeatedCompositeFieldContainer[Global___MediaUpload]:
+        """Pictures and audio clips the questions name by upload name; stored with the quiz."""
 
     def __init__(
         self,
@@ -537,10 +790,12 @@ class CreateQuizRequest(_message.Message):
         title: _builtins.str = ...,
         questions: _abc.Iterable[Global___Question] | None = ...,
         allow_late_join: _builtins.bool | None = ...,
+        media: _abc.Iterable[Global___MediaUpload] | None = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_late_join", b"_allow_late_join", "allow_late_join", b"allow_late_join"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_late_join", b"_allow_late_join", "allow_late_join", b"allow_late_join", "questions", b"questions", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_late_join", b"_allow_late_join", "allow_late_join", b"allow_late_join", "media", b"media", "questions", b"questions", "title", b"title", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allow_late_join: _TypeAlias = _typing.Literal["allow_late_join"]  # noqa: Y015
     _WhichOneofArgType__allow_late_join: _TypeAlias = _typing.Literal["_allow_late_join", b"_allow_late_join"]  # noqa: Y015
@@ -1408,3 +1663,55 @@ class WatchQuizResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchQuizResponse: _TypeAlias = WatchQuizResponse  # noqa: Y015
+
+@_typing.final
+class GetMediaRequest(_message.Message):
+    """GetMediaRequest names a stored picture or audio clip."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.str
+    """The media ID: the lowercase hex SHA-256 of the file's bytes."""
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_id", b"media_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMediaRequest: _TypeAlias = GetMediaRequest  # noqa: Y015
+
+@_typing.final
+class GetMediaResponse(_message.Message):
+    """GetMediaResponse returns a stored picture or audio clip."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.str
+    """The media ID."""
+    content_type: _builtins.str
+    """The type read from the bytes at upload, e.g. "image/png"."""
+    content: _builtins.bytes
+    """The file's bytes."""
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "media_id", b"media_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMediaResponse: _TypeAlias = GetMediaResponse  # noqa: Y015

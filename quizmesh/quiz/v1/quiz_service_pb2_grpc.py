@@ -117,6 +117,11 @@ class QuizServiceStub:
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.WatchQuizRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.WatchQuizResponse.FromString,
                 _registered_method=True)
+        self.GetMedia = channel.unary_unary(
+                '/quizmesh.quiz.v1.QuizService/GetMedia',
+                request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaResponse.FromString,
+                _registered_method=True)
 
 
 class QuizServiceServicer:
@@ -237,6 +242,13 @@ class QuizServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMedia(self, request, context):
+        """Reads one stored picture or audio clip by its media ID (the SHA-256 of its bytes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QuizServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -319,6 +331,11 @@ def add_QuizServiceServicer_to_server(servicer, server):
                     servicer.WatchQuiz,
                     request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.WatchQuizRequest.FromString,
                     response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.WatchQuizResponse.SerializeToString,
+            ),
+            'GetMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMedia,
+                    request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaRequest.FromString,
+                    response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -756,6 +773,33 @@ class QuizService:
             '/quizmesh.quiz.v1.QuizService/WatchQuiz',
             quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.WatchQuizRequest.SerializeToString,
             quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.WatchQuizResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.quiz.v1.QuizService/GetMedia',
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaRequest.SerializeToString,
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,8 @@ class QuizServiceStub:
     """Reads the live state of a quiz."""
     WatchQuiz: _grpc.UnaryStreamMultiCallable[_quiz_service_pb2.WatchQuizRequest, _quiz_service_pb2.WatchQuizResponse]
     """Streams a quiz's state changes: questions opened and closed, kicks, the end."""
+    GetMedia: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.GetMediaRequest, _quiz_service_pb2.GetMediaResponse]
+    """Reads one stored picture or audio clip by its media ID (the SHA-256 of its bytes)."""
 
 @_typing.type_check_only
 class QuizServiceAsyncStub(QuizServiceStub):
@@ -109,6 +111,8 @@ class QuizServiceAsyncStub(QuizServiceStub):
     """Reads the live state of a quiz."""
     WatchQuiz: _aio.UnaryStreamMultiCallable[_quiz_service_pb2.WatchQuizRequest, _quiz_service_pb2.WatchQuizResponse]  # type: ignore[assignment]
     """Streams a quiz's state changes: questions opened and closed, kicks, the end."""
+    GetMedia: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.GetMediaRequest, _quiz_service_pb2.GetMediaResponse]  # type: ignore[assignment]
+    """Reads one stored picture or audio clip by its media ID (the SHA-256 of its bytes)."""
 
 class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
     """QuizService authors quizzes, admits players and judges their answers. It is
@@ -243,5 +247,13 @@ class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_quiz_service_pb2.WatchQuizResponse], _abc.AsyncIterator[_quiz_service_pb2.WatchQuizResponse]]:
         """Streams a quiz's state changes: questions opened and closed, kicks, the end."""
+
+    @_abc_1.abstractmethod
+    def GetMedia(
+        self,
+        request: _quiz_service_pb2.GetMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quiz_service_pb2.GetMediaResponse, _abc.Awaitable[_quiz_service_pb2.GetMediaResponse]]:
+        """Reads one stored picture or audio clip by its media ID (the SHA-256 of its bytes)."""
 
 def add_QuizServiceServicer_to_server(servicer: QuizServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
