@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher, InMemoryTailReader
-from quizmesh.eventbus.ports import EventConsumer, EventPublisher, TailReader
+from quizmesh.eventbus.memory import (
+    InMemoryBus,
+    InMemoryConsumer,
+    InMemoryGroupProgress,
+    InMemoryPublisher,
+    InMemoryTailReader,
+)
+from quizmesh.eventbus.ports import EventConsumer, EventPublisher, GroupProgress, TailReader
 from quizmesh.pubsub import Channels, InMemoryChannels, RedisChannels
 from quizmesh.redis_client import REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S, RedisClient, connect, connect_single
 from quizmesh.settings import Engines, SettingsError
@@ -53,6 +59,13 @@ class Runtime:
         from quizmesh.eventbus.kafka import KafkaTailReader
 
         return KafkaTailReader(self.engines.kafka_bootstrap, topics, client_id=client_id)
+
+    def group_progress(self, client_id: str) -> GroupProgress:
+        if self.engines.event_bus == "memory":
+            return InMemoryGroupProgress(self.memory_bus)
+        from quizmesh.eventbus.kafka import KafkaGroupProgress
+
+        return KafkaGroupProgress(self.engines.kafka_bootstrap, client_id=client_id)
 
     def redis(self, *, max_connections: int = REDIS_MAX_CONNECTIONS, wait_s: float = REDIS_POOL_WAIT_S) -> RedisClient:
         """A new client for the configured Redis (one node or a cluster, see quizmesh.redis_client.connect);
