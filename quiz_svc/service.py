@@ -453,12 +453,23 @@ class QuizGame:
         lost = [n for n, o in enumerate(claimed) if o == AnswerRefusal.QUIZ_NOT_FOUND]
         if lost:
             # Redis lost these quizzes' live state: rebuild it, then claim their answers again (only
-            # theirs: the others are reserved already).
+            # theirs: the others are reserved already). Until a quiz can be rebuilt (persistence_svc
+            # has yet to store what Kafka holds of it), its answers are refused as retryable.
+            rebuilt = set()
             for quiz in {claims[n][2].quiz_id: claims[n][2] for n in lost}.values():
-                await self._current(quiz)
-            again = await self._store.claim_answers([claims[n][1] for n in lost], self._claimant())
-            for n, outcome in zip(lost, again, strict=True):
-                claimed[n] = outcome
+                try:
+                    await self._current(quiz)
+                except Unavailable as exc:
+                    log.warning("answers to quiz %s wait for its rebuild: %s", quiz.quiz_id, exc)
+                    continue
+                rebuilt.add(quiz.quiz_id)
+            for n in lost:
+                claimed[n] = AnswerRefusal.UNAVAILABLE
+            lost = [n for n in lost if claims[n][2].quiz_id in rebuilt]
+            if lost:
+                again = await self._store.claim_answers([claims[n][1] for n in lost], self._claimant())
+                for n, outcome in zip(lost, again, strict=True):
+                    claimed[n] = outcome
         fresh: list[tuple[int, AnswerKey, StoredAnswer, QuizDefinition]] = []
         to_publish: list[tuple[AnswerKey, StoredAnswer, QuizDefinition, tuple[tuple[str, bytes], ...]]] = []
         positions: list[int] = []
@@ -614,7 +625,10 @@ class QuizGame:
         """Rebuilds a quiz's live state after Redis lost it, from the durable records.
 
         The quiz database holds the last state the host moved the quiz to; PersistenceService holds its
-        players and acknowledged answers (PostgreSQL is the source of truth, Redis a projection).
+        players and acknowledged answers (PostgreSQL is the source of truth, Redis a projection). The
+        results are read once persistence_svc has stored every event Kafka holds of the quiz, however far
+        its sink lagged at the loss: every accepted answer is then in the rebuilt standings (players'
+        later totals hold its points) and marked acknowledged (a repeat of it is `already_answered`).
         """
         lock = self._restoring.setdefault(quiz.quiz_id, asyncio.Lock())
         async with lock:
