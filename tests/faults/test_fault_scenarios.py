@@ -28,9 +28,11 @@ from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as lb_pb
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as lb_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2 as ps_pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as ps_grpc
+from tests.faults import redis_loss
 from tests.faults.conftest import PrivateInfra
 from tests.faults.harness import GrpcGame, Ledger, converge, write_report
-from tests.faults.pg_proxy import CommitHoldingProxy
+from tests.faults.pg_proxy import CommitHoldingProxy, InsertHoldingProxy
+from tests.faults.redis_loss import redis_lost_while_persistence_lags
 from tests.support.client import EdgeClient
 from tests.support.stack import Stack, process_stack, stop_process, wait_ready
 
@@ -126,10 +128,7 @@ async def test_sigkill_persistence_between_db_commit_and_offset_commit(
         postgres = urlsplit(private_infra.postgres_dsn)
         assert postgres.hostname is not None and postgres.port is not None
         proxy = CommitHoldingProxy(postgres.hostname, postgres.port)
-        credentials = postgres.netloc.rpartition("@")[0]
-        proxied_dsn = postgres._replace(
-            netloc=f"{credentials}@127.0.0.1:{await proxy.start()}", query="sslmode=disable"
-        ).geturl()
+        proxied_dsn = await proxy.proxied_dsn(private_infra.postgres_dsn)
 
         async def fault(index: int) -> None:
             if index == 3:
@@ -336,6 +335,33 @@ async def test_redis_data_lost_mid_quiz_game_continues(private_infra: PrivateInf
             private_infra, "6b-redis-data-lost-game-continues", "test_redis_data_lost_mid_quiz_game_continues",
             game, game.ledger, game.quiz_id,
         )  # fmt: skip
+
+
+async def test_redis_data_lost_while_persistence_lags(private_infra: PrivateInfra, tmp_path: Path) -> None:
+    """Issue 12's scenario 7 on one node (tests/faults/redis_loss.py): Redis is flushed while
+    persistence_svc's sink, stalled on PostgreSQL, holds none of the last question's answers; the
+    rebuilds of the quiz's live state and of its ranking wait until it has stored what Kafka holds, so
+    later totals count them."""
+    postgres = urlsplit(private_infra.postgres_dsn)
+    assert postgres.hostname is not None and postgres.port is not None
+    sinks = InsertHoldingProxy(postgres.hostname, postgres.port)
+    stalled = {"QUIZMESH_POSTGRES_DSN": await sinks.proxied_dsn(private_infra.postgres_dsn)}
+    try:
+        async with stack_on(private_infra, tmp_path, process_env={"persistence-svc": [stalled]}) as stack:
+            game = await playing(stack, players=redis_loss.PLAYERS, questions=redis_loss.QUESTIONS)
+            figures = await redis_lost_while_persistence_lags(
+                game, sinks, private_infra.postgres_dsn, private_infra.redis_url, "single"
+            )
+            report = await finish(
+                private_infra, "6c-redis-lost-while-persistence-lags", "test_redis_data_lost_while_persistence_lags",
+                game, game.ledger, game.quiz_id, **figures,
+            )  # fmt: skip
+    finally:
+        sinks.release()
+        await sinks.close()
+    assert report["answers_stored_at_loss"] < report["answers_accepted_at_loss"], report
+    assert report["players_shown_a_last_total"] == redis_loss.PLAYERS, report
+    assert report["players_with_wrong_totals"] == 0, report
 
 
 # --- 7 ---
