@@ -21,7 +21,14 @@ from quizmesh.eventbus.memory import (
 )
 from quizmesh.eventbus.ports import EventConsumer, EventPublisher, GroupProgress, TailReader
 from quizmesh.pubsub import Channels, InMemoryChannels, RedisChannels
-from quizmesh.redis_client import REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S, RedisClient, connect, connect_single
+from quizmesh.redis_client import (
+    REDIS_MAX_CONNECTIONS,
+    REDIS_POOL_WAIT_S,
+    RedisClient,
+    ReplicaAcks,
+    connect,
+    connect_single,
+)
 from quizmesh.settings import Engines, SettingsError
 from quizmesh.telemetry import Telemetry
 
@@ -71,6 +78,10 @@ class Runtime:
         """A new client for the configured Redis (one node or a cluster, see quizmesh.redis_client.connect);
         the caller closes it (`aclose`)."""
         return connect(self.engines.redis_url, self.engines.redis_mode, max_connections=max_connections, wait_s=wait_s)
+
+    def replica_acks(self) -> ReplicaAcks:
+        """How many replicas must hold the writes that a Redis failover must not forget (answers, rankings)."""
+        return ReplicaAcks(self.engines.redis_wait_replicas, self.engines.redis_wait_timeout_ms)
 
     def channels(self, redis: RedisClient | None) -> Channels:
         """Pub/sub between processes: in memory when the state is; on its own Redis when one is configured

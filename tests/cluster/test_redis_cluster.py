@@ -145,7 +145,7 @@ async def test_a_failover_moves_a_quiz_to_the_promoted_replica_and_its_reservati
             assert await _cached_scripts(replica) == 0
             # The client still sends to the old primary, now a replica: MOVED, then the new primary.
             again, second = await store.claim_answers([claim(q, "p1"), claim(q, "p2")], ME)
-            assert again == AnswerRefusal("already_answered")
+            assert again == AnswerRefusal.UNAVAILABLE  # still reserved, its owner alive: a repeat waits
             assert isinstance(second, Fresh)
             state = await store.state(q.quiz_id)
             assert state is not None and state.participant_count == 2
