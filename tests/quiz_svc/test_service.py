@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
@@ -341,21 +342,27 @@ class GatedAcknowledgements(InMemoryGameStore):
         return await super().acknowledge(keys)
 
 
-@pytest.fixture
-async def gated() -> AsyncIterator[tuple[Harness, GatedAcknowledgements]]:
+@contextlib.asynccontextmanager
+async def harness_on(store: GatedAcknowledgements) -> AsyncIterator[Harness]:
     clock, bus = FakeClock(), InMemoryBus()
     publisher = SwitchablePublisher(bus)
     repo = await SqliteQuizRepository.open(":memory:")
     await repo.migrate()
-    store = GatedAcknowledgements()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     game = QuizGame(
         repo, store, publisher, feed, Credentials(KEY), clock, ResultsFromBus(bus), InMemoryInstanceRegistry()
     )
-    yield Harness(game, clock, bus, publisher), store
+    yield Harness(game, clock, bus, publisher)
     store.gate.set()
     await game.drain()
     await repo.close()
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[Harness, GatedAcknowledgements]]:
+    store = GatedAcknowledgements()
+    async with harness_on(store) as harness:
+        yield harness, store
 
 
 async def test_the_reply_does_not_wait_for_the_acknowledged_mark_and_the_reservation_covers_the_gap(
@@ -418,19 +425,9 @@ class ReplicatedStore(GatedAcknowledgements):
 
 @pytest.fixture
 async def replicated() -> AsyncIterator[tuple[Harness, ReplicatedStore]]:
-    clock, bus = FakeClock(), InMemoryBus()
-    publisher = SwitchablePublisher(bus)
-    repo = await SqliteQuizRepository.open(":memory:")
-    await repo.migrate()
     store = ReplicatedStore()
-    feed = ChannelUpdateFeed(InMemoryChannels(), clock)
-    game = QuizGame(
-        repo, store, publisher, feed, Credentials(KEY), clock, ResultsFromBus(bus), InMemoryInstanceRegistry()
-    )
-    yield Harness(game, clock, bus, publisher), store
-    store.gate.set()
-    await game.drain()
-    await repo.close()
+    async with harness_on(store) as harness:
+        yield harness, store
 
 
 async def test_with_replicas_the_reply_waits_until_they_confirm_the_acknowledged_mark(
