@@ -403,6 +403,7 @@ class WsPlayers:
         self.tokens: list[str] = []
         self.ids: list[str] = []
         self.ledger = Ledger()
+        self.resume_seconds: list[float] = []  # per player, from the start of reconnect_all until resumed
 
     async def join(self, count: int) -> None:
         gate = asyncio.Semaphore(20)
@@ -419,9 +420,11 @@ class WsPlayers:
             self.tokens.append(joined["player_token"])
             self.ids.append(joined["player"]["player_id"])
 
-    async def reconnect_all(self) -> int:
-        """Every player opens a new socket and resumes with its credential; returns how many resumed."""
-        gate = asyncio.Semaphore(50)
+    async def reconnect_all(self, at_once: int = 50) -> int:
+        """Every player opens a new socket and resumes with its credential, `at_once` of them at a time;
+        returns how many resumed."""
+        gate = asyncio.Semaphore(at_once)
+        started = time.monotonic()
 
         async def one(n: int) -> bool:
             async with gate:
@@ -435,6 +438,7 @@ class WsPlayers:
                     self.clients[n] = client
                     if resumed["type"] == "resumed":
                         self.tokens[n] = resumed["player_token"]
+                        self.resume_seconds.append(time.monotonic() - started)
                         return True
                     self.ledger.errors[f"resume:{resumed.get('code')}"] += 1
                     return False
