@@ -161,6 +161,12 @@ SCRIPT_VARIABLES: Variables = (
         default=1000,
         minimum=1,
     ),
+    Integer(
+        "QUIZMESH_FAULT_EDGE_RECONNECT_AT_ONCE",
+        "tests/cluster: players of the SIGKILLed edge that reconnect at the same time.",
+        default=50,
+        minimum=1,
+    ),
     Number(
         "QUIZMESH_FAULT_KAFKA_DOWN_S",
         "tests/faults: how long Kafka stays down in the outage scenario.",

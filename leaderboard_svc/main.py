@@ -39,7 +39,9 @@ async def run(
     client_id = f"leaderboard_svc-{socket.gethostname()}"
     redis = runtime.redis() if runtime.engines.state == "redis" else None
     store: LeaderboardStore = (
-        RedisLeaderboardStore(redis, ttl_s=settings.ranking_ttl_s) if redis is not None else MemoryLeaderboardStore()
+        RedisLeaderboardStore(redis, ttl_s=settings.ranking_ttl_s, replica_acks=runtime.replica_acks())
+        if redis is not None
+        else MemoryLeaderboardStore()
     )
     consumer = runtime.consumer(
         settings.consumer_group,

@@ -75,8 +75,9 @@ class RankingHistory(Protocol):
     """
 
     async def events(self, quiz_id: str) -> list[RankingEvent]:
-        """Every stored event of the quiz that moves a ranking, in an order that replays correctly:
-        joins, then answers by question index, then leaves."""
+        """Every event of the quiz that moves a ranking and that Kafka held when called (read once the
+        durable store holds them all), in an order that replays correctly: joins, then answers by
+        question index, then leaves."""
         ...
 
     async def close(self) -> None: ...

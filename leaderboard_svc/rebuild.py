@@ -6,8 +6,9 @@ quiz, an expired ranking, or Redis lost its data) and on demand (`quizmesh rebui
 Rebuilding replays the stored history through the same idempotent apply as live events, so it merges
 with whatever the live stream applied meanwhile, in any order.
 
-persistence_svc may still be writing events the leaderboard already applied before the loss, so an
-automatic rebuild is repeated once after RECHECK_AFTER_S, by when those rows are stored.
+The history is read once persistence_svc has stored every event Kafka held of the quiz when the read
+began (`RankingHistory.events`), however far its sink lagged at the loss: so it holds every event the
+ranking had applied before the loss, and the live stream applies those that come after.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from leaderboard_svc.ports import HistoryUnavailable, LeaderboardStore, RankingH
 
 log = logging.getLogger(__name__)
 
-RECHECK_AFTER_S = 10.0
 RETRY_AFTER_S = 1.0
 IDLE_TICK_S = 0.2
 
@@ -57,24 +57,20 @@ class Rebuilder:
         history: RankingHistory,
         coalescer: Coalescer,
         *,
-        recheck_after_s: float = RECHECK_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._history = history
         self._coalescer = coalescer
-        self._recheck_after_s = recheck_after_s
         self._clock = clock
         self._due: dict[str, float] = {}  # quiz ID -> monotonic time of its next rebuild
-        self._rechecks: set[str] = set()  # quizzes whose due rebuild is the repeat
         self._wakeup = asyncio.Event()
 
     def request(self, quiz_ids: Iterable[str]) -> None:
         now = self._clock()
         for quiz_id in quiz_ids:
-            if quiz_id not in self._due or quiz_id in self._rechecks:
+            if quiz_id not in self._due:
                 self._due[quiz_id] = now
-                self._rechecks.discard(quiz_id)
                 self._wakeup.set()
 
     @property
@@ -93,7 +89,6 @@ class Rebuilder:
                 await asyncio.wait_for(_first(stop, self._wakeup), IDLE_TICK_S)
 
     async def _rebuild_one(self, quiz_id: str) -> None:
-        was_recheck = quiz_id in self._rechecks
         try:
             replayed = await rebuild(quiz_id, self._store, self._history)
         except (HistoryUnavailable, StoreUnavailable) as exc:
@@ -101,13 +96,8 @@ class Rebuilder:
             self._due[quiz_id] = self._clock() + RETRY_AFTER_S
             return
         self._coalescer.mark([quiz_id])
-        if was_recheck:
-            del self._due[quiz_id]
-            self._rechecks.discard(quiz_id)
-        else:
-            log.info("rebuilt quiz %s's ranking from %d stored events", quiz_id, replayed)
-            self._due[quiz_id] = self._clock() + self._recheck_after_s
-            self._rechecks.add(quiz_id)
+        del self._due[quiz_id]
+        log.info("rebuilt quiz %s's ranking from %d stored events", quiz_id, replayed)
 
 
 async def _first(stop: asyncio.Event, wakeup: asyncio.Event) -> None:

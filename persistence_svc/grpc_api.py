@@ -16,6 +16,7 @@ import grpc
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from persistence_svc.catch_up import CatchUp, NotCaughtUp
 from persistence_svc.domain import AnswerCursor, AnswerRow, ParticipantCursor, ParticipantRow
 from persistence_svc.ports import ResultStore, StoreUnavailable
 from quizmesh.answer_values import from_json
@@ -24,6 +25,10 @@ from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
+# A `caught_up` listing waits at most this long for the sink (less when the call's deadline is nearer),
+# and answers UNAVAILABLE a little before the caller's deadline, so the caller learns why.
+MAX_CATCH_UP_S = 10.0
+_DEADLINE_MARGIN_S = 0.5
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TOKEN_VERSION = 1
@@ -40,14 +45,27 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
         await context.abort(
             grpc.StatusCode.UNAVAILABLE, "the results database is unavailable right now; retry with backoff"
         )
+    elif isinstance(exc, NotCaughtUp):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry with backoff")
     raise exc
 
 
 class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
     """Reads stored participants and answers. Never writes: the sink loop does."""
 
-    def __init__(self, store: ResultStore) -> None:
+    def __init__(self, store: ResultStore, catch_up: CatchUp) -> None:
         self._store = store
+        self._catch_up = catch_up
+
+    async def _caught_up(
+        self, quiz_id: str, caught_up: bool, page_token: str, context: grpc.aio.ServicerContext
+    ) -> None:
+        """For a `caught_up` listing's first page, waits until the sink has stored what Kafka holds of the quiz."""
+        if not caught_up or page_token:
+            return
+        remaining = context.time_remaining()
+        within_s = MAX_CATCH_UP_S if remaining is None else min(MAX_CATCH_UP_S, remaining - _DEADLINE_MARGIN_S)
+        await self._catch_up.wait(quiz_id, max(0.0, within_s))
 
     async def ListParticipants(
         self, request: pb.ListParticipantsRequest, context: grpc.aio.ServicerContext
@@ -56,8 +74,9 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
             quiz_id = _quiz_id(request.quiz_id)
             limit = _page_size(request.page_size)
             after = _participant_cursor(request.page_token, quiz_id)
-            page = await self._store.list_participants(quiz_id, limit, after)
-        except (InvalidRequest, StoreUnavailable) as exc:
+            await self._caught_up(quiz_id, request.caught_up, request.page_token, context)
+            page = await self._store.list_participants(quiz_id, limit, after, from_primary=request.caught_up)
+        except (InvalidRequest, StoreUnavailable, NotCaughtUp) as exc:
             await _abort(context, exc)
         return pb.ListParticipantsResponse(
             participants=[_participant(row) for row in page.items],
@@ -71,8 +90,9 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
             quiz_id = _quiz_id(request.quiz_id)
             limit = _page_size(request.page_size)
             after = _answer_cursor(request.page_token, quiz_id)
-            page = await self._store.list_answers(quiz_id, limit, after)
-        except (InvalidRequest, StoreUnavailable) as exc:
+            await self._caught_up(quiz_id, request.caught_up, request.page_token, context)
+            page = await self._store.list_answers(quiz_id, limit, after, from_primary=request.caught_up)
+        except (InvalidRequest, StoreUnavailable, NotCaughtUp) as exc:
             await _abort(context, exc)
         return pb.ListAnswersResponse(
             answers=[_answer(row) for row in page.items],

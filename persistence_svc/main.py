@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.adapters.sqlite import SqliteResultStore
+from persistence_svc.catch_up import CatchUp
 from persistence_svc.consumer import SINK_TOPICS, ResultSink, SinkTuning
 from persistence_svc.grpc_api import PersistenceServicer
 from persistence_svc.ports import ResultStore, StoreUnavailable
@@ -48,6 +49,8 @@ async def run(
         )
         await asyncio.wait_for(consumer.start(), _CONSUMER_START_TIMEOUT_S)
         resources.push_async_callback(_close_consumer, consumer)
+        progress = runtime.group_progress(_CLIENT_ID)
+        resources.push_async_callback(progress.close)
 
         server = GrpcServer(
             settings.address,
@@ -55,7 +58,7 @@ async def run(
                 ServiceBinding(
                     SERVICE_NAME,
                     persistence_service_pb2_grpc.add_PersistenceServiceServicer_to_server,
-                    PersistenceServicer(store),
+                    PersistenceServicer(store, CatchUp(progress, settings.group)),
                 )
             ],
             interceptors=runtime.telemetry.grpc_server_interceptors(),

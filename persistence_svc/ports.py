@@ -30,13 +30,17 @@ class ResultStore(Protocol):
         ...
 
     async def list_participants(
-        self, quiz_id: str, limit: int, after: ParticipantCursor | None
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
-        """Up to limit participants of a quiz who joined, in join order, starting after `after`."""
+        """Up to limit participants of a quiz who joined, in join order, starting after `after`.
+        `from_primary`: never from a replica, which may not hold every committed batch yet."""
         ...
 
-    async def list_answers(self, quiz_id: str, limit: int, after: AnswerCursor | None) -> Page[AnswerRow, AnswerCursor]:
-        """Up to limit answers of a quiz by question, answer time then player, starting after `after`."""
+    async def list_answers(
+        self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
+    ) -> Page[AnswerRow, AnswerCursor]:
+        """Up to limit answers of a quiz by question, answer time then player, starting after `after`.
+        `from_primary`: never from a replica, which may not hold every committed batch yet."""
         ...
 
     async def close(self) -> None: ...

@@ -102,7 +102,7 @@ async def run(
             from quiz_svc.adapters.redis_instances import RedisInstanceRegistry
 
             resources.push_async_callback(redis.aclose)
-            store = RedisGameStore(redis)
+            store = RedisGameStore(redis, runtime.replica_acks())
             instances = RedisInstanceRegistry(redis)
         else:
             store = InMemoryGameStore()

@@ -138,6 +138,11 @@ class LiveState:
 class GameStore(Protocol):
     """Live game state shared by every quiz_svc process. Each method is atomic on its own."""
 
+    # Whether an answer's steps (claim, verdict, acknowledgement, recovery) count only once the store's
+    # replicas hold them, so that a failover cannot forget them (Redis WAIT, docs/reliability.md): a
+    # player is then told an answer was accepted only once its acknowledgement is confirmed.
+    waits_for_replicas: bool
+
     async def create(self, state: GameState) -> None: ...
 
     async def state(self, quiz_id: str) -> GameState | None: ...
@@ -174,7 +179,8 @@ class GameStore(Protocol):
         A repeat of an acknowledged answer is ALREADY_ANSWERED; of one another living process is still
         handling, UNAVAILABLE (retry). A reservation nobody handles any more (released, or its owner
         dead, or its lease over) is taken over: judged, it comes back as a Replay of the same verdict;
-        not yet judged, as Fresh with its first receipt time.
+        not yet judged, as Fresh with its first receipt time. Where the store waits for replicas, a claim
+        they did not confirm in time is released again and UNAVAILABLE.
         """
         ...
 
@@ -183,11 +189,15 @@ class GameStore(Protocol):
         still reserved by instance_id and not judged yet; says which were written.
 
         From this step on an answer is owed to Kafka: its points are in the player's standing, so it is
-        published, by this process, a retry or a recovery, never dropped."""
+        published, by this process, a retry or a recovery, never dropped. Where the store waits for
+        replicas, verdicts they did not confirm in time count as not written and are released (a retry
+        takes each over; one judged is still owed)."""
         ...
 
-    async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
-        """Marks answers as held by Kafka: from now on a repeat is simply already_answered."""
+    async def acknowledge(self, keys: Sequence[AnswerKey]) -> set[AnswerKey]:
+        """Marks answers as held by Kafka: from now on a repeat is simply already_answered. Returns the
+        keys whose mark is confirmed: all, unless the store waits for replicas and they did not confirm
+        in time (the mark may still be on the primary)."""
         ...
 
     async def release(self, keys: Sequence[AnswerKey], instance_id: str) -> None:
@@ -200,7 +210,8 @@ class GameStore(Protocol):
     ) -> list[tuple[AnswerKey, StoredAnswer]]:
         """Takes over every reservation of these quizzes that nobody handles any more (as claim_answers
         would take it over): one not judged yet is released, keeping its first receipt time; a judged
-        one is reserved for the claimant and returned, to be published with its verdict."""
+        one is reserved for the claimant and returned, to be published with its verdict. Raises
+        Unavailable where the store waits for replicas and they did not confirm in time."""
         ...
 
     async def answer(self, key: AnswerKey) -> StoredAnswer | None: ...

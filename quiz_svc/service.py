@@ -161,28 +161,37 @@ class AcknowledgementMarks:
     """Writes the game store's acknowledged marks in the background, one store call at a time.
 
     The marks of batches published while a call is in flight go together in the next call, so under
-    load there is one call per store round trip rather than one per batch, and no reply waits for one.
+    load there is one call per store round trip rather than one per batch. Each `add` returns what
+    resolves to the keys whose marks the store confirmed (none if its call failed): where the store
+    waits for replicas, a reply waits for it (see QuizGame._publish_answers); otherwise none does.
     """
 
     def __init__(self, store: GameStore) -> None:
         self._store = store
-        self._pending: list[AnswerKey] = []
+        self._pending: list[tuple[list[AnswerKey], asyncio.Future[set[AnswerKey]]]] = []
         self._writing: asyncio.Task[None] | None = None
 
-    def add(self, keys: Sequence[AnswerKey]) -> None:
-        self._pending.extend(keys)
+    def add(self, keys: Sequence[AnswerKey]) -> asyncio.Future[set[AnswerKey]]:
+        confirmed: asyncio.Future[set[AnswerKey]] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(keys), confirmed))
         if self._writing is None:
             self._writing = asyncio.create_task(self._write_pending(), name="acknowledgement-marks")
+        return confirmed
 
     async def _write_pending(self) -> None:
         try:
             while self._pending:
-                keys, self._pending = self._pending, []
+                batches, self._pending = self._pending, []
+                keys = [key for batch, _ in batches for key in batch]
                 try:
-                    await self._store.acknowledge(keys)
+                    marked = await self._store.acknowledge(keys)
                 except Exception as exc:
                     # Harmless if lost (see the module's docstring), so not retried.
                     log.warning("could not mark %d published answers acknowledged: %r", len(keys), exc)
+                    marked = set()
+                for batch, confirmed in batches:
+                    if not confirmed.done():
+                        confirmed.set_result(marked.intersection(batch))
         finally:
             self._writing = None
 
@@ -290,8 +299,8 @@ class QuizGame:
         if owed:
             published = await self._publish_answers(owed, now)
             log.warning(
-                "%s %d judged answers that failed or dead attempts left unpublished",
-                "published" if published else "could not yet publish",
+                "published %d of %d judged answers that failed or dead attempts left unpublished",
+                len(published),
                 len(owed),
             )
         for quiz in definitions.values():
@@ -501,12 +510,23 @@ class QuizGame:
         lost = [n for n, o in enumerate(claimed) if o == AnswerRefusal.QUIZ_NOT_FOUND]
         if lost:
             # Redis lost these quizzes' live state: rebuild it, then claim their answers again (only
-            # theirs: the others are reserved already).
+            # theirs: the others are reserved already). Until a quiz can be rebuilt (persistence_svc
+            # has yet to store what Kafka holds of it), its answers are refused as retryable.
+            rebuilt = set()
             for quiz in {claims[n][2].quiz_id: claims[n][2] for n in lost}.values():
-                await self._current(quiz)
-            again = await self._store.claim_answers([claims[n][1] for n in lost], self._claimant())
-            for n, outcome in zip(lost, again, strict=True):
-                claimed[n] = outcome
+                try:
+                    await self._current(quiz)
+                except Unavailable as exc:
+                    log.warning("answers to quiz %s wait for its rebuild: %s", quiz.quiz_id, exc)
+                    continue
+                rebuilt.add(quiz.quiz_id)
+            for n in lost:
+                claimed[n] = AnswerRefusal.UNAVAILABLE
+            lost = [n for n in lost if claims[n][2].quiz_id in rebuilt]
+            if lost:
+                again = await self._store.claim_answers([claims[n][1] for n in lost], self._claimant())
+                for n, outcome in zip(lost, again, strict=True):
+                    claimed[n] = outcome
         fresh: list[tuple[int, AnswerKey, StoredAnswer, QuizDefinition]] = []
         to_publish: list[tuple[AnswerKey, StoredAnswer, QuizDefinition, tuple[tuple[str, bytes], ...]]] = []
         positions: list[int] = []
@@ -527,23 +547,30 @@ class QuizGame:
                     positions.append(position)
                 else:
                     # Another process took the reservation over meanwhile (this one was taken for dead):
-                    # the retry gets that process's verdict.
+                    # the retry gets that process's verdict. Or the store's replicas did not confirm the
+                    # verdict, which it released: the recovery pass publishes it should no retry come.
                     outcomes[position] = AnswerRefusal.UNAVAILABLE
-        if to_publish and await self._publish_answers(to_publish, now):
+                    self._unsettled.add(key.quiz_id)
+        if to_publish:
+            accepted = await self._publish_answers(to_publish, now)
             for position, (key, answer, quiz, _) in zip(positions, to_publish, strict=True):
-                event_id = answer_event_id(key.quiz_id, key.question_index, key.player_id)
-                outcomes[position] = AcceptedAnswer(answer, event_id, quiz.questions[key.question_index])
+                if key in accepted:
+                    event_id = answer_event_id(key.quiz_id, key.question_index, key.player_id)
+                    outcomes[position] = AcceptedAnswer(answer, event_id, quiz.questions[key.question_index])
         return [o if o is not None else AnswerRefusal.UNAVAILABLE for o in outcomes]
 
     async def _publish_answers(
         self,
         answers: Sequence[tuple[AnswerKey, StoredAnswer, QuizDefinition, tuple[tuple[str, bytes], ...]]],
         now: int,
-    ) -> bool:
-        """Publishes judged answers reserved by this process; True once Kafka holds them all.
+    ) -> set[AnswerKey]:
+        """Publishes judged answers reserved by this process; returns those that may be reported
+        accepted: all once Kafka holds them, unless the store waits for replicas, and then those whose
+        acknowledgement they confirmed (a promoted replica then knows they were answered).
 
         On failure the reservations are released (a retry takes them over at once) and their quizzes
-        noted, for the recovery pass to publish them should no retry come."""
+        noted, for the recovery pass to publish them should no retry come; an acknowledgement not
+        confirmed is noted too, for the pass to come back should a failover have lost it."""
         records = [
             to_record(self._answer_event(key, answer, quiz, now), headers) for key, answer, quiz, headers in answers
         ]
@@ -554,9 +581,13 @@ class QuizGame:
             log.warning("answers not acknowledged by the event bus: %s", exc)
             await self._store.release(keys, self.instance_id)
             self._unsettled.update(key.quiz_id for key in keys)
-            return False
-        self._acknowledgements.add(keys)
-        return True
+            return set()
+        marked = self._acknowledgements.add(keys)
+        if not self._store.waits_for_replicas:
+            return set(keys)
+        confirmed = await marked
+        self._unsettled.update(key.quiz_id for key in keys if key not in confirmed)
+        return confirmed
 
     @staticmethod
     def _judge(quiz: QuizDefinition, claim: AnswerClaim, fresh: Fresh) -> StoredAnswer:
@@ -668,7 +699,10 @@ class QuizGame:
         """Rebuilds a quiz's live state after Redis lost it, from the durable records.
 
         The quiz database holds the last state the host moved the quiz to; PersistenceService holds its
-        players and acknowledged answers (PostgreSQL is the source of truth, Redis a projection).
+        players and acknowledged answers (PostgreSQL is the source of truth, Redis a projection). The
+        results are read once persistence_svc has stored every event Kafka holds of the quiz, however far
+        its sink lagged at the loss: every accepted answer is then in the rebuilt standings (players'
+        later totals hold its points) and marked acknowledged (a repeat of it is `already_answered`).
         """
         lock = self._restoring.setdefault(quiz.quiz_id, asyncio.Lock())
         async with lock:

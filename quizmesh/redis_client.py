@@ -7,16 +7,23 @@ cluster client splits by node.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, RedisError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from quizmesh.settings import RedisMode, SettingsError
+
+log = logging.getLogger(__name__)
 
 RedisClient = Redis | RedisCluster
 
@@ -99,3 +106,179 @@ async def run_script_per_key(
         elif isinstance(reply, Exception):
             raise reply
     return replies
+
+
+@dataclass(frozen=True)
+class ReplicaAcks:
+    """How many replicas must hold a write before it counts, and how long to wait for them (Redis WAIT).
+
+    Redis replicates asynchronously: a primary that fails may take its last writes with it, and its
+    promoted replica never saw them. Where that matters, a write is confirmed by WAIT on the connection
+    that made it. replicas = 0 (one Redis without replicas) confirms nothing and waits for nothing."""
+
+    replicas: int = 0
+    timeout_ms: int = 500
+
+
+# One Redis without replicas: nothing to wait for.
+NO_REPLICAS = ReplicaAcks()
+
+
+class Unconfirmed(Exception):
+    """A call's writes were not confirmed on enough replicas in time, or its node failed before answering.
+    The call may have run on the primary, and a failover may forget it."""
+
+
+# Rounds of a confirmed run: a call refused with NOSCRIPT or MOVED (it did not run) goes again, once
+# the script is loaded or the slot's new owner known.
+_CONFIRMED_ROUNDS = 3
+
+# Sends commands down one connection and returns their replies (a failed command's error as its reply);
+# raises if the connection fails.
+_Pipe = Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]]
+
+
+async def run_script_confirmed(
+    client: RedisClient, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]], acks: ReplicaAcks
+) -> list[Any]:
+    """Runs `script` once per (keys, args): each node's calls in one pipeline followed, on the same
+    connection, by `WAIT acks.replicas acks.timeout_ms`, the nodes in parallel; returns the replies in the
+    order of `calls`, an Unconfirmed in place of each call whose writes no such WAIT confirmed (it may
+    have run).
+
+    WAIT counts the replicas that acknowledged the connection's last write; a primary's replication
+    stream keeps its writes in order, so that covers every write the calls before it made. It must go
+    down the connection that made them, which a cluster pipeline cannot promise (it routes a keyless
+    command to any node, and resends a redirected command on another connection): the calls are grouped
+    by node here instead. As in run_script_per_key, a script error other than NOSCRIPT is raised."""
+    replies: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for _ in range(_CONFIRMED_ROUNDS):
+        if not todo:
+            break
+        groups = [
+            ([todo[member] for member in members], node)
+            for node, members in (await _nodes(client, script, [calls[p][0][0] for p in todo])).items()
+        ]
+        done = await asyncio.gather(
+            *(_confirmed(node.pipe, script, [calls[p] for p in positions], acks) for positions, node in groups)
+        )
+        again: list[int] = []
+        for (positions, node), node_replies in zip(groups, done, strict=True):
+            for position, reply in zip(positions, node_replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    await node.load_script()
+                    again.append(position)
+                elif isinstance(reply, MovedError) and isinstance(client, RedisCluster):
+                    await client.nodes_manager.move_slot(reply)
+                    again.append(position)
+                else:
+                    replies[position] = reply
+        todo = again
+    for position in todo:
+        replies[position] = Unconfirmed("the slot kept moving, or its script kept missing")
+    return replies
+
+
+# A node failing under a pipeline: its commands may or may not have run.
+_NODE_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+async def _confirmed(
+    pipe: _Pipe, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]], acks: ReplicaAcks
+) -> list[Any]:
+    commands: list[tuple[Any, ...]] = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+    try:
+        *replies, replicas = await pipe([*commands, ("WAIT", acks.replicas, acks.timeout_ms)])
+    except (RedisError, OSError) as exc:
+        return [Unconfirmed(f"the node failed: {exc!r}")] * len(calls)
+    confirmed = isinstance(replicas, int) and replicas >= acks.replicas
+    out: list[Any] = []
+    for reply in replies:
+        if isinstance(reply, (NoScriptError, MovedError)):
+            out.append(reply)
+        elif isinstance(reply, (AskError, TryAgainError, ClusterDownError)):
+            out.append(Unconfirmed(f"the slot is moving: {reply!r}"))
+        elif isinstance(reply, Exception):
+            raise reply
+        else:
+            out.append(reply if confirmed else Unconfirmed(f"{replicas!r} of {acks.replicas} replicas in time"))
+    return out
+
+
+@dataclass(frozen=True)
+class _Node:
+    """Where a group of calls goes: a pipe down one connection, and what loads the script there."""
+
+    pipe: _Pipe
+    load_script: Callable[[], Awaitable[Any]]
+
+
+async def _nodes(client: RedisClient, script: AsyncScript, keys: Sequence[str]) -> dict[_Node, list[int]]:
+    """Groups the calls (by their first key): one group for a single Redis, one per primary of a cluster.
+    A key whose slot no known primary serves gets a pipe that fails, so its calls come back Unconfirmed."""
+    if isinstance(client, Redis):
+        return {_Node(_single_pipe(client), lambda: client.script_load(script.script)): list(range(len(keys)))}
+    await client.initialize()
+    groups: dict[_Node, list[int]] = {}
+    by_name: dict[str, _Node] = {}
+    for member, key in enumerate(keys):
+        try:
+            node = client.get_node_from_key(key)
+        except RedisError as exc:
+            groups[_Node(_failing_pipe(exc), _nothing)] = [member]
+            continue
+        assert node is not None  # None only when asked for a replica
+        if node.name not in by_name:
+            by_name[node.name] = _Node(_node_pipe(client, node), _script_loader(node, script))
+        groups.setdefault(by_name[node.name], []).append(member)
+    return groups
+
+
+def _single_pipe(client: Redis) -> _Pipe:
+    async def pipe(commands: list[tuple[Any, ...]]) -> list[Any]:
+        # A pipeline of one Redis goes down one connection; a failing connection raises.
+        async with client.pipeline(transaction=False) as pipeline:
+            for command in commands:
+                pipeline.execute_command(*command)
+            replies: list[Any] = await pipeline.execute(raise_on_error=False)
+            return replies
+
+    return pipe
+
+
+def _node_pipe(client: RedisCluster, node: ClusterNode) -> _Pipe:
+    async def pipe(commands: list[tuple[Any, ...]]) -> list[Any]:
+        queued = [PipelineCommand(position, *command) for position, command in enumerate(commands)]
+        failure: BaseException | None = None
+        try:
+            await node.execute_pipeline(queued)
+        except (RedisError, OSError) as exc:
+            failure = exc
+        else:
+            failure = next((c.result for c in queued if isinstance(c.result, _NODE_FAILURES)), None)
+        if failure is not None:
+            # The node is gone (a failover, say): learn the cluster's layout again for the next calls.
+            try:
+                await client.nodes_manager.initialize()
+            except (RedisError, OSError) as exc:
+                log.debug("refreshing the Redis Cluster's layout failed: %r", exc)
+            raise failure
+        return [command.result for command in queued]
+
+    return pipe
+
+
+def _failing_pipe(failure: Exception) -> _Pipe:
+    async def pipe(commands: list[tuple[Any, ...]]) -> list[Any]:
+        raise failure
+
+    return pipe
+
+
+def _script_loader(node: ClusterNode, script: AsyncScript) -> Callable[[], Awaitable[Any]]:
+    return lambda: node.execute_command("SCRIPT", "LOAD", script.script)
+
+
+async def _nothing() -> None:
+    return None

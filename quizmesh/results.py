@@ -69,18 +69,29 @@ async def _every_page(
 
 
 async def read_stored_quiz(
-    quiz_id: str, list_participants: ListParticipants, list_answers: ListAnswers, *, page_size: int = PAGE_SIZE
+    quiz_id: str,
+    list_participants: ListParticipants,
+    list_answers: ListAnswers,
+    *,
+    page_size: int = PAGE_SIZE,
+    caught_up: bool = False,
 ) -> StoredQuiz:
-    """Reads every page of a quiz's participants, then of its answers."""
+    """Reads every page of a quiz's participants, then of its answers. `caught_up`: only once
+    persistence_svc has stored every event Kafka holds of the quiz (what a rebuild needs; see the
+    request's field of that name)."""
     participants = await _every_page(
         lambda token: list_participants(
-            persistence_pb2.ListParticipantsRequest(quiz_id=quiz_id, page_size=page_size, page_token=token)
+            persistence_pb2.ListParticipantsRequest(
+                quiz_id=quiz_id, page_size=page_size, page_token=token, caught_up=caught_up
+            )
         ),
         lambda page: page.participants,
     )
     answers = await _every_page(
         lambda token: list_answers(
-            persistence_pb2.ListAnswersRequest(quiz_id=quiz_id, page_size=page_size, page_token=token)
+            persistence_pb2.ListAnswersRequest(
+                quiz_id=quiz_id, page_size=page_size, page_token=token, caught_up=caught_up
+            )
         ),
         lambda page: page.answers,
     )

@@ -12,10 +12,23 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPublisher, InMemoryTailReader
-from quizmesh.eventbus.ports import EventConsumer, EventPublisher, TailReader
+from quizmesh.eventbus.memory import (
+    InMemoryBus,
+    InMemoryConsumer,
+    InMemoryGroupProgress,
+    InMemoryPublisher,
+    InMemoryTailReader,
+)
+from quizmesh.eventbus.ports import EventConsumer, EventPublisher, GroupProgress, TailReader
 from quizmesh.pubsub import Channels, InMemoryChannels, RedisChannels
-from quizmesh.redis_client import REDIS_MAX_CONNECTIONS, REDIS_POOL_WAIT_S, RedisClient, connect, connect_single
+from quizmesh.redis_client import (
+    REDIS_MAX_CONNECTIONS,
+    REDIS_POOL_WAIT_S,
+    RedisClient,
+    ReplicaAcks,
+    connect,
+    connect_single,
+)
 from quizmesh.settings import Engines, SettingsError
 from quizmesh.telemetry import Telemetry
 
@@ -54,10 +67,21 @@ class Runtime:
 
         return KafkaTailReader(self.engines.kafka_bootstrap, topics, client_id=client_id)
 
+    def group_progress(self, client_id: str) -> GroupProgress:
+        if self.engines.event_bus == "memory":
+            return InMemoryGroupProgress(self.memory_bus)
+        from quizmesh.eventbus.kafka import KafkaGroupProgress
+
+        return KafkaGroupProgress(self.engines.kafka_bootstrap, client_id=client_id)
+
     def redis(self, *, max_connections: int = REDIS_MAX_CONNECTIONS, wait_s: float = REDIS_POOL_WAIT_S) -> RedisClient:
         """A new client for the configured Redis (one node or a cluster, see quizmesh.redis_client.connect);
         the caller closes it (`aclose`)."""
         return connect(self.engines.redis_url, self.engines.redis_mode, max_connections=max_connections, wait_s=wait_s)
+
+    def replica_acks(self) -> ReplicaAcks:
+        """How many replicas must hold the writes that a Redis failover must not forget (answers, rankings)."""
+        return ReplicaAcks(self.engines.redis_wait_replicas, self.engines.redis_wait_timeout_ms)
 
     def channels(self, redis: RedisClient | None) -> Channels:
         """Pub/sub between processes: in memory when the state is; on its own Redis when one is configured

@@ -253,6 +253,19 @@ REDIS_PUBSUB_URL = Text(
     default="",
     unset="QUIZMESH_REDIS_URL's Redis",
 )
+REDIS_WAIT_REPLICAS = Integer(
+    "QUIZMESH_REDIS_WAIT_REPLICAS",
+    "How many replicas of a Redis primary must hold an answer's writes (claim, verdicts, acknowledgement) and a "
+    "ranking's before they count (Redis WAIT), so that a failover forgets none; 0 with a Redis without replicas. "
+    "A primary with fewer replicas in sync refuses answers (retryable) until they are back.",
+    default=0,
+)
+REDIS_WAIT_TIMEOUT_MS = Integer(
+    "QUIZMESH_REDIS_WAIT_TIMEOUT_MS",
+    "With QUIZMESH_REDIS_WAIT_REPLICAS: how long a write waits for its replicas before it counts as not done.",
+    default=500,
+    minimum=1,
+)
 POSTGRES_DSN = Secret(
     "QUIZMESH_POSTGRES_DSN",
     "PostgreSQL, as a postgresql:// DSN (it may hold a password).",
@@ -286,6 +299,8 @@ class Engines:
         REDIS_MODE,
         REDIS_PUBSUB_URL,
         POSTGRES_REPLICA_DSN,
+        REDIS_WAIT_REPLICAS,
+        REDIS_WAIT_TIMEOUT_MS,
     )
 
     event_bus: EventBusEngine
@@ -302,6 +317,10 @@ class Engines:
     redis_pubsub_url: str = ""
     # A streaming replica that reads may go to while its lag is under a bound; empty reads the primary.
     postgres_replica_dsn: str = ""
+    # Replicas of a Redis primary that must hold an answer's and a ranking's writes (WAIT), and how long
+    # they get; 0 waits for none (quizmesh.redis_client.ReplicaAcks).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Engines:
@@ -316,6 +335,8 @@ class Engines:
             redis_mode=REDIS_MODE.read(env),
             redis_pubsub_url=REDIS_PUBSUB_URL.read(env),
             postgres_replica_dsn=POSTGRES_REPLICA_DSN.read(env) or "",
+            redis_wait_replicas=REDIS_WAIT_REPLICAS.read(env),
+            redis_wait_timeout_ms=REDIS_WAIT_TIMEOUT_MS.read(env),
         )
         if engines.state == "redis" and engines.redis_mode == "cluster" and not engines.redis_pubsub_url:
             raise SettingsError(

@@ -1,7 +1,9 @@
 """The ranking history as persistence_svc stored it, read through PersistenceService over gRPC.
 
 persistence_svc owns the tables (and decides whether its replica may serve a read); a change to its
-schema cannot break a rebuild, which sees only the contract. Every call has a deadline.
+schema cannot break a rebuild, which sees only the contract. Every call has a deadline. The listings are
+`caught_up`: persistence_svc serves them once it has stored every event Kafka holds of the quiz, so a
+rebuild holds everything the ranking ever applied, however far the sink lagged at the loss.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class PersistenceRankingHistory:
                 quiz_id,
                 functools.partial(self._stub.ListParticipants, timeout=self._timeout_s),
                 functools.partial(self._stub.ListAnswers, timeout=self._timeout_s),
+                caught_up=True,
             )
         except grpc.aio.AioRpcError as exc:
             raise HistoryUnavailable(f"PersistenceService: {exc.code().name}: {exc.details()}") from exc

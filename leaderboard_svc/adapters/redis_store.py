@@ -25,7 +25,14 @@ from leaderboard_svc.domain import (
     score_of,
 )
 from leaderboard_svc.ports import StoreUnavailable
-from quizmesh.redis_client import RedisClient, run_script_per_key
+from quizmesh.redis_client import (
+    NO_REPLICAS,
+    RedisClient,
+    ReplicaAcks,
+    Unconfirmed,
+    run_script_confirmed,
+    run_script_per_key,
+)
 
 T = TypeVar("T")
 
@@ -97,9 +104,10 @@ def _composite(value: bytes | str | float) -> int:
 
 
 class RedisLeaderboardStore:
-    def __init__(self, redis: RedisClient, *, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, *, ttl_s: int, replica_acks: ReplicaAcks = NO_REPLICAS) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
+        self._acks = replica_acks
         # register_script re-loads a script on NOSCRIPT, e.g. after Redis restarted.
         self._apply_events = redis.register_script(_script("apply_events.lua"))
         self._top = redis.register_script(_script("top.lua"))
@@ -138,7 +146,14 @@ class RedisLeaderboardStore:
             # mark hash and the quizzes live on different nodes of a cluster, whose pipeline runs
             # each node's part in parallel: hence two steps. Each script call is atomic on its own.
             await self._redis.hset(DIRTY_KEY, mapping=dict.fromkeys(quiz_ids, mark))
-            return await run_script_per_key(self._redis, self._apply_events, calls)
+            if self._acks.replicas == 0:
+                return await run_script_per_key(self._redis, self._apply_events, calls)
+            # The batch's offsets are committed once this returns: its rankings must survive a failover.
+            applied = await run_script_confirmed(self._redis, self._apply_events, calls, self._acks)
+            unconfirmed = sum(1 for result in applied if isinstance(result, Unconfirmed))
+            if unconfirmed:
+                raise StoreUnavailable(f"Redis replicas did not confirm {unconfirmed} quizzes' rankings in time")
+            return applied
 
         results = await self._call(run)
         return {quiz_id for quiz_id, changed in zip(quiz_ids, results, strict=True) if changed}

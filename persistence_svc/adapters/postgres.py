@@ -210,13 +210,13 @@ class PostgresResultStore:
         await self._with_connection(save)
 
     async def list_participants(
-        self, quiz_id: str, limit: int, after: ParticipantCursor | None
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
         if after is None:
             query: tuple[Any, ...] = (_LIST_PARTICIPANTS, quiz_id, limit + 1)
         else:
             query = (_LIST_PARTICIPANTS_AFTER, quiz_id, limit + 1, after.joined_at, after.player_id)
-        records = await self._read(*query)
+        records = await self._read(*query, from_primary=from_primary)
         rows = tuple(
             ParticipantRow(
                 quiz_id=r["quiz_id"],
@@ -231,7 +231,9 @@ class PostgresResultStore:
         )
         return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
 
-    async def list_answers(self, quiz_id: str, limit: int, after: AnswerCursor | None) -> Page[AnswerRow, AnswerCursor]:
+    async def list_answers(
+        self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
+    ) -> Page[AnswerRow, AnswerCursor]:
         if after is None:
             query: tuple[Any, ...] = (_LIST_ANSWERS, quiz_id, limit + 1)
         else:
@@ -243,7 +245,7 @@ class PostgresResultStore:
                 after.answered_at,
                 after.player_id,
             )
-        records = await self._read(*query)
+        records = await self._read(*query, from_primary=from_primary)
         rows = tuple(AnswerRow(**dict(r)) for r in records[:limit])
         return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
 
@@ -258,12 +260,12 @@ class PostgresResultStore:
             except TimeoutError:
                 pool.terminate()
 
-    async def _read(self, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def _read(self, query: str, *args: Any, from_primary: bool) -> list[asyncpg.Record]:
         async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             records: list[asyncpg.Record] = await conn.fetch(query, *args)
             return records
 
-        if self._replica is not None and self._replica.use_replica():
+        if not from_primary and self._replica is not None and self._replica.use_replica():
             try:
                 return await self._with_connection(fetch, self._replica.replica)
             except StoreUnavailable as exc:

@@ -221,8 +221,9 @@ class SqliteResultStore:
         )
 
     async def list_participants(
-        self, quiz_id: str, limit: int, after: ParticipantCursor | None
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
+        # One file, no replica: every read is from the primary.
         if after is None:
             records = await self._fetch(_LIST_PARTICIPANTS, (quiz_id, limit + 1))
         else:
@@ -243,7 +244,9 @@ class SqliteResultStore:
         )
         return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
 
-    async def list_answers(self, quiz_id: str, limit: int, after: AnswerCursor | None) -> Page[AnswerRow, AnswerCursor]:
+    async def list_answers(
+        self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
+    ) -> Page[AnswerRow, AnswerCursor]:
         if after is None:
             records = await self._fetch(_LIST_ANSWERS, (quiz_id, limit + 1))
         else:

@@ -60,6 +60,9 @@ class _Game:
 
 
 class InMemoryGameStore:
+    # One process's memory: nothing to replicate, and nothing a failover could forget.
+    waits_for_replicas = False
+
     def __init__(self) -> None:
         self._games: dict[str, _Game] = {}
         self._deadlines: dict[str, int] = {}
@@ -166,13 +169,14 @@ class InMemoryGameStore:
             written.append(True)
         return written
 
-    async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
+    async def acknowledge(self, keys: Sequence[AnswerKey]) -> set[AnswerKey]:
         for key in keys:
             game = self._games[key.quiz_id]
             slot = (key.question_index, key.player_id)
             held = game.answers[slot]
             held.acknowledged, held.lease_until_ms = True, 0
             game.pending.discard(slot)
+        return set(keys)
 
     async def release(self, keys: Sequence[AnswerKey], instance_id: str) -> None:
         for key in keys:

@@ -1,4 +1,5 @@
-"""Reads a quiz's stored players and answers back through PersistenceService, the source of truth."""
+"""Reads a quiz's stored players and answers back through PersistenceService, the source of truth: all of
+them, once persistence_svc has stored every event Kafka holds of the quiz (its `caught_up` listings)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class PersistenceResults:
             functools.partial(self._stub.ListParticipants, timeout=_DEADLINE_S),
             functools.partial(self._stub.ListAnswers, timeout=_DEADLINE_S),
             page_size=_PAGE,
+            caught_up=True,
         )
         return stored_results(quiz, stored.participants, stored.answers)
 

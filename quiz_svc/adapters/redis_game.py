@@ -4,20 +4,28 @@ One quiz's keys share a hash tag, `qz:{<quiz_id>}:...`, so they live on one clus
 script touches one slot. Every check-and-write runs inside a Lua script (the `.lua` files beside this
 module), which Redis executes atomically: that is what makes answer-once hold across processes. Every
 script runs through `_run_per_quiz`, which reloads a script after a Redis restart (NOSCRIPT).
+
+With replicas (ReplicaAcks, QUIZMESH_REDIS_WAIT_REPLICAS), the answer's steps also hold across a failover:
+the claim, the verdicts, the acknowledgement and a recovery's takeover run through `_run_confirmed`, each
+followed by WAIT on the connection that ran it. A step no replica confirmed in time counts as not done
+(its reservations are released: the player's retry takes them over), so a promoted replica never lacks a
+reservation whose verdict Kafka holds, nor the acknowledgement of an answer its player was told of.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 
 import orjson
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
 from quiz_svc.adapters.answer_codec import decode_value, encode_value
-from quiz_svc.domain import AnswerRefusal, GameState, Phase, PlayerStanding
+from quiz_svc.domain import AnswerRefusal, GameState, Phase, PlayerStanding, Unavailable
 from quiz_svc.kinds import ChoiceAnswer, parse_credit
 from quiz_svc.ports import (
     AnswerClaim,
@@ -30,7 +38,16 @@ from quiz_svc.ports import (
     Replay,
     StoredAnswer,
 )
-from quizmesh.redis_client import RedisClient, run_script_per_key
+from quizmesh.redis_client import (
+    NO_REPLICAS,
+    RedisClient,
+    ReplicaAcks,
+    Unconfirmed,
+    run_script_confirmed,
+    run_script_per_key,
+)
+
+log = logging.getLogger(__name__)
 
 DEADLINES = "qz:deadlines"
 _STATE_FIELDS = ("phase", "idx", "qc", "open", "close", "vis", "count", "ver", "fx", "fxr")
@@ -98,8 +115,10 @@ def _state_fields(state: GameState) -> dict[str, str | int]:
 
 
 class RedisGameStore:
-    def __init__(self, redis: RedisClient) -> None:
+    def __init__(self, redis: RedisClient, replica_acks: ReplicaAcks = NO_REPLICAS) -> None:
         self._redis = redis
+        self._acks = replica_acks
+        self.waits_for_replicas = replica_acks.replicas > 0
         self._replace_state = redis.register_script(_script("replace_state.lua"))
         self._effects_done = redis.register_script(_script("effects_done.lua"))
         self._add_player = redis.register_script(_script("add_player.lua"))
@@ -192,11 +211,29 @@ class RedisGameStore:
                     c.lease_until_ms,
                 ]
             calls.append((_prefix(quiz_id), args))
-        replies = await self._run_per_quiz(self._claim, calls)
+        replies = await self._run_confirmed(self._claim, calls)
+        unconfirmed: list[AnswerKey] = []
         for positions, reply in zip(by_quiz.values(), replies, strict=True):
+            if isinstance(reply, Unconfirmed):
+                for position in positions:
+                    outcomes[position] = AnswerRefusal.UNAVAILABLE
+                    unconfirmed.append(_key(claims[position]))
+                continue
             for position, result in zip(positions, orjson.loads(reply), strict=True):
                 outcomes[position] = _claim_outcome(result)
+        await self._give_up(unconfirmed, claimant.instance_id)
         return [o for o in outcomes if o is not None]
+
+    async def _give_up(self, keys: Sequence[AnswerKey], instance_id: str) -> None:
+        """Releases reservations whose step replicas did not confirm, so the players' retries take them
+        over at once. If this fails too, their lease runs out (a backstop) and the retries take them then."""
+        if not keys:
+            return
+        log.warning("%d answers' Redis writes not confirmed by replicas in time; released for a retry", len(keys))
+        try:
+            await self.release(keys, instance_id)
+        except (RedisError, OSError) as exc:
+            log.warning("could not release them; they are free once their lease runs out: %r", exc)
 
     async def record_verdicts(self, verdicts: Sequence[tuple[AnswerKey, StoredAnswer]], instance_id: str) -> list[bool]:
         by_quiz: dict[str, list[int]] = defaultdict(list)
@@ -210,28 +247,54 @@ class RedisGameStore:
                 args += [key.question_index, key.player_id, _encode_stored(answer)]
             calls.append((_prefix(quiz_id), args))
         written = [False] * len(verdicts)
-        for positions, reply in zip(by_quiz.values(), await self._run_per_quiz(self._record, calls), strict=True):
+        unconfirmed: list[AnswerKey] = []
+        for positions, reply in zip(by_quiz.values(), await self._run_confirmed(self._record, calls), strict=True):
+            if isinstance(reply, Unconfirmed):
+                unconfirmed += [verdicts[position][0] for position in positions]
+                continue
             for position, done in zip(positions, orjson.loads(reply), strict=True):
                 written[position] = bool(done)
+        await self._give_up(unconfirmed, instance_id)
         return written
 
-    async def _settle_keys(self, keys: Sequence[AnswerKey], mode: str, instance_id: str) -> None:
-        grouped: dict[str, list[str | int]] = defaultdict(list)
+    async def _settle_keys(
+        self, keys: Sequence[AnswerKey], mode: str, instance_id: str, run: _ScriptRunner
+    ) -> set[AnswerKey]:
+        """Settles the keys; returns those whose settlement `run` confirmed."""
+        grouped: dict[str, list[AnswerKey]] = defaultdict(list)
         for key in keys:
-            grouped[key.quiz_id] += [key.question_index, key.player_id]
-        await self._run_per_quiz(
-            self._settle, [(_prefix(quiz_id), [mode, instance_id, *args]) for quiz_id, args in grouped.items()]
-        )
+            grouped[key.quiz_id].append(key)
+        calls = [
+            (
+                _prefix(quiz_id),
+                [mode, instance_id, *(part for key in group for part in (key.question_index, key.player_id))],
+            )
+            for quiz_id, group in grouped.items()
+        ]
+        replies = await run(self._settle, calls)
+        return {
+            key
+            for group, reply in zip(grouped.values(), replies, strict=True)
+            if not isinstance(reply, Unconfirmed)
+            for key in group
+        }
 
     async def _run_per_quiz(self, script: AsyncScript, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Runs `script` once per (quiz key prefix, args), all in one pipeline (one per cluster node)."""
         return await run_script_per_key(self._redis, script, [([prefix], args) for prefix, args in calls])
 
-    async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
-        await self._settle_keys(keys, "ack", "")
+    async def _run_confirmed(self, script: AsyncScript, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """As _run_per_quiz; with replicas to wait for, each node's calls are followed by WAIT, and a call
+        whose writes they did not confirm in time comes back as an Unconfirmed (it may have run)."""
+        if not self.waits_for_replicas:
+            return await self._run_per_quiz(script, calls)
+        return await run_script_confirmed(self._redis, script, [([prefix], args) for prefix, args in calls], self._acks)
+
+    async def acknowledge(self, keys: Sequence[AnswerKey]) -> set[AnswerKey]:
+        return await self._settle_keys(keys, "ack", "", self._run_confirmed)
 
     async def release(self, keys: Sequence[AnswerKey], instance_id: str) -> None:
-        await self._settle_keys(keys, "release", instance_id)
+        await self._settle_keys(keys, "release", instance_id, self._run_per_quiz)
 
     async def recover_answers(
         self, quiz_ids: Sequence[str], claimant: Claimant, now_ms: int, lease_until_ms: int
@@ -240,7 +303,10 @@ class RedisGameStore:
             return []
         live = sorted(claimant.live)
         args = [claimant.instance_id, now_ms, lease_until_ms, len(live), *live]
-        replies = await self._run_per_quiz(self._recover, [(_prefix(quiz_id), args) for quiz_id in quiz_ids])
+        replies = await self._run_confirmed(self._recover, [(_prefix(quiz_id), args) for quiz_id in quiz_ids])
+        if any(isinstance(reply, Unconfirmed) for reply in replies):
+            # What was taken over stays so until its lease runs out; the recovery comes back to it.
+            raise Unavailable("Redis replicas did not confirm the recovery's takeover in time")
         taken: list[tuple[AnswerKey, StoredAnswer]] = []
         for quiz_id, reply in zip(quiz_ids, replies, strict=True):
             # cjson encodes an empty list as an object.
@@ -294,6 +360,13 @@ class RedisGameStore:
 
     async def close(self) -> None:
         return None
+
+
+_ScriptRunner = Callable[[AsyncScript, Sequence[tuple[str, Sequence[Any]]]], Awaitable[list[Any]]]
+
+
+def _key(claim: AnswerClaim) -> AnswerKey:
+    return AnswerKey(claim.quiz_id, claim.question_index, claim.player_id)
 
 
 def _claimant_args(claimant: Claimant) -> list[str | int]:

@@ -5,8 +5,19 @@ from quizmesh.eventbus.ports import (
     EventBusUnavailable,
     EventConsumer,
     EventPublisher,
+    GroupProgress,
+    Partition,
     Record,
     TailReader,
 )
 
-__all__ = ["ConsumedRecord", "EventBusUnavailable", "EventConsumer", "EventPublisher", "Record", "TailReader"]
+__all__ = [
+    "ConsumedRecord",
+    "EventBusUnavailable",
+    "EventConsumer",
+    "EventPublisher",
+    "GroupProgress",
+    "Partition",
+    "Record",
+    "TailReader",
+]

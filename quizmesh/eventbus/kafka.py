@@ -13,9 +13,12 @@ import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
 
-from quizmesh.eventbus.ports import ConsumedRecord, EventBusUnavailable, Record
+from quizmesh.eventbus.ports import ConsumedRecord, EventBusUnavailable, Partition, Record
 
 log = logging.getLogger(__name__)
 
@@ -327,3 +330,63 @@ class KafkaTailReader:
 
     async def close(self) -> None:
         await self._consumer.stop()
+
+
+class KafkaGroupProgress:
+    """Reads partitions' ends (a consumer outside any group) and a group's committed offsets (the admin
+    client), both started on first use. Raises EventBusUnavailable when Kafka cannot tell."""
+
+    def __init__(self, bootstrap: str, *, client_id: str = "quizmesh") -> None:
+        self._bootstrap = bootstrap
+        self._client_id = client_id
+        self._clients: tuple[AIOKafkaConsumer, AIOKafkaAdminClient] | None = None
+        self._start_lock = asyncio.Lock()
+
+    async def _started(self) -> tuple[AIOKafkaConsumer, AIOKafkaAdminClient]:
+        async with self._start_lock:
+            if self._clients is None:
+                reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, client_id=self._client_id, group_id=None)
+                admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+                try:
+                    await reader.start()
+                    await admin.start()
+                except BaseException:
+                    await _stop_quietly(reader)
+                    await admin.close()
+                    raise
+                self._clients = (reader, admin)
+            return self._clients
+
+    async def end_offsets(self, topics: Sequence[str], key: str) -> dict[Partition, int]:
+        try:
+            reader, admin = await self._started()
+            described = {t["topic"]: t for t in await admin.describe_topics(list(topics))}
+            partitions = []
+            for topic in topics:
+                known = sorted(p["partition"] for p in described.get(topic, {}).get("partitions", ()))
+                if not known:
+                    raise EventBusUnavailable(f"Kafka knows no topic {topic!r}")
+                # The partition the producers' default partitioner gives the key (murmur2, as Java's).
+                partitions.append(TopicPartition(topic, DefaultPartitioner()(key.encode(), known, known)))
+            ends = await reader.end_offsets(partitions)
+        except KafkaError as exc:
+            raise EventBusUnavailable(f"Kafka did not tell the end of {list(topics)}: {exc!r}") from exc
+        return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
+
+    async def committed(self, group: str, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        try:
+            _, admin = await self._started()
+            offsets = await admin.list_consumer_group_offsets(
+                group, partitions=[TopicPartition(topic, p) for topic, p in partitions]
+            )
+        except KafkaError as exc:
+            raise EventBusUnavailable(f"Kafka did not tell group {group}'s offsets: {exc!r}") from exc
+        found = {(tp.topic, tp.partition): max(0, meta.offset) for tp, meta in offsets.items()}
+        return {partition: found.get(partition, 0) for partition in partitions}
+
+    async def close(self) -> None:
+        if self._clients is not None:
+            reader, admin = self._clients
+            self._clients = None
+            await _stop_quietly(reader)
+            await admin.close()

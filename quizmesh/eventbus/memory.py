@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from quizmesh.eventbus.ports import ConsumedRecord, Record
+from quizmesh.eventbus.ports import ConsumedRecord, Partition, Record
 
 
 @dataclass
@@ -130,6 +130,21 @@ class InMemoryTailReader(_Reader):
     async def start(self) -> None:
         for topic in self._topics:
             self._positions[topic] = self._bus.end_offsets(topic)
+
+    async def close(self) -> None:
+        return None
+
+
+class InMemoryGroupProgress:
+    def __init__(self, bus: InMemoryBus) -> None:
+        self._bus = bus
+
+    async def end_offsets(self, topics: Sequence[str], key: str) -> dict[Partition, int]:
+        partition = self._bus.partition_for(key)
+        return {(topic, partition): self._bus.end_offsets(topic)[partition] for topic in topics}
+
+    async def committed(self, group: str, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        return {(topic, p): self._bus.committed(group, topic)[p] for topic, p in partitions}
 
     async def close(self) -> None:
         return None

@@ -70,3 +70,21 @@ class TailReader(Protocol):
     async def poll(self, max_records: int, timeout_s: float) -> list[ConsumedRecord]: ...
 
     async def close(self) -> None: ...
+
+
+Partition = tuple[str, int]  # (topic, partition)
+
+
+class GroupProgress(Protocol):
+    """How far a consumer group has committed, on the partitions that hold one key's records: whether
+    the group's effects already cover everything the bus held at a given moment."""
+
+    async def end_offsets(self, topics: Sequence[str], key: str) -> dict[Partition, int]:
+        """The current end (the offset the next record will take) of each topic's partition for `key`."""
+        ...
+
+    async def committed(self, group: str, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        """The group's committed offset on each partition (0 where it never committed)."""
+        ...
+
+    async def close(self) -> None: ...

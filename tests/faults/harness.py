@@ -142,6 +142,11 @@ def retryable(code: grpc.StatusCode) -> bool:
     return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
+def choice_of(player: str, index: int) -> int:
+    """The choice a GrpcGame player sends for a question (every third player is right)."""
+    return (zlib.crc32(player.encode()) + index) % 3
+
+
 class GrpcGame:
     """One quiz played over gRPC as the edge's micro-batcher would: BatchSubmitAnswers of up to
     `batch_size` answers, each call under `deadline_s`, spread over the quiz_svc replicas, retrying a
@@ -231,16 +236,19 @@ class GrpcGame:
         )
         self.question_index += 1
 
-    async def answer_question(self, give_up_after_s: float = 90) -> None:
-        """Every player answers the open question; returns once each answer is accepted or refused."""
+    async def answer_question(self, give_up_after_s: float = 90, *, rounds: int | None = None) -> None:
+        """Every player answers the open question; returns once each answer is accepted or refused, or
+        after `rounds` rounds of calls if given (the answers still unaccepted then are left so)."""
         index = self.question_index
         pending = {
-            p: pb.Answer(player_token=t, question_index=index, choice=(zlib.crc32(p.encode()) + index) % 3)
+            p: pb.Answer(player_token=t, question_index=index, choice=choice_of(p, index))
             for p, t in self.tokens.items()
         }
         give_up = time.monotonic() + give_up_after_s
         gate = asyncio.Semaphore(self.concurrency)
-        while pending:
+        for round_ in itertools.count():
+            if not pending or round_ == rounds:
+                return
             if time.monotonic() > give_up:
                 raise TimeoutError(f"{len(pending)} answers to question {index} still not accepted")
             players = list(pending)
@@ -251,7 +259,7 @@ class GrpcGame:
                     await self._send(index, batch, pending)
 
             await asyncio.gather(*(send(b) for b in batches))
-            if pending:
+            if pending and round_ + 1 != rounds:
                 await asyncio.sleep(0.2)
 
     async def _send(self, index: int, players: list[str], pending: dict[str, pb.Answer]) -> None:

@@ -28,9 +28,11 @@ from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as lb_pb
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as lb_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2 as ps_pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as ps_grpc
+from tests.faults import redis_loss
 from tests.faults.conftest import PrivateInfra
 from tests.faults.harness import GrpcGame, Ledger, converge, write_report
-from tests.faults.pg_proxy import CommitHoldingProxy
+from tests.faults.pg_proxy import CommitHoldingProxy, InsertHoldingProxy
+from tests.faults.redis_loss import redis_lost_while_persistence_lags
 from tests.support.client import EdgeClient
 from tests.support.stack import Stack, process_stack, stop_process, wait_ready
 
@@ -126,10 +128,7 @@ async def test_sigkill_persistence_between_db_commit_and_offset_commit(
         postgres = urlsplit(private_infra.postgres_dsn)
         assert postgres.hostname is not None and postgres.port is not None
         proxy = CommitHoldingProxy(postgres.hostname, postgres.port)
-        credentials = postgres.netloc.rpartition("@")[0]
-        proxied_dsn = postgres._replace(
-            netloc=f"{credentials}@127.0.0.1:{await proxy.start()}", query="sslmode=disable"
-        ).geturl()
+        proxied_dsn = await proxy.proxied_dsn(private_infra.postgres_dsn)
 
         async def fault(index: int) -> None:
             if index == 3:
@@ -319,15 +318,12 @@ async def test_redis_data_lost_mid_quiz_leaderboard_rebuilt(private_infra: Priva
 
 
 async def test_redis_data_lost_mid_quiz_game_continues(private_infra: PrivateInfra, tmp_path: Path) -> None:
-    """quiz_svc rebuilds the quiz's live state from PostgreSQL (via PersistenceService) and the game
-    goes on. The loss comes once persistence_svc has stored every accepted answer: quiz_svc rebuilds
-    players' standings from the stored answers, so it cannot know of answers still in Kafka (see
-    docs/reliability.md, known limits)."""
+    """quiz_svc rebuilds the quiz's live state from PostgreSQL (via PersistenceService, once it has
+    stored what Kafka holds) and the game goes on. The loss comes right after the answers were
+    accepted, whatever persistence_svc has stored by then (6c makes sure it has stored none of them)."""
     async with stack_on(private_infra, tmp_path) as stack:
         game = await playing(stack, players=50, questions=3)
         await game.answer_question()
-        figures, _ = await converge(private_infra.postgres_dsn, private_infra.redis_url, game.quiz_id, game.ledger)
-        assert figures.lost == 0
         await flush_redis(private_infra)
         for _ in range(2):
             await game.next_question()
@@ -336,6 +332,33 @@ async def test_redis_data_lost_mid_quiz_game_continues(private_infra: PrivateInf
             private_infra, "6b-redis-data-lost-game-continues", "test_redis_data_lost_mid_quiz_game_continues",
             game, game.ledger, game.quiz_id,
         )  # fmt: skip
+
+
+async def test_redis_data_lost_while_persistence_lags(private_infra: PrivateInfra, tmp_path: Path) -> None:
+    """Issue 12's scenario 7 on one node (tests/faults/redis_loss.py): Redis is flushed while
+    persistence_svc's sink, stalled on PostgreSQL, holds none of the last question's answers; the
+    rebuilds of the quiz's live state and of its ranking wait until it has stored what Kafka holds, so
+    later totals count them."""
+    postgres = urlsplit(private_infra.postgres_dsn)
+    assert postgres.hostname is not None and postgres.port is not None
+    sinks = InsertHoldingProxy(postgres.hostname, postgres.port)
+    stalled = {"QUIZMESH_POSTGRES_DSN": await sinks.proxied_dsn(private_infra.postgres_dsn)}
+    try:
+        async with stack_on(private_infra, tmp_path, process_env={"persistence-svc": [stalled]}) as stack:
+            game = await playing(stack, players=redis_loss.PLAYERS, questions=redis_loss.QUESTIONS)
+            figures = await redis_lost_while_persistence_lags(
+                game, sinks, private_infra.postgres_dsn, private_infra.redis_url, "single"
+            )
+            report = await finish(
+                private_infra, "6c-redis-lost-while-persistence-lags", "test_redis_data_lost_while_persistence_lags",
+                game, game.ledger, game.quiz_id, **figures,
+            )  # fmt: skip
+    finally:
+        sinks.release()
+        await sinks.close()
+    assert report["answers_stored_at_loss"] < report["answers_accepted_at_loss"], report
+    assert report["players_shown_a_last_total"] == redis_loss.PLAYERS, report
+    assert report["players_with_wrong_totals"] == 0, report
 
 
 # --- 7 ---
@@ -380,6 +403,7 @@ class WsPlayers:
         self.tokens: list[str] = []
         self.ids: list[str] = []
         self.ledger = Ledger()
+        self.resume_seconds: list[float] = []  # per player, from the start of reconnect_all until resumed
 
     async def join(self, count: int) -> None:
         gate = asyncio.Semaphore(20)
@@ -396,9 +420,11 @@ class WsPlayers:
             self.tokens.append(joined["player_token"])
             self.ids.append(joined["player"]["player_id"])
 
-    async def reconnect_all(self) -> int:
-        """Every player opens a new socket and resumes with its credential; returns how many resumed."""
-        gate = asyncio.Semaphore(50)
+    async def reconnect_all(self, at_once: int = 50) -> int:
+        """Every player opens a new socket and resumes with its credential, `at_once` of them at a time;
+        returns how many resumed."""
+        gate = asyncio.Semaphore(at_once)
+        started = time.monotonic()
 
         async def one(n: int) -> bool:
             async with gate:
@@ -412,6 +438,7 @@ class WsPlayers:
                     self.clients[n] = client
                     if resumed["type"] == "resumed":
                         self.tokens[n] = resumed["player_token"]
+                        self.resume_seconds.append(time.monotonic() - started)
                         return True
                     self.ledger.errors[f"resume:{resumed.get('code')}"] += 1
                     return False

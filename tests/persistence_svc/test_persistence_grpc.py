@@ -12,12 +12,15 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from persistence_svc.catch_up import CatchUp
+from persistence_svc.consumer import SINK_TOPICS, ResultSink
 from persistence_svc.domain import batch_of
 from persistence_svc.event_rows import row_from_event
 from persistence_svc.grpc_api import PersistenceServicer
 from persistence_svc.main import SERVICE_NAME, run
 from persistence_svc.ports import ResultStore
 from persistence_svc.settings import Settings
+from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryGroupProgress, InMemoryPublisher
 from quizmesh.eventcodec import Event, to_record
 from quizmesh.grpc_server import GrpcServer, ServiceBinding
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
@@ -30,11 +33,20 @@ PLAYERS = 7
 QUESTIONS = 3
 
 
+GROUP = "persistence_svc"
+
+
 @pytest.fixture
-async def stub(store: ResultStore) -> AsyncIterator[pb_grpc.PersistenceServiceAsyncStub]:
+def bus() -> InMemoryBus:
+    """The event bus the servicer's `caught_up` listings wait on (the sink's group is GROUP)."""
+    return InMemoryBus()
+
+
+@pytest.fixture
+async def stub(store: ResultStore, bus: InMemoryBus) -> AsyncIterator[pb_grpc.PersistenceServiceAsyncStub]:
+    servicer = PersistenceServicer(store, CatchUp(InMemoryGroupProgress(bus), GROUP))
     server = GrpcServer(
-        "127.0.0.1:0",
-        [ServiceBinding(SERVICE_NAME, pb_grpc.add_PersistenceServiceServicer_to_server, PersistenceServicer(store))],
+        "127.0.0.1:0", [ServiceBinding(SERVICE_NAME, pb_grpc.add_PersistenceServiceServicer_to_server, servicer)]
     )
     await server.start()
     try:
@@ -147,6 +159,40 @@ async def test_page_size_above_the_maximum_is_capped(
     assert len(response.answers) == PLAYERS * QUESTIONS and response.next_page_token == ""
 
 
+async def test_a_caught_up_listing_waits_until_the_sink_stored_what_kafka_held(
+    store: ResultStore, bus: InMemoryBus, stub: pb_grpc.PersistenceServiceAsyncStub
+) -> None:
+    """A rebuild after a Redis loss reads `caught_up`: it must see every answer the bus held when it asked,
+    not only those the sink (stopped here) stored so far."""
+    quiz = new_quiz_id()
+    events: list[Event] = [joined(quiz, f"p{p}", p) for p in range(3)]
+    events += [answered(quiz, q, f"p{p}", 100 * q + p) for q in range(2) for p in range(3)]
+    await InMemoryPublisher(bus).publish([to_record(e) for e in events], timeout_s=1)
+
+    stored_so_far = await stub.ListAnswers(pb.ListAnswersRequest(quiz_id=quiz), timeout=5)
+    assert list(stored_so_far.answers) == []
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListAnswers(pb.ListAnswersRequest(quiz_id=quiz, caught_up=True), timeout=2)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "had not stored every event Kafka holds" in (refused.value.details() or "")
+
+    waiting = asyncio.ensure_future(stub.ListAnswers(pb.ListAnswersRequest(quiz_id=quiz, caught_up=True), timeout=10))
+    consumer = InMemoryConsumer(bus, GROUP, SINK_TOPICS)
+    await consumer.start()
+    stop = asyncio.Event()
+    sink = asyncio.create_task(ResultSink(consumer, store).run(stop))
+    try:
+        answers = (await waiting).answers
+        participants = await stub.ListParticipants(pb.ListParticipantsRequest(quiz_id=quiz, caught_up=True), timeout=5)
+    finally:
+        stop.set()
+        await asyncio.wait_for(sink, 10)
+    assert sorted((a.question_index, a.player_id) for a in answers) == [
+        (q, f"p{p}") for q in range(2) for p in range(3)
+    ]
+    assert [p.player_id for p in participants.participants] == ["p0", "p1", "p2"]
+
+
 async def test_the_service_stores_events_and_serves_them_until_stopped(tmp_path: pathlib.Path) -> None:
     runtime = Runtime(Engines.embedded(sqlite_path=str(tmp_path / "embedded.sqlite3")))
     settings = Settings.from_env({"QUIZMESH_PERSISTENCE_ADDR": "127.0.0.1:0"})
@@ -165,11 +211,8 @@ async def test_the_service_stores_events_and_serves_them_until_stopped(tmp_path:
             )
             assert health.status == health_pb2.HealthCheckResponse.SERVING
             stub = pb_grpc.PersistenceServiceStub(channel)
-            for _ in range(200):
-                response = await stub.ListAnswers(pb.ListAnswersRequest(quiz_id=quiz), timeout=5)
-                if response.answers:
-                    break
-                await asyncio.sleep(0.02)
+            # Caught up: served once the service's own sink has stored what was just published.
+            response = await stub.ListAnswers(pb.ListAnswersRequest(quiz_id=quiz, caught_up=True), timeout=5)
             assert [(a.question_index, a.player_id) for a in response.answers] == [(0, "p1")]
     finally:
         stop.set()

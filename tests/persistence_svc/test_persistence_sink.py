@@ -87,12 +87,14 @@ class _FlakyStore:
         await self._inner.save(batch)
 
     async def list_participants(
-        self, quiz_id: str, limit: int, after: ParticipantCursor | None
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
-        return await self._inner.list_participants(quiz_id, limit, after)
+        return await self._inner.list_participants(quiz_id, limit, after, from_primary=from_primary)
 
-    async def list_answers(self, quiz_id: str, limit: int, after: AnswerCursor | None) -> Page[AnswerRow, AnswerCursor]:
-        return await self._inner.list_answers(quiz_id, limit, after)
+    async def list_answers(
+        self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
+    ) -> Page[AnswerRow, AnswerCursor]:
+        return await self._inner.list_answers(quiz_id, limit, after, from_primary=from_primary)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -34,7 +34,7 @@ from quiz_svc.ports import (
     Replay,
     StoredAnswer,
 )
-from quizmesh.redis_client import RedisClient
+from quizmesh.redis_client import RedisClient, ReplicaAcks
 
 pytestmark = pytest.mark.integration
 
@@ -336,13 +336,16 @@ async def test_a_dead_process_is_recovered_by_one_adopter_from_its_list_of_quizz
     assert not await instance_registry.adopt(dead, "b", 10_000)
 
 
-async def test_an_answer_judged_before_kinds_reads_as_its_single_choice(engine_redis: RedisClient | None) -> None:
+async def test_an_answer_judged_before_kinds_reads_as_its_single_choice(
+    engine_redis: tuple[RedisClient | None, ReplicaAcks],
+) -> None:
     """During a rolling upgrade a reservation may hold an answer judged by a quiz_svc from before kinds."""
-    if engine_redis is None:
+    redis, acks = engine_redis
+    if redis is None:
         pytest.skip("only Redis keeps answers across processes of two versions")
     quiz_id = uuid.uuid4().hex[:8].upper()
     before_kinds = {"c": 2, "ok": 1, "p": 900, "b": 0, "rt": 100, "rcv": NOW, "t": 900, "s": 1, "l": 0, "ack": 1}
-    await engine_redis.hset(f"qz:{{{quiz_id}}}:a:0", "p1", orjson.dumps(before_kinds))
-    stored = await RedisGameStore(engine_redis).answer(AnswerKey(quiz_id, 0, "p1"))
+    await redis.hset(f"qz:{{{quiz_id}}}:a:0", "p1", orjson.dumps(before_kinds))
+    stored = await RedisGameStore(redis, acks).answer(AnswerKey(quiz_id, 0, "p1"))
     assert stored is not None
     assert (stored.value, stored.credit, stored.tally, stored.points) == (ChoiceAnswer(2), Fraction(1), ("2",), 900)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
@@ -352,29 +353,35 @@ class GatedAcknowledgements(InMemoryGameStore):
         self.failing = False
         self.calls: list[list[AnswerKey]] = []
 
-    async def acknowledge(self, keys: Sequence[AnswerKey]) -> None:
+    async def acknowledge(self, keys: Sequence[AnswerKey]) -> set[AnswerKey]:
         self.calls.append(list(keys))
         await self.gate.wait()
         if self.failing:
             raise ConnectionError("store unreachable")
-        await super().acknowledge(keys)
+        return await super().acknowledge(keys)
 
 
-@pytest.fixture
-async def gated() -> AsyncIterator[tuple[Harness, GatedAcknowledgements]]:
+@contextlib.asynccontextmanager
+async def harness_on(store: GatedAcknowledgements) -> AsyncIterator[Harness]:
     clock, bus = FakeClock(), InMemoryBus()
     publisher = SwitchablePublisher(bus)
     repo = await SqliteQuizRepository.open(":memory:")
     await repo.migrate()
-    store = GatedAcknowledgements()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     game = QuizGame(
         repo, store, publisher, feed, Credentials(KEY), clock, ResultsFromBus(bus), InMemoryInstanceRegistry()
     )
-    yield Harness(game, clock, bus, publisher), store
+    yield Harness(game, clock, bus, publisher)
     store.gate.set()
     await game.drain()
     await repo.close()
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[Harness, GatedAcknowledgements]]:
+    store = GatedAcknowledgements()
+    async with harness_on(store) as harness:
+        yield harness, store
 
 
 async def test_the_reply_does_not_wait_for_the_acknowledged_mark_and_the_reservation_covers_the_gap(
@@ -411,6 +418,88 @@ async def test_a_lost_acknowledged_mark_only_replays_the_same_event(
     assert isinstance(replayed, AcceptedAnswer)
     assert (replayed.event_id, replayed.answer) == (accepted.event_id, accepted.answer)
     assert {e.event_id for e in harness.answers_on_bus()} == {accepted.event_id}
+
+
+class ReplicatedStore(GatedAcknowledgements):
+    """A store that waits for replicas (as Redis with WAIT does): its acknowledged marks are confirmed,
+    written but unconfirmed (a slow replica), or lost with a failed-over primary, as the test says."""
+
+    waits_for_replicas = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.confirming = True
+        self.losing_marks = False
+        self.called = asyncio.Event()
+
+    async def acknowledge(self, keys: Sequence[AnswerKey]) -> set[AnswerKey]:
+        self.calls.append(list(keys))
+        self.called.set()
+        await self.gate.wait()
+        if self.losing_marks:
+            return set()
+        marked = await InMemoryGameStore.acknowledge(self, keys)
+        return marked if self.confirming else set()
+
+
+@pytest.fixture
+async def replicated() -> AsyncIterator[tuple[Harness, ReplicatedStore]]:
+    store = ReplicatedStore()
+    async with harness_on(store) as harness:
+        yield harness, store
+
+
+async def test_with_replicas_the_reply_waits_until_they_confirm_the_acknowledged_mark(
+    replicated: tuple[Harness, ReplicatedStore],
+) -> None:
+    harness, store = replicated
+    _, _, [token] = await started_quiz(harness)
+    answering = asyncio.create_task(harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))]))
+    await asyncio.wait_for(store.called.wait(), 5)
+    assert not answering.done()  # Kafka holds it, but a failover could still forget the mark
+    store.gate.set()
+    [accepted] = await answering
+    assert isinstance(accepted, AcceptedAnswer)
+    harness.clock.advance(6_000)
+    [repeat] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(0))])
+    assert repeat == AnswerRefusal.ALREADY_ANSWERED
+
+
+async def test_with_replicas_an_unconfirmed_mark_is_never_reported_accepted_twice(
+    replicated: tuple[Harness, ReplicatedStore],
+) -> None:
+    """The mark reached the primary but no replica in time: the player is told to retry, and the retry
+    finds the answer acknowledged; no answer_result was given, so none is given twice."""
+    harness, store = replicated
+    _, _, [token] = await started_quiz(harness)
+    store.gate.set()
+    store.confirming = False
+    [unconfirmed] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
+    assert unconfirmed == AnswerRefusal.UNAVAILABLE
+    store.confirming = True
+    [retry] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
+    assert retry == AnswerRefusal.ALREADY_ANSWERED
+    assert len(harness.answers_on_bus()) == 1
+
+
+async def test_with_replicas_a_mark_lost_in_a_failover_is_published_again_by_the_recovery_pass(
+    replicated: tuple[Harness, ReplicatedStore],
+) -> None:
+    """The primary died with the mark: the answer, judged and in Kafka, is reported accepted only once,
+    by whichever comes first after its lease: the player's retry, or (here) the recovery pass."""
+    harness, store = replicated
+    _, _, [token] = await started_quiz(harness)
+    store.gate.set()
+    store.losing_marks = True
+    [lost] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(1))])
+    assert lost == AnswerRefusal.UNAVAILABLE
+    store.losing_marks = False
+    harness.clock.advance(6_000)  # past the lease
+    await harness.game.settle_unfinished()
+    [retry] = await harness.game.submit_answers([AnswerInput(token, 0, ChoiceAnswer(0))])
+    assert retry == AnswerRefusal.ALREADY_ANSWERED
+    events = harness.answers_on_bus()
+    assert len({e.event_id for e in events}) == 1 and {e.choice for e in events} == {1}
 
 
 async def test_marks_of_batches_published_during_a_store_call_share_the_next_call(

@@ -161,22 +161,29 @@ class ListParticipantsRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     page_size: _builtins.int
     """Maximum number to return; 1000 when unset, at most 10000."""
     page_token: _builtins.str
     """Token from a previous response, to continue from."""
+    caught_up: _builtins.bool
+    """Whether to wait, before the first page, until persistence_svc has stored every event Kafka held for
+    this quiz when the call arrived, and to read every page from the primary: the complete history that
+    rebuilding a quiz's state after a Redis loss needs, whatever persistence_svc's lag.
+    """
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        caught_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "page_size", b"page_size", "page_token", b"page_token", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -219,22 +226,29 @@ class ListAnswersRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     page_size: _builtins.int
     """Maximum number to return; 1000 when unset, at most 10000."""
     page_token: _builtins.str
     """Token from a previous response, to continue from."""
+    caught_up: _builtins.bool
+    """Whether to wait, before the first page, until persistence_svc has stored every event Kafka held for
+    this quiz when the call arrived, and to read every page from the primary: the complete history that
+    rebuilding a quiz's state after a Redis loss needs, whatever persistence_svc's lag.
+    """
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        caught_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "page_size", b"page_size", "page_token", b"page_token", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
