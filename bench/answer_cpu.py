@@ -57,7 +57,7 @@ async def measure(store_kind: str) -> float:
     telemetry = setup_telemetry("quiz_svc", env)
     clock = FixedClock()
     source = await SqliteQuizRepository.open(":memory:")
-    await source.migrate()
+    await source.ensure_schema()
     redis = Runtime(Engines.from_env()).redis() if store_kind == "redis" else None
     store: GameStore = RedisGameStore(redis) if redis is not None else InMemoryGameStore()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)

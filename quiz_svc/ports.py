@@ -13,7 +13,11 @@ from quiz_svc.domain import AnswerRefusal, GameState, PlayerStanding, QuizDefini
 class QuizRepository(Protocol):
     """Durable quiz definitions and the last state each quiz's host moved it to (the quiz database)."""
 
-    async def migrate(self) -> None: ...
+    async def ensure_schema(self) -> None:
+        """Makes sure the tables are those this code needs: SQLite (the embedded mode) creates what is
+        missing; PostgreSQL's migrations are applied by `quizmesh migrate` and only checked here
+        (quizmesh.migrations.SchemaOutOfDate names a missing one)."""
+        ...
 
     async def add(self, quiz: QuizDefinition) -> bool:
         """Stores a new quiz; False when its ID is already taken."""

@@ -263,6 +263,13 @@ POSTGRES_REPLICA_DSN = Secret(
     "A streaming replica of PostgreSQL that listings read from while its lag is under QUIZMESH_REPLICA_MAX_LAG_MS.",
     unset="every read goes to the primary",
 )
+POSTGRES_STATEMENT_CACHE = Integer(
+    "QUIZMESH_POSTGRES_STATEMENT_CACHE",
+    "Prepared statements asyncpg keeps per PostgreSQL connection. 0 behind a transaction-mode pooler "
+    "(PgBouncer's pool_mode=transaction), where one client connection's transactions run on different "
+    "server connections, so a statement prepared in one is unknown in the next (docs/operations.md, PgBouncer).",
+    default=100,
+)
 SQLITE_PATH = Text(
     "QUIZMESH_SQLITE_PATH",
     "With QUIZMESH_DATABASE=sqlite: the file name each service derives its own file from "
@@ -286,6 +293,7 @@ class Engines:
         REDIS_MODE,
         REDIS_PUBSUB_URL,
         POSTGRES_REPLICA_DSN,
+        POSTGRES_STATEMENT_CACHE,
     )
 
     event_bus: EventBusEngine
@@ -302,6 +310,8 @@ class Engines:
     redis_pubsub_url: str = ""
     # A streaming replica that reads may go to while its lag is under a bound; empty reads the primary.
     postgres_replica_dsn: str = ""
+    # asyncpg's statement_cache_size: 0 behind a transaction-mode pooler.
+    postgres_statement_cache: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Engines:
@@ -316,6 +326,7 @@ class Engines:
             redis_mode=REDIS_MODE.read(env),
             redis_pubsub_url=REDIS_PUBSUB_URL.read(env),
             postgres_replica_dsn=POSTGRES_REPLICA_DSN.read(env) or "",
+            postgres_statement_cache=POSTGRES_STATEMENT_CACHE.read(env),
         )
         if engines.state == "redis" and engines.redis_mode == "cluster" and not engines.redis_pubsub_url:
             raise SettingsError(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local infrastructure for quizmesh, on 127.0.0.1, with data, logs and PID files under $REPO/.infra/.
 # Two topologies, each started and stopped on its own (both may run at once; their ports differ):
-#   single   (default) one Kafka broker (KRaft), one Redis, one PostgreSQL
+#   single   (default) one Kafka broker (KRaft), one Redis, one PostgreSQL with PgBouncer in front of it
+#            (pool_mode=transaction)
 #   cluster  3 Kafka brokers (KRaft, combined mode; topics RF 3, min.insync.replicas 2, unclean
 #            leader election off), a Redis Cluster of 3 primaries + 3 replicas, a separate Redis for
 #            pub/sub, a PostgreSQL primary and a streaming replica; data under .infra/cluster/
@@ -21,8 +22,13 @@
 #                                       run a Kafka CLI class with the cached jars, e.g.
 #                                       kafka-cli org.apache.kafka.tools.TopicCommand \
 #                                         --bootstrap-server 127.0.0.1:19092 --list
-# Components: single: kafka redis postgres; cluster: kafka1 kafka2 kafka3, redis1 .. redis6 (the
-# Redis Cluster), redis-pubsub, pg-primary, pg-replica.
+# Components: single: kafka redis postgres pgbouncer; cluster: kafka1 kafka2 kafka3, redis1 .. redis6
+# (the Redis Cluster), redis-pubsub, pg-primary, pg-replica.
+#
+# PostgreSQL has two roles, as a deployment should: quizmesh_migrator owns the database and its tables
+# (`quizmesh migrate` connects as it: QUIZMESH_POSTGRES_MIGRATION_DSN), and quizmesh, the services'
+# role, may only read and write rows (SELECT, INSERT, UPDATE, DELETE, granted by default privileges on
+# whatever quizmesh_migrator creates). Both topologies; the replica copies them from the primary.
 #
 # Only processes whose PIDs are in the topology's pids/*.pid (and whose command line matches what
 # this script launched) are ever signalled. Nothing is killed by name.
@@ -47,6 +53,7 @@ SINGLE_KAFKA_PORT="${QUIZMESH_INFRA_KAFKA_PORT:-19092}"
 SINGLE_KAFKA_CONTROLLER_PORT="${QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT:-19093}"
 SINGLE_REDIS_PORT="${QUIZMESH_INFRA_REDIS_PORT:-16379}"
 SINGLE_PG_PORT="${QUIZMESH_INFRA_PG_PORT:-15432}"
+SINGLE_PGBOUNCER_PORT="${QUIZMESH_INFRA_PGBOUNCER_PORT:-15433}"
 IFS=, read -r -a CLUSTER_KAFKA_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_KAFKA_PORTS:-19192,19193,19194}"
 IFS=, read -r -a CLUSTER_KAFKA_CONTROLLER_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_KAFKA_CONTROLLER_PORTS:-19195,19196,19197}"
 IFS=, read -r -a CLUSTER_REDIS_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_REDIS_PORTS:-16400,16401,16402,16403,16404,16405}"
@@ -56,6 +63,8 @@ CLUSTER_PG_REPLICA_PORT="${QUIZMESH_INFRA_CLUSTER_PG_REPLICA_PORT:-15443}"
 PG_DB=quizmesh
 PG_USER=quizmesh
 PG_PASSWORD=quizmesh
+PG_MIGRATOR=quizmesh_migrator
+PG_MIGRATOR_PASSWORD=quizmesh_migrator
 KAFKA_PARTITIONS=8
 KAFKA_TOPICS=(user_joined_quiz answer_submitted leaderboard_updated user_left_quiz)
 
@@ -73,7 +82,7 @@ use_topology() { # single|cluster
     case "$1" in
         single)
             STATE="$INFRA"
-            COMPONENTS=(kafka redis postgres)
+            COMPONENTS=(kafka redis postgres pgbouncer)
             KAFKA_NODES=(kafka)
             REDIS_CLUSTER_NODES=()
             KAFKA_TIMEOUT="${INFRA_KAFKA_TIMEOUT:-120}"
@@ -124,6 +133,12 @@ select_component() { # name
             REDIS_PORT="$CLUSTER_REDIS_PUBSUB_PORT" REDIS_DIR="$STATE/$c" REDIS_LOG="$LOGS/$c.log" REDIS_IN_CLUSTER=no
             ;;
         postgres) pg_select "$STATE/pg" "$SINGLE_PG_PORT" single ;;
+        pgbouncer)
+            # Beside the PostgreSQL it fronts, in the tree its owner (user postgres, as root) may write.
+            pg_select "$STATE/pg" "$SINGLE_PG_PORT" single
+            PGB_PORT="$SINGLE_PGBOUNCER_PORT" PGB_DIR="$PG_ROOT/pgbouncer"
+            PGB_CONF="$PG_ROOT/pgbouncer/pgbouncer.ini" PGB_LOG="$PG_ROOT/pgbouncer/pgbouncer.log"
+            ;;
         pg-primary) pg_select "$STATE/$c" "$CLUSTER_PG_PORT" primary ;;
         pg-replica) pg_select "$STATE/$c" "$CLUSTER_PG_REPLICA_PORT" replica ;;
         *) die "unknown component '$c' for the $TOPOLOGY topology (expected one of: ${COMPONENTS[*]})" ;;
@@ -135,7 +150,7 @@ select_component() { # name
 
 component_port() { # name -> the port clients use
     select_component "$1"
-    case "$1" in kafka*) echo "$KAFKA_PORT" ;; redis*) echo "$REDIS_PORT" ;; *) echo "$PG_PORT" ;; esac
+    case "$1" in kafka*) echo "$KAFKA_PORT" ;; redis*) echo "$REDIS_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; *) echo "$PG_PORT" ;; esac
 }
 
 # ---------------------------------------------------------------------------------------
@@ -182,6 +197,7 @@ pid_matches() { # component pid
     case "$c" in
         kafka*) [[ "$cmd" == *kafka.Kafka* && "$cmd" == *"$KAFKA_CONF"* ]] ;;
         redis*) [[ "$cmd" == *redis-server*":$REDIS_PORT"* ]] ;;
+        pgbouncer) [[ "$cmd" == *pgbouncer* && "$cmd" == *"$PGB_CONF"* ]] ;;
         *) [[ "$cmd" == *postgres* && "$cmd" == *"$PG_DATA"* ]] ;;
     esac
 }
@@ -717,21 +733,42 @@ pg_psql() { # sql... run as superuser over the unix socket
     pg_as_owner "$psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres "$@"
 }
 
+# The database, owned by the migration role, and the services' role with row access only. Idempotent;
+# a database made before the two roles were split (the services' role owned it and its tables) is handed
+# over to the migration role.
 pg_bootstrap_db() {
     local out
     if ! out="$(pg_psql -tA <<EOF 2>&1
 DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_MIGRATOR') THEN
+    CREATE ROLE $PG_MIGRATOR LOGIN PASSWORD '$PG_MIGRATOR_PASSWORD' CREATEDB;
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER') THEN
-    CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD' CREATEDB;
+    CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD';
   END IF;
 END \$\$;
-SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
+ALTER ROLE $PG_USER NOCREATEDB;
+SELECT 'CREATE DATABASE $PG_DB OWNER $PG_MIGRATOR'
   WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB') \gexec
+ALTER DATABASE $PG_DB OWNER TO $PG_MIGRATOR;
+\connect $PG_DB
+DO \$\$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_class WHERE relowner = '$PG_USER'::regrole) THEN
+    REASSIGN OWNED BY $PG_USER TO $PG_MIGRATOR;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO $PG_USER;
+  END IF;
+END \$\$;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO $PG_USER;
+ALTER DEFAULT PRIVILEGES FOR ROLE $PG_MIGRATOR IN SCHEMA public
+  GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO $PG_USER;
+ALTER DEFAULT PRIVILEGES FOR ROLE $PG_MIGRATOR IN SCHEMA public
+  GRANT USAGE, SELECT ON SEQUENCES TO $PG_USER;
 EOF
     )"; then
         printf '%s\n' "$out" >&2
         show_log_tail "$PG_LOG"
-        die "postgres: creating role/database $PG_USER/$PG_DB failed"
+        die "postgres: creating roles $PG_MIGRATOR, $PG_USER and database $PG_DB failed"
     fi
 }
 
@@ -785,6 +822,71 @@ start_postgres() { # component
 }
 
 # ---------------------------------------------------------------------------------------
+# PgBouncer (transaction pooling in front of the single-node PostgreSQL)
+# ---------------------------------------------------------------------------------------
+pgbouncer_ready() {
+    "${PG_BIN:-/nonexistent}/pg_isready" -q -h 127.0.0.1 -p "$PGB_PORT" -d "$PG_DB" -U "$PG_USER" 2>/dev/null ||
+        pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" -d "$PG_DB" -U "$PG_USER" 2>/dev/null
+}
+
+pgbouncer_write_config() {
+    pg_as_owner mkdir -p "$PGB_DIR"
+    # Clients authenticate to PgBouncer with SCRAM against these passwords; PgBouncer logs in to
+    # PostgreSQL as the same role (loopback trust here).
+    pg_as_owner tee "$PGB_DIR/userlist.txt" >/dev/null <<EOF
+"$PG_USER" "$PG_PASSWORD"
+"$PG_MIGRATOR" "$PG_MIGRATOR_PASSWORD"
+EOF
+    pg_as_owner chmod 600 "$PGB_DIR/userlist.txt"
+    pg_as_owner tee "$PGB_CONF" >/dev/null <<EOF
+; Generated by scripts/infra.sh -- edits are overwritten on every start.
+[databases]
+$PG_DB = host=127.0.0.1 port=$PG_PORT dbname=$PG_DB
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+; A server connection serves one client transaction at a time, then the next client's: what the
+; capacity plan counts on, and why asyncpg's statement cache must be off behind it.
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 20
+; SHOW STATS and the like on the admin console (database pgbouncer), for the tests.
+stats_users = $PG_USER
+logfile = $PGB_LOG
+pidfile = $PGB_DIR/pgbouncer.pid
+EOF
+}
+
+start_pgbouncer() { # component
+    local c="$1"
+    select_component "$c"
+    if is_running "$c"; then
+        log "$c: already running (PID $(read_pid "$c"))"
+        wait_for "$c" "$PG_TIMEOUT" "$PGB_LOG" "$c" pgbouncer_ready
+        return 0
+    fi
+    rm -f "$(pidfile "$c")"
+    command -v pgbouncer >/dev/null || apt_install pgbouncer
+    if port_open "$PGB_PORT"; then
+        die "$c: port $PGB_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep :$PGB_PORT)"
+    fi
+    pgbouncer_write_config
+    [[ -f "$PGB_LOG" ]] && pg_as_owner mv -f "$PGB_LOG" "$PGB_LOG.prev"
+    # -d: PgBouncer daemonizes and writes its PID file; it refuses to run as root, hence its tree's owner.
+    pg_as_owner pgbouncer -d -q "$PGB_CONF" 9>&- || { show_log_tail "$PGB_LOG"; die "$c: pgbouncer failed to start"; }
+    local deadline=$(($(now) + 5))
+    while [[ ! -s "$PGB_DIR/pgbouncer.pid" ]] && (($(now) < deadline)); do sleep 0.1; done
+    [[ -s "$PGB_DIR/pgbouncer.pid" ]] || { show_log_tail "$PGB_LOG"; die "$c: no PID file written"; }
+    head -n1 "$PGB_DIR/pgbouncer.pid" | tr -dc '0-9' >"$(pidfile "$c")"
+    wait_for "$c" "$PG_TIMEOUT" "$PGB_LOG" "$c" pgbouncer_ready
+    log "$c: ready on 127.0.0.1:$PGB_PORT (PID $(read_pid "$c")), pool_mode=transaction in front of 127.0.0.1:$PG_PORT"
+}
+
+# ---------------------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------------------
 stop_component() { # component [--kill]
@@ -792,7 +894,9 @@ stop_component() { # component [--kill]
     select_component "$c"
     case "$c" in
         kafka* | redis*) sig=TERM ;;
-        *) sig=INT ;; # postgres' "fast" shutdown; SIGTERM ("smart") waits for clients to leave
+        # postgres' "fast" shutdown (its SIGTERM, "smart", waits for clients to leave); PgBouncer's safe
+        # one (the transactions in progress finish).
+        *) sig=INT ;;
     esac
     [[ "$kill" == --kill ]] && sig=KILL
     [[ -z "$kill" || "$kill" == --kill ]] || die "unknown option '$kill' (only --kill)"
@@ -809,6 +913,7 @@ start_component() {
             # A cluster node restarted alone rejoins from its nodes.conf.
             [[ "$REDIS_IN_CLUSTER" == no ]] || wait_for "redis cluster" "$REDIS_TIMEOUT" "$REDIS_LOG" "" redis_cluster_ok
             ;;
+        pgbouncer) start_pgbouncer "$1" ;;
         *) start_postgres "$1" ;;
     esac
 }
@@ -826,6 +931,7 @@ cmd_up() {
     for c in "${KAFKA_NODES[@]}"; do kafka_launch "$c"; done
     if [[ "$TOPOLOGY" == single ]]; then
         start_postgres postgres
+        start_pgbouncer pgbouncer
         start_redis redis
     else
         start_postgres pg-primary
@@ -900,6 +1006,8 @@ cmd_env() {
 export QUIZMESH_KAFKA_BOOTSTRAP=$(kafka_bootstrap)
 export QUIZMESH_REDIS_URL=redis://127.0.0.1:$SINGLE_REDIS_PORT/0
 export QUIZMESH_POSTGRES_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$SINGLE_PG_PORT/$PG_DB
+export QUIZMESH_POSTGRES_MIGRATION_DSN=postgresql://$PG_MIGRATOR:$PG_MIGRATOR_PASSWORD@127.0.0.1:$SINGLE_PG_PORT/$PG_DB
+export QUIZMESH_PGBOUNCER_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$SINGLE_PGBOUNCER_PORT/$PG_DB
 EOF
         return 0
     fi
@@ -911,6 +1019,7 @@ export QUIZMESH_REDIS_MODE=cluster
 export QUIZMESH_REDIS_URL=$(IFS=,; echo "${seeds[*]}")
 export QUIZMESH_REDIS_PUBSUB_URL=redis://127.0.0.1:$CLUSTER_REDIS_PUBSUB_PORT/0
 export QUIZMESH_POSTGRES_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$CLUSTER_PG_PORT/$PG_DB
+export QUIZMESH_POSTGRES_MIGRATION_DSN=postgresql://$PG_MIGRATOR:$PG_MIGRATOR_PASSWORD@127.0.0.1:$CLUSTER_PG_PORT/$PG_DB
 export QUIZMESH_POSTGRES_REPLICA_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$CLUSTER_PG_REPLICA_PORT/$PG_DB
 EOF
 }

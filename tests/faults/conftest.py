@@ -32,6 +32,7 @@ class PrivateInfra:
     kafka_bootstrap: str
     redis_url: str
     postgres_dsn: str
+    postgres_migration_dsn: str
 
     @property
     def service_env(self) -> dict[str, str]:
@@ -40,6 +41,7 @@ class PrivateInfra:
             "QUIZMESH_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "QUIZMESH_REDIS_URL": self.redis_url,
             "QUIZMESH_POSTGRES_DSN": self.postgres_dsn,
+            "QUIZMESH_POSTGRES_MIGRATION_DSN": self.postgres_migration_dsn,
         }
 
     def infra(self, *args: str) -> float:
@@ -62,7 +64,7 @@ class PrivateInfra:
 def private_infra() -> Iterator[PrivateInfra]:
     require_real_stack()  # process_stack also checks the shared set; CI starts it
     directory = REPO / ".infra" / f"faults-{uuid.uuid4().hex[:8]}"
-    ports = {name: free_port() for name in ("KAFKA", "KAFKA_CONTROLLER", "REDIS", "PG")}
+    ports = {name: free_port() for name in ("KAFKA", "KAFKA_CONTROLLER", "REDIS", "PG", "PGBOUNCER")}
     script_env = {
         **os.environ,
         "QUIZMESH_INFRA_DIR": str(directory),
@@ -74,6 +76,7 @@ def private_infra() -> Iterator[PrivateInfra]:
         kafka_bootstrap=f"127.0.0.1:{ports['KAFKA']}",
         redis_url=f"redis://127.0.0.1:{ports['REDIS']}/0",
         postgres_dsn=f"postgresql://quizmesh@127.0.0.1:{ports['PG']}/quizmesh",
+        postgres_migration_dsn=f"postgresql://quizmesh_migrator@127.0.0.1:{ports['PG']}/quizmesh",
     )
     try:
         infra.infra("up")

@@ -118,7 +118,7 @@ async def harness() -> AsyncIterator[Harness]:
     bus = InMemoryBus()
     publisher = SwitchablePublisher(bus)
     repo = await SqliteQuizRepository.open(":memory:")
-    await repo.migrate()
+    await repo.ensure_schema()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     results = ResultsFromBus(bus)
     instances = InMemoryInstanceRegistry()
@@ -346,7 +346,7 @@ async def gated() -> AsyncIterator[tuple[Harness, GatedAcknowledgements]]:
     clock, bus = FakeClock(), InMemoryBus()
     publisher = SwitchablePublisher(bus)
     repo = await SqliteQuizRepository.open(":memory:")
-    await repo.migrate()
+    await repo.ensure_schema()
     store = GatedAcknowledgements()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     game = QuizGame(
