@@ -53,6 +53,13 @@ SCRIPT_VARIABLES: Variables = (
         maximum=65535,
     ),
     Text(
+        "QUIZMESH_INFRA_SECURE",
+        "scripts/infra.sh: `1` brings a new data directory up in the secure profile, as `--secure` does "
+        "(single topology: Kafka on SASL_SSL with SCRAM users, Redis on TLS with an ACL user; the directory "
+        "remembers its profile).",
+        default="0",
+    ),
+    Text(
         "QUIZMESH_INFRA_TOPOLOGY",
         "scripts/infra.sh: the topology a command acts on when it names none (`single` or `cluster`).",
         default="single",

@@ -38,6 +38,7 @@ async def run(
 ) -> None:
     """Serves until stop is set, then: NOT_SERVING, finish the batch in hand, drain calls, close."""
     async with contextlib.AsyncExitStack() as resources:
+        await runtime.check_credentials()
         store = await _open_store(runtime.engines, settings, stop)
         if store is None:
             return

@@ -109,6 +109,7 @@ async def run(
         else:
             store = InMemoryGameStore()
             instances = InMemoryInstanceRegistry()
+        await runtime.check_credentials(redis)
         clock = SystemClock()
         repository = CachedQuizRepository(await open_repository(runtime), redis)
         resources.push_async_callback(repository.close)

@@ -7,7 +7,9 @@
 #            leader election off), a Redis Cluster of 3 primaries + 3 replicas, a separate Redis for
 #            pub/sub, a PostgreSQL primary and a streaming replica; data under .infra/cluster/
 #
-# Usage (--topology single|cluster may stand anywhere; QUIZMESH_INFRA_TOPOLOGY sets the default):
+# Usage (--topology single|cluster may stand anywhere; QUIZMESH_INFRA_TOPOLOGY sets the default;
+# --secure, or QUIZMESH_INFRA_SECURE=1, chooses the secure profile the first time a data directory is
+# brought up, which remembers it):
 #   scripts/infra.sh up                 install what is missing, start all, wait until ready
 #   scripts/infra.sh down               stop everything this script started (by PID file)
 #   scripts/infra.sh status             print each component; exit 0 only if all are running
@@ -29,6 +31,14 @@
 # (`quizmesh migrate` connects as it: QUIZMESH_POSTGRES_MIGRATION_DSN), and quizmesh, the services'
 # role, may only read and write rows (SELECT, INSERT, UPDATE, DELETE, granted by default privileges on
 # whatever quizmesh_migrator creates). Both topologies; the replica copies them from the primary.
+#
+# The secure profile (single topology only) is what a deployment's credentials look like: Kafka listens
+# on SASL_SSL only (SCRAM-SHA-512; users admin and quizmesh, created with `kafka-storage format
+# --add-scram`), Redis on TLS only with its default user off and an ACL user quizmesh restricted to
+# what the services need (scripts/redis/quizmesh.acl). The TLS certificates (a CA and a server
+# certificate for 127.0.0.1/localhost, openssl) and random passwords are made once, into
+# secrets/ of the data directory; `env` then prints the *_FILE variables that point at them.
+# PostgreSQL and PgBouncer are the same in both profiles.
 #
 # Only processes whose PIDs are in the topology's pids/*.pid (and whose command line matches what
 # this script launched) are ever signalled. Nothing is killed by name.
@@ -74,6 +84,8 @@ STOP_TIMEOUT="${INFRA_STOP_TIMEOUT:-30}"
 
 # Set by use_topology: where this topology keeps its state, and its components.
 TOPOLOGY=""
+# Set by use_profile: plain or secure; secure keeps its certificates and passwords in $SECRETS.
+PROFILE=plain SECRETS=""
 STATE="" PIDS="" LOGS="" KAFKA_TIMEOUT=""
 COMPONENTS=() KAFKA_NODES=() REDIS_CLUSTER_NODES=()
 
@@ -102,6 +114,68 @@ use_topology() { # single|cluster
     esac
     PIDS="$STATE/pids"
     LOGS="$STATE/logs"
+}
+
+# The profile a data directory was first brought up with is kept in it ($STATE/profile): its Kafka users
+# are made when the broker's storage is formatted, once. A directory from before profiles existed holds
+# a formatted broker, so it is plain.
+use_profile() { # requested: yes (--secure) or empty
+    local requested="$1" stored=""
+    SECRETS="$STATE/secrets"
+    if [[ -f "$STATE/profile" ]]; then
+        stored="$(cat "$STATE/profile")"
+    elif [[ -f "$STATE/kafka/data/meta.properties" ]]; then
+        stored=plain
+    fi
+    if [[ "$requested" == yes && "$stored" == plain ]]; then
+        die "$STATE was set up without --secure: run 'scripts/infra.sh down' and 'scripts/infra.sh clean' first, or give the secure profile its own QUIZMESH_INFRA_DIR"
+    fi
+    PROFILE="${stored:-plain}"
+    [[ -n "$stored" || "$requested" != yes ]] || PROFILE=secure
+    if [[ "$PROFILE" == secure && "$TOPOLOGY" != single ]]; then
+        die "the secure profile exists for the single topology only"
+    fi
+}
+
+secret_file() { # name -> the file holding that password, made (random) on first use
+    local f="$SECRETS/$1.password"
+    if [[ ! -s "$f" ]]; then
+        mkdir -p "$SECRETS"
+        chmod 700 "$SECRETS"
+        (umask 077 && openssl rand -hex 24 >"$f")
+    fi
+    echo "$f"
+}
+
+secret() { tr -d '[:space:]' <"$(secret_file "$1")"; }
+
+# A CA, and a certificate it signed for 127.0.0.1 and localhost that Kafka and Redis both serve.
+tls_ensure() {
+    [[ -s "$SECRETS/ca.pem" && -s "$SECRETS/server.pem" ]] && return 0
+    command -v openssl >/dev/null || apt_install openssl
+    mkdir -p "$SECRETS"
+    chmod 700 "$SECRETS"
+    log "secure profile: making a test CA and a server certificate in $SECRETS"
+    (
+        cd "$SECRETS"
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=quizmesh local test CA" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+        cat >server.ext <<EOF
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+EOF
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.crt
+        # Kafka's PEM keystore: the (unencrypted PKCS#8) key and its certificate in one file.
+        cat server.key server.crt >server.pem
+        chmod 644 ca.pem
+    ) >"$LOGS/openssl.log" 2>&1 || { show_log_tail "$LOGS/openssl.log"; die "secure profile: openssl failed"; }
 }
 
 # Points the per-component globals (ports, directories, logs, roles) at one component, so that the
@@ -349,16 +423,20 @@ kafka_ensure_libs() {
 
 kafka_write_config() {
     mkdir -p "$KAFKA_DIR/data"
+    local listener=PLAINTEXT
+    [[ "$PROFILE" == secure ]] && listener=SASL_SSL
+    : >"$KAFKA_CONF"
+    chmod 600 "$KAFKA_CONF" # the secure profile writes the broker's own password into it
     cat >"$KAFKA_CONF" <<EOF
 # Generated by scripts/infra.sh -- edits are overwritten on every start.
 process.roles=broker,controller
 node.id=$KAFKA_NODE_ID
 controller.quorum.voters=$KAFKA_VOTERS
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listener://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$listener://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=$listener
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,$listener:$listener
 log.dirs=$KAFKA_DIR/data
 num.partitions=$KAFKA_PARTITIONS
 default.replication.factor=$KAFKA_REPLICAS
@@ -385,6 +463,28 @@ log.segment.bytes=16777216
 log.cleaner.dedupe.buffer.size=8388608
 delete.topic.enable=true
 EOF
+    [[ "$PROFILE" == secure ]] || return 0
+    # Clients and the broker itself authenticate with SCRAM over TLS. The controller listener stays on
+    # loopback in plaintext: KRaft controllers cannot use SCRAM (its credentials live in the metadata
+    # they serve).
+    cat >>"$KAFKA_CONF" <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secret kafka-admin)";
+ssl.keystore.type=PEM
+ssl.keystore.location=$SECRETS/server.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECRETS/ca.pem
+ssl.client.auth=none
+EOF
+    (umask 077 && cat >"$SECRETS/kafka-admin.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secret kafka-admin)";
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECRETS/ca.pem
+EOF
+    )
 }
 
 kafka_cluster_id() { # the ID every node of this topology is formatted with, made once
@@ -412,12 +512,18 @@ kafka_launch() { # component: start the JVM without waiting
         die "$c: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep -E ':($KAFKA_PORT|$KAFKA_CONTROLLER_PORT)')"
     fi
     kafka_ensure_libs
+    [[ "$PROFILE" == plain ]] || tls_ensure
     kafka_write_config
-    local cp="$KAFKA_LIBS/*" cluster_id
+    local cp="$KAFKA_LIBS/*" cluster_id scram=()
     cluster_id="$(kafka_cluster_id)"
+    if [[ "$PROFILE" == secure ]]; then
+        # SCRAM users exist before the broker first starts: it authenticates to itself as admin.
+        scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(secret kafka-admin)]"
+            --add-scram "SCRAM-SHA-512=[name=quizmesh,password=$(secret kafka-quizmesh)]")
+    fi
     # -g: already formatted directories are left alone, so this is safe on every start.
     java "${TOOLS_JOPTS[@]}" -cp "$cp" kafka.tools.StorageTool format -g -t "$cluster_id" \
-        -c "$KAFKA_CONF" >>"$LOGS/kafka-storage.log" 2>&1 \
+        -c "$KAFKA_CONF" "${scram[@]+"${scram[@]}"}" >>"$LOGS/kafka-storage.log" 2>&1 \
         || { show_log_tail "$LOGS/kafka-storage.log"; die "$c: formatting $KAFKA_DIR/data failed (if the cluster id changed, delete $KAFKA_DIR/data)"; }
 
     [[ -f "$KAFKA_LOG" ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.prev"
@@ -450,8 +556,10 @@ kafka_bootstrap() { # every broker of the topology, comma-separated
 }
 
 kafka_topics() { # args for TopicCommand
+    local secure=()
+    [[ "$PROFILE" == plain ]] || secure=(--command-config "$SECRETS/kafka-admin.properties")
     java "${TOOLS_JOPTS[@]}" -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand \
-        --bootstrap-server "$(kafka_bootstrap)" "$@"
+        --bootstrap-server "$(kafka_bootstrap)" "${secure[@]+"${secure[@]}"}" "$@"
 }
 
 kafka_create_topics() {
@@ -500,7 +608,35 @@ start_kafka() { # component
 # ---------------------------------------------------------------------------------------
 # Redis
 # ---------------------------------------------------------------------------------------
-redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+redis_cli() {
+    if [[ "$PROFILE" == secure ]]; then
+        REDISCLI_AUTH="$(secret redis-admin)" redis-cli --tls --cacert "$SECRETS/ca.pem" --user admin \
+            -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+    else
+        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+    fi
+}
+
+# The secure profile's Redis: TLS only, the default user off, an admin for this script and the tests,
+# and the services' user with scripts/redis/quizmesh.acl's rules. In a file (mode 600), not on the
+# command line, which every local user may read.
+redis_secure_config() { # -> the file
+    local f="$REDIS_DIR/secure.conf" rules
+    rules="$(grep -v '^#' "$REPO/scripts/redis/quizmesh.acl" | tr '\n' ' ')"
+    (umask 077 && cat >"$f" <<EOF
+port 0
+tls-port $REDIS_PORT
+tls-cert-file $SECRETS/server.crt
+tls-key-file $SECRETS/server.key
+tls-ca-cert-file $SECRETS/ca.pem
+tls-auth-clients no
+user default off
+user admin on >$(secret redis-admin) ~* &* +@all
+user quizmesh on >$(secret redis-quizmesh) $rules
+EOF
+    )
+    echo "$f"
+}
 redis_ping() { [[ "$(redis_cli ping 2>/dev/null)" == PONG ]]; }
 
 start_redis() { # component
@@ -528,8 +664,13 @@ start_redis() { # component
         cluster_args=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
             --cluster-require-full-coverage no)
     fi
+    local profile_args=(--port "$REDIS_PORT")
+    if [[ "$PROFILE" == secure ]]; then
+        tls_ensure
+        profile_args=("$(redis_secure_config)")
+    fi
     # daemonize: redis double-forks, calls setsid and writes the PID file itself.
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+    redis-server "${profile_args[@]}" --bind 127.0.0.1 --protected-mode yes \
         --daemonize yes --pidfile "$(pidfile "$c")" --logfile "$REDIS_LOG" \
         --dir "$REDIS_DIR" --appendonly no --save '' "${cluster_args[@]+"${cluster_args[@]}"}" 9>&- \
         || { show_log_tail "$REDIS_LOG"; die "$c: redis-server failed to start"; }
@@ -927,6 +1068,7 @@ cmd_up() {
     t0=$(now)
     ensure_dirs
     ensure_gitignore
+    echo "$PROFILE" >"$STATE/profile"
     # Kafka's JVMs boot in the background while PostgreSQL and Redis start.
     for c in "${KAFKA_NODES[@]}"; do kafka_launch "$c"; done
     if [[ "$TOPOLOGY" == single ]]; then
@@ -989,7 +1131,7 @@ cmd_clean() {
     if [[ "$TOPOLOGY" == single ]]; then
         select_component postgres
         rm -rf "$PG_ROOT" "$INFRA/redis" "$INFRA/kafka/data" "$INFRA/kafka/cluster.id" \
-            "$INFRA/kafka/server.properties" "$LOGS" "$PIDS"
+            "$INFRA/kafka/server.properties" "$LOGS" "$PIDS" "$STATE/profile" "$SECRETS"
     else
         for c in pg-primary pg-replica; do
             select_component "$c"
@@ -1001,10 +1143,24 @@ cmd_clean() {
 }
 
 cmd_env() {
+    if [[ "$PROFILE" == secure ]]; then
+        cat <<EOF
+export QUIZMESH_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+export QUIZMESH_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export QUIZMESH_KAFKA_USERNAME=quizmesh
+export QUIZMESH_KAFKA_PASSWORD_FILE=$(secret_file kafka-quizmesh)
+export QUIZMESH_KAFKA_CA_FILE=$SECRETS/ca.pem
+export QUIZMESH_REDIS_USERNAME=quizmesh
+export QUIZMESH_REDIS_PASSWORD_FILE=$(secret_file redis-quizmesh)
+export QUIZMESH_REDIS_CA_FILE=$SECRETS/ca.pem
+EOF
+    fi
     if [[ "$TOPOLOGY" == single ]]; then
+        local scheme=redis
+        [[ "$PROFILE" == plain ]] || scheme=rediss
         cat <<EOF
 export QUIZMESH_KAFKA_BOOTSTRAP=$(kafka_bootstrap)
-export QUIZMESH_REDIS_URL=redis://127.0.0.1:$SINGLE_REDIS_PORT/0
+export QUIZMESH_REDIS_URL=$scheme://127.0.0.1:$SINGLE_REDIS_PORT/0
 export QUIZMESH_POSTGRES_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$SINGLE_PG_PORT/$PG_DB
 export QUIZMESH_POSTGRES_MIGRATION_DSN=postgresql://$PG_MIGRATOR:$PG_MIGRATOR_PASSWORD@127.0.0.1:$SINGLE_PG_PORT/$PG_DB
 export QUIZMESH_PGBOUNCER_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$SINGLE_PGBOUNCER_PORT/$PG_DB
@@ -1039,7 +1195,8 @@ take_lock() {
 }
 
 main() {
-    local args=() topology="${QUIZMESH_INFRA_TOPOLOGY:-single}"
+    local args=() topology="${QUIZMESH_INFRA_TOPOLOGY:-single}" secure=""
+    [[ "${QUIZMESH_INFRA_SECURE:-0}" == 1 ]] && secure=yes
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --topology)
@@ -1048,11 +1205,13 @@ main() {
                 shift 2
                 ;;
             --topology=*) topology="${1#--topology=}"; shift ;;
+            --secure) secure=yes; shift ;;
             *) args+=("$1"); shift ;;
         esac
     done
     set -- "${args[@]+"${args[@]}"}"
     use_topology "$topology"
+    use_profile "$secure"
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
     case "$cmd" in
