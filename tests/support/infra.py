@@ -53,7 +53,7 @@ def require(name: str, address: str) -> None:
 def real_redis() -> RedisClient:
     """A client for the configured Redis: one node, or the Redis Cluster of the multi-node topology."""
     require("Redis", REAL.redis_url)
-    return connect(REAL.redis_url, REAL.redis_mode)
+    return connect(REAL.redis_url, REAL.redis_mode, credentials=REAL.redis_credentials)
 
 
 async def migrate_database(dsn: str = REAL_MIGRATION_DSN) -> None:
