@@ -329,6 +329,19 @@ wait_for() {
     done
 }
 
+# 0 when the component runs already (once it answers `ready`); otherwise clears its stale PID file, 1.
+running_already() { # component timeout logfile ready-command...
+    local c="$1" timeout="$2" logf="$3"
+    shift 3
+    if is_running "$c"; then
+        log "$c: already running (PID $(read_pid "$c"))"
+        wait_for "$c" "$timeout" "$logf" "$c" "$@"
+        return 0
+    fi
+    rm -f "$(pidfile "$c")"
+    return 1
+}
+
 proc_state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true; }
 # start time (clock ticks since boot) identifies a process beyond its PID (PIDs get reused)
 proc_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}' || true; }
@@ -642,12 +655,7 @@ redis_ping() { [[ "$(redis_cli ping 2>/dev/null)" == PONG ]]; }
 start_redis() { # component
     local c="$1"
     select_component "$c"
-    if is_running "$c"; then
-        log "$c: already running (PID $(read_pid "$c"))"
-        wait_for "$c" "$REDIS_TIMEOUT" "$REDIS_LOG" "$c" redis_ping
-        return 0
-    fi
-    rm -f "$(pidfile "$c")"
+    running_already "$c" "$REDIS_TIMEOUT" "$REDIS_LOG" redis_ping && return 0
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
         apt_install redis-server redis-tools
     fi
@@ -1005,12 +1013,7 @@ EOF
 start_pgbouncer() { # component
     local c="$1"
     select_component "$c"
-    if is_running "$c"; then
-        log "$c: already running (PID $(read_pid "$c"))"
-        wait_for "$c" "$PG_TIMEOUT" "$PGB_LOG" "$c" pgbouncer_ready
-        return 0
-    fi
-    rm -f "$(pidfile "$c")"
+    running_already "$c" "$PG_TIMEOUT" "$PGB_LOG" pgbouncer_ready && return 0
     command -v pgbouncer >/dev/null || apt_install pgbouncer
     if port_open "$PGB_PORT"; then
         die "$c: port $PGB_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep :$PGB_PORT)"

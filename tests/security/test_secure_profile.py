@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from quizmesh.redis_client import connect_single
 from quizmesh.settings import RedisCredentials
 from tests.support.game import play_and_store
 from tests.support.private_infra import PrivateInfra, private_infra_set
-from tests.support.stack import SIGNING_KEY, free_port, process_stack
+from tests.support.stack import SIGNING_KEY, free_port, process_stack, run_quizmesh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,19 +65,6 @@ async def test_redis_lets_the_services_user_do_only_what_quizmesh_needs(secure: 
             await client.aclose()
 
 
-def _start(service: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Runs `quizmesh <service>`; a process that starts would serve until the timeout, so it must not."""
-    return subprocess.run(
-        [sys.executable, "-c", "from apps.cli import main; main()", service],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-    )
-
-
 def _service_env(secure: PrivateInfra, **changes: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -93,45 +78,42 @@ def _service_env(secure: PrivateInfra, **changes: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("service", ["quiz-svc", "leaderboard-svc", "persistence-svc"])
-async def test_a_wrong_kafka_password_stops_a_service_at_start_up(
-    secure: PrivateInfra, service: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("service", "password", "refusal"),
+    [
+        *(
+            (service, "QUIZMESH_KAFKA_PASSWORD_FILE", "Kafka at {kafka} refused the user 'quizmesh' (SCRAM-SHA-512)")
+            for service in ("quiz-svc", "leaderboard-svc", "persistence-svc")
+        ),
+        *(
+            (
+                service,
+                "QUIZMESH_REDIS_PASSWORD_FILE",
+                "Redis refused the user 'quizmesh': invalid username-password pair",
+            )
+            for service in ("quiz-svc", "leaderboard-svc")
+        ),
+    ],
+)
+async def test_a_wrong_password_stops_a_service_at_start_up_naming_what_to_fix(
+    secure: PrivateInfra, service: str, password: str, refusal: str, tmp_path: Path
 ) -> None:
     (tmp_path / "password").write_text("not-the-password\n")
-    env = _service_env(secure, QUIZMESH_KAFKA_PASSWORD_FILE=str(tmp_path / "password"))
+    env = _service_env(secure, **{password: str(tmp_path / "password")})
 
-    refused = await asyncio.to_thread(_start, service, env, tmp_path)
-
-    assert refused.returncode == 3, refused.stderr[-2000:]
-    assert f"quizmesh {service}: cannot start: Kafka at {secure.kafka_bootstrap} refused the user 'quizmesh'" in (
-        refused.stderr
-    )
-    assert "Check QUIZMESH_KAFKA_USERNAME and QUIZMESH_KAFKA_PASSWORD (or QUIZMESH_KAFKA_PASSWORD_FILE)" in (
-        refused.stderr
-    )
-
-
-@pytest.mark.parametrize("service", ["quiz-svc", "leaderboard-svc"])
-async def test_a_wrong_redis_password_stops_a_service_at_start_up(
-    secure: PrivateInfra, service: str, tmp_path: Path
-) -> None:
-    (tmp_path / "password").write_text("not-the-password\n")
-    env = _service_env(secure, QUIZMESH_REDIS_PASSWORD_FILE=str(tmp_path / "password"))
-
-    refused = await asyncio.to_thread(_start, service, env, tmp_path)
+    refused = await asyncio.to_thread(run_quizmesh, service, env=env, cwd=tmp_path)
 
     assert refused.returncode == 3, refused.stderr[-2000:]
-    assert (
-        f"quizmesh {service}: cannot start: Redis refused the user 'quizmesh': invalid username-password pair or "
-        "user is disabled. Check QUIZMESH_REDIS_USERNAME and QUIZMESH_REDIS_PASSWORD"
-    ) in refused.stderr
+    assert f"quizmesh {service}: cannot start: {refusal.format(kafka=secure.kafka_bootstrap)}" in refused.stderr
+    setting = password.removesuffix("_PASSWORD_FILE")
+    assert f"Check {setting}_USERNAME and {setting}_PASSWORD (or {setting}_PASSWORD_FILE)" in refused.stderr
 
 
 async def test_a_ca_that_does_not_vouch_for_kafka_stops_a_service(secure: PrivateInfra, tmp_path: Path) -> None:
     # The CA of the system, which never signed the test server's certificate.
     env = _service_env(secure, QUIZMESH_KAFKA_CA_FILE="/etc/ssl/certs/ca-certificates.crt")
 
-    refused = await asyncio.to_thread(_start, "persistence-svc", env, tmp_path)
+    refused = await asyncio.to_thread(run_quizmesh, "persistence-svc", env=env, cwd=tmp_path)
 
     assert refused.returncode == 3, refused.stderr[-2000:]
     assert (

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +33,7 @@ from quizmesh.migrations import (
     require_applied,
 )
 from tests.support.infra import REAL, ScratchDatabase, scratch_database
-from tests.support.stack import SIGNING_KEY
+from tests.support.stack import SIGNING_KEY, run_quizmesh
 
 pytestmark = pytest.mark.integration
 
@@ -84,26 +82,29 @@ async def _migrate(database: ScratchDatabase) -> dict[str, list[Migration]]:
     return await migrate(database.owner_dsn, list(SCHEMAS.values()), statement_cache_size=100)
 
 
-async def _recorded(database: ScratchDatabase) -> list[tuple[str, int, str, datetime]]:
+async def _as_owner(database: ScratchDatabase, query: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(database.owner_dsn)
     try:
-        rows = await conn.fetch(
-            "SELECT schema_name, version, file_name, applied_at FROM schema_migrations ORDER BY schema_name, version"
-        )
+        rows: list[asyncpg.Record] = await conn.fetch(query)
     finally:
         await conn.close()
+    return rows
+
+
+async def _recorded(database: ScratchDatabase) -> list[tuple[str, int, str, datetime]]:
+    rows = await _as_owner(
+        database,
+        "SELECT schema_name, version, file_name, applied_at FROM schema_migrations ORDER BY schema_name, version",
+    )
     return [tuple(r) for r in rows]
 
 
 async def _tables(database: ScratchDatabase) -> dict[str, str]:
-    conn = await asyncpg.connect(database.owner_dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT relname, relkind::text AS kind FROM pg_class"
-            " WHERE relname IN ('quizzes', 'quiz_states', 'participants', 'answers') OR relname LIKE '%unpartitioned'"
-        )
-    finally:
-        await conn.close()
+    rows = await _as_owner(
+        database,
+        "SELECT relname, relkind::text AS kind FROM pg_class"
+        " WHERE relname IN ('quizzes', 'quiz_states', 'participants', 'answers') OR relname LIKE '%unpartitioned'",
+    )
     return {r["relname"]: r["kind"] for r in rows}
 
 
@@ -190,15 +191,11 @@ async def test_the_released_schema_keeps_its_rows(scratch: ScratchDatabase) -> N
     finally:
         await store.close()
         await repo.close()
-    conn = await asyncpg.connect(scratch.owner_dsn)
-    try:
-        counts = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM answers) AS answers, (SELECT count(*) FROM participants) AS participants,"
-            " (SELECT count(*) FROM quizzes) AS quizzes, (SELECT count(DISTINCT tableoid) FROM answers) AS partitions"
-        )
-    finally:
-        await conn.close()
-    assert counts is not None
+    (counts,) = await _as_owner(
+        scratch,
+        "SELECT (SELECT count(*) FROM answers) AS answers, (SELECT count(*) FROM participants) AS participants,"
+        " (SELECT count(*) FROM quizzes) AS quizzes, (SELECT count(DISTINCT tableoid) FROM answers) AS partitions",
+    )
     assert (counts["answers"], counts["participants"], counts["quizzes"]) == (40, 40, 40)
     # 40 quizzes hash over 32 partitions: more than one holds rows, so they really were spread.
     assert counts["partitions"] > 1
@@ -255,18 +252,6 @@ async def test_the_services_role_changes_rows_but_no_table() -> None:
         await conn.close()
 
 
-def _quizmesh(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from apps.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
-
-
 def _service_env(database: ScratchDatabase) -> dict[str, str]:
     return {
         **os.environ,
@@ -291,7 +276,7 @@ async def test_a_service_refuses_to_start_on_an_older_schema_and_says_what_to_ru
         await conn.close()
     env = _service_env(scratch)
 
-    refused = await asyncio.to_thread(_quizmesh, "persistence-svc", env=env, tmp_path=tmp_path)
+    refused = await asyncio.to_thread(run_quizmesh, "persistence-svc", env=env, cwd=tmp_path)
 
     assert refused.returncode == 3, refused.stderr
     assert (
@@ -300,7 +285,7 @@ async def test_a_service_refuses_to_start_on_an_older_schema_and_says_what_to_ru
         "persistence-svc`"
     ) in refused.stderr
 
-    migrated = await asyncio.to_thread(_quizmesh, "migrate", "persistence-svc", env=env, tmp_path=tmp_path)
+    migrated = await asyncio.to_thread(run_quizmesh, "migrate", "persistence-svc", env=env, cwd=tmp_path)
 
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.strip() == "persistence-svc: applied 0002_partition_by_quiz.sql"
@@ -312,7 +297,7 @@ async def test_a_service_refuses_to_start_on_an_older_schema_and_says_what_to_ru
 
 
 async def test_quiz_svc_refuses_an_empty_database(scratch: ScratchDatabase, tmp_path: Path) -> None:
-    refused = await asyncio.to_thread(_quizmesh, "quiz-svc", env=_service_env(scratch), tmp_path=tmp_path)
+    refused = await asyncio.to_thread(run_quizmesh, "quiz-svc", env=_service_env(scratch), cwd=tmp_path)
 
     assert refused.returncode == 3, refused.stderr
     assert "migration(s) 0001_quizzes_and_states.sql not applied. Run `quizmesh migrate quiz-svc`" in refused.stderr

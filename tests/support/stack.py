@@ -161,6 +161,22 @@ def _spawn(service: str, env: Mapping[str, str], log_dir: Path, n: int) -> subpr
     )
 
 
+def run_quizmesh(
+    *args: str, env: Mapping[str, str], cwd: Path, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Runs `quizmesh ARGS` to its end (a service that refuses to start, a command) and returns what it
+    printed and its exit code."""
+    return subprocess.run(
+        [sys.executable, "-c", "from apps.cli import main; main()", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        cwd=cwd,
+    )
+
+
 def stop_process(process: subprocess.Popen[bytes], *, kill: bool = False, timeout_s: float = 15) -> int:
     if process.poll() is None:
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
