@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             from bench import loadtest  # the load generator lives apart, beside the benchmarks
         except ImportError as exc:  # picows is needed only here; bench/ only in a checkout
-            install = "pip install -e '.[bench]' in a checkout"
+            install = "pip install 'quizmesh[bench]' (in a checkout: pip install -e '.[bench]')"
             print(f"quizmesh loadtest: {exc.name} is missing; {install}", file=sys.stderr)
             raise SystemExit(2) from None
         loadtest.main(arguments[1:])

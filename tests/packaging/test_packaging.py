@@ -29,7 +29,8 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 LOCK = REPO / "requirements.lock"
-PACKAGES = ["quizmesh", "edge", "quiz_svc", "leaderboard_svc", "persistence_svc"]
+# What the wheel must carry to work: the runtime, the services and the applications (the commands).
+PACKAGES = ["quizmesh", "edge", "quiz_svc", "leaderboard_svc", "persistence_svc", "apps"]
 # The behaviour tests run again at the floors (in-memory engines and the real servers alike).
 FLOOR_TESTS = [
     "tests/quiz_svc",
