@@ -9,7 +9,10 @@ import os
 import sys
 
 from apps.launcher import SERVICES, embedded_env, run_embedded, serve_one, stop_on_signals
-from quizmesh.process import ProcessSettings, start_process
+from apps.migrate import SCHEMAS
+from apps.migrate import run as run_migrations
+from quizmesh.migrations import MigrationFailed
+from quizmesh.process import CannotStart, ProcessSettings, start_process
 from quizmesh.settings import SettingsError
 
 
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     dev.add_argument("--sqlite", default="quizmesh-dev.sqlite3", help="SQLite file for durable data")
     for name in SERVICES:
         commands.add_parser(name, help=f"run {name} alone, configured from the environment")
+    migrate = commands.add_parser(
+        "migrate", help="apply the PostgreSQL migrations the database lacks, as the migration role"
+    )
+    migrate.add_argument("schema", nargs="?", choices=sorted(SCHEMAS), help="one service's schema (default: all)")
     rebuild = commands.add_parser("rebuild-leaderboard", help="rebuild a quiz's Redis ranking from PostgreSQL")
     rebuild.add_argument("quiz_id")
     commands.add_parser("loadtest", help="simulate players over WebSockets (`quizmesh loadtest --help`)")
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             from bench import loadtest  # the load generator lives apart, beside the benchmarks
         except ImportError as exc:  # picows is needed only here; bench/ only in a checkout
-            install = "pip install -e '.[bench]' in a checkout"
+            install = "pip install 'quizmesh[bench]' (in a checkout: pip install -e '.[bench]')"
             print(f"quizmesh loadtest: {exc.name} is missing; {install}", file=sys.stderr)
             raise SystemExit(2) from None
         loadtest.main(arguments[1:])
@@ -86,10 +93,18 @@ def main(argv: list[str] | None = None) -> None:
             from leaderboard_svc.rebuild import rebuild_command
 
             print(f"replayed {asyncio.run(rebuild_command(args.quiz_id))} stored events into the ranking")
+        elif args.command == "migrate":
+            print("\n".join(asyncio.run(run_migrations(args.schema))))
         else:
             _run(serve_one(args.command))
     except SettingsError as exc:
         print(f"quizmesh: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except CannotStart as exc:
+        print(f"quizmesh {args.command}: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
+    except MigrationFailed as exc:
+        print(f"quizmesh migrate: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         pass

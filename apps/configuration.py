@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from apps import quizctl
+from apps import migrate, quizctl
 from edge.settings import Settings as EdgeSettings
 from leaderboard_svc.settings import Settings as LeaderboardSettings
 from persistence_svc.settings import Settings as PersistenceSettings
@@ -46,6 +46,19 @@ SCRIPT_VARIABLES: Variables = (
     ),
     Integer("QUIZMESH_INFRA_REDIS_PORT", "scripts/infra.sh: the local Redis's port.", default=16379, maximum=65535),
     Integer("QUIZMESH_INFRA_PG_PORT", "scripts/infra.sh: the local PostgreSQL's port.", default=15432, maximum=65535),
+    Integer(
+        "QUIZMESH_INFRA_PGBOUNCER_PORT",
+        "scripts/infra.sh: the port of the local PgBouncer (pool_mode=transaction) in front of PostgreSQL.",
+        default=15433,
+        maximum=65535,
+    ),
+    Text(
+        "QUIZMESH_INFRA_SECURE",
+        "scripts/infra.sh: `1` brings a new data directory up in the secure profile, as `--secure` does "
+        "(single topology: Kafka on SASL_SSL with SCRAM users, Redis on TLS with an ACL user; the directory "
+        "remembers its profile).",
+        default="0",
+    ),
     Text(
         "QUIZMESH_INFRA_TOPOLOGY",
         "scripts/infra.sh: the topology a command acts on when it names none (`single` or `cluster`).",
@@ -142,6 +155,13 @@ SCRIPT_VARIABLES: Variables = (
         default="",
         unset="unreachable infrastructure skips the test",
     ),
+    Text(
+        "QUIZMESH_PGBOUNCER_DSN",
+        "The test suite: the DSN of the local PgBouncer in front of PostgreSQL (`scripts/infra.sh env` prints it); "
+        "tests/shared/test_pgbouncer.py runs quiz_svc and persistence_svc through it.",
+        default="",
+        unset="the PgBouncer tests skip (and fail under QUIZMESH_REQUIRE_INFRA=1)",
+    ),
     Integer("QUIZMESH_FAULT_PLAYERS", "tests/faults: players in each gRPC fault scenario.", default=250, minimum=1),
     Integer(
         "QUIZMESH_FAULT_WS_PLAYERS",
@@ -199,6 +219,12 @@ READERS: tuple[Reader, ...] = (
     ),
     Reader("edge", "`quizmesh edge` (`edge/settings.py`).", EdgeSettings.VARIABLES),
     Reader("quizctl", "The `quizctl` tool (`apps/quizctl.py`); its options override them.", quizctl.VARIABLES),
+    Reader(
+        "quizmesh migrate",
+        "`quizmesh migrate [quiz-svc|persistence-svc]` (`apps/migrate.py`): the PostgreSQL migrations, applied "
+        "before the services start.",
+        migrate.VARIABLES,
+    ),
     Reader(
         "Scripts and tests",
         "Read by `scripts/` and the test suite, never by a quizmesh process (declared in `apps/configuration.py`).",

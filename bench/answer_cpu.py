@@ -62,7 +62,7 @@ async def measure(store_kind: str) -> tuple[float, list[float]]:
     telemetry = setup_telemetry("quiz_svc", env)
     clock = FixedClock()
     source = await SqliteQuizRepository.open(":memory:")
-    await source.migrate()
+    await source.ensure_schema()
     runtime = Runtime(Engines.from_env())
     redis = runtime.redis() if store_kind == "redis" else None
     store: GameStore = RedisGameStore(redis, runtime.replica_acks()) if redis is not None else InMemoryGameStore()

@@ -33,6 +33,7 @@ from bench.procs import (
     Child,
     cpu_seconds,
     free_port,
+    has_migrations,
     rss_bytes,
     spawn_service,
     tree_cpu_seconds,
@@ -98,6 +99,14 @@ class Deployment:
             [self.env["QUIZMESH_LEADERBOARD_GROUP"], self.env["QUIZMESH_PERSISTENCE_GROUP"]],
             SINK_TOPICS,
         )
+        if has_migrations(self.code_dir):
+            migrate = spawn_service("migrate", self.env, self.log_dir, tag=self.tag, code_dir=self.code_dir)
+            if await asyncio.to_thread(migrate.process.wait) != 0:
+                raise RuntimeError(f"quizmesh migrate failed; see its log in {self.log_dir}")
+        else:
+            # Services that create their tables at start-up need the role that owns them.
+            migration_dsn = self.env.get("QUIZMESH_POSTGRES_MIGRATION_DSN")
+            self.env["QUIZMESH_POSTGRES_DSN"] = migration_dsn or self.env["QUIZMESH_POSTGRES_DSN"]
         for service in ("quiz-svc", "leaderboard-svc", "persistence-svc", "edge"):
             self.children[service] = spawn_service(
                 service, self.env, self.log_dir, tag=self.tag, code_dir=self.code_dir

@@ -118,6 +118,13 @@ def spawn_service(
     return spawn(f"{service}{tag}", argv, env, log_dir, cpus, cwd=code_dir)
 
 
+def has_migrations(code_dir: Path | None) -> bool:
+    """Whether the checkout's services need `quizmesh migrate` before they start; an earlier one's create
+    their tables themselves."""
+    root = code_dir if code_dir is not None else Path(__file__).resolve().parents[1]
+    return (root / "quiz_svc" / "migrations").is_dir()
+
+
 def _command_module(code_dir: Path | None) -> str:
     """The module of the `quizmesh` command in the checkout that runs the service: apps.cli, or
     quizmesh.cli in a checkout from before the applications moved out of the runtime (`--services-from`

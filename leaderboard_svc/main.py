@@ -76,6 +76,7 @@ async def run(
     try:
         await server.start()
         async with asyncio.timeout(STARTUP_DEADLINE_S):
+            await runtime.check_credentials(redis)
             await store.ping()
             await consumer.start()
             await relay.start()

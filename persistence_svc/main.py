@@ -39,6 +39,7 @@ async def run(
 ) -> None:
     """Serves until stop is set, then: NOT_SERVING, finish the batch in hand, drain calls, close."""
     async with contextlib.AsyncExitStack() as resources:
+        await runtime.check_credentials()
         store = await _open_store(runtime.engines, settings, stop)
         if store is None:
             return
@@ -85,7 +86,7 @@ async def run(
 
 
 async def _open_store(engines: Engines, settings: Settings, stop: asyncio.Event) -> ResultStore | None:
-    """The migrated store, waiting for the database to become reachable; None if stopped first."""
+    """The store, once the database is reachable and its schema checked; None if stopped first."""
     backoff = Backoff(_CONNECT_RETRY_INITIAL_S, _CONNECT_RETRY_MAX_S)
     while not stop.is_set():
         try:
@@ -94,13 +95,13 @@ async def _open_store(engines: Engines, settings: Settings, stop: asyncio.Event)
             log.warning("results database unreachable, retrying in %.1fs: %s", backoff.delay_s, exc)
         else:
             try:
-                await store.migrate()
+                await store.ensure_schema()
                 return store
             except BaseException as exc:
                 await store.close()
                 if not isinstance(exc, StoreUnavailable):
                     raise
-                log.warning("migrating the results database failed, retrying in %.1fs: %s", backoff.delay_s, exc)
+                log.warning("checking the results schema failed, retrying in %.1fs: %s", backoff.delay_s, exc)
         await backoff.wait(stop)
     return None
 
@@ -113,6 +114,7 @@ async def _connect(engines: Engines, settings: Settings) -> ResultStore:
             command_timeout_s=settings.db_command_timeout_s,
             replica_dsn=engines.postgres_replica_dsn,
             replica_max_lag_ms=settings.replica_max_lag_ms,
+            statement_cache_size=engines.postgres_statement_cache,
         )
     return await SqliteResultStore.open(engines.sqlite_file("results"))
 

@@ -20,8 +20,10 @@ class StoreUnavailable(Exception):
 
 
 class ResultStore(Protocol):
-    async def migrate(self) -> None:
-        """Creates the tables and indexes that are missing. Safe to run concurrently from many replicas."""
+    async def ensure_schema(self) -> None:
+        """Makes sure the tables are those this code needs. SQLite (the embedded mode) creates what is
+        missing itself; PostgreSQL's migrations are applied by `quizmesh migrate`, and are only checked
+        here (quizmesh.migrations.SchemaOutOfDate names a missing one). Safe to run concurrently."""
         ...
 
     async def save(self, batch: StoreBatch) -> None:

@@ -31,7 +31,9 @@ async def open_repository(runtime: Runtime) -> QuizRepository:
     if engines.database == "postgres":
         from quiz_svc.adapters.postgres_repo import PostgresQuizRepository
 
-        return await PostgresQuizRepository.connect(engines.postgres_dsn)
+        return await PostgresQuizRepository.connect(
+            engines.postgres_dsn, statement_cache_size=engines.postgres_statement_cache
+        )
     from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 
     return await SqliteQuizRepository.open(engines.sqlite_file("quizzes"))
@@ -107,6 +109,7 @@ async def run(
         else:
             store = InMemoryGameStore()
             instances = InMemoryInstanceRegistry()
+        await runtime.check_credentials(redis)
         clock = SystemClock()
         repository = CachedQuizRepository(await open_repository(runtime), redis)
         resources.push_async_callback(repository.close)
@@ -148,7 +151,7 @@ async def run(
             interceptors=runtime.telemetry.grpc_server_interceptors(),
         )
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)
-        await repository.migrate()
+        await repository.ensure_schema()
         if redis is not None:
             await asyncio.wait_for(redis.ping(), 5)
         # Alive before serving: until its first heartbeat a process knows no other living one, and would

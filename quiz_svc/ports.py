@@ -16,7 +16,11 @@ from quiz_svc.media import MediaFile
 class QuizRepository(Protocol):
     """Durable quiz definitions and the last state each quiz's host moved it to (the quiz database)."""
 
-    async def migrate(self) -> None: ...
+    async def ensure_schema(self) -> None:
+        """Makes sure the tables are those this code needs: SQLite (the embedded mode) creates what is
+        missing; PostgreSQL's migrations are applied by `quizmesh migrate` and only checked here
+        (quizmesh.migrations.SchemaOutOfDate names a missing one)."""
+        ...
 
     async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
         """Stores a new quiz and the media uploaded with it, together or not at all; False when its ID

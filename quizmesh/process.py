@@ -12,6 +12,13 @@ from quizmesh.garbage_collector import GC_GEN0, tune_garbage_collector
 from quizmesh.logs import LogFormat, configure_logging
 from quizmesh.settings import Choice, Text, Variables
 
+
+class CannotStart(Exception):
+    """The process must not start, and waiting will not change that: its message says what is wrong and
+    what to do (a schema older than the code, credentials the server refuses). The `quizmesh` command
+    prints it and exits with code 3."""
+
+
 LOG_LEVEL = Text(
     "QUIZMESH_LOG_LEVEL",
     "The root logger's level: DEBUG, INFO, WARNING or ERROR (`quizmesh --log-level` overrides it).",

@@ -26,6 +26,7 @@ from quizmesh.redis_client import (
     REDIS_POOL_WAIT_S,
     RedisClient,
     ReplicaAcks,
+    check_credentials,
     connect,
     connect_single,
 )
@@ -45,7 +46,11 @@ class Runtime:
             return self.telemetry.traced_publisher(InMemoryPublisher(self.memory_bus))
         from quizmesh.eventbus.kafka import KafkaPublisher
 
-        return self.telemetry.traced_publisher(KafkaPublisher(self.engines.kafka_bootstrap, client_id=client_id))
+        return self.telemetry.traced_publisher(
+            KafkaPublisher(
+                self.engines.kafka_bootstrap, client_id=client_id, credentials=self.engines.kafka_credentials
+            )
+        )
 
     def consumer(self, group: str, topics: Sequence[str], client_id: str, *, batch_wait_ms: int = 0) -> EventConsumer:
         if self.engines.event_bus == "memory":
@@ -55,7 +60,12 @@ class Runtime:
         from quizmesh.eventbus.kafka import KafkaConsumer
 
         kafka = KafkaConsumer(
-            self.engines.kafka_bootstrap, group, topics, client_id=client_id, batch_wait_ms=batch_wait_ms
+            self.engines.kafka_bootstrap,
+            group,
+            topics,
+            client_id=client_id,
+            batch_wait_ms=batch_wait_ms,
+            credentials=self.engines.kafka_credentials,
         )
         self.telemetry.watch_consumer_lag(group, kafka.lag)
         return kafka
@@ -65,19 +75,29 @@ class Runtime:
             return InMemoryTailReader(self.memory_bus, topics)
         from quizmesh.eventbus.kafka import KafkaTailReader
 
-        return KafkaTailReader(self.engines.kafka_bootstrap, topics, client_id=client_id)
+        return KafkaTailReader(
+            self.engines.kafka_bootstrap, topics, client_id=client_id, credentials=self.engines.kafka_credentials
+        )
 
     def group_progress(self, client_id: str) -> GroupProgress:
         if self.engines.event_bus == "memory":
             return InMemoryGroupProgress(self.memory_bus)
         from quizmesh.eventbus.kafka import KafkaGroupProgress
 
-        return KafkaGroupProgress(self.engines.kafka_bootstrap, client_id=client_id)
+        return KafkaGroupProgress(
+            self.engines.kafka_bootstrap, client_id=client_id, credentials=self.engines.kafka_credentials
+        )
 
     def redis(self, *, max_connections: int = REDIS_MAX_CONNECTIONS, wait_s: float = REDIS_POOL_WAIT_S) -> RedisClient:
         """A new client for the configured Redis (one node or a cluster, see quizmesh.redis_client.connect);
         the caller closes it (`aclose`)."""
-        return connect(self.engines.redis_url, self.engines.redis_mode, max_connections=max_connections, wait_s=wait_s)
+        return connect(
+            self.engines.redis_url,
+            self.engines.redis_mode,
+            max_connections=max_connections,
+            wait_s=wait_s,
+            credentials=self.engines.redis_credentials,
+        )
 
     def replica_acks(self) -> ReplicaAcks:
         """How many replicas must hold the writes that a Redis failover must not forget (answers, rankings)."""
@@ -89,9 +109,23 @@ class Runtime:
         if self.engines.state == "memory" or redis is None:
             return self.memory_channels
         if self.engines.redis_pubsub_url:
-            return RedisChannels(connect_single(self.engines.redis_pubsub_url), owns_client=True)
+            return RedisChannels(
+                connect_single(self.engines.redis_pubsub_url, credentials=self.engines.redis_credentials),
+                owns_client=True,
+            )
         if not isinstance(redis, Redis):
             raise SettingsError(
                 "QUIZMESH_REDIS_PUBSUB_URL must name a Redis for pub/sub in QUIZMESH_REDIS_MODE=cluster"
             )
         return RedisChannels(redis)
+
+    async def check_credentials(self, redis: RedisClient | None = None) -> None:
+        """Refuses to start (CannotStart, saying which setting to fix) when Kafka, or the given Redis,
+        refuses this process's user or presents a certificate its CAs do not vouch for. Servers that are
+        merely unreachable are not this check's business."""
+        if self.engines.event_bus == "kafka":
+            from quizmesh.eventbus.kafka import check_credentials as check_kafka
+
+            await check_kafka(self.engines.kafka_bootstrap, self.engines.kafka_credentials)
+        if redis is not None:
+            await check_credentials(redis, self.engines.redis_credentials)

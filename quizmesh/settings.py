@@ -209,6 +209,8 @@ PERSISTENCE_ADDR = Text(
 # --- engines ---
 
 EventBusEngine = Literal["kafka", "memory"]
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256"]
 StateEngine = Literal["redis", "memory"]
 DatabaseEngine = Literal["postgres", "sqlite"]
 RedisMode = Literal["single", "cluster"]
@@ -266,15 +268,71 @@ REDIS_WAIT_TIMEOUT_MS = Integer(
     default=500,
     minimum=1,
 )
+KAFKA_SECURITY_PROTOCOL: Choice[KafkaProtocol] = Choice(
+    "QUIZMESH_KAFKA_SECURITY_PROTOCOL",
+    "How the Kafka clients reach the brokers: in plain text, over TLS, with a SASL user (SCRAM), or both "
+    "(`SASL_SSL`, e.g. a Strimzi listener with `tls: true` and `authentication: scram-sha-512`).",
+    default="PLAINTEXT",
+    choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+)
+KAFKA_SASL_MECHANISM: Choice[KafkaSaslMechanism] = Choice(
+    "QUIZMESH_KAFKA_SASL_MECHANISM",
+    "With a SASL_* protocol: the SCRAM mechanism the brokers accept.",
+    default="SCRAM-SHA-512",
+    choices=("SCRAM-SHA-512", "SCRAM-SHA-256"),
+)
+KAFKA_USERNAME = Text(
+    "QUIZMESH_KAFKA_USERNAME",
+    "With a SASL_* protocol: the Kafka user (a Strimzi KafkaUser's name).",
+    default="",
+    unset="no user (required with SASL_PLAINTEXT and SASL_SSL)",
+)
+KAFKA_PASSWORD = Secret(
+    "QUIZMESH_KAFKA_PASSWORD",
+    "With a SASL_* protocol: the Kafka user's password (the `password` key of a Strimzi KafkaUser's Secret).",
+    unset="required with SASL_PLAINTEXT and SASL_SSL",
+)
+KAFKA_CA_FILE = Text(
+    "QUIZMESH_KAFKA_CA_FILE",
+    "With SSL or SASL_SSL: a PEM file of the CA certificates the brokers' certificates are checked against "
+    "(Strimzi's `<cluster>-cluster-ca-cert` Secret, key `ca.crt`).",
+    default="",
+    unset="the system's CA certificates",
+)
 POSTGRES_DSN = Secret(
     "QUIZMESH_POSTGRES_DSN",
     "PostgreSQL, as a postgresql:// DSN (it may hold a password).",
     default="postgresql://quizmesh@127.0.0.1:15432/quizmesh",
 )
+REDIS_USERNAME = Text(
+    "QUIZMESH_REDIS_USERNAME",
+    "The Redis ACL user quiz_svc and leaderboard_svc connect as (every Redis of QUIZMESH_REDIS_URL and "
+    "QUIZMESH_REDIS_PUBSUB_URL); its rules are in scripts/redis/quizmesh.acl.",
+    default="",
+    unset="Redis's `default` user",
+)
+REDIS_PASSWORD = Secret(
+    "QUIZMESH_REDIS_PASSWORD",
+    "The password of QUIZMESH_REDIS_USERNAME (or of the `default` user, `requirepass`).",
+    unset="no password",
+)
+REDIS_CA_FILE = Text(
+    "QUIZMESH_REDIS_CA_FILE",
+    "With `rediss://` URLs (TLS): a PEM file of the CA certificates Redis's certificate is checked against.",
+    default="",
+    unset="the system's CA certificates",
+)
 POSTGRES_REPLICA_DSN = Secret(
     "QUIZMESH_POSTGRES_REPLICA_DSN",
     "A streaming replica of PostgreSQL that listings read from while its lag is under QUIZMESH_REPLICA_MAX_LAG_MS.",
     unset="every read goes to the primary",
+)
+POSTGRES_STATEMENT_CACHE = Integer(
+    "QUIZMESH_POSTGRES_STATEMENT_CACHE",
+    "Prepared statements asyncpg keeps per PostgreSQL connection. 0 behind a transaction-mode pooler "
+    "(PgBouncer's pool_mode=transaction), where one client connection's transactions run on different "
+    "server connections, so a statement prepared in one is unknown in the next (docs/operations.md, PgBouncer).",
+    default=100,
 )
 SQLITE_PATH = Text(
     "QUIZMESH_SQLITE_PATH",
@@ -282,6 +340,97 @@ SQLITE_PATH = Text(
     "(`name.sqlite3` becomes `name.<owner>.sqlite3`); `:memory:` keeps the data in memory.",
     default="quizmesh-dev.sqlite3",
 )
+
+
+@dataclass(frozen=True)
+class KafkaCredentials:
+    """How a Kafka client proves who it is and checks the brokers: TLS, a SASL/SCRAM user, or neither."""
+
+    VARIABLES: ClassVar[Variables] = (
+        KAFKA_SECURITY_PROTOCOL,
+        KAFKA_SASL_MECHANISM,
+        KAFKA_USERNAME,
+        KAFKA_PASSWORD,
+        KAFKA_CA_FILE,
+    )
+
+    security_protocol: KafkaProtocol = "PLAINTEXT"
+    sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaCredentials:
+        credentials = cls(
+            security_protocol=KAFKA_SECURITY_PROTOCOL.read(env),
+            sasl_mechanism=KAFKA_SASL_MECHANISM.read(env),
+            username=KAFKA_USERNAME.read(env),
+            password=KAFKA_PASSWORD.read(env) or "",
+            ca_file=KAFKA_CA_FILE.read(env),
+        )
+        protocol = f"{KAFKA_SECURITY_PROTOCOL.name}={credentials.security_protocol}"
+        if credentials.uses_sasl and not (credentials.username and credentials.password):
+            raise SettingsError(
+                f"{protocol} needs a user: set {KAFKA_USERNAME.name} and {KAFKA_PASSWORD.name} "
+                f"(or {KAFKA_PASSWORD.name}_FILE)"
+            )
+        if not credentials.uses_sasl and (credentials.username or KAFKA_PASSWORD.is_set(env)):
+            raise SettingsError(
+                f"{KAFKA_USERNAME.name} or {KAFKA_PASSWORD.name} is set, but {protocol} sends no user: "
+                "choose SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        if credentials.ca_file and not credentials.uses_tls:
+            raise SettingsError(f"{KAFKA_CA_FILE.name} is set, but {protocol} uses no TLS: choose SSL or SASL_SSL")
+        _require_readable(KAFKA_CA_FILE, credentials.ca_file)
+        return credentials
+
+
+@dataclass(frozen=True)
+class RedisCredentials:
+    """The ACL user (and password) a Redis client logs in as, and the CAs it checks a TLS Redis against."""
+
+    VARIABLES: ClassVar[Variables] = (REDIS_USERNAME, REDIS_PASSWORD, REDIS_CA_FILE)
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> RedisCredentials:
+        credentials = cls(
+            username=REDIS_USERNAME.read(env), password=REDIS_PASSWORD.read(env) or "", ca_file=REDIS_CA_FILE.read(env)
+        )
+        if credentials.username and not credentials.password:
+            raise SettingsError(
+                f"{REDIS_USERNAME.name} is set without a password: set {REDIS_PASSWORD.name} "
+                f"(or {REDIS_PASSWORD.name}_FILE)"
+            )
+        _require_readable(REDIS_CA_FILE, credentials.ca_file)
+        return credentials
+
+
+# Plain text, no user: what the clients do when nothing is configured (the local test set-up).
+KAFKA_WITHOUT_CREDENTIALS = KafkaCredentials()
+REDIS_WITHOUT_CREDENTIALS = RedisCredentials()
+
+
+def _require_readable(variable: Variable[str], path: str) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise SettingsError(f"{variable.name}={path!r} cannot be read: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)
@@ -301,6 +450,9 @@ class Engines:
         POSTGRES_REPLICA_DSN,
         REDIS_WAIT_REPLICAS,
         REDIS_WAIT_TIMEOUT_MS,
+        POSTGRES_STATEMENT_CACHE,
+        *KafkaCredentials.VARIABLES,
+        *RedisCredentials.VARIABLES,
     )
 
     event_bus: EventBusEngine
@@ -321,6 +473,10 @@ class Engines:
     # they get; 0 waits for none (quizmesh.redis_client.ReplicaAcks).
     redis_wait_replicas: int = 0
     redis_wait_timeout_ms: int = 500
+    # asyncpg's statement_cache_size: 0 behind a transaction-mode pooler.
+    postgres_statement_cache: int = 100
+    kafka_credentials: KafkaCredentials = KAFKA_WITHOUT_CREDENTIALS
+    redis_credentials: RedisCredentials = REDIS_WITHOUT_CREDENTIALS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Engines:
@@ -337,7 +493,15 @@ class Engines:
             postgres_replica_dsn=POSTGRES_REPLICA_DSN.read(env) or "",
             redis_wait_replicas=REDIS_WAIT_REPLICAS.read(env),
             redis_wait_timeout_ms=REDIS_WAIT_TIMEOUT_MS.read(env),
+            postgres_statement_cache=POSTGRES_STATEMENT_CACHE.read(env),
+            kafka_credentials=KafkaCredentials.from_env(env),
+            redis_credentials=RedisCredentials.from_env(env),
         )
+        if engines.redis_credentials.ca_file and not engines.redis_url.startswith("rediss://"):
+            raise SettingsError(
+                f"{REDIS_CA_FILE.name} is set, but {REDIS_URL.name} is not a rediss:// URL: Redis would be reached "
+                "without TLS"
+            )
         if engines.state == "redis" and engines.redis_mode == "cluster" and not engines.redis_pubsub_url:
             raise SettingsError(
                 "QUIZMESH_REDIS_PUBSUB_URL must name a (non-cluster) Redis for pub/sub when QUIZMESH_REDIS_MODE=cluster"

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Local infrastructure for quizmesh, on 127.0.0.1, with data, logs and PID files under $REPO/.infra/.
 # Two topologies, each started and stopped on its own (both may run at once; their ports differ):
-#   single   (default) one Kafka broker (KRaft), one Redis, one PostgreSQL
+#   single   (default) one Kafka broker (KRaft), one Redis, one PostgreSQL with PgBouncer in front of it
+#            (pool_mode=transaction)
 #   cluster  3 Kafka brokers (KRaft, combined mode; topics RF 3, min.insync.replicas 2, unclean
 #            leader election off), a Redis Cluster of 3 primaries + 3 replicas, a separate Redis for
 #            pub/sub, a PostgreSQL primary and a streaming replica; data under .infra/cluster/
 #
-# Usage (--topology single|cluster may stand anywhere; QUIZMESH_INFRA_TOPOLOGY sets the default):
+# Usage (--topology single|cluster may stand anywhere; QUIZMESH_INFRA_TOPOLOGY sets the default;
+# --secure, or QUIZMESH_INFRA_SECURE=1, chooses the secure profile the first time a data directory is
+# brought up, which remembers it):
 #   scripts/infra.sh up                 install what is missing, start all, wait until ready
 #   scripts/infra.sh down               stop everything this script started (by PID file)
 #   scripts/infra.sh status             print each component; exit 0 only if all are running
@@ -21,8 +24,21 @@
 #                                       run a Kafka CLI class with the cached jars, e.g.
 #                                       kafka-cli org.apache.kafka.tools.TopicCommand \
 #                                         --bootstrap-server 127.0.0.1:19092 --list
-# Components: single: kafka redis postgres; cluster: kafka1 kafka2 kafka3, redis1 .. redis6 (the
-# Redis Cluster), redis-pubsub, pg-primary, pg-replica.
+# Components: single: kafka redis postgres pgbouncer; cluster: kafka1 kafka2 kafka3, redis1 .. redis6
+# (the Redis Cluster), redis-pubsub, pg-primary, pg-replica.
+#
+# PostgreSQL has two roles, as a deployment should: quizmesh_migrator owns the database and its tables
+# (`quizmesh migrate` connects as it: QUIZMESH_POSTGRES_MIGRATION_DSN), and quizmesh, the services'
+# role, may only read and write rows (SELECT, INSERT, UPDATE, DELETE, granted by default privileges on
+# whatever quizmesh_migrator creates). Both topologies; the replica copies them from the primary.
+#
+# The secure profile (single topology only) is what a deployment's credentials look like: Kafka listens
+# on SASL_SSL only (SCRAM-SHA-512; users admin and quizmesh, created with `kafka-storage format
+# --add-scram`), Redis on TLS only with its default user off and an ACL user quizmesh restricted to
+# what the services need (scripts/redis/quizmesh.acl). The TLS certificates (a CA and a server
+# certificate for 127.0.0.1/localhost, openssl) and random passwords are made once, into
+# secrets/ of the data directory; `env` then prints the *_FILE variables that point at them.
+# PostgreSQL and PgBouncer are the same in both profiles.
 #
 # Only processes whose PIDs are in the topology's pids/*.pid (and whose command line matches what
 # this script launched) are ever signalled. Nothing is killed by name.
@@ -47,6 +63,7 @@ SINGLE_KAFKA_PORT="${QUIZMESH_INFRA_KAFKA_PORT:-19092}"
 SINGLE_KAFKA_CONTROLLER_PORT="${QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT:-19093}"
 SINGLE_REDIS_PORT="${QUIZMESH_INFRA_REDIS_PORT:-16379}"
 SINGLE_PG_PORT="${QUIZMESH_INFRA_PG_PORT:-15432}"
+SINGLE_PGBOUNCER_PORT="${QUIZMESH_INFRA_PGBOUNCER_PORT:-15433}"
 IFS=, read -r -a CLUSTER_KAFKA_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_KAFKA_PORTS:-19192,19193,19194}"
 IFS=, read -r -a CLUSTER_KAFKA_CONTROLLER_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_KAFKA_CONTROLLER_PORTS:-19195,19196,19197}"
 IFS=, read -r -a CLUSTER_REDIS_PORTS <<<"${QUIZMESH_INFRA_CLUSTER_REDIS_PORTS:-16400,16401,16402,16403,16404,16405}"
@@ -56,6 +73,8 @@ CLUSTER_PG_REPLICA_PORT="${QUIZMESH_INFRA_CLUSTER_PG_REPLICA_PORT:-15443}"
 PG_DB=quizmesh
 PG_USER=quizmesh
 PG_PASSWORD=quizmesh
+PG_MIGRATOR=quizmesh_migrator
+PG_MIGRATOR_PASSWORD=quizmesh_migrator
 KAFKA_PARTITIONS=8
 KAFKA_TOPICS=(user_joined_quiz answer_submitted leaderboard_updated user_left_quiz)
 
@@ -65,6 +84,8 @@ STOP_TIMEOUT="${INFRA_STOP_TIMEOUT:-30}"
 
 # Set by use_topology: where this topology keeps its state, and its components.
 TOPOLOGY=""
+# Set by use_profile: plain or secure; secure keeps its certificates and passwords in $SECRETS.
+PROFILE=plain SECRETS=""
 STATE="" PIDS="" LOGS="" KAFKA_TIMEOUT=""
 COMPONENTS=() KAFKA_NODES=() REDIS_CLUSTER_NODES=()
 
@@ -73,7 +94,7 @@ use_topology() { # single|cluster
     case "$1" in
         single)
             STATE="$INFRA"
-            COMPONENTS=(kafka redis postgres)
+            COMPONENTS=(kafka redis postgres pgbouncer)
             KAFKA_NODES=(kafka)
             REDIS_CLUSTER_NODES=()
             KAFKA_TIMEOUT="${INFRA_KAFKA_TIMEOUT:-120}"
@@ -93,6 +114,68 @@ use_topology() { # single|cluster
     esac
     PIDS="$STATE/pids"
     LOGS="$STATE/logs"
+}
+
+# The profile a data directory was first brought up with is kept in it ($STATE/profile): its Kafka users
+# are made when the broker's storage is formatted, once. A directory from before profiles existed holds
+# a formatted broker, so it is plain.
+use_profile() { # requested: yes (--secure) or empty
+    local requested="$1" stored=""
+    SECRETS="$STATE/secrets"
+    if [[ -f "$STATE/profile" ]]; then
+        stored="$(cat "$STATE/profile")"
+    elif [[ -f "$STATE/kafka/data/meta.properties" ]]; then
+        stored=plain
+    fi
+    if [[ "$requested" == yes && "$stored" == plain ]]; then
+        die "$STATE was set up without --secure: run 'scripts/infra.sh down' and 'scripts/infra.sh clean' first, or give the secure profile its own QUIZMESH_INFRA_DIR"
+    fi
+    PROFILE="${stored:-plain}"
+    [[ -n "$stored" || "$requested" != yes ]] || PROFILE=secure
+    if [[ "$PROFILE" == secure && "$TOPOLOGY" != single ]]; then
+        die "the secure profile exists for the single topology only"
+    fi
+}
+
+secret_file() { # name -> the file holding that password, made (random) on first use
+    local f="$SECRETS/$1.password"
+    if [[ ! -s "$f" ]]; then
+        mkdir -p "$SECRETS"
+        chmod 700 "$SECRETS"
+        (umask 077 && openssl rand -hex 24 >"$f")
+    fi
+    echo "$f"
+}
+
+secret() { tr -d '[:space:]' <"$(secret_file "$1")"; }
+
+# A CA, and a certificate it signed for 127.0.0.1 and localhost that Kafka and Redis both serve.
+tls_ensure() {
+    [[ -s "$SECRETS/ca.pem" && -s "$SECRETS/server.pem" ]] && return 0
+    command -v openssl >/dev/null || apt_install openssl
+    mkdir -p "$SECRETS"
+    chmod 700 "$SECRETS"
+    log "secure profile: making a test CA and a server certificate in $SECRETS"
+    (
+        cd "$SECRETS"
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=quizmesh local test CA" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+        cat >server.ext <<EOF
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+EOF
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.crt
+        # Kafka's PEM keystore: the (unencrypted PKCS#8) key and its certificate in one file.
+        cat server.key server.crt >server.pem
+        chmod 644 ca.pem
+    ) >"$LOGS/openssl.log" 2>&1 || { show_log_tail "$LOGS/openssl.log"; die "secure profile: openssl failed"; }
 }
 
 # Points the per-component globals (ports, directories, logs, roles) at one component, so that the
@@ -124,6 +207,12 @@ select_component() { # name
             REDIS_PORT="$CLUSTER_REDIS_PUBSUB_PORT" REDIS_DIR="$STATE/$c" REDIS_LOG="$LOGS/$c.log" REDIS_IN_CLUSTER=no
             ;;
         postgres) pg_select "$STATE/pg" "$SINGLE_PG_PORT" single ;;
+        pgbouncer)
+            # Beside the PostgreSQL it fronts, in the tree its owner (user postgres, as root) may write.
+            pg_select "$STATE/pg" "$SINGLE_PG_PORT" single
+            PGB_PORT="$SINGLE_PGBOUNCER_PORT" PGB_DIR="$PG_ROOT/pgbouncer"
+            PGB_CONF="$PG_ROOT/pgbouncer/pgbouncer.ini" PGB_LOG="$PG_ROOT/pgbouncer/pgbouncer.log"
+            ;;
         pg-primary) pg_select "$STATE/$c" "$CLUSTER_PG_PORT" primary ;;
         pg-replica) pg_select "$STATE/$c" "$CLUSTER_PG_REPLICA_PORT" replica ;;
         *) die "unknown component '$c' for the $TOPOLOGY topology (expected one of: ${COMPONENTS[*]})" ;;
@@ -135,7 +224,7 @@ select_component() { # name
 
 component_port() { # name -> the port clients use
     select_component "$1"
-    case "$1" in kafka*) echo "$KAFKA_PORT" ;; redis*) echo "$REDIS_PORT" ;; *) echo "$PG_PORT" ;; esac
+    case "$1" in kafka*) echo "$KAFKA_PORT" ;; redis*) echo "$REDIS_PORT" ;; pgbouncer) echo "$PGB_PORT" ;; *) echo "$PG_PORT" ;; esac
 }
 
 # ---------------------------------------------------------------------------------------
@@ -182,6 +271,7 @@ pid_matches() { # component pid
     case "$c" in
         kafka*) [[ "$cmd" == *kafka.Kafka* && "$cmd" == *"$KAFKA_CONF"* ]] ;;
         redis*) [[ "$cmd" == *redis-server*":$REDIS_PORT"* ]] ;;
+        pgbouncer) [[ "$cmd" == *pgbouncer* && "$cmd" == *"$PGB_CONF"* ]] ;;
         *) [[ "$cmd" == *postgres* && "$cmd" == *"$PG_DATA"* ]] ;;
     esac
 }
@@ -237,6 +327,19 @@ wait_for() {
         fi
         sleep 0.5
     done
+}
+
+# 0 when the component runs already (once it answers `ready`); otherwise clears its stale PID file, 1.
+running_already() { # component timeout logfile ready-command...
+    local c="$1" timeout="$2" logf="$3"
+    shift 3
+    if is_running "$c"; then
+        log "$c: already running (PID $(read_pid "$c"))"
+        wait_for "$c" "$timeout" "$logf" "$c" "$@"
+        return 0
+    fi
+    rm -f "$(pidfile "$c")"
+    return 1
 }
 
 proc_state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true; }
@@ -333,16 +436,20 @@ kafka_ensure_libs() {
 
 kafka_write_config() {
     mkdir -p "$KAFKA_DIR/data"
+    local listener=PLAINTEXT
+    [[ "$PROFILE" == secure ]] && listener=SASL_SSL
+    : >"$KAFKA_CONF"
+    chmod 600 "$KAFKA_CONF" # the secure profile writes the broker's own password into it
     cat >"$KAFKA_CONF" <<EOF
 # Generated by scripts/infra.sh -- edits are overwritten on every start.
 process.roles=broker,controller
 node.id=$KAFKA_NODE_ID
 controller.quorum.voters=$KAFKA_VOTERS
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$listener://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$listener://127.0.0.1:$KAFKA_PORT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=$listener
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,$listener:$listener
 log.dirs=$KAFKA_DIR/data
 num.partitions=$KAFKA_PARTITIONS
 default.replication.factor=$KAFKA_REPLICAS
@@ -369,6 +476,28 @@ log.segment.bytes=16777216
 log.cleaner.dedupe.buffer.size=8388608
 delete.topic.enable=true
 EOF
+    [[ "$PROFILE" == secure ]] || return 0
+    # Clients and the broker itself authenticate with SCRAM over TLS. The controller listener stays on
+    # loopback in plaintext: KRaft controllers cannot use SCRAM (its credentials live in the metadata
+    # they serve).
+    cat >>"$KAFKA_CONF" <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secret kafka-admin)";
+ssl.keystore.type=PEM
+ssl.keystore.location=$SECRETS/server.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECRETS/ca.pem
+ssl.client.auth=none
+EOF
+    (umask 077 && cat >"$SECRETS/kafka-admin.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secret kafka-admin)";
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECRETS/ca.pem
+EOF
+    )
 }
 
 kafka_cluster_id() { # the ID every node of this topology is formatted with, made once
@@ -396,12 +525,18 @@ kafka_launch() { # component: start the JVM without waiting
         die "$c: port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep -E ':($KAFKA_PORT|$KAFKA_CONTROLLER_PORT)')"
     fi
     kafka_ensure_libs
+    [[ "$PROFILE" == plain ]] || tls_ensure
     kafka_write_config
-    local cp="$KAFKA_LIBS/*" cluster_id
+    local cp="$KAFKA_LIBS/*" cluster_id scram=()
     cluster_id="$(kafka_cluster_id)"
+    if [[ "$PROFILE" == secure ]]; then
+        # SCRAM users exist before the broker first starts: it authenticates to itself as admin.
+        scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(secret kafka-admin)]"
+            --add-scram "SCRAM-SHA-512=[name=quizmesh,password=$(secret kafka-quizmesh)]")
+    fi
     # -g: already formatted directories are left alone, so this is safe on every start.
     java "${TOOLS_JOPTS[@]}" -cp "$cp" kafka.tools.StorageTool format -g -t "$cluster_id" \
-        -c "$KAFKA_CONF" >>"$LOGS/kafka-storage.log" 2>&1 \
+        -c "$KAFKA_CONF" "${scram[@]+"${scram[@]}"}" >>"$LOGS/kafka-storage.log" 2>&1 \
         || { show_log_tail "$LOGS/kafka-storage.log"; die "$c: formatting $KAFKA_DIR/data failed (if the cluster id changed, delete $KAFKA_DIR/data)"; }
 
     [[ -f "$KAFKA_LOG" ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.prev"
@@ -434,8 +569,10 @@ kafka_bootstrap() { # every broker of the topology, comma-separated
 }
 
 kafka_topics() { # args for TopicCommand
+    local secure=()
+    [[ "$PROFILE" == plain ]] || secure=(--command-config "$SECRETS/kafka-admin.properties")
     java "${TOOLS_JOPTS[@]}" -cp "$KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand \
-        --bootstrap-server "$(kafka_bootstrap)" "$@"
+        --bootstrap-server "$(kafka_bootstrap)" "${secure[@]+"${secure[@]}"}" "$@"
 }
 
 kafka_create_topics() {
@@ -484,18 +621,41 @@ start_kafka() { # component
 # ---------------------------------------------------------------------------------------
 # Redis
 # ---------------------------------------------------------------------------------------
-redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+redis_cli() {
+    if [[ "$PROFILE" == secure ]]; then
+        REDISCLI_AUTH="$(secret redis-admin)" redis-cli --tls --cacert "$SECRETS/ca.pem" --user admin \
+            -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+    else
+        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+    fi
+}
+
+# The secure profile's Redis: TLS only, the default user off, an admin for this script and the tests,
+# and the services' user with scripts/redis/quizmesh.acl's rules. In a file (mode 600), not on the
+# command line, which every local user may read.
+redis_secure_config() { # -> the file
+    local f="$REDIS_DIR/secure.conf" rules
+    rules="$(grep -v '^#' "$REPO/scripts/redis/quizmesh.acl" | tr '\n' ' ')"
+    (umask 077 && cat >"$f" <<EOF
+port 0
+tls-port $REDIS_PORT
+tls-cert-file $SECRETS/server.crt
+tls-key-file $SECRETS/server.key
+tls-ca-cert-file $SECRETS/ca.pem
+tls-auth-clients no
+user default off
+user admin on >$(secret redis-admin) ~* &* +@all
+user quizmesh on >$(secret redis-quizmesh) $rules
+EOF
+    )
+    echo "$f"
+}
 redis_ping() { [[ "$(redis_cli ping 2>/dev/null)" == PONG ]]; }
 
 start_redis() { # component
     local c="$1"
     select_component "$c"
-    if is_running "$c"; then
-        log "$c: already running (PID $(read_pid "$c"))"
-        wait_for "$c" "$REDIS_TIMEOUT" "$REDIS_LOG" "$c" redis_ping
-        return 0
-    fi
-    rm -f "$(pidfile "$c")"
+    running_already "$c" "$REDIS_TIMEOUT" "$REDIS_LOG" redis_ping && return 0
     if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
         apt_install redis-server redis-tools
     fi
@@ -512,8 +672,13 @@ start_redis() { # component
         cluster_args=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
             --cluster-require-full-coverage no)
     fi
+    local profile_args=(--port "$REDIS_PORT")
+    if [[ "$PROFILE" == secure ]]; then
+        tls_ensure
+        profile_args=("$(redis_secure_config)")
+    fi
     # daemonize: redis double-forks, calls setsid and writes the PID file itself.
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+    redis-server "${profile_args[@]}" --bind 127.0.0.1 --protected-mode yes \
         --daemonize yes --pidfile "$(pidfile "$c")" --logfile "$REDIS_LOG" \
         --dir "$REDIS_DIR" --appendonly no --save '' "${cluster_args[@]+"${cluster_args[@]}"}" 9>&- \
         || { show_log_tail "$REDIS_LOG"; die "$c: redis-server failed to start"; }
@@ -717,21 +882,42 @@ pg_psql() { # sql... run as superuser over the unix socket
     pg_as_owner "$psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d postgres "$@"
 }
 
+# The database, owned by the migration role, and the services' role with row access only. Idempotent;
+# a database made before the two roles were split (the services' role owned it and its tables) is handed
+# over to the migration role.
 pg_bootstrap_db() {
     local out
     if ! out="$(pg_psql -tA <<EOF 2>&1
 DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_MIGRATOR') THEN
+    CREATE ROLE $PG_MIGRATOR LOGIN PASSWORD '$PG_MIGRATOR_PASSWORD' CREATEDB;
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER') THEN
-    CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD' CREATEDB;
+    CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD';
   END IF;
 END \$\$;
-SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
+ALTER ROLE $PG_USER NOCREATEDB;
+SELECT 'CREATE DATABASE $PG_DB OWNER $PG_MIGRATOR'
   WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_DB') \gexec
+ALTER DATABASE $PG_DB OWNER TO $PG_MIGRATOR;
+\connect $PG_DB
+DO \$\$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_class WHERE relowner = '$PG_USER'::regrole) THEN
+    REASSIGN OWNED BY $PG_USER TO $PG_MIGRATOR;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO $PG_USER;
+  END IF;
+END \$\$;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO $PG_USER;
+ALTER DEFAULT PRIVILEGES FOR ROLE $PG_MIGRATOR IN SCHEMA public
+  GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO $PG_USER;
+ALTER DEFAULT PRIVILEGES FOR ROLE $PG_MIGRATOR IN SCHEMA public
+  GRANT USAGE, SELECT ON SEQUENCES TO $PG_USER;
 EOF
     )"; then
         printf '%s\n' "$out" >&2
         show_log_tail "$PG_LOG"
-        die "postgres: creating role/database $PG_USER/$PG_DB failed"
+        die "postgres: creating roles $PG_MIGRATOR, $PG_USER and database $PG_DB failed"
     fi
 }
 
@@ -785,6 +971,66 @@ start_postgres() { # component
 }
 
 # ---------------------------------------------------------------------------------------
+# PgBouncer (transaction pooling in front of the single-node PostgreSQL)
+# ---------------------------------------------------------------------------------------
+pgbouncer_ready() {
+    "${PG_BIN:-/nonexistent}/pg_isready" -q -h 127.0.0.1 -p "$PGB_PORT" -d "$PG_DB" -U "$PG_USER" 2>/dev/null ||
+        pg_isready -q -h 127.0.0.1 -p "$PGB_PORT" -d "$PG_DB" -U "$PG_USER" 2>/dev/null
+}
+
+pgbouncer_write_config() {
+    pg_as_owner mkdir -p "$PGB_DIR"
+    # Clients authenticate to PgBouncer with SCRAM against these passwords; PgBouncer logs in to
+    # PostgreSQL as the same role (loopback trust here).
+    pg_as_owner tee "$PGB_DIR/userlist.txt" >/dev/null <<EOF
+"$PG_USER" "$PG_PASSWORD"
+"$PG_MIGRATOR" "$PG_MIGRATOR_PASSWORD"
+EOF
+    pg_as_owner chmod 600 "$PGB_DIR/userlist.txt"
+    pg_as_owner tee "$PGB_CONF" >/dev/null <<EOF
+; Generated by scripts/infra.sh -- edits are overwritten on every start.
+[databases]
+$PG_DB = host=127.0.0.1 port=$PG_PORT dbname=$PG_DB
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $PGB_DIR/userlist.txt
+; A server connection serves one client transaction at a time, then the next client's: what the
+; capacity plan counts on, and why asyncpg's statement cache must be off behind it.
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 20
+; SHOW STATS and the like on the admin console (database pgbouncer), for the tests.
+stats_users = $PG_USER
+logfile = $PGB_LOG
+pidfile = $PGB_DIR/pgbouncer.pid
+EOF
+}
+
+start_pgbouncer() { # component
+    local c="$1"
+    select_component "$c"
+    running_already "$c" "$PG_TIMEOUT" "$PGB_LOG" pgbouncer_ready && return 0
+    command -v pgbouncer >/dev/null || apt_install pgbouncer
+    if port_open "$PGB_PORT"; then
+        die "$c: port $PGB_PORT on 127.0.0.1 is already in use by a process this script did not start (check: ss -ltnp | grep :$PGB_PORT)"
+    fi
+    pgbouncer_write_config
+    [[ -f "$PGB_LOG" ]] && pg_as_owner mv -f "$PGB_LOG" "$PGB_LOG.prev"
+    # -d: PgBouncer daemonizes and writes its PID file; it refuses to run as root, hence its tree's owner.
+    pg_as_owner pgbouncer -d -q "$PGB_CONF" 9>&- || { show_log_tail "$PGB_LOG"; die "$c: pgbouncer failed to start"; }
+    local deadline=$(($(now) + 5))
+    while [[ ! -s "$PGB_DIR/pgbouncer.pid" ]] && (($(now) < deadline)); do sleep 0.1; done
+    [[ -s "$PGB_DIR/pgbouncer.pid" ]] || { show_log_tail "$PGB_LOG"; die "$c: no PID file written"; }
+    head -n1 "$PGB_DIR/pgbouncer.pid" | tr -dc '0-9' >"$(pidfile "$c")"
+    wait_for "$c" "$PG_TIMEOUT" "$PGB_LOG" "$c" pgbouncer_ready
+    log "$c: ready on 127.0.0.1:$PGB_PORT (PID $(read_pid "$c")), pool_mode=transaction in front of 127.0.0.1:$PG_PORT"
+}
+
+# ---------------------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------------------
 stop_component() { # component [--kill]
@@ -792,7 +1038,9 @@ stop_component() { # component [--kill]
     select_component "$c"
     case "$c" in
         kafka* | redis*) sig=TERM ;;
-        *) sig=INT ;; # postgres' "fast" shutdown; SIGTERM ("smart") waits for clients to leave
+        # postgres' "fast" shutdown (its SIGTERM, "smart", waits for clients to leave); PgBouncer's safe
+        # one (the transactions in progress finish).
+        *) sig=INT ;;
     esac
     [[ "$kill" == --kill ]] && sig=KILL
     [[ -z "$kill" || "$kill" == --kill ]] || die "unknown option '$kill' (only --kill)"
@@ -809,6 +1057,7 @@ start_component() {
             # A cluster node restarted alone rejoins from its nodes.conf.
             [[ "$REDIS_IN_CLUSTER" == no ]] || wait_for "redis cluster" "$REDIS_TIMEOUT" "$REDIS_LOG" "" redis_cluster_ok
             ;;
+        pgbouncer) start_pgbouncer "$1" ;;
         *) start_postgres "$1" ;;
     esac
 }
@@ -822,10 +1071,12 @@ cmd_up() {
     t0=$(now)
     ensure_dirs
     ensure_gitignore
+    echo "$PROFILE" >"$STATE/profile"
     # Kafka's JVMs boot in the background while PostgreSQL and Redis start.
     for c in "${KAFKA_NODES[@]}"; do kafka_launch "$c"; done
     if [[ "$TOPOLOGY" == single ]]; then
         start_postgres postgres
+        start_pgbouncer pgbouncer
         start_redis redis
     else
         start_postgres pg-primary
@@ -883,7 +1134,7 @@ cmd_clean() {
     if [[ "$TOPOLOGY" == single ]]; then
         select_component postgres
         rm -rf "$PG_ROOT" "$INFRA/redis" "$INFRA/kafka/data" "$INFRA/kafka/cluster.id" \
-            "$INFRA/kafka/server.properties" "$LOGS" "$PIDS"
+            "$INFRA/kafka/server.properties" "$LOGS" "$PIDS" "$STATE/profile" "$SECRETS"
     else
         for c in pg-primary pg-replica; do
             select_component "$c"
@@ -895,11 +1146,27 @@ cmd_clean() {
 }
 
 cmd_env() {
+    if [[ "$PROFILE" == secure ]]; then
+        cat <<EOF
+export QUIZMESH_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+export QUIZMESH_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export QUIZMESH_KAFKA_USERNAME=quizmesh
+export QUIZMESH_KAFKA_PASSWORD_FILE=$(secret_file kafka-quizmesh)
+export QUIZMESH_KAFKA_CA_FILE=$SECRETS/ca.pem
+export QUIZMESH_REDIS_USERNAME=quizmesh
+export QUIZMESH_REDIS_PASSWORD_FILE=$(secret_file redis-quizmesh)
+export QUIZMESH_REDIS_CA_FILE=$SECRETS/ca.pem
+EOF
+    fi
     if [[ "$TOPOLOGY" == single ]]; then
+        local scheme=redis
+        [[ "$PROFILE" == plain ]] || scheme=rediss
         cat <<EOF
 export QUIZMESH_KAFKA_BOOTSTRAP=$(kafka_bootstrap)
-export QUIZMESH_REDIS_URL=redis://127.0.0.1:$SINGLE_REDIS_PORT/0
+export QUIZMESH_REDIS_URL=$scheme://127.0.0.1:$SINGLE_REDIS_PORT/0
 export QUIZMESH_POSTGRES_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$SINGLE_PG_PORT/$PG_DB
+export QUIZMESH_POSTGRES_MIGRATION_DSN=postgresql://$PG_MIGRATOR:$PG_MIGRATOR_PASSWORD@127.0.0.1:$SINGLE_PG_PORT/$PG_DB
+export QUIZMESH_PGBOUNCER_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$SINGLE_PGBOUNCER_PORT/$PG_DB
 EOF
         return 0
     fi
@@ -912,6 +1179,7 @@ export QUIZMESH_REDIS_URL=$(IFS=,; echo "${seeds[*]}")
 export QUIZMESH_REDIS_PUBSUB_URL=redis://127.0.0.1:$CLUSTER_REDIS_PUBSUB_PORT/0
 export QUIZMESH_REDIS_WAIT_REPLICAS=1
 export QUIZMESH_POSTGRES_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$CLUSTER_PG_PORT/$PG_DB
+export QUIZMESH_POSTGRES_MIGRATION_DSN=postgresql://$PG_MIGRATOR:$PG_MIGRATOR_PASSWORD@127.0.0.1:$CLUSTER_PG_PORT/$PG_DB
 export QUIZMESH_POSTGRES_REPLICA_DSN=postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$CLUSTER_PG_REPLICA_PORT/$PG_DB
 EOF
 }
@@ -931,7 +1199,8 @@ take_lock() {
 }
 
 main() {
-    local args=() topology="${QUIZMESH_INFRA_TOPOLOGY:-single}"
+    local args=() topology="${QUIZMESH_INFRA_TOPOLOGY:-single}" secure=""
+    [[ "${QUIZMESH_INFRA_SECURE:-0}" == 1 ]] && secure=yes
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --topology)
@@ -940,11 +1209,13 @@ main() {
                 shift 2
                 ;;
             --topology=*) topology="${1#--topology=}"; shift ;;
+            --secure) secure=yes; shift ;;
             *) args+=("$1"); shift ;;
         esac
     done
     set -- "${args[@]+"${args[@]}"}"
     use_topology "$topology"
+    use_profile "$secure"
     local cmd="${1:-}"
     [[ $# -gt 0 ]] && shift
     case "$cmd" in

@@ -2,8 +2,9 @@
 # Strict offline validation of everything under deploy/, as kustomize renders it.
 #
 #   scripts/validate_manifests.sh              fetch tools and schemas if missing, then render every
-#                                              kustomization root of deploy/ (each overlay, kafka/,
-#                                              observability/prometheus/) and validate the output,
+#                                              kustomization root of deploy/ (each overlay and its
+#                                              migrate/, kafka/, observability/prometheus/) and
+#                                              validate the output,
 #                                              plus the plain files of deploy/examples/
 #   scripts/validate_manifests.sh PATH...      validate these instead (a directory holding a
 #                                              kustomization.yaml is rendered first)
@@ -125,7 +126,8 @@ find_java21() {
 
 fetch_strimzi() {
   local out="$CACHE/strimzi"
-  [[ -f "$out/crd/kafka.yaml" && -f "$out/crd/kafkanodepool.yaml" && -f "$out/crd/kafkatopic.yaml" ]] && return 0
+  [[ -f "$out/crd/kafka.yaml" && -f "$out/crd/kafkanodepool.yaml" && -f "$out/crd/kafkatopic.yaml" \
+     && -f "$out/crd/kafkauser.yaml" ]] && return 0
   command -v mvn >/dev/null || { log "mvn not found: cannot fetch Strimzi"; return 1; }
   local java; java="$(find_java21)" || { log "no Java >= 21: cannot run Strimzi's crd-generator"; return 1; }
   log "generating Strimzi CRDs (io.strimzi:api and crd-generator $STRIMZI_VERSION from Maven Central, $java)"
@@ -153,7 +155,8 @@ POM
     --crd-api-version v1 --api-versions v1 --storage-version v1 --target-kube 1.27+ \
     "io.strimzi.api.kafka.model.kafka.Kafka=$out/crd.tmp/kafka.yaml" \
     "io.strimzi.api.kafka.model.nodepool.KafkaNodePool=$out/crd.tmp/kafkanodepool.yaml" \
-    "io.strimzi.api.kafka.model.topic.KafkaTopic=$out/crd.tmp/kafkatopic.yaml" >&2
+    "io.strimzi.api.kafka.model.topic.KafkaTopic=$out/crd.tmp/kafkatopic.yaml" \
+    "io.strimzi.api.kafka.model.user.KafkaUser=$out/crd.tmp/kafkauser.yaml" >&2
   rm -rf "$out/crd" "$out/lib" && mv "$out/crd.tmp" "$out/crd"
   echo "io.strimzi:api:$STRIMZI_VERSION via io.strimzi:crd-generator:$STRIMZI_VERSION" > "$out/SOURCE"
 }
@@ -177,6 +180,7 @@ fi
 
 fetch_all || { log "some tools or schemas could not be fetched; see above"; exit 2; }
 if [[ $# -eq 0 ]]; then
-  set -- "$REPO"/deploy/overlays/*/ "$REPO/deploy/kafka" "$REPO/deploy/observability/prometheus" "$REPO/deploy/examples"
+  set -- "$REPO"/deploy/overlays/*/ "$REPO"/deploy/overlays/*/migrate/ "$REPO/deploy/kafka" \
+    "$REPO/deploy/observability/prometheus" "$REPO/deploy/examples"
 fi
 exec "$PYTHON" "$REPO/tests/deploy/kubeschema.py" --k8s-version "$K8S_VERSION" --kustomize "$TOOLS/kustomize" "$@"

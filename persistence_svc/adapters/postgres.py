@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import Any, TypeVar
 
 import asyncpg
@@ -27,19 +26,12 @@ from persistence_svc.domain import (
     answer_cursor,
     participant_cursor,
 )
+from persistence_svc.migrations import SCHEMA
 from persistence_svc.ports import StoreUnavailable
+from quizmesh.migrations import require_applied
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-# Serialises concurrent migrations of replicas starting together: CREATE ... IF NOT EXISTS alone
-# can still fail on a race over the catalog. The number is arbitrary but fixed.
-_MIGRATION_LOCK_ID = 0x5155_495A_5045_5253
-
-# The schema and its migrations, in one place.
-_SCHEMA = resources.files("persistence_svc.adapters").joinpath("postgres_schema.sql").read_text()
-# Issue 14's numbered migration, applied after the schema above until `quizmesh migrate` applies them.
-_MIGRATION_0003 = resources.files("persistence_svc").joinpath("migrations/0003_answer_values.sql").read_text()
 
 _INSERT_JOINS = """
 INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)
@@ -133,18 +125,21 @@ class PostgresResultStore:
         command_timeout_s: float = 10.0,
         replica_dsn: str = "",
         replica_max_lag_ms: int = 1000,
+        statement_cache_size: int = 100,
     ) -> PostgresResultStore:
         """Opens a pool (and one on the replica, if given); raises StoreUnavailable when the primary
         cannot be reached in time. The replica may be down: its pool connects on first use."""
         try:
-            pool = await asyncio.wait_for(_pool(dsn, 1, pool_size, command_timeout_s), command_timeout_s * 2)
+            pool = await asyncio.wait_for(
+                _pool(dsn, 1, pool_size, command_timeout_s, statement_cache_size), command_timeout_s * 2
+            )
         except Exception as exc:
             if _is_transient(exc):
                 raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc!r}") from exc
             raise
         if not replica_dsn:
             return cls(pool, acquire_timeout_s=command_timeout_s)
-        replica_pool = await _pool(replica_dsn, 0, pool_size, command_timeout_s)
+        replica_pool = await _pool(replica_dsn, 0, pool_size, command_timeout_s, statement_cache_size)
         router = ReplicaRouter(pool, replica_pool, replica_max_lag_ms)
         router.start()
         return cls(pool, acquire_timeout_s=command_timeout_s, replica=router)
@@ -154,14 +149,8 @@ class PostgresResultStore:
         """The replica's measured lag (infinite while unreachable); None without a replica."""
         return None if self._replica is None else self._replica.lag_ms()
 
-    async def migrate(self) -> None:
-        async def migrate(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_ID)
-                await conn.execute(_SCHEMA)
-                await conn.execute(_MIGRATION_0003)
-
-        await self._with_connection(migrate)
+    async def ensure_schema(self) -> None:
+        await self._with_connection(lambda conn: require_applied(conn, SCHEMA))
 
     async def save(self, batch: StoreBatch) -> None:
         if not len(batch):
@@ -284,7 +273,14 @@ class PostgresResultStore:
             raise
 
 
-async def _pool(dsn: str, min_size: int, max_size: int, command_timeout_s: float) -> asyncpg.Pool:
+async def _pool(
+    dsn: str, min_size: int, max_size: int, command_timeout_s: float, statement_cache_size: int
+) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout_s, timeout=command_timeout_s
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=command_timeout_s,
+        timeout=command_timeout_s,
+        statement_cache_size=statement_cache_size,
     )

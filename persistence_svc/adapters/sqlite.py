@@ -157,7 +157,7 @@ class SqliteResultStore:
             raise
         return cls(conn)
 
-    async def migrate(self) -> None:
+    async def ensure_schema(self) -> None:
         async with self._turn:
             try:
                 await self._conn.executescript(_SCHEMA)

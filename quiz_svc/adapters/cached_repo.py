@@ -32,8 +32,8 @@ class CachedQuizRepository:
         while len(self._local) > self._local_entries:
             self._local.popitem(last=False)
 
-    async def migrate(self) -> None:
-        await self._source.migrate()
+    async def ensure_schema(self) -> None:
+        await self._source.ensure_schema()
 
     async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
         added = await self._source.add(quiz, media)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from importlib import resources
 
 import asyncpg
 
@@ -12,28 +11,9 @@ from quiz_svc.adapters import quiz_codec
 from quiz_svc.adapters.quiz_codec import saved_state_row, state_from_row
 from quiz_svc.domain import GameState, QuizDefinition
 from quiz_svc.media import MediaFile
+from quiz_svc.migrations import SCHEMA
+from quizmesh.migrations import require_applied
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS quizzes (
-    quiz_id     text PRIMARY KEY,
-    title       text NOT NULL,
-    definition  jsonb NOT NULL,
-    created_at  timestamptz NOT NULL
-);
-CREATE INDEX IF NOT EXISTS quizzes_created_at ON quizzes (created_at DESC);
-CREATE TABLE IF NOT EXISTS quiz_states (
-    quiz_id             text PRIMARY KEY REFERENCES quizzes (quiz_id),
-    phase               text NOT NULL,
-    question_index      integer NOT NULL,
-    question_count      integer NOT NULL,
-    open_ms             bigint NOT NULL,
-    close_ms            bigint NOT NULL,
-    leaderboard_visible boolean NOT NULL,
-    version             bigint NOT NULL
-);
-"""
-# Issue 14's numbered migration, applied after the schema above until `quizmesh migrate` applies them.
-_MIGRATION_0003 = resources.files("quiz_svc").joinpath("migrations/0003_question_kinds.sql").read_text()
 _TIMEOUT_S = 5.0
 
 
@@ -46,16 +26,20 @@ class PostgresQuizRepository:
         self._pool = pool
 
     @classmethod
-    async def connect(cls, dsn: str) -> PostgresQuizRepository:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8, command_timeout=_TIMEOUT_S, timeout=_TIMEOUT_S)
+    async def connect(cls, dsn: str, *, statement_cache_size: int = 100) -> PostgresQuizRepository:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=8,
+            command_timeout=_TIMEOUT_S,
+            timeout=_TIMEOUT_S,
+            statement_cache_size=statement_cache_size,
+        )
         return cls(pool)
 
-    async def migrate(self) -> None:
-        # Several processes may start at once; the advisory lock serialises their DDL.
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(4201)")
-            await conn.execute(_SCHEMA)
-            await conn.execute(_MIGRATION_0003)
+    async def ensure_schema(self) -> None:
+        async with self._pool.acquire() as conn:
+            await require_applied(conn, SCHEMA)
 
     async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():

@@ -49,7 +49,7 @@ class SqliteQuizRepository:
         await db.execute("PRAGMA journal_mode=WAL")
         return cls(db)
 
-    async def migrate(self) -> None:
+    async def ensure_schema(self) -> None:
         await self._db.executescript(_SCHEMA)
         await self._db.commit()
 

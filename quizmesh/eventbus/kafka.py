@@ -1,7 +1,8 @@
 """The Kafka engine of the event bus (aiokafka).
 
 aiokafka defaults to acks=1 without idempotence; both are set explicitly here, since a player is told
-"accepted" only once every in-sync replica holds the event.
+"accepted" only once every in-sync replica holds the event. Every client connects with the process's
+KafkaCredentials (TLS, a SCRAM user): `connection_options`.
 """
 
 from __future__ import annotations
@@ -9,24 +10,101 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from quizmesh.eventbus.ports import ConsumedRecord, EventBusUnavailable, Partition, Record
+from quizmesh.process import CannotStart
+from quizmesh.settings import (
+    KAFKA_CA_FILE,
+    KAFKA_PASSWORD,
+    KAFKA_USERNAME,
+    KAFKA_WITHOUT_CREDENTIALS,
+    KafkaCredentials,
+)
 
 log = logging.getLogger(__name__)
 
 
+def connection_options(bootstrap: str, credentials: KafkaCredentials) -> dict[str, Any]:
+    """The options of every aiokafka client (producer, consumer, connection) that say where Kafka is and
+    how to authenticate to it."""
+    options: dict[str, Any] = {"bootstrap_servers": bootstrap, "security_protocol": credentials.security_protocol}
+    if credentials.uses_tls:
+        # Checks the brokers' certificates and host names against these CAs (or the system's).
+        options["ssl_context"] = create_ssl_context(cafile=credentials.ca_file or None)
+    if credentials.uses_sasl:
+        options.update(
+            sasl_mechanism=credentials.sasl_mechanism,
+            sasl_plain_username=credentials.username,
+            sasl_plain_password=credentials.password,
+        )
+    return options
+
+
+_CHECK_TIMEOUT_S = 10.0
+
+
+async def check_credentials(bootstrap: str, credentials: KafkaCredentials) -> None:
+    """Raises CannotStart when a broker refuses the user or presents a certificate the CAs do not vouch
+    for: no retry mends that. A broker that cannot be reached is left to the clients, which wait for it.
+
+    aiokafka's clients log such a refusal and then fail with "Unable to bootstrap", the cause unsaid; so
+    this opens one connection to the first broker that answers, which says why."""
+    options = connection_options(bootstrap, credentials)
+    servers = options.pop("bootstrap_servers")
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, int(port), request_timeout_ms=int(_CHECK_TIMEOUT_S * 1000), **options),
+                _CHECK_TIMEOUT_S,
+            )
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError) as exc:
+            raise CannotStart(
+                f"Kafka at {server} refused the user {credentials.username!r} ({credentials.sasl_mechanism}): "
+                f"{exc}. Check {KAFKA_USERNAME.name} and {KAFKA_PASSWORD.name} (or {KAFKA_PASSWORD.name}_FILE)"
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise CannotStart(
+                f"Kafka at {server} presented a certificate that {KAFKA_CA_FILE.name}="
+                f"{credentials.ca_file or '(the system CAs)'} does not vouch for: {exc.verify_message}"
+            ) from exc
+        except (OSError, TimeoutError, KafkaError) as exc:
+            log.warning("checking the credentials with Kafka at %s: unreachable (%r)", server, exc)
+            continue
+        conn.close()
+        return
+
+
 class KafkaPublisher:
-    def __init__(self, bootstrap: str, *, linger_ms: int = 2, client_id: str = "quizmesh") -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        linger_ms: int = 2,
+        client_id: str = "quizmesh",
+        credentials: KafkaCredentials = KAFKA_WITHOUT_CREDENTIALS,
+    ) -> None:
         self._options = {
-            "bootstrap_servers": bootstrap,
+            **connection_options(bootstrap, credentials),
             "client_id": client_id,
             "acks": "all",
             "enable_idempotence": True,
@@ -158,11 +236,12 @@ class KafkaConsumer:
         client_id: str = "quizmesh",
         batch_wait_ms: int = 0,
         stall_limit_s: float = STALL_LIMIT_S,
+        credentials: KafkaCredentials = KAFKA_WITHOUT_CREDENTIALS,
     ) -> None:
         self._group = group
         self._topics = tuple(topics)
         self._options = {
-            "bootstrap_servers": bootstrap,
+            **connection_options(bootstrap, credentials),
             "group_id": group,
             "client_id": client_id,
             "enable_auto_commit": False,
@@ -311,10 +390,17 @@ async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
 class KafkaTailReader:
     """Reads all partitions from their end, without a group, for relaying live updates."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str], *, client_id: str = "quizmesh") -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        *,
+        client_id: str = "quizmesh",
+        credentials: KafkaCredentials = KAFKA_WITHOUT_CREDENTIALS,
+    ) -> None:
         self._consumer = AIOKafkaConsumer(
             *topics,
-            bootstrap_servers=bootstrap,
+            **connection_options(bootstrap, credentials),
             group_id=None,
             client_id=client_id,
             enable_auto_commit=False,
@@ -336,8 +422,14 @@ class KafkaGroupProgress:
     """Reads partitions' ends (a consumer outside any group) and a group's committed offsets (the admin
     client), both started on first use. Raises EventBusUnavailable when Kafka cannot tell."""
 
-    def __init__(self, bootstrap: str, *, client_id: str = "quizmesh") -> None:
-        self._bootstrap = bootstrap
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        client_id: str = "quizmesh",
+        credentials: KafkaCredentials = KAFKA_WITHOUT_CREDENTIALS,
+    ) -> None:
+        self._options = connection_options(bootstrap, credentials)
         self._client_id = client_id
         self._clients: tuple[AIOKafkaConsumer, AIOKafkaAdminClient] | None = None
         self._start_lock = asyncio.Lock()
@@ -345,8 +437,8 @@ class KafkaGroupProgress:
     async def _started(self) -> tuple[AIOKafkaConsumer, AIOKafkaAdminClient]:
         async with self._start_lock:
             if self._clients is None:
-                reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, client_id=self._client_id, group_id=None)
-                admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+                reader = AIOKafkaConsumer(**self._options, client_id=self._client_id, group_id=None)
+                admin = AIOKafkaAdminClient(**self._options, client_id=self._client_id)
                 try:
                     await reader.start()
                     await admin.start()

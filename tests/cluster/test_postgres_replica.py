@@ -26,7 +26,7 @@ from persistence_svc.domain import batch_of
 from persistence_svc.event_rows import row_from_event
 from tests.faults.harness import REPORT_DIR
 from tests.persistence_svc.persistence_factories import answered, new_quiz_id
-from tests.support.infra import REAL, require_cluster
+from tests.support.infra import REAL, migrate_database, require_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster, pytest.mark.slow]
 
@@ -65,11 +65,12 @@ def _infra(*args: str) -> None:
 @contextlib.asynccontextmanager
 async def _store(max_lag_ms: int) -> AsyncIterator[PostgresResultStore]:
     require_cluster()
+    await migrate_database()
     store = await PostgresResultStore.connect(
         REAL.postgres_dsn, pool_size=2, replica_dsn=REAL.postgres_replica_dsn, replica_max_lag_ms=max_lag_ms
     )
     try:
-        await store.migrate()
+        await store.ensure_schema()
         yield store
     finally:
         await store.close()

@@ -21,7 +21,12 @@ DEPLOY = REPO / "deploy"
 SCRIPT = REPO / "scripts" / "validate_manifests.sh"
 OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir() if is_kustomization(p))
 # Every kustomization an operator applies, and the plain files outside any (the example Secret).
-ROOTS = [*(DEPLOY / "overlays" / o for o in OVERLAYS), DEPLOY / "kafka", DEPLOY / "observability" / "prometheus"]
+ROOTS = [
+    *(DEPLOY / "overlays" / o for o in OVERLAYS),
+    *(DEPLOY / "overlays" / o / "migrate" for o in OVERLAYS),
+    DEPLOY / "kafka",
+    DEPLOY / "observability" / "prometheus",
+]
 PLAIN = [DEPLOY / "examples"]
 
 

@@ -259,8 +259,9 @@ def _intended(caller: str, target: str, label: str) -> bool:
         return False
     if caller == "quizctl":
         return True
-    if caller == "quiz-svc" and target == "persistence-svc":
-        return label in ("ListAnswers", "ListParticipants")  # rebuilding live state from the source of truth
+    if caller in ("quiz-svc", "leaderboard-svc") and target == "persistence-svc":
+        # Rebuilding live state or a ranking from the source of truth.
+        return label in ("ListAnswers", "ListParticipants")
     if caller != "edge":
         return False
     if target == "persistence-svc":
@@ -435,7 +436,7 @@ def test_the_edge_trusts_exactly_its_sidecar_and_limits_joins(overlay: Rendered)
 
 
 def test_overlays_differ_where_environments_do(every_root: list[Rendered]) -> None:
-    overlays = {r.name: r for r in every_root if r.name.startswith("overlays/")}
+    overlays = {r.name: r for r in every_root if r.name.startswith("overlays/") and r.name.count("/") == 1}
     assert set(overlays) == {f"overlays/{o}" for o in OVERLAYS} >= {"overlays/dev", "overlays/prod"}
     dev, prod = overlays["overlays/dev"], overlays["overlays/prod"]
     assert dev.namespace != prod.namespace
@@ -461,12 +462,37 @@ def test_the_gateway_and_the_edge_route_agree(overlay: Rendered) -> None:
             assert set(internal) <= set(overlay.by_kind("Service")), f"{kind}/{d['metadata']['name']}: {hosts}"
 
 
-def test_secrets_come_from_the_documented_secret(overlay: Rendered) -> None:
-    for dep in overlay.by_kind("Deployment").values():
-        for env in dep["spec"]["template"]["spec"]["containers"][0]["env"]:
-            if env["name"] in ("QUIZMESH_POSTGRES_DSN", "QUIZMESH_SIGNING_KEY"):
-                assert "value" not in env
-                assert env["valueFrom"]["secretKeyRef"]["name"] == "quizmesh-secrets"
+# The secrets each service reads (files of Secret quizmesh-secrets) and nothing more.
+_SECRETS = {
+    "edge": set(),
+    "quiz-svc": {"postgres-dsn", "signing-key", "kafka-password", "kafka-ca.crt", "redis-password", "redis-ca.crt"},
+    "leaderboard-svc": {"kafka-password", "kafka-ca.crt", "redis-password", "redis-ca.crt"},
+    "persistence-svc": {"postgres-dsn", "kafka-password", "kafka-ca.crt"},
+}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_secret_is_a_file_of_the_documented_secret(overlay: Rendered, name: str) -> None:
+    pod = overlay.one("Deployment", name)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert [e["name"] for e in container["env"] if "valueFrom" in e] == []
+    files = {e["value"] for e in container["env"] if e["name"].endswith("_FILE")}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounted: set[str] = set()
+    for mount in container["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret")
+        if secret is not None:
+            assert secret["secretName"] == "quizmesh-secrets" and mount["readOnly"]
+            assert secret["defaultMode"] == 0o440
+            mounted |= {f"{mount['mountPath']}/{item['path']}" for item in secret["items"]}
+            assert {item["key"] for item in secret["items"]} == _SECRETS[name]
+    assert files == mounted, "every *_FILE variable names a mounted key, and every mounted key is read"
+    if name != "edge":
+        env = _env(overlay, name)
+        assert env["QUIZMESH_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["QUIZMESH_KAFKA_BOOTSTRAP"].endswith(":9093")
+    if "redis-password" in _SECRETS[name]:
+        assert env["QUIZMESH_REDIS_URL"].startswith("rediss://") and env["QUIZMESH_REDIS_USERNAME"] == "quizmesh"
 
 
 def test_the_service_monitor_scrapes_every_service_over_mesh_tls(overlay: Rendered) -> None:
@@ -523,6 +549,36 @@ def test_kafka_topics_match_the_plan(every_root: list[Rendered]) -> None:
     assert all(re.fullmatch(exporter["groupRegex"], g) for g in ("leaderboard_svc", "persistence_svc"))
     (monitor,) = kafka.by_kind("PodMonitor").values()
     assert monitor["spec"]["selector"]["matchLabels"]["strimzi.io/name"] == "quizmesh-kafka-exporter"
+
+
+def test_prod_reaches_postgresql_through_pgbouncer_without_asyncpgs_statement_cache(prod: Rendered) -> None:
+    for name in ("quiz-svc", "persistence-svc"):
+        assert _env(prod, name)["QUIZMESH_POSTGRES_STATEMENT_CACHE"] == "0"
+    secrets = load_documents((DEPLOY / "examples" / "quizmesh-secrets.example.yaml").read_text())
+    by_name = {d["metadata"]["name"]: d["stringData"] for d in secrets}
+    assert "-pooler-" in by_name["quizmesh-secrets"]["postgres-dsn"]
+    # Migrations go to the primary itself, as the migration role.
+    assert by_name["quizmesh-migration"]["postgres-migration-dsn"].startswith("postgresql://quizmesh_migrator:")
+
+
+def test_the_services_reach_kafka_over_tls_as_its_scram_user(every_root: list[Rendered], overlay: Rendered) -> None:
+    kafka = next(r for r in every_root if r.name == "kafka")
+    (listener,) = kafka.one("Kafka", "quizmesh")["spec"]["kafka"]["listeners"]
+    assert listener["tls"] and listener["authentication"] == {"type": "scram-sha-512"}
+    user = kafka.one("KafkaUser", "quizmesh")
+    assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+    assert user["metadata"]["labels"]["strimzi.io/cluster"] in kafka.by_kind("Kafka")
+    (peer,) = listener["networkPolicyPeers"]
+    for name in ("quiz-svc", "leaderboard-svc", "persistence-svc"):
+        env = _env(overlay, name)
+        assert env["QUIZMESH_KAFKA_BOOTSTRAP"].endswith(f":{listener['port']}")
+        assert env["QUIZMESH_KAFKA_USERNAME"] == user["metadata"]["name"]
+        # SCRAM-SHA-512 is the clients' default mechanism (QUIZMESH_KAFKA_SASL_MECHANISM).
+        assert env.get("QUIZMESH_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512") == "SCRAM-SHA-512"
+        labels = overlay.one("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert labels["app"] in peer["podSelector"]["matchExpressions"][0]["values"]
+        namespace_labels = overlay.one("Namespace", overlay.namespace)["metadata"]["labels"]
+        assert peer["namespaceSelector"]["matchLabels"].items() <= namespace_labels.items()
 
 
 if __name__ == "__main__":  # pragma: no cover

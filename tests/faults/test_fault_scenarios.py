@@ -29,11 +29,11 @@ from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as lb_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2 as ps_pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as ps_grpc
 from tests.faults import redis_loss
-from tests.faults.conftest import PrivateInfra
 from tests.faults.harness import GrpcGame, Ledger, converge, write_report
 from tests.faults.pg_proxy import CommitHoldingProxy, InsertHoldingProxy
 from tests.faults.redis_loss import redis_lost_while_persistence_lags
 from tests.support.client import EdgeClient
+from tests.support.private_infra import PrivateInfra
 from tests.support.stack import Stack, process_stack, stop_process, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(300)]

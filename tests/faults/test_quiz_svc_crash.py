@@ -28,10 +28,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.faults.conftest import PrivateInfra
 from tests.faults.freezing_proxy import FreezingProxy, Hold, Link, Trigger, script_sha
 from tests.faults.harness import Ledger, converge, write_report
 from tests.support.client import EdgeClient, Message
+from tests.support.private_infra import PrivateInfra
 from tests.support.stack import Stack, process_stack, stop_process, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(240)]

@@ -30,6 +30,7 @@ from quizmesh.events.v1 import events_pb2
 from quizmesh.grpc_server import GrpcServer, ServiceBinding
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from tests.persistence_svc import persistence_factories as events
+from tests.support.infra import migrate_database
 
 HISTORY: list[RankingEvent] = [
     PlayerJoined("q", "ann", "Ann", 10),
@@ -187,6 +188,7 @@ def _answer(quiz_id: str, player_id: str, question: int, total: int) -> events_p
 async def history_of(postgres_dsn: str, stored: Sequence[Event]) -> AsyncIterator[PersistenceRankingHistory]:
     """The events stored as persistence_svc stores them, read back through a real PersistenceService (whose
     bus holds nothing more: the history's caught-up reads wait for nothing)."""
+    await migrate_database()
     results = await PostgresResultStore.connect(postgres_dsn)
     caught_up = CatchUp(InMemoryGroupProgress(InMemoryBus()), "persistence_svc")
     servicer = PersistenceServicer(results, caught_up)
@@ -194,7 +196,7 @@ async def history_of(postgres_dsn: str, stored: Sequence[Event]) -> AsyncIterato
         "127.0.0.1:0", [ServiceBinding(PERSISTENCE, pb_grpc.add_PersistenceServiceServicer_to_server, servicer)]
     )
     try:
-        await results.migrate()
+        await results.ensure_schema()
         await results.save(batch_of([row_from_event(e) for e in stored]))
         await server.start()
         await server.set_serving(True)

@@ -14,6 +14,7 @@ import pytest
 from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.adapters.sqlite import SqliteResultStore
 from persistence_svc.ports import ResultStore
+from tests.support.infra import migrate_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -27,13 +28,14 @@ def database(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> tuple[st
 
 @pytest.fixture
 async def store(database: tuple[str, str]) -> AsyncIterator[ResultStore]:
-    """A migrated store. PostgreSQL is shared, so every test uses quiz IDs of its own."""
+    """A store on a schema that is up to date. PostgreSQL is shared, so every test uses quiz IDs of its own."""
     engine, where = database
     opened: ResultStore
     if engine == "postgres":
+        await migrate_database()
         opened = await PostgresResultStore.connect(where, pool_size=4, command_timeout_s=10.0)
     else:
         opened = await SqliteResultStore.open(where)
-    await opened.migrate()
+    await opened.ensure_schema()
     yield opened
     await opened.close()

@@ -59,7 +59,7 @@ async def test_a_sqlite_file_from_before_kinds_keeps_its_answers_as_single_choic
     store = await SqliteResultStore.open(str(path))
     try:
         for _ in range(migrations):
-            await store.migrate()
+            await store.ensure_schema()
         listed = (await store.list_answers("Q1", 10, None)).items
     finally:
         await store.close()

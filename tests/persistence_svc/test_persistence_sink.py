@@ -33,6 +33,7 @@ from quizmesh.eventcodec import Event, to_record
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines
 from tests.persistence_svc.persistence_factories import answered, joined, left, new_quiz_id
+from tests.support.infra import migrate_database
 
 FAST_RETRY = SinkTuning(retry_initial_s=0.05, retry_max_s=0.2)
 
@@ -75,8 +76,8 @@ class _FlakyStore:
         self._on_failure = on_failure
         self.attempts = 0
 
-    async def migrate(self) -> None:
-        await self._inner.migrate()
+    async def ensure_schema(self) -> None:
+        await self._inner.ensure_schema()
 
     async def save(self, batch: StoreBatch) -> None:
         self.attempts += 1
@@ -143,7 +144,7 @@ def runtime() -> Runtime:
 @pytest.fixture
 async def sqlite_store(tmp_path: pathlib.Path) -> AsyncIterator[ResultStore]:
     store = await SqliteResultStore.open(str(tmp_path / "sink.sqlite3"))
-    await store.migrate()
+    await store.ensure_schema()
     yield store
     await store.close()
 
@@ -239,9 +240,10 @@ async def test_a_crash_between_db_commit_and_offset_commit_redelivers_without_du
         await _publish(publisher, events)
     finally:
         await publisher.close()
+    await migrate_database()
     store = await PostgresResultStore.connect(postgres_dsn, pool_size=2)
     try:
-        await store.migrate()
+        await store.ensure_schema()
         await _crash_then_recover(
             lambda: KafkaConsumer(kafka_bootstrap, group, SINK_TOPICS, client_id="persistence-test"),
             store,

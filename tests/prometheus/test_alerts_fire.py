@@ -26,8 +26,8 @@ import aiohttp
 import pytest
 
 from scripts.prometheus_config import rule_groups
-from tests.faults.conftest import PrivateInfra
 from tests.faults.harness import GrpcGame
+from tests.support.private_infra import PrivateInfra
 from tests.support.stack import Stack, free_port, process_stack, stop_process, wait_ready
 
 from .conftest import PROMETHEUS_SH

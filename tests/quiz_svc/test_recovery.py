@@ -101,7 +101,7 @@ class Replicas:
 async def replicas() -> AsyncIterator[Replicas]:
     clock, bus, store, channels = FakeClock(), InMemoryBus(), InMemoryGameStore(), InMemoryChannels()
     repo = await SqliteQuizRepository.open(":memory:")
-    await repo.migrate()
+    await repo.ensure_schema()
     registry = InMemoryInstanceRegistry()
 
     def build(

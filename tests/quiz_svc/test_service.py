@@ -124,7 +124,7 @@ async def harness() -> AsyncIterator[Harness]:
     bus = InMemoryBus()
     publisher = SwitchablePublisher(bus)
     repo = await SqliteQuizRepository.open(":memory:")
-    await repo.migrate()
+    await repo.ensure_schema()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     results = ResultsFromBus(bus)
     instances = InMemoryInstanceRegistry()
@@ -366,7 +366,7 @@ async def harness_on(store: GatedAcknowledgements) -> AsyncIterator[Harness]:
     clock, bus = FakeClock(), InMemoryBus()
     publisher = SwitchablePublisher(bus)
     repo = await SqliteQuizRepository.open(":memory:")
-    await repo.migrate()
+    await repo.ensure_schema()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     game = QuizGame(
         repo, store, publisher, feed, Credentials(KEY), clock, ResultsFromBus(bus), InMemoryInstanceRegistry()

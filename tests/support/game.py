@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.checks import recomputed_scores, stored_participants, wait_for_stored_answers
 from tests.support.client import EdgeClient, Message
 from tests.support.stack import Stack
 
@@ -92,3 +93,33 @@ class Game:
     async def close(self) -> None:
         for client in [self.host, *(p.client for p in self.players)]:
             await client.close()
+
+
+ONE_QUESTION = [{"text": "2 + 2 = ?", "choices": ["3", "4"], "correct_choices": [1], "time_limit_seconds": 30}]
+
+
+async def play_and_store(stack: Stack, players: int = 3) -> None:
+    """A quiz of one question through the stack's edge: created (quiz_svc stores it), joined, started and
+    answered right by every player; then persistence_svc must have stored every participant and answer,
+    each scored as the player was told."""
+    async with aiohttp.ClientSession() as session:
+        game = await Game.create(stack, session, ONE_QUESTION)
+        try:
+            await game.join(players)
+            await game.host_action("start_quiz")
+            await game.wait_for_phase("question_open", 0)
+            await game.answer(0, {p.player_id: 1 for p in game.players})
+            told = {p.player_id: p.results[0]["total_score"] for p in game.players}
+            assert all(told.values()), told
+            stored = await wait_for_stored_answers(stack.persistence_addrs[0], game.quiz_id, players)
+            assert recomputed_scores(stored) == told
+            # Joins travel on a topic of their own: they may be stored after the answers.
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                joined = {p.player_id for p in await stored_participants(stack.persistence_addrs[0], game.quiz_id)}
+                if joined == set(told) or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert joined == set(told)
+        finally:
+            await game.close()

@@ -6,16 +6,25 @@ test; otherwise it is skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from urllib.parse import urlparse
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlparse, urlsplit
 
+import asyncpg
 import pytest
 
+from apps.migrate import MIGRATION_DSN, SCHEMAS, migrate
 from quizmesh.redis_client import RedisClient, connect
 from quizmesh.settings import Engines
 
 REAL = Engines.from_env()
+# The migration role's DSN (it owns the tables; REAL.postgres_dsn is the services' role, which may only
+# read and write rows), as `quizmesh migrate` reads it.
+REAL_MIGRATION_DSN = MIGRATION_DSN.read(os.environ) or REAL.postgres_dsn
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -44,7 +53,51 @@ def require(name: str, address: str) -> None:
 def real_redis() -> RedisClient:
     """A client for the configured Redis: one node, or the Redis Cluster of the multi-node topology."""
     require("Redis", REAL.redis_url)
-    return connect(REAL.redis_url, REAL.redis_mode)
+    return connect(REAL.redis_url, REAL.redis_mode, credentials=REAL.redis_credentials)
+
+
+async def migrate_database(dsn: str = REAL_MIGRATION_DSN) -> None:
+    """Applies every service's migrations that the database lacks, as `quizmesh migrate` does before the
+    services start (a few queries when it is up to date)."""
+    require("PostgreSQL", dsn)
+    await migrate(dsn, list(SCHEMAS.values()), statement_cache_size=REAL.postgres_statement_cache)
+
+
+@dataclass(frozen=True)
+class ScratchDatabase:
+    name: str
+    owner_dsn: str  # the migration role's
+    service_dsn: str  # the services' role's: rows only
+
+
+def _on_database(dsn: str, name: str) -> str:
+    return urlsplit(dsn)._replace(path=f"/{name}").geturl()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database() -> AsyncIterator[ScratchDatabase]:
+    """An empty database of its own, set up as scripts/infra.sh sets up the shared one (owned by the
+    migration role, which grants the services' role row access to every table it creates), dropped
+    afterwards: connections to it must be closed by then."""
+    require("PostgreSQL", REAL_MIGRATION_DSN)
+    name = f"quizmesh_scratch_{uuid.uuid4().hex[:12]}"
+    service_role = urlsplit(REAL.postgres_dsn).username or ""
+    admin = await asyncpg.connect(REAL_MIGRATION_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        owner = await asyncpg.connect(_on_database(REAL_MIGRATION_DSN, name))
+        try:
+            if service_role != urlsplit(REAL_MIGRATION_DSN).username:
+                await owner.execute(
+                    "ALTER DEFAULT PRIVILEGES IN SCHEMA public"
+                    f' GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{service_role}"'
+                )
+        finally:
+            await owner.close()
+        yield ScratchDatabase(name, _on_database(REAL_MIGRATION_DSN, name), _on_database(REAL.postgres_dsn, name))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 def require_real_stack() -> None:

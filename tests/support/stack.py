@@ -33,7 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from apps.launcher import embedded_env, run_embedded
 from quizmesh.grpc_retry import target
-from tests.support.infra import REAL, require_real_stack
+from tests.support.infra import REAL, REAL_MIGRATION_DSN, migrate_database, require_real_stack
 
 SIGNING_KEY = "e2e-signing-key-0123456789abcdef0123456789"
 # Every test client connects from 127.0.0.1, which the per-address join limit would treat as one
@@ -161,6 +161,22 @@ def _spawn(service: str, env: Mapping[str, str], log_dir: Path, n: int) -> subpr
     )
 
 
+def run_quizmesh(
+    *args: str, env: Mapping[str, str], cwd: Path, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Runs `quizmesh ARGS` to its end (a service that refuses to start, a command) and returns what it
+    printed and its exit code."""
+    return subprocess.run(
+        [sys.executable, "-c", "from apps.cli import main; main()", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        cwd=cwd,
+    )
+
+
 def stop_process(process: subprocess.Popen[bytes], *, kill: bool = False, timeout_s: float = 15) -> int:
     if process.poll() is None:
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
@@ -214,6 +230,11 @@ async def process_stack(
         # previous one committed instead of replaying the topics' whole history.
         **(extra_env or {}),
     }
+    # As in a deployment: the migrations first (the quizmesh-migrate Job), then the services.
+    moved = extra_env or {}
+    if "QUIZMESH_POSTGRES_DSN" in moved and "QUIZMESH_POSTGRES_MIGRATION_DSN" not in moved:
+        raise ValueError("extra_env moves PostgreSQL: give QUIZMESH_POSTGRES_MIGRATION_DSN for it as well")
+    await migrate_database(moved.get("QUIZMESH_POSTGRES_MIGRATION_DSN", REAL_MIGRATION_DSN))
     quiz_addrs = [f"127.0.0.1:{free_port()}" for _ in range(quiz_services or default_count)]
     leaderboard_addrs = [f"127.0.0.1:{free_port()}" for _ in range(leaderboards or default_count)]
     persistence_addrs = [f"127.0.0.1:{free_port()}" for _ in range(persistences or default_count)]

@@ -1,14 +1,11 @@
--- persistence_svc's tables in PostgreSQL, and every change made to them since they were first created.
--- PostgresResultStore.migrate runs this whole file at each start, in one transaction under an advisory
--- lock; every statement is idempotent, so running it again changes nothing.
---
--- answers and participants are hash-partitioned by quiz ID: one quiz's rows sit in one partition,
+-- answers and participants become hash-partitioned by quiz ID: one quiz's rows sit in one partition,
 -- which every read of the service (by quiz) and every batch of writes touches. A primary key or unique
 -- constraint of a partitioned table must contain the partition key, hence UNIQUE (quiz_id, event_id):
 -- an event ID is derived from its quiz, question and player, so it is no weaker than event_id alone.
 
--- Change 1 (partitioning), part 1: tables made before it are moved aside, with their indexes, so that
--- the partitioned tables can take their names; part 2 below copies their rows over.
+-- Part 1: the tables 0001 made are moved aside, with their indexes, so that the partitioned tables can
+-- take their names; part 2 below copies their rows over. A database that has the partitioned tables
+-- already (made by a development build that ran this file at start-up) is left as it is.
 DO $$
 DECLARE
     old text;
@@ -74,7 +71,8 @@ BEGIN
     END LOOP;
 END $$;
 
--- Change 1 (partitioning), part 2: the rows of the tables moved aside, then those tables go.
+-- Part 2: the rows of the tables moved aside, then those tables go. The copy holds its locks for as long as
+-- it takes: on a large database, run it in a maintenance window.
 DO $$
 BEGIN
     IF to_regclass('answers_unpartitioned') IS NOT NULL THEN
