@@ -32,7 +32,7 @@ from quizmesh.migrations import (
     missing,
     require_applied,
 )
-from tests.support.infra import REAL, ScratchDatabase, scratch_database
+from tests.support.infra import REAL, ScratchDatabase, migrate_database, scratch_database
 from tests.support.stack import SIGNING_KEY, run_quizmesh
 
 pytestmark = pytest.mark.integration
@@ -240,7 +240,9 @@ async def test_a_failing_migration_is_rolled_back_and_the_earlier_ones_stay(scra
 
 
 async def test_the_services_role_changes_rows_but_no_table() -> None:
-    """On the shared database, as scripts/infra.sh sets it up (QUIZMESH_POSTGRES_DSN is the services' role)."""
+    """On the shared database, as scripts/infra.sh sets it up (QUIZMESH_POSTGRES_DSN is the services' role)
+    and `quizmesh migrate` leaves it."""
+    await migrate_database()
     conn = await asyncpg.connect(REAL.postgres_dsn)
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
