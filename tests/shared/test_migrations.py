@@ -283,16 +283,17 @@ async def test_a_service_refuses_to_start_on_an_older_schema_and_says_what_to_ru
     refused = await asyncio.to_thread(run_quizmesh, "persistence-svc", env=env, cwd=tmp_path)
 
     assert refused.returncode == 3, refused.stderr
+    later = [m.file_name for m in PERSISTENCE.migrations[1:]]
+    assert later[0] == "0002_partition_by_quiz.sql"
     assert (
         "quizmesh persistence-svc: cannot start: the PostgreSQL schema of persistence-svc is older than this "
-        "version needs: migration(s) 0002_partition_by_quiz.sql not applied. Run `quizmesh migrate "
-        "persistence-svc`"
+        f"version needs: migration(s) {', '.join(later)} not applied. Run `quizmesh migrate persistence-svc`"
     ) in refused.stderr
 
     migrated = await asyncio.to_thread(run_quizmesh, "migrate", "persistence-svc", env=env, cwd=tmp_path)
 
     assert migrated.returncode == 0, migrated.stderr
-    assert migrated.stdout.strip() == "persistence-svc: applied 0002_partition_by_quiz.sql"
+    assert migrated.stdout.strip() == f"persistence-svc: applied {', '.join(later)}"
     conn = await asyncpg.connect(scratch.service_dsn)
     try:
         assert await missing(conn, PERSISTENCE) == []
@@ -304,7 +305,9 @@ async def test_quiz_svc_refuses_an_empty_database(scratch: ScratchDatabase, tmp_
     refused = await asyncio.to_thread(run_quizmesh, "quiz-svc", env=_service_env(scratch), cwd=tmp_path)
 
     assert refused.returncode == 3, refused.stderr
-    assert "migration(s) 0001_quizzes_and_states.sql not applied. Run `quizmesh migrate quiz-svc`" in refused.stderr
+    every = ", ".join(m.file_name for m in QUIZ.migrations)
+    assert every.startswith("0001_quizzes_and_states.sql")
+    assert f"migration(s) {every} not applied. Run `quizmesh migrate quiz-svc`" in refused.stderr
 
 
 async def test_the_check_names_every_missing_migration(scratch: ScratchDatabase) -> None:
