@@ -46,7 +46,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench.topology import run as run_topology
 
         results["topology"] = await run_topology(
-            logs, rounds=args.rounds, big_quiz_rounds=args.big_quiz_rounds, quick=args.quick
+            logs, rounds=args.rounds, big_quiz_rounds=args.big_quiz_rounds, quick=args.quick, parts=args.parts
         )
     if args.what in ("sessions", "all"):
         from bench.sessions import run as run_sessions
@@ -76,6 +76,12 @@ def main() -> None:
         "--rounds", type=int, default=2, help="topology: runs on each topology, alternated (A B A B for 2)"
     )
     parser.add_argument("--big-quiz-rounds", type=int, default=1, help="topology: rounds of the big quizzes")
+    parser.add_argument(
+        "--parts",
+        type=lambda s: s.split(","),
+        default=["replication", "big_quiz"],
+        help="topology: replication (1,000 answers/s on each topology), big_quiz (10,000 players over 2 edges)",
+    )
     parser.add_argument(
         "--services-from",
         type=lambda s: Path(s).resolve(),
