@@ -95,15 +95,16 @@ class Deployment:
     ) -> None:
         self.tag = tag
         self.code_dir = code_dir
-        self.topology = topology or "single"
         self.replicas = replicas
         self.max_connections = max_connections
         base = dict(os.environ)
         if topology is not None:
             # The shell's own engine settings may be the other topology's.
-            base = {k: v for k, v in base.items() if k not in {v.name for v in Engines.VARIABLES}}
+            engine_variables = {variable.name for variable in Engines.VARIABLES}
+            base = {name: value for name, value in base.items() if name not in engine_variables}
             base.update(infra_env(topology))
         engines = Engines.from_env(base)
+        self.topology = topology or ("cluster" if engines.redis_mode == "cluster" else "single")
         run_id = uuid.uuid4().hex[:8]
         self.addrs = {service: [f"127.0.0.1:{free_port()}" for _ in range(replicas)] for service in _SERVICES}
         self.edge_ports = [free_port() for _ in range(replicas)]
