@@ -46,7 +46,13 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench.topology import run as run_topology
 
         results["topology"] = await run_topology(
-            logs, rounds=args.rounds, big_quiz_rounds=args.big_quiz_rounds, quick=args.quick, parts=args.parts
+            logs,
+            rounds=args.rounds,
+            quick=args.quick,
+            parts=args.parts,
+            big_quiz_rounds=args.big_quiz_rounds,
+            big_quizzes=args.big_quizzes,
+            big_quiz_duration_s=args.big_quiz_duration,
         )
     if args.what in ("sessions", "all"):
         from bench.sessions import run as run_sessions
@@ -76,6 +82,13 @@ def main() -> None:
         "--rounds", type=int, default=2, help="topology: runs on each topology, alternated (A B A B for 2)"
     )
     parser.add_argument("--big-quiz-rounds", type=int, default=1, help="topology: rounds of the big quizzes")
+    parser.add_argument(
+        "--big-quizzes",
+        type=lambda s: s.split(","),
+        default=["two_edges", "one_edge", "haproxy_9000"],
+        help="topology: which big quizzes, in this order: two_edges, one_edge, haproxy_9000",
+    )
+    parser.add_argument("--big-quiz-duration", type=float, default=300.0, help="topology: seconds per big quiz")
     parser.add_argument(
         "--parts",
         type=lambda s: s.split(","),
