@@ -11,9 +11,10 @@ Both topologies must be up (`scripts/infra.sh up`, `scripts/infra.sh up --topolo
   measured as `bench.pipeline.measured_run` measures it; the components sum their processes.
 - **A big quiz's broadcast spread.** One deployment on the cluster topology, one quiz at a time on it:
   10,000 players spread evenly over the two edges, then 10,000 on the first edge alone, then 9,000
-  through HAProxy (`big_quiz_rounds` times). The load generator spreads the 10,000 itself, half to each
-  edge as HAProxy's `leastconn` does, because HAProxy cannot hold 10,000 players here: it needs two
-  descriptors per connection, and this machine's hard limit of 20,000 per process cannot be raised.
+  through HAProxy (`big_quizzes` chooses which; `big_quiz_rounds` times). The load generator spreads
+  the 10,000 itself, half to each edge as HAProxy's `leastconn` does, because HAProxy cannot hold 10,000
+  players here: it needs two descriptors per connection, and this machine's hard limit of 20,000 per
+  process cannot be raised.
 
 Before the runs, each topology's infrastructure is measured idle: the other topology keeps running beside
 every run, and this is what it draws meanwhile.
