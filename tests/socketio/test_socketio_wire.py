@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from edge.fanout import Fanout, Pushed, Recipient
+from edge.fanout import Fanout, Recipient
 from edge.socketio_transport import (
     SOCKETIO_EVENTS,
     BadPacket,
@@ -22,6 +22,7 @@ from edge.socketio_transport import (
     parse_packet,
     socketio_recipient,
 )
+from edge.wire import Pushed
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from tests.edge.edge_fakes import RecordingTransport, board
