@@ -17,6 +17,7 @@ import orjson
 from grpc_health.v1 import health_pb2
 
 from edge.upstream import LEADERBOARD_SERVICE, QUIZ_SERVICE
+from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
@@ -306,6 +307,8 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         quiz = await self._host(request, context)
         tokens = [t for t, p in quiz.players.items() if p.player_id == request.player_id]
         if not tokens:
+            # As quiz_svc does: what was not found travels as the stable error code in the trailer.
+            context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "player_not_found"),))
             await context.abort(grpc.StatusCode.NOT_FOUND, f"player {request.player_id} is not in this quiz")
         for token in tokens:
             del quiz.players[token]
