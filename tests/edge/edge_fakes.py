@@ -26,9 +26,9 @@ from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
 
 
-def decode_frames(data: bytes) -> list[Any]:
-    """Splits server-to-client text frames and decodes their JSON payloads."""
-    messages = []
+def frame_payloads(data: bytes) -> list[bytes]:
+    """Splits server-to-client text frames into their payloads."""
+    payloads = []
     offset = 0
     while offset < len(data):
         first, second = data[offset], data[offset + 1]
@@ -41,9 +41,14 @@ def decode_frames(data: bytes) -> list[Any]:
         elif length == 127:
             (length,) = struct.unpack_from("!Q", data, offset)
             offset += 8
-        messages.append(orjson.loads(data[offset : offset + length]))
+        payloads.append(bytes(data[offset : offset + length]))
         offset += length
-    return messages
+    return payloads
+
+
+def decode_frames(data: bytes) -> list[Any]:
+    """Splits server-to-client text frames and decodes their JSON payloads."""
+    return [orjson.loads(payload) for payload in frame_payloads(data)]
 
 
 class RecordingTransport:
