@@ -11,15 +11,15 @@ import binascii
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from persistence_svc.catch_up import CatchUp, NotCaughtUp
-from persistence_svc.domain import AnswerCursor, AnswerRow, Page, ParticipantCursor, ParticipantRow
-from persistence_svc.ports import ResultStore, StoreUnavailable
+from persistence_svc.domain import AnswerCursor, AnswerRow, ParticipantCursor, ParticipantRow
+from persistence_svc.ports import Listing, ResultStore, StoreUnavailable
 from quizmesh.answer_values import from_json
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
@@ -37,14 +37,6 @@ _TOKEN_VERSION = 1
 
 _RowT = TypeVar("_RowT")
 _CursorT = TypeVar("_CursorT")
-
-
-class _Listing(Protocol[_RowT, _CursorT]):
-    """ResultStore.list_participants or list_answers."""
-
-    async def __call__(
-        self, quiz_id: str, limit: int, after: _CursorT | None, *, from_primary: bool = False
-    ) -> Page[_RowT, _CursorT]: ...
 
 
 class InvalidRequest(ValueError):
@@ -84,7 +76,7 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
         self,
         request: pb.ListParticipantsRequest | pb.ListAnswersRequest,
         context: grpc.aio.ServicerContext,
-        listing: _Listing[_RowT, _CursorT],
+        listing: Listing[_RowT, _CursorT],
         cursor: Callable[[str, str], _CursorT | None],
         token: Callable[[str, _CursorT], str],
     ) -> tuple[tuple[_RowT, ...], str]:
