@@ -35,7 +35,7 @@ SERVICE_LAYER_MODULES = frozenset({"service", "ports"})
 # The runtime's module that builds and reads protobuf events (it imports the generated code).
 EVENT_CODEC = "quizmesh.eventcodec"
 # Each service's codec: where its domain values become protobuf and back, at the service's edge.
-CODECS = frozenset({"quiz_svc.messages", "persistence_svc.event_rows"})
+CODECS = frozenset({"quiz_svc.messages", "leaderboard_svc.codec", "persistence_svc.event_rows"})
 
 
 @dataclass(frozen=True)
