@@ -175,7 +175,7 @@ async def _host_call(session: Session, action: str, response: Awaitable[_HostRes
 # The host actions of HostAction: each one's QuizService call, given the quiz, the host's credential and
 # the question it names (next and close name the question they mean, so a retry that already took
 # effect is told so).
-_HostRpc = Callable[[Upstream, str, str, "int | None"], Awaitable[_HostResponse]]
+_HostRpc = Callable[[Upstream, str, str, int | None], Awaitable[_HostResponse]]
 _HOST_RPCS: Final[Mapping[str, _HostRpc]] = {
     "start_quiz": lambda upstream, quiz_id, host_token, _: upstream.start_quiz(
         quiz_pb2.StartQuizRequest(quiz_id=quiz_id, host_token=host_token)
