@@ -39,6 +39,8 @@ _STATUS_OF: dict[type[domain.QuizError], grpc.StatusCode] = {
     domain.NotAPlayer: grpc.StatusCode.UNAUTHENTICATED,
     domain.WrongPhase: grpc.StatusCode.FAILED_PRECONDITION,
     domain.JoinClosed: grpc.StatusCode.FAILED_PRECONDITION,
+    domain.SignInRequired: grpc.StatusCode.UNAUTHENTICATED,
+    domain.NotSignedIn: grpc.StatusCode.UNAUTHENTICATED,
     domain.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 _ERROR_CODE_OF: dict[type[domain.QuizError], str] = {
@@ -54,6 +56,8 @@ _ERROR_CODE_OF: dict[type[domain.QuizError], str] = {
     domain.NotAPlayer: "unauthenticated",
     domain.WrongPhase: "wrong_phase",
     domain.JoinClosed: "join_closed",
+    domain.SignInRequired: "sign_in_required",
+    domain.NotSignedIn: "invalid_identity",
     domain.Unavailable: "unavailable",
 }
 _ANSWER_ERROR = {
@@ -106,6 +110,24 @@ def _require(value: str, field: str) -> None:
         raise domain.InvalidQuiz(f"{field} is required")
 
 
+async def _page(page_size: int, page_token: str, context: grpc.aio.ServicerContext) -> tuple[int, int | None]:
+    """A list call's page size and the creation time its page token continues before."""
+    size = page_size or 50
+    if not 0 < size <= 1000:
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", "page_size must be 1 to 1000")
+    if not page_token:
+        return size, None
+    try:
+        return size, int(page_token)
+    except ValueError:
+        await _abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+            "page_token is not one this service issued; pass next_page_token unchanged",
+        )
+
+
 def _answer_input(answer: pb.Answer, event_headers: tuple[tuple[str, bytes], ...] = ()) -> AnswerInput:
     received = answer.receive_time.ToMilliseconds() if answer.HasField("receive_time") else None
     try:
@@ -154,7 +176,14 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
                 await self._game.check_quiz(request.title, questions, uploads)
                 return pb.CreateQuizResponse()
             late = request.allow_late_join if request.HasField("allow_late_join") else True
-            quiz, host_token = await self._game.create_quiz(request.title, questions, late, uploads)
+            quiz, host_token = await self._game.create_quiz(
+                request.title,
+                questions,
+                late,
+                uploads,
+                identity_token=request.identity_token,
+                requires_sign_in=request.requires_sign_in,
+            )
         except domain.QuizError as exc:
             await _abort_for(context, exc)
         return pb.CreateQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=True), host_token=host_token)
@@ -178,21 +207,11 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
     async def ListQuizzes(
         self, request: pb.ListQuizzesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListQuizzesResponse:
-        size = request.page_size or 50
-        if not 0 < size <= 1000:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", "page_size must be 1 to 1000")
-        before = None
-        if request.page_token:
-            try:
-                before = int(request.page_token)
-            except ValueError:
-                await _abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "invalid_argument",
-                    "page_token is not one this service issued; pass next_page_token unchanged",
-                )
-        quizzes = await self._game.list_quizzes(size, before)
+        size, before = await _page(request.page_size, request.page_token, context)
+        try:
+            quizzes = await self._game.list_quizzes(size, before, request.identity_token)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
         token = str(quizzes[-1].created_ms) if len(quizzes) == size else ""
         response = pb.ListQuizzesResponse(next_page_token=token)
         for quiz in quizzes:
@@ -201,10 +220,42 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             response.quizzes.append(summary)
         return response
 
+    async def StartSession(
+        self, request: pb.StartSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartSessionResponse:
+        try:
+            _require(request.quiz_id, "quiz_id")
+            session, quiz, host_token = await self._game.start_session(
+                request.quiz_id, request.host_token, request.identity_token
+            )
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.StartSessionResponse(
+            quiz=messages.quiz_to_pb(quiz, with_answers=True),
+            host_token=host_token,
+            session=messages.session_to_pb(session),
+        )
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSessionsResponse:
+        size, before = await _page(request.page_size, request.page_token, context)
+        try:
+            _require(request.quiz_id, "quiz_id")
+            sessions = await self._game.list_sessions(
+                request.quiz_id, request.host_token, request.identity_token, size, before
+            )
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.ListSessionsResponse(
+            sessions=[messages.session_to_pb(s) for s in sessions],
+            next_page_token=str(sessions[-1].created_ms) if len(sessions) == size else "",
+        )
+
     async def JoinQuiz(self, request: pb.JoinQuizRequest, context: grpc.aio.ServicerContext) -> pb.JoinQuizResponse:
         try:
             _require(request.quiz_id, "quiz_id")
-            player, token, state = await self._game.join(request.quiz_id, request.nickname)
+            player, token, state = await self._game.join(request.quiz_id, request.nickname, request.identity_token)
             quiz = await self._game.quiz(request.quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)

@@ -271,6 +271,15 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
     async def ListQuizzes(self, request: Any, context: Any) -> quiz_pb2.ListQuizzesResponse:
         return quiz_pb2.ListQuizzesResponse(quizzes=[q.quiz for q in self.quizzes.values()])
 
+    # Sessions are quiz_svc's (tests/quiz_svc/test_sessions.py); the edge's tests here never start one.
+    async def StartSession(self, request: Any, context: Any) -> quiz_pb2.StartSessionResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake quiz_svc runs no sessions")
+        raise AssertionError("context.abort returned")
+
+    async def ListSessions(self, request: Any, context: Any) -> quiz_pb2.ListSessionsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake quiz_svc runs no sessions")
+        raise AssertionError("context.abort returned")
+
     async def BatchSubmitAnswers(self, request: Any, context: Any) -> quiz_pb2.BatchSubmitAnswersResponse:
         self.batch_sizes.append(len(request.answers))
         self.answers.extend(request.answers)
