@@ -19,11 +19,14 @@ from persistence_svc.adapters.replica import ReplicaRouter
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
+    HistoryCursor,
     Page,
     ParticipantCursor,
     ParticipantRow,
     StoreBatch,
+    UserSession,
     answer_cursor,
+    history_cursor,
     participant_cursor,
 )
 from persistence_svc.migrations import SCHEMA
@@ -34,11 +37,29 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _INSERT_JOINS = """
-INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[])
+INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, user_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[])
 ON CONFLICT (quiz_id, player_id) DO UPDATE
-SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms
+SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms,
+    user_id = excluded.user_id
 WHERE p.joined_at IS NULL
+"""
+
+# A signed-in player's participation, keyed by user as well (migrations/0004_user_history.sql).
+_INSERT_USER_SESSIONS = """
+INSERT INTO user_sessions (user_id, quiz_id, player_id, joined_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+ON CONFLICT DO NOTHING
+"""
+
+_LIST_USER_SESSIONS = """
+SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
+WHERE user_id = $1 ORDER BY joined_at DESC, quiz_id DESC LIMIT $2
+"""
+
+_LIST_USER_SESSIONS_AFTER = """
+SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
+WHERE user_id = $1 AND (joined_at, quiz_id) < ($3, $4) ORDER BY joined_at DESC, quiz_id DESC LIMIT $2
 """
 
 _INSERT_LEAVES = """
@@ -59,7 +80,7 @@ SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::b
 ON CONFLICT DO NOTHING
 """
 
-_PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked"
+_PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked, user_id"
 
 _LIST_PARTICIPANTS = f"""
 SELECT {_PARTICIPANT_COLUMNS} FROM participants
@@ -166,7 +187,17 @@ class PostgresResultStore:
                         [r.nickname for r in batch.joins],
                         [r.joined_at for r in batch.joins],
                         [r.quiz_elapsed_ms for r in batch.joins],
+                        [r.user_id for r in batch.joins],
                     )
+                    signed_in = [r for r in batch.joins if r.user_id is not None]
+                    if signed_in:
+                        await conn.execute(
+                            _INSERT_USER_SESSIONS,
+                            [r.user_id for r in signed_in],
+                            [r.quiz_id for r in signed_in],
+                            [r.player_id for r in signed_in],
+                            [r.joined_at for r in signed_in],
+                        )
                 if batch.answers:
                     a = batch.answers
                     await conn.execute(
@@ -215,10 +246,22 @@ class PostgresResultStore:
                 quiz_elapsed_ms=r["quiz_elapsed_ms"],
                 left_at=r["left_at"],
                 kicked=r["kicked"],
+                user_id=r["user_id"],
             )
             for r in records[:limit]
         )
         return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def user_sessions(
+        self, user_id: str, limit: int, after: HistoryCursor | None
+    ) -> Page[UserSession, HistoryCursor]:
+        if after is None:
+            query: tuple[Any, ...] = (_LIST_USER_SESSIONS, user_id, limit + 1)
+        else:
+            query = (_LIST_USER_SESSIONS_AFTER, user_id, limit + 1, after.joined_at, after.quiz_id)
+        records = await self._read(*query, from_primary=False)
+        rows = tuple(UserSession(**dict(r)) for r in records[:limit])
+        return Page(rows, history_cursor(rows[-1]) if len(records) > limit else None)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False

@@ -416,6 +416,15 @@ class FakePersistenceService(persistence_grpc.PersistenceServiceServicer):
     async def ListAnswers(self, request: Any, context: Any) -> persistence_pb2.ListAnswersResponse:
         return persistence_pb2.ListAnswersResponse()
 
+    async def ListUserResults(self, request: Any, context: Any) -> persistence_pb2.ListUserResultsResponse:
+        """One session for the identity token "learner-token"; any other token is refused."""
+        if request.identity_token != "learner-token":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the identity token is not valid")
+        return persistence_pb2.ListUserResultsResponse(
+            results=[persistence_pb2.UserSessionResult(session_id="S1", score=900, rank=1, player_count=3)],
+            next_page_token="" if request.page_token else "page-2",
+        )
+
 
 @dataclass
 class FakeServices:

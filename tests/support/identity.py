@@ -27,9 +27,7 @@ def new_key(algorithm: str) -> PrivateKeyTypes:
 
 
 def public_pem(key: PrivateKeyTypes) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 class TestProvider:
