@@ -274,6 +274,14 @@ class Upstream:
         )
         return response
 
+    async def list_user_results(
+        self, request: persistence_pb2.ListUserResultsRequest
+    ) -> persistence_pb2.ListUserResultsResponse:
+        response: persistence_pb2.ListUserResultsResponse = await self._persistence.ListUserResults(
+            request, timeout=self._deadline_s
+        )
+        return response
+
     # --- watches (no deadline: they live as long as the quiz has local sockets; keepalive guards them) ---
     # wait_for_ready: while no replica can be reached the call waits for the channel to connect instead
     # of failing at once, so a broken watch resumes the moment a replica serves again.
