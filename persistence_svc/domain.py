@@ -175,6 +175,11 @@ class UserSession:
     joined_at: datetime
 
 
+# What a player's name becomes once their user asked for their data to be deleted: their scores stay,
+# so the rankings of finished sessions do not change.
+DELETED_NICKNAME = "Deleted player"
+
+
 @dataclass(frozen=True)
 class HistoryCursor:
     """Where a page of a user's sessions ended, newest first."""

@@ -18,7 +18,14 @@ import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from persistence_svc.catch_up import CatchUp, NotCaughtUp
-from persistence_svc.domain import AnswerCursor, AnswerRow, HistoryCursor, ParticipantCursor, ParticipantRow
+from persistence_svc.domain import (
+    DELETED_NICKNAME,
+    AnswerCursor,
+    AnswerRow,
+    HistoryCursor,
+    ParticipantCursor,
+    ParticipantRow,
+)
 from persistence_svc.history import SessionResult, user_results
 from persistence_svc.ports import ResultStore, StoreUnavailable
 from quizmesh.answer_values import from_json
@@ -95,6 +102,16 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
         if not user_id:
             raise InvalidRequest("user_id is empty: name the user whose results to read")
         return user_id
+
+    async def DeleteUserData(
+        self, request: pb.DeleteUserDataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteUserDataResponse:
+        try:
+            user_id = await self._user_id(request.identity_token, request.user_id, request.service_token)
+            forgotten = await self._store.forget_user(user_id, DELETED_NICKNAME)
+        except (InvalidRequest, Unauthenticated, StoreUnavailable) as exc:
+            await _abort(context, exc)
+        return pb.DeleteUserDataResponse(participations=forgotten)
 
     async def ListUserResults(
         self, request: pb.ListUserResultsRequest, context: grpc.aio.ServicerContext

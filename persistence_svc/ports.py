@@ -54,4 +54,10 @@ class ResultStore(Protocol):
         index range of user_sessions, whatever the number of sessions stored."""
         ...
 
+    async def forget_user(self, user_id: str, nickname: str) -> int:
+        """Anonymises a user's participations in one transaction: their user ID is removed from them, their
+        name replaced by `nickname`, their user_sessions rows deleted; scores and answers stay. Returns how
+        many were anonymised. A join of theirs delivered again later adds nothing back."""
+        ...
+
     async def close(self) -> None: ...

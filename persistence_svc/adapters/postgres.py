@@ -36,20 +36,28 @@ from quizmesh.migrations import require_applied
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# A signed-in player's participation is keyed by user as well (migrations/0004_user_history.sql), for
+# the joins this statement fills in only: a join delivered again after its user's data was deleted finds
+# its row filled, and adds nothing back.
 _INSERT_JOINS = """
-INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, user_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[])
-ON CONFLICT (quiz_id, player_id) DO UPDATE
-SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms,
-    user_id = excluded.user_id
-WHERE p.joined_at IS NULL
+WITH joined AS (
+    INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, user_id)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[])
+    ON CONFLICT (quiz_id, player_id) DO UPDATE
+    SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms,
+        user_id = excluded.user_id
+    WHERE p.joined_at IS NULL
+    RETURNING p.user_id, p.quiz_id, p.player_id, p.joined_at
+)
+INSERT INTO user_sessions (user_id, quiz_id, player_id, joined_at)
+SELECT user_id, quiz_id, player_id, joined_at FROM joined WHERE user_id IS NOT NULL
+ON CONFLICT DO NOTHING
 """
 
-# A signed-in player's participation, keyed by user as well (migrations/0004_user_history.sql).
-_INSERT_USER_SESSIONS = """
-INSERT INTO user_sessions (user_id, quiz_id, player_id, joined_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-ON CONFLICT DO NOTHING
+_FORGET_USER = """
+WITH mine AS (DELETE FROM user_sessions WHERE user_id = $1 RETURNING quiz_id, player_id)
+UPDATE participants p SET user_id = NULL, nickname = $2
+FROM mine WHERE p.quiz_id = mine.quiz_id AND p.player_id = mine.player_id
 """
 
 _LIST_USER_SESSIONS = """
@@ -189,15 +197,6 @@ class PostgresResultStore:
                         [r.quiz_elapsed_ms for r in batch.joins],
                         [r.user_id for r in batch.joins],
                     )
-                    signed_in = [r for r in batch.joins if r.user_id is not None]
-                    if signed_in:
-                        await conn.execute(
-                            _INSERT_USER_SESSIONS,
-                            [r.user_id for r in signed_in],
-                            [r.quiz_id for r in signed_in],
-                            [r.player_id for r in signed_in],
-                            [r.joined_at for r in signed_in],
-                        )
                 if batch.answers:
                     a = batch.answers
                     await conn.execute(
@@ -280,6 +279,13 @@ class PostgresResultStore:
         records = await self._read(*query, from_primary=from_primary)
         rows = tuple(AnswerRow(**dict(r)) for r in records[:limit])
         return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def forget_user(self, user_id: str, nickname: str) -> int:
+        async def forget(conn: asyncpg.Connection) -> int:
+            status: str = await conn.execute(_FORGET_USER, user_id, nickname)
+            return int(status.rsplit(maxsplit=1)[-1])
+
+        return await self._with_connection(forget)
 
     async def close(self) -> None:
         pools = [self._pool]

@@ -227,12 +227,20 @@ class SqliteResultStore:
             [
                 (r.quiz_id, r.player_id, r.nickname, _micros(r.joined_at), r.quiz_elapsed_ms, r.user_id)
                 for r in batch.joins
+                if r.user_id is None
             ],
         )
-        await self._conn.executemany(
-            _INSERT_USER_SESSION,
-            [(r.user_id, r.quiz_id, r.player_id, _micros(r.joined_at)) for r in batch.joins if r.user_id is not None],
-        )
+        for r in batch.joins:
+            if r.user_id is None:
+                continue
+            # As adapters/postgres.py: keyed by user only when this join fills its row in.
+            cursor = await self._conn.execute(
+                _INSERT_JOIN, (r.quiz_id, r.player_id, r.nickname, _micros(r.joined_at), r.quiz_elapsed_ms, r.user_id)
+            )
+            if cursor.rowcount == 1:
+                await self._conn.execute(
+                    _INSERT_USER_SESSION, (r.user_id, r.quiz_id, r.player_id, _micros(r.joined_at))
+                )
         await self._conn.executemany(
             _INSERT_ANSWER,
             [
@@ -329,6 +337,28 @@ class SqliteResultStore:
             for r in records[:limit]
         )
         return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def forget_user(self, user_id: str, nickname: str) -> int:
+        async with self._turn:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    async with self._conn.execute(
+                        "SELECT quiz_id, player_id FROM user_sessions WHERE user_id = ?", (user_id,)
+                    ) as cursor:
+                        mine = list(await cursor.fetchall())
+                    await self._conn.executemany(
+                        "UPDATE participants SET user_id = NULL, nickname = ? WHERE quiz_id = ? AND player_id = ?",
+                        [(nickname, quiz_id, player_id) for quiz_id, player_id in mine],
+                    )
+                    await self._conn.execute("DELETE FROM user_sessions WHERE user_id = ?", (user_id,))
+                    await self._conn.execute("COMMIT")
+                except BaseException:
+                    await self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+        return len(mine)
 
     async def close(self) -> None:
         async with self._turn:

@@ -416,6 +416,11 @@ class FakePersistenceService(persistence_grpc.PersistenceServiceServicer):
     async def ListAnswers(self, request: Any, context: Any) -> persistence_pb2.ListAnswersResponse:
         return persistence_pb2.ListAnswersResponse()
 
+    async def DeleteUserData(self, request: Any, context: Any) -> persistence_pb2.DeleteUserDataResponse:
+        # The mesh keeps the edge from calling it (deploy/istio/mesh/authorization-policies.yaml).
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the edge does not delete user data")
+        raise AssertionError("context.abort returned")
+
     async def ListUserResults(self, request: Any, context: Any) -> persistence_pb2.ListUserResultsResponse:
         """One session for the identity token "learner-token"; any other token is refused."""
         if request.identity_token != "learner-token":

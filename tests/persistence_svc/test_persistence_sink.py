@@ -104,6 +104,9 @@ class _FlakyStore:
     ) -> Page[UserSession, HistoryCursor]:
         return await self._inner.user_sessions(user_id, limit, after)
 
+    async def forget_user(self, user_id: str, nickname: str) -> int:
+        return await self._inner.forget_user(user_id, nickname)
+
     async def close(self) -> None:
         await self._inner.close()
 

@@ -16,7 +16,7 @@ import pytest
 
 from leaderboard_svc import domain as leaderboard
 from persistence_svc.catch_up import CatchUp
-from persistence_svc.domain import batch_of, final_standings
+from persistence_svc.domain import DELETED_NICKNAME, batch_of, final_standings
 from persistence_svc.event_rows import row_from_event
 from persistence_svc.grpc_api import PersistenceServicer
 from persistence_svc.history import user_results
@@ -103,6 +103,31 @@ async def test_a_users_history_pages_without_repeats_and_a_redelivered_join_adds
 
     assert end is None
     assert [r.session.quiz_id for r in first + rest] == sessions[::-1]
+
+
+async def test_deleting_a_users_data_anonymises_them_and_keeps_every_ranking(store: ResultStore) -> None:
+    user = uuid.uuid4().hex
+    sessions = await _three_sessions(store, user)
+    before = {q: await _ranking(store, q) for q in sessions}
+
+    assert await store.forget_user(user, DELETED_NICKNAME) == 3
+
+    assert (await user_results(store, user, 10, None))[0] == []
+    for quiz_id in sessions:
+        participants = (await store.list_participants(quiz_id, 100, None)).items
+        assert all(p.user_id is None for p in participants)
+        assert {p.nickname for p in participants if p.player_id.startswith("me")} == {DELETED_NICKNAME}
+        assert await _ranking(store, quiz_id) == before[quiz_id]
+    # A join of theirs delivered again (a replay of Kafka) adds nothing back; a repeat finds nothing left.
+    await _save(store, [_joined_as(user, sessions[0], "me", 60_000)])
+    assert (await user_results(store, user, 10, None))[0] == []
+    assert await store.forget_user(user, DELETED_NICKNAME) == 0
+
+
+async def _ranking(store: ResultStore, quiz_id: str) -> list[tuple[str, int]]:
+    participants = (await store.list_participants(quiz_id, 100, None)).items
+    answers = (await store.list_answers(quiz_id, 100, None)).items
+    return [(s.player_id, s.score) for s in final_standings(participants, answers)]
 
 
 def test_the_historys_ranking_is_the_leaderboards() -> None:
@@ -226,6 +251,24 @@ async def test_a_history_without_a_valid_credential_is_refused(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.ListUserResults(pb.ListUserResultsRequest(**request_fields))  # type: ignore[arg-type]
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_user_deletes_their_data_with_their_token_and_nobody_else_can(
+    store: ResultStore, stub: pb_grpc.PersistenceServiceAsyncStub, provider: TestProvider
+) -> None:
+    user = uuid.uuid4().hex
+    await _three_sessions(store, user)
+    for refused in ({"identity_token": "forged"}, {"user_id": user}, {"user_id": user, "service_token": "x" * 40}):
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await stub.DeleteUserData(pb.DeleteUserDataRequest(**refused))
+        assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        len((await stub.ListUserResults(pb.ListUserResultsRequest(identity_token=provider.token(user)))).results) == 3
+    )
+
+    deleted = await stub.DeleteUserData(pb.DeleteUserDataRequest(identity_token=provider.token(user)))
+    assert deleted.participations == 3
+    assert (await stub.ListUserResults(pb.ListUserResultsRequest(identity_token=provider.token(user)))).results == []
 
 
 async def test_a_page_token_does_not_continue_another_users_history(

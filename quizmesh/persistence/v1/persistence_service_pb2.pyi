@@ -407,3 +407,55 @@ class ListUserResultsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListUserResultsResponse: _TypeAlias = ListUserResultsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteUserDataRequest(_message.Message):
+    """DeleteUserDataRequest names a user, by their identity token or, for the application's backend, by ID."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_TOKEN_FIELD_NUMBER: _builtins.int
+    identity_token: _builtins.str
+    """The user's identity token: the user is its subject."""
+    user_id: _builtins.str
+    """The user's ID (an identity token's subject); honoured only with a valid service_token."""
+    service_token: _builtins.str
+    """The application backend's service credential (QUIZMESH_HISTORY_SERVICE_TOKEN)."""
+    def __init__(
+        self,
+        *,
+        identity_token: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        service_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_token", b"identity_token", "service_token", b"service_token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserDataRequest: _TypeAlias = DeleteUserDataRequest  # noqa: Y015
+
+@_typing.final
+class DeleteUserDataResponse(_message.Message):
+    """DeleteUserDataResponse says how much was anonymised."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTICIPATIONS_FIELD_NUMBER: _builtins.int
+    participations: _builtins.int
+    """How many of the user's participations were anonymised (0 when a repeat finds none left)."""
+    def __init__(
+        self,
+        *,
+        participations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["participations", b"participations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserDataResponse: _TypeAlias = DeleteUserDataResponse  # noqa: Y015
