@@ -201,7 +201,10 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             quiz = await self._game.quiz(request.quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
-        is_host = bool(request.host_token) and self._game.is_host(quiz.quiz_id, request.host_token)
+        try:
+            is_host = await self._game.hosts(quiz.quiz_id, request.host_token, request.identity_token)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
         return pb.GetQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=is_host), host_verified=is_host)
 
     async def ListQuizzes(
@@ -328,15 +331,21 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
 
     async def _host(
         self,
-        quiz_id: str,
-        host_token: str,
+        request: pb.StartQuizRequest
+        | pb.NextQuestionRequest
+        | pb.CloseQuestionRequest
+        | pb.SetLeaderboardVisibilityRequest
+        | pb.EndQuizRequest,
         action: HostAction,
         context: grpc.aio.ServicerContext,
         question_index: int | None = None,
     ) -> tuple[pb.QuizState, pb.QuestionResults | None]:
+        quiz_id = request.quiz_id
         try:
             _require(quiz_id, "quiz_id")
-            state, results = await self._game.host_action(quiz_id, host_token, action, question_index)
+            state, results = await self._game.host_action(
+                quiz_id, request.host_token, action, question_index, request.identity_token
+            )
             quiz = await self._game.quiz(quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
@@ -346,28 +355,28 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         )
 
     async def StartQuiz(self, request: pb.StartQuizRequest, context: grpc.aio.ServicerContext) -> pb.StartQuizResponse:
-        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.START, context)
+        state, _ = await self._host(request, HostAction.START, context)
         return pb.StartQuizResponse(state=state)
 
     async def NextQuestion(
         self, request: pb.NextQuestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.NextQuestionResponse:
         target = request.question_index if request.HasField("question_index") else None
-        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.NEXT, context, target)
+        state, _ = await self._host(request, HostAction.NEXT, context, target)
         return pb.NextQuestionResponse(state=state)
 
     async def CloseQuestion(
         self, request: pb.CloseQuestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseQuestionResponse:
         target = request.question_index if request.HasField("question_index") else None
-        state, results = await self._host(request.quiz_id, request.host_token, HostAction.CLOSE, context, target)
+        state, results = await self._host(request, HostAction.CLOSE, context, target)
         return pb.CloseQuestionResponse(state=state, results=results)
 
     async def SetLeaderboardVisibility(
         self, request: pb.SetLeaderboardVisibilityRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetLeaderboardVisibilityResponse:
         action = HostAction.SHOW_LEADERBOARD if request.visible else HostAction.HIDE_LEADERBOARD
-        state, _ = await self._host(request.quiz_id, request.host_token, action, context)
+        state, _ = await self._host(request, action, context)
         return pb.SetLeaderboardVisibilityResponse(state=state)
 
     async def KickPlayer(
@@ -376,14 +385,16 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         try:
             _require(request.quiz_id, "quiz_id")
             _require(request.player_id, "player_id")
-            state = await self._game.kick(request.quiz_id, request.host_token, request.player_id)
+            state = await self._game.kick(
+                request.quiz_id, request.host_token, request.player_id, request.identity_token
+            )
             quiz = await self._game.quiz(request.quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
         return pb.KickPlayerResponse(state=messages.state_to_pb(quiz, state, self._clock.now_ms()))
 
     async def EndQuiz(self, request: pb.EndQuizRequest, context: grpc.aio.ServicerContext) -> pb.EndQuizResponse:
-        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.END, context)
+        state, _ = await self._host(request, HostAction.END, context)
         return pb.EndQuizResponse(state=state)
 
     async def GetQuizState(

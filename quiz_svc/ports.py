@@ -40,6 +40,10 @@ class QuizRepository(Protocol):
         join code that is not its quiz's first is not one)."""
         ...
 
+    async def session_host(self, session_id: str) -> str | None:
+        """The user who hosts a session (started it signed in); None when hosted by credential only."""
+        ...
+
     async def sessions(self, quiz_id: str, limit: int, before_ms: int | None) -> list[Session]:
         """An authored quiz's sessions, newest first, started strictly before before_ms when given."""
         ...

@@ -709,18 +709,36 @@ class QuizGame:
 
     # --- hosts ---
 
-    async def _hosted(self, quiz_id: str, host_token: str) -> QuizDefinition:
+    async def _hosted(self, quiz_id: str, host_token: str, identity_token: str = "") -> QuizDefinition:
         quiz = await self.quiz(quiz_id)
-        if not self.is_host(quiz.quiz_id, host_token):
-            raise NotTheHost("only the quiz's host may do this; present the host credential issued at creation")
+        if not await self.hosts(quiz.quiz_id, host_token, identity_token):
+            raise NotTheHost(
+                "only the quiz's host may do this; present the host credential issued at creation, or sign in "
+                "as the user who started this session"
+            )
         return quiz
 
+    async def hosts(self, quiz_id: str, host_token: str, identity_token: str = "") -> bool:
+        """Whether the request hosts this session: its host credential, or the identity token of the user
+        who started it signed in (NotSignedIn when that token is refused)."""
+        if host_token and self.is_host(quiz_id, host_token):
+            return True
+        user = await self._user(identity_token)
+        if user is None:
+            return False
+        return await self._repository.session_host(normalize_quiz_id(quiz_id)) == user.user_id
+
     async def host_action(
-        self, quiz_id: str, host_token: str, action: HostAction, question_index: int | None = None
+        self,
+        quiz_id: str,
+        host_token: str,
+        action: HostAction,
+        question_index: int | None = None,
+        identity_token: str = "",
     ) -> tuple[GameState, QuestionResults | None]:
         """Applies a host action, or, if it already took effect (a retry, see domain.host_action_done),
         answers with the current state, the effects of the transition that led there finished first."""
-        quiz = await self._hosted(quiz_id, host_token)
+        quiz = await self._hosted(quiz_id, host_token, identity_token)
         await self._register([quiz.quiz_id])  # before the transition: it owes effects from its first step
         for _ in range(10):
             live = await self._live(quiz)
@@ -746,8 +764,8 @@ class QuizGame:
                 return new, results
         raise Unavailable("the quiz changed concurrently too many times; try again")
 
-    async def kick(self, quiz_id: str, host_token: str, player_id: str) -> GameState:
-        quiz = await self._hosted(quiz_id, host_token)
+    async def kick(self, quiz_id: str, host_token: str, player_id: str, identity_token: str = "") -> GameState:
+        quiz = await self._hosted(quiz_id, host_token, identity_token)
         await self._remove(quiz.quiz_id, player_id, kicked=True)
         state = await self._current(quiz)
         await self._feed.publish(quiz, QuizUpdate(state, kicked_player_id=player_id))

@@ -52,6 +52,9 @@ class CachedQuizRepository:
     async def ownership(self, quiz_id: str) -> Ownership | None:
         return await self._source.ownership(quiz_id)
 
+    async def session_host(self, session_id: str) -> str | None:
+        return await self._source.session_host(session_id)
+
     async def sessions(self, quiz_id: str, limit: int, before_ms: int | None) -> list[Session]:
         return await self._source.sessions(quiz_id, limit, before_ms)
 

@@ -97,6 +97,12 @@ class PostgresQuizRepository:
         row = await self._pool.fetchrow("SELECT owner_user_id FROM authored_quizzes WHERE quiz_id = $1", quiz_id)
         return Ownership(quiz_id, row["owner_user_id"]) if row is not None else None
 
+    async def session_host(self, session_id: str) -> str | None:
+        host: str | None = await self._pool.fetchval(
+            "SELECT host_user_id FROM sessions WHERE session_id = $1", session_id
+        )
+        return host
+
     async def sessions(self, quiz_id: str, limit: int, before_ms: int | None) -> list[Session]:
         rows = await self._pool.fetch(
             "SELECT s.session_id, q.title, s.created_at, s.host_user_id, coalesce(st.phase, 'lobby') AS phase"

@@ -120,6 +120,11 @@ class SqliteQuizRepository:
             row = await cur.fetchone()
         return Ownership(quiz_id, row[0]) if row is not None else None
 
+    async def session_host(self, session_id: str) -> str | None:
+        async with self._db.execute("SELECT host_user_id FROM sessions WHERE session_id = ?", (session_id,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row is not None else None
+
     async def sessions(self, quiz_id: str, limit: int, before_ms: int | None) -> list[Session]:
         async with self._db.execute(
             "SELECT s.session_id, q.title, s.created_ms, s.host_user_id, coalesce(st.phase, 'lobby')"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ async def _play_session(
 async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_exports_each(
     stack: Stack, provider: TestProvider
 ) -> None:
-    teacher, learner = provider.token("teacher-1"), provider.token("learner-1")
+    # Users of their own: the real stack's database keeps earlier runs' histories.
+    teacher_id, learner_id = f"teacher-{uuid.uuid4().hex}", f"learner-{uuid.uuid4().hex}"
+    teacher, learner = provider.token(teacher_id), provider.token(learner_id)
     async with grpc.aio.insecure_channel(stack.quiz_addrs[0]) as channel, aiohttp.ClientSession() as session:
         quizzes = pb_grpc.QuizServiceStub(channel)
         created = await quizzes.CreateQuiz(
@@ -94,7 +97,7 @@ async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_e
         first_mine, _ = await _play_session(stack, session, quiz_id, created.host_token, learner, [1, 0])
         # The teacher runs it again in one action; this time the learner is wrong twice.
         again = await quizzes.StartSession(
-            pb.StartSessionRequest(quiz_id=quiz_id, identity_token=provider.token("teacher-1")), timeout=10
+            pb.StartSessionRequest(quiz_id=quiz_id, identity_token=provider.token(teacher_id)), timeout=10
         )
         second_id = again.session.session_id
         second_mine, second_bobs = await _play_session(stack, session, second_id, again.host_token, learner, [0, 1])
@@ -118,6 +121,10 @@ async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_e
         ) as refused:
             assert refused.status == 401
 
+        # The teacher hosts both sessions by signing in, without their host credentials.
+        for session_id in (quiz_id, second_id):
+            found = await quizzes.GetQuiz(pb.GetQuizRequest(quiz_id=session_id, identity_token=teacher), timeout=10)
+            assert found.host_verified and list(found.quiz.questions[0].correct_choices) == [1]
         listed = await quizzes.ListSessions(pb.ListSessionsRequest(quiz_id=quiz_id, identity_token=teacher), timeout=10)
         assert [(s.session_id, s.phase) for s in listed.sessions] == [
             (second_id, pb.QUIZ_PHASE_ENDED),

@@ -173,3 +173,24 @@ async def test_a_quiz_created_signed_in_is_its_authors(signed: Harness, provider
             await signed.game.start_session(quiz.quiz_id, host_token, identity)
         with pytest.raises(domain.NotTheHost):
             await signed.game.list_sessions(quiz.quiz_id, host_token, identity, 10, None)
+
+
+async def test_a_signed_in_teacher_hosts_their_sessions_with_their_identity_token(
+    signed: Harness, provider: TestProvider
+) -> None:
+    quiz, _ = await signed.game.create_quiz("Capitals", QUESTIONS, True, identity_token=provider.token("teacher-1"))
+    session, _, _ = await signed.game.start_session(quiz.quiz_id, "", provider.token("teacher-1"))
+    for session_id in (quiz.quiz_id, session.session_id):
+        state, _ = await signed.game.host_action(
+            session_id, "", HostAction.START, identity_token=provider.token("teacher-1")
+        )
+        assert state.phase == domain.Phase.QUESTION_OPEN
+        assert await signed.game.hosts(session_id, "", provider.token("teacher-1"))
+        with pytest.raises(domain.NotTheHost):
+            await signed.game.host_action(session_id, "", HostAction.END, identity_token=provider.token("teacher-2"))
+        with pytest.raises(domain.NotSignedIn):
+            await signed.game.host_action(session_id, "", HostAction.END, identity_token=_bad_tokens(provider)[0])
+        assert not await signed.game.hosts(session_id, "", "")
+    # An anonymous quiz's sessions are hosted by credential only.
+    anonymous, _ = await signed.game.create_quiz("Open", QUESTIONS, True)
+    assert not await signed.game.hosts(anonymous.quiz_id, "", provider.token("teacher-1"))

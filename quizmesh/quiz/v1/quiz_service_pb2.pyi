@@ -895,19 +895,23 @@ class GetQuizRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential; when valid, correct choices are included."""
+    identity_token: _builtins.str
+    """An identity token; when its user hosts this session, correct choices are included."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -922,7 +926,9 @@ class GetQuizResponse(_message.Message):
     QUIZ_FIELD_NUMBER: _builtins.int
     HOST_VERIFIED_FIELD_NUMBER: _builtins.int
     host_verified: _builtins.bool
-    """True when the request's host_token is this quiz's valid host credential (its correct choices are then included)."""
+    """True when the request's host_token is this quiz's valid host credential, or its identity_token this
+    session's host (its correct choices are then included).
+    """
     @_builtins.property
     def quiz(self) -> Global___Quiz:
         """The quiz."""
@@ -1306,19 +1312,23 @@ class StartQuizRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1357,6 +1367,7 @@ class NextQuestionRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
     QUESTION_INDEX_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
@@ -1365,16 +1376,19 @@ class NextQuestionRequest(_message.Message):
     """The index of the question to open. When set, a retry is safe: if that question was already
     opened, the call succeeds with the current state instead of opening another one.
     """
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
         question_index: _builtins.int | None = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "question_index", b"question_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "identity_token", b"identity_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__question_index: _TypeAlias = _typing.Literal["question_index"]  # noqa: Y015
     _WhichOneofArgType__question_index: _TypeAlias = _typing.Literal["_question_index", b"_question_index"]  # noqa: Y015
@@ -1415,6 +1429,7 @@ class CloseQuestionRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
     QUESTION_INDEX_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
@@ -1423,16 +1438,19 @@ class CloseQuestionRequest(_message.Message):
     """The index of the question to close. When set, a retry is safe: if that question is already
     closed, the call succeeds with the current state and that question's results.
     """
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
         question_index: _builtins.int | None = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "question_index", b"question_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "identity_token", b"identity_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__question_index: _TypeAlias = _typing.Literal["question_index"]  # noqa: Y015
     _WhichOneofArgType__question_index: _TypeAlias = _typing.Literal["_question_index", b"_question_index"]  # noqa: Y015
@@ -1479,22 +1497,26 @@ class SetLeaderboardVisibilityRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
     VISIBLE_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
     visible: _builtins.bool
     """Whether players see the leaderboard."""
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
         visible: _builtins.bool = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id", "visible", b"visible"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id", "visible", b"visible"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1533,22 +1555,26 @@ class KickPlayerRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
     PLAYER_ID_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
     player_id: _builtins.str
     """The player to remove."""
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
         player_id: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1586,19 +1612,23 @@ class EndQuizRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
