@@ -4,7 +4,8 @@
 -- player ID is the same from every device), -1 if the quiz has no live state.
 local prefix = KEYS[1]
 if redis.call('EXISTS', prefix .. ':state') == 0 then return -1 end
-if redis.call('HEXISTS', prefix .. ':players', ARGV[1]) == 1 then return 0 end
+-- HGET, not HEXISTS: the ACL of deployments (scripts/redis/quizmesh.acl) already allows it.
+if redis.call('HGET', prefix .. ':players', ARGV[1]) then return 0 end
 if redis.call('HSETNX', prefix .. ':nicks', ARGV[3], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', prefix .. ':players', ARGV[1], ARGV[2])
 return redis.call('HINCRBY', prefix .. ':state', 'count', 1)
