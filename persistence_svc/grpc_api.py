@@ -279,8 +279,8 @@ def _decode(token: str, kind: str, quiz_id: str) -> dict[str, Any]:
         raise _bad_token(kind)
     if fields.get("q") != quiz_id:
         raise InvalidRequest(
-            "page_token continues a listing of another quiz: send the quiz_id of the request that "
-            "returned it, or an empty page_token to start this quiz's listing"
+            "page_token continues another listing (of another quiz, or another user's history): send the "
+            "request that returned it again with only page_token changed, or an empty page_token to start over"
         )
     return fields
 

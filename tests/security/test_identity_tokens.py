@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from quizmesh.identity import FileKeys, IdentitySettings, IdentityVerifier, InvalidIdentity, User
 from quizmesh.settings import SettingsError
@@ -193,3 +195,22 @@ async def test_a_key_the_provider_withdrew_stops_working_once_the_cache_is_old(p
     clock.now += 3600
     with pytest.raises(InvalidIdentity):
         await verifier.verify(old)
+
+
+async def test_the_jwks_is_fetched_from_the_providers_url(provider: TestProvider) -> None:
+    served = 0
+
+    async def jwks(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        return web.Response(body=provider.jwks_path.read_bytes(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    async with TestServer(app) as server:
+        env = {**provider.env(), "QUIZMESH_IDENTITY_JWKS": str(server.make_url("/.well-known/jwks.json"))}
+        verifier = IdentitySettings.from_env(env).verifier()
+        assert verifier is not None
+        for _ in range(3):
+            assert (await verifier.verify(provider.token("u"))).user_id == "u"
+    assert served == 1
