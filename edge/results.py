@@ -1,5 +1,5 @@
-"""The results export for a quiz's host: `GET /quizzes/{quiz_id}/results.csv`; and a signed-in
-learner's history: `GET /api/v1/users/me/results`.
+"""The results export for a quiz's host: `GET /quizzes/{quiz_id}/results.csv`; running a quiz again:
+`POST /quizzes/{quiz_id}/sessions`; and a signed-in learner's history: `GET /api/v1/users/me/results`.
 
 The rows are `quizmesh.results.results_csv`'s, from what persistence_svc stored. The host proves who
 they are with `Authorization: Bearer <host_token>`, the learner with `Authorization: Bearer
@@ -39,6 +39,8 @@ def _http_error(exc: grpc.aio.AioRpcError) -> web.HTTPException:
         )
     if code == grpc.StatusCode.NOT_FOUND:
         return web.HTTPNotFound(text="the quiz does not exist")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return web.HTTPForbidden(text=exc.details() or "the credential does not own this quiz")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
         return web.HTTPBadRequest(text=exc.details() or "the request was refused as invalid")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED):
@@ -77,6 +79,25 @@ def csv_handler(upstream: Upstream) -> Handler:
         )
 
     return results
+
+
+def session_handler(upstream: Upstream) -> Handler:
+    """Starts a new session of a quiz for its owner, who proves it with the quiz's first host credential
+    (`Authorization: Bearer <host_token>`): StartSession's reply as JSON, the new session's join code
+    and host credential included."""
+
+    async def run_again(request: web.Request) -> web.StreamResponse:
+        host_token = _bearer(request, "quiz's host token, as issued when it was created")
+        try:
+            started = await upstream.start_session(
+                quiz_pb2.StartSessionRequest(quiz_id=request.match_info["quiz_id"], host_token=host_token)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _http_error(exc) from None
+        body = json_format.MessageToDict(started, preserving_proto_field_name=True)
+        return web.json_response(body, status=201, headers={"Cache-Control": "no-store"})
+
+    return run_again
 
 
 def history_handler(upstream: Upstream) -> Handler:

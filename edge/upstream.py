@@ -218,6 +218,10 @@ class Upstream:
         response: quiz_pb2.GetQuizResponse = await self._quiz.GetQuiz(request, timeout=self._deadline_s)
         return response
 
+    async def start_session(self, request: quiz_pb2.StartSessionRequest) -> quiz_pb2.StartSessionResponse:
+        response: quiz_pb2.StartSessionResponse = await self._quiz.StartSession(request, timeout=self._deadline_s)
+        return response
+
     async def join_quiz(self, request: quiz_pb2.JoinQuizRequest) -> quiz_pb2.JoinQuizResponse:
         response: quiz_pb2.JoinQuizResponse = await self._quiz.JoinQuiz(request, timeout=self._deadline_s)
         return response
