@@ -497,7 +497,12 @@ class QuizGame:
 
     async def _rejoin(self, quiz_id: str, player_id: str) -> tuple[PlayerRecord, str, GameState]:
         """A signed-in user's player, as resuming it gives it (a removed or departed one is refused)."""
-        resumed = await self.resume(self._credentials.issue("player", quiz_id, player_id))
+        try:
+            resumed = await self.resume(self._credentials.issue("player", quiz_id, player_id))
+        except PlayerLeft:
+            raise PlayerLeft("you left this session; a signed-in player has one seat per session") from None
+        except PlayerRemoved:
+            raise PlayerRemoved("the host removed you from this session") from None
         return resumed.player, resumed.player_token, resumed.state
 
     def _player(self, token: str) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import HostAction
-from quiz_svc.service import QuizGame
+from quiz_svc.service import PlayerLeft, QuizGame
 from quizmesh.auth import Credentials
 from quizmesh.eventbus.memory import InMemoryBus
 from quizmesh.events.v1 import events_pb2
@@ -194,3 +194,15 @@ async def test_a_signed_in_teacher_hosts_their_sessions_with_their_identity_toke
     # An anonymous quiz's sessions are hosted by credential only.
     anonymous, _ = await signed.game.create_quiz("Open", QUESTIONS, True)
     assert not await signed.game.hosts(anonymous.quiz_id, "", provider.token("teacher-1"))
+
+
+async def test_a_user_who_left_a_session_is_told_their_seat_is_not_taken_again(
+    signed: Harness, provider: TestProvider
+) -> None:
+    quiz, _ = await signed.game.create_quiz("Capitals", QUESTIONS, True)
+    _, token, _ = await signed.game.join(quiz.quiz_id, "", provider.token("learner-1"))
+    await signed.game.leave(token)
+    with pytest.raises(PlayerLeft, match="one seat per session"):
+        await signed.game.join(quiz.quiz_id, "", provider.token("learner-1"))
+    _, state = await signed.game.state(quiz.quiz_id)
+    assert state.participant_count == 0
