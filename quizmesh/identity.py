@@ -183,7 +183,8 @@ class IdentityVerifier:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key,
+                # The key object itself: PyJWT before 2.9 (pyproject's floor is 2.8) takes no PyJWK here.
+                key.key,
                 algorithms=[self._algorithm],
                 issuer=self._issuer,
                 audience=self._audience,
