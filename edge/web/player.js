@@ -145,12 +145,10 @@ function showJoin(message = "") {
   fill($("#quiz-title"));
   fill($("#me-nickname"));
   showView("join");
-  showHistory();
 }
 
 /** The signed-in learner's past sessions, newest first (GET /api/v1/users/me/results). */
 async function showHistory() {
-  if (!identityToken) return;
   let body;
   try {
     const response = await fetch("/api/v1/users/me/results?page_size=10", {
@@ -553,4 +551,5 @@ const params = new URLSearchParams(location.search);
 if (params.get("quiz")) $("#join-quiz-id").value = params.get("quiz");
 if (sessionStorage.getItem(TOKEN_KEY)) showView("resuming");
 else showJoin();
+if (identityToken) showHistory();
 connection.start();
