@@ -57,7 +57,7 @@ cluster-down: ## Stop what cluster-up started.
 cluster-status: ## Show each component of the multi-node topology.
 	bash scripts/infra.sh status --topology cluster
 
-bench: ## Benchmarks side by side (needs `make infra-up`; ~20 min); writes bench/out/results.json. ARGS=fanout|floor|pipeline|batching|fetch|sessions
+bench: ## Benchmarks side by side (needs `make infra-up`; ~20 min); writes bench/out/results.json. ARGS=fanout|floor|pipeline|batching|fetch|sessions|topology
 	$(PYTHON) -m pip install -q -e '.[dev,bench]'
 	$(PYTHON) -m bench $(ARGS)
 

@@ -34,7 +34,7 @@ from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
 from quizmesh.quiz_document import DocumentError, QuizDocument, read_document
-from quizmesh.quiz_names import HOST_ACTIONS, PHASE_NAMES
+from quizmesh.quiz_names import PHASE_NAMES
 from quizmesh.results import read_stored_quiz, results_csv
 from quizmesh.settings import LEADERBOARD_ADDR, PERSISTENCE_ADDR, QUIZ_ADDR, Text, Variables
 
@@ -251,12 +251,12 @@ def _state_line(state: quiz_pb2.QuizState) -> str:
     return line + f"  players {state.participant_count}"
 
 
-# quizctl's host commands and the host actions (quizmesh.quiz_names.HOST_ACTIONS) they are.
-_HOST_COMMANDS: Final[Mapping[str, str]] = {
-    "start": "start_quiz",
-    "next": "next_question",
-    "close": "close_question",
-    "end": "end_quiz",
+# quizctl's host commands: each one's QuizService RPC and request.
+_HOST_COMMANDS: Final[Mapping[str, tuple[str, Callable[..., Message]]]] = {
+    "start": ("StartQuiz", quiz_pb2.StartQuizRequest),
+    "next": ("NextQuestion", quiz_pb2.NextQuestionRequest),
+    "close": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
+    "end": ("EndQuiz", quiz_pb2.EndQuizRequest),
 }
 
 
@@ -266,7 +266,7 @@ _HOST_ATTEMPTS: Final = 4
 
 
 async def _host_action(services: Services, args: argparse.Namespace) -> None:
-    method, request_type = HOST_ACTIONS[_HOST_COMMANDS[args.command]]
+    method, request_type = _HOST_COMMANDS[args.command]
     named: dict[str, int] = {}
     if args.command in ("next", "close"):
         current = await services.quiz.GetQuizState(

@@ -1,4 +1,6 @@
-"""`python -m bench [fanout|floor|pipeline|batching|fetch|sessions|all]`: benchmarks into bench/out/results.json."""
+"""`python -m bench [fanout|floor|pipeline|batching|fetch|sessions|topology|all]`: benchmarks.
+
+Each writes its part of bench/out/results.json."""
 
 from __future__ import annotations
 
@@ -40,6 +42,18 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench.pipeline import fetch_comparison
 
         results["fetch"] = await fetch_comparison(logs)
+    if args.what == "topology":
+        from bench.topology import run as run_topology
+
+        results["topology"] = await run_topology(
+            logs,
+            rounds=args.rounds,
+            quick=args.quick,
+            parts=args.parts,
+            big_quiz_rounds=args.big_quiz_rounds,
+            big_quizzes=args.big_quizzes,
+            big_quiz_duration_s=args.big_quiz_duration,
+        )
     if args.what in ("sessions", "all"):
         from bench.sessions import run as run_sessions
 
@@ -51,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "what",
-        choices=["fanout", "floor", "pipeline", "batching", "fetch", "sessions", "all"],
+        choices=["fanout", "floor", "pipeline", "batching", "fetch", "sessions", "topology", "all"],
         nargs="?",
         default="all",
     )
@@ -63,7 +77,24 @@ def main() -> None:
         help="fan-out rows: plain (edge, WebSocket), socketio (edge, /socket.io/), python-socketio",
     )
     parser.add_argument("--sessions", type=int, default=100_000, help="idle quiz sessions to create")
-    parser.add_argument("--quick", action="store_true", help="shorter pipeline steps")
+    parser.add_argument("--quick", action="store_true", help="shorter pipeline and topology steps")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="topology: runs on each topology, alternated (A B A B for 2)"
+    )
+    parser.add_argument("--big-quiz-rounds", type=int, default=1, help="topology: rounds of the big quizzes")
+    parser.add_argument(
+        "--big-quizzes",
+        type=lambda s: s.split(","),
+        default=["two_edges", "one_edge", "haproxy_9000"],
+        help="topology: which big quizzes, in this order: two_edges, one_edge, haproxy_9000",
+    )
+    parser.add_argument("--big-quiz-duration", type=float, default=300.0, help="topology: seconds per big quiz")
+    parser.add_argument(
+        "--parts",
+        type=lambda s: s.split(","),
+        default=["replication", "big_quiz"],
+        help="topology: replication (1,000 answers/s on each topology), big_quiz (10,000 players over 2 edges)",
+    )
     parser.add_argument(
         "--services-from",
         type=lambda s: Path(s).resolve(),

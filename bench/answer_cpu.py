@@ -17,6 +17,7 @@ import sys
 import time
 
 from quiz_svc.adapters.cached_repo import CachedQuizRepository
+from quiz_svc.adapters.game_events import BusGameEvents
 from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.redis_game import RedisGameStore
@@ -72,7 +73,7 @@ async def measure(store_kind: str) -> tuple[float, list[float]]:
     game = QuizGame(
         CachedQuizRepository(source, redis),
         store,
-        publisher,
+        BusGameEvents(publisher),
         feed,
         Credentials(b"k" * 32),
         clock,

@@ -85,6 +85,13 @@ class _Client(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
 
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.TEXT:
+            self.on_text(transport, frame.get_payload_as_bytes())
+
+    def on_text(self, transport: WSTransport, payload: bytes) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.disconnect()
@@ -95,10 +102,7 @@ class EdgePlayer(_Client):
         super().__init__(recorder)
         self.joined: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type != WSMsgType.TEXT:
-            return
-        payload = frame.get_payload_as_bytes()
+    def on_text(self, transport: WSTransport, payload: bytes) -> None:
         if payload.startswith(b'{"type":"leaderboard_updated"'):
             self.recorder.frame(payload)
         elif not self.joined.done() and payload.startswith(b'{"type":"joined"'):
@@ -114,18 +118,24 @@ class SioPlayer(_Client):
         super().__init__(recorder)
         self.connected: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type != WSMsgType.TEXT:
-            return
-        payload = frame.get_payload_as_bytes()
+    def on_text(self, transport: WSTransport, payload: bytes) -> None:
         if payload.startswith(b"42"):
             self.recorder.frame(payload)
-        elif payload == b"2":
+        else:
+            self.engine_io(transport, payload)
+
+    def engine_io(self, transport: WSTransport, payload: bytes) -> None:
+        """Engine.IO's PING, OPEN and Socket.IO's CONNECT: answered as a client does."""
+        if payload == b"2":
             transport.send(WSMsgType.TEXT, b"3")
         elif payload.startswith(b"0{"):
             transport.send(WSMsgType.TEXT, b"40")
         elif payload.startswith(b"40") and not self.connected.done():
             self.connected.set_result(True)
+            self.on_connected(transport)
+
+    def on_connected(self, transport: WSTransport) -> None:
+        """Called once the default namespace is connected."""
 
 
 class EdgeSioPlayer(SioPlayer):
@@ -136,10 +146,7 @@ class EdgeSioPlayer(SioPlayer):
         self.join_event = join_event
         self.joined: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type != WSMsgType.TEXT:
-            return
-        payload = frame.get_payload_as_bytes()
+    def on_text(self, transport: WSTransport, payload: bytes) -> None:
         if payload.startswith(b'42["leaderboard_updated"'):
             self.recorder.frame(payload)
         elif payload.startswith(b"430[") and not self.joined.done():
@@ -148,13 +155,11 @@ class EdgeSioPlayer(SioPlayer):
                 self.joined.set_result(reply["player"]["player_id"])
             else:
                 self.joined.set_exception(RuntimeError(payload.decode()))
-        elif payload == b"2":
-            transport.send(WSMsgType.TEXT, b"3")
-        elif payload.startswith(b"0{"):
-            transport.send(WSMsgType.TEXT, b"40")
-        elif payload.startswith(b"40") and not self.connected.done():
-            self.connected.set_result(True)
-            transport.send(WSMsgType.TEXT, self.join_event)
+        else:
+            self.engine_io(transport, payload)
+
+    def on_connected(self, transport: WSTransport) -> None:
+        transport.send(WSMsgType.TEXT, self.join_event)
 
 
 class Feed(lb_grpc.LeaderboardServiceServicer):

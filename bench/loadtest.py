@@ -63,6 +63,9 @@ class Plan:
     worker_cpus: tuple[int, ...] = ()
     choices: int = 4
     max_pending_joins: int = 100  # per worker
+    # Where the players connect, one URL per worker in turn (the quizzes are hosted on `url`); empty: `url`.
+    # Two edges' own URLs spread a quiz over them as a load balancer would, without its descriptors.
+    player_urls: tuple[str, ...] = ()
 
     @property
     def question_count(self) -> int:
@@ -575,7 +578,7 @@ async def run(plan: Plan, *, progress: Callable[[str], None] | None = None) -> d
     for w in range(plan.workers):
         cpus = (plan.worker_cpus[w % len(plan.worker_cpus)],) if plan.worker_cpus else ()
         worker_plan = WorkerPlan(
-            url=plan.url,
+            url=plan.player_urls[w % len(plan.player_urls)] if plan.player_urls else plan.url,
             quizzes=quizzes,
             player_indexes=tuple(indexes[w :: plan.workers]),
             join_rate=plan.join_rate / plan.workers,
@@ -658,7 +661,7 @@ def _report(
     after_joins = window[1] if window is not None else 0.0
     spreads = [(last - first) * 1000 for first, last in agg.spread.values() if first > after_joins]
     return {
-        "plan": {**asdict(plan), "worker_cpus": list(plan.worker_cpus)},
+        "plan": {**asdict(plan), "worker_cpus": list(plan.worker_cpus), "player_urls": list(plan.player_urls)},
         "quiz_ids": [q.quiz_id for q in quizzes],
         "elapsed_s": round(elapsed_s, 2),
         "workers_finished": workers_finished,

@@ -35,41 +35,83 @@ from bench.procs import (
     free_port,
     has_migrations,
     rss_bytes,
+    spawn,
     spawn_service,
     tree_cpu_seconds,
     wait_ready,
 )
 from persistence_svc.consumer import SINK_TOPICS
+from quizmesh.grpc_retry import target
 from quizmesh.settings import Engines
 
 SIGNING_KEY = "bench-signing-key-0123456789abcdef0123456789"
+HAPROXY_CONFIG = Path(__file__).resolve().parents[1] / "scripts" / "haproxy" / "quizmesh.cfg"
 
 
-def infra_pids() -> dict[str, int]:
-    """Kafka, Redis and PostgreSQL as scripts/infra.sh reports them (shared with everyone on this machine)."""
-    status = subprocess.run(["bash", "scripts/infra.sh", "status"], capture_output=True, text=True, check=False)
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+running\s+pid=(\d+)", status.stdout, re.M)}
+def _infra(command: str, topology: str) -> str:
+    return subprocess.run(
+        ["bash", "scripts/infra.sh", command, "--topology", topology], capture_output=True, text=True, check=False
+    ).stdout
+
+
+def infra_pids(topology: str = "single") -> dict[str, int]:
+    """Every Kafka broker, Redis and PostgreSQL server of the topology, as scripts/infra.sh reports them."""
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^([\w-]+)\s+running\s+pid=(\d+)", _infra("status", topology), re.M)
+    }
+
+
+def infra_env(topology: str) -> dict[str, str]:
+    """What `scripts/infra.sh env --topology TOPOLOGY` exports: the services' settings for that topology."""
+    return dict(re.findall(r"^export (\w+)=(.*)$", _infra("env", topology), re.M))
+
+
+# The services a deployment runs, each with the variable that gives its gRPC address (the edge: its port).
+_SERVICES = {
+    "quiz-svc": "QUIZMESH_QUIZ_ADDR",
+    "leaderboard-svc": "QUIZMESH_LEADERBOARD_ADDR",
+    "persistence-svc": "QUIZMESH_PERSISTENCE_ADDR",
+}
 
 
 class Deployment:
+    """The four services on the real infrastructure: one process of each by default, on whatever the
+    environment points at. With a topology, on that topology's infrastructure (`scripts/infra.sh env`); with
+    replicas > 1, that many processes of each service, every client reaching a service's processes through
+    one round-robin target, and the edges behind HAProxy (scripts/haproxy/quizmesh.cfg), as on the
+    multi-node topology."""
+
     def __init__(
         self,
         log_dir: Path,
         tag: str,
         extra_env: Mapping[str, str] | None = None,
         code_dir: Path | None = None,
+        *,
+        topology: str | None = None,
+        replicas: int = 1,
+        max_connections: int = 9_900,
     ) -> None:
         self.tag = tag
         self.code_dir = code_dir
-        engines = Engines.from_env()
+        self.replicas = replicas
+        self.max_connections = max_connections
+        base = dict(os.environ)
+        if topology is not None:
+            # The shell's own engine settings may be the other topology's.
+            engine_variables = {variable.name for variable in Engines.VARIABLES}
+            base = {name: value for name, value in base.items() if name not in engine_variables}
+            base.update(infra_env(topology))
+        engines = Engines.from_env(base)
+        self.topology = topology or ("cluster" if engines.redis_mode == "cluster" else "single")
         run_id = uuid.uuid4().hex[:8]
-        self.quiz_addr = f"127.0.0.1:{free_port()}"
-        self.leaderboard_addr = f"127.0.0.1:{free_port()}"
-        self.persistence_addr = f"127.0.0.1:{free_port()}"
-        self.edge_port = free_port()
+        self.addrs = {service: [f"127.0.0.1:{free_port()}" for _ in range(replicas)] for service in _SERVICES}
+        self.edge_ports = [free_port() for _ in range(replicas)]
+        self.balancer_port = free_port() if replicas > 1 else None
         self.postgres_dsn = engines.postgres_dsn
         self.env = {
-            **os.environ,
+            **base,
             "QUIZMESH_EVENT_BUS": "kafka",
             "QUIZMESH_STATE_STORE": "redis",
             "QUIZMESH_DATABASE": "postgres",
@@ -79,10 +121,9 @@ class Deployment:
             "QUIZMESH_SIGNING_KEY": SIGNING_KEY,
             "QUIZMESH_LEADERBOARD_GROUP": f"leaderboard_svc-bench-{run_id}",
             "QUIZMESH_PERSISTENCE_GROUP": f"persistence_svc-bench-{run_id}",
-            "QUIZMESH_QUIZ_ADDR": self.quiz_addr,
-            "QUIZMESH_LEADERBOARD_ADDR": self.leaderboard_addr,
-            "QUIZMESH_PERSISTENCE_ADDR": self.persistence_addr,
-            "QUIZMESH_EDGE_PORT": str(self.edge_port),
+            **{variable: target(self.addrs[service]) for service, variable in _SERVICES.items()},
+            # HAProxy appends one address to X-Forwarded-For.
+            **({"QUIZMESH_EDGE_TRUSTED_PROXY_HOPS": "1"} if self.balancer_port else {}),
             **LOOPBACK_EDGE_LIMITS,
             **(extra_env or {}),
         }
@@ -91,9 +132,23 @@ class Deployment:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.edge_port}/ws"
+        """Where players connect: HAProxy when there is one, the edge otherwise."""
+        return f"ws://127.0.0.1:{self.balancer_port or self.edge_ports[0]}/ws"
+
+    def edge_url(self, edge: int) -> str:
+        return f"ws://127.0.0.1:{self.edge_ports[edge]}/ws"
+
+    def _name(self, service: str, index: int) -> str:
+        return service if self.replicas == 1 else f"{service}-{index + 1}"
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            self.stop()  # the processes started before one failed
+            raise
+
+    async def _start(self) -> None:
         await start_groups_at_end(
             self.env["QUIZMESH_KAFKA_BOOTSTRAP"],
             [self.env["QUIZMESH_LEADERBOARD_GROUP"], self.env["QUIZMESH_PERSISTENCE_GROUP"]],
@@ -107,15 +162,33 @@ class Deployment:
             # Services that create their tables at start-up need the role that owns them.
             migration_dsn = self.env.get("QUIZMESH_POSTGRES_MIGRATION_DSN")
             self.env["QUIZMESH_POSTGRES_DSN"] = migration_dsn or self.env["QUIZMESH_POSTGRES_DSN"]
-        for service in ("quiz-svc", "leaderboard-svc", "persistence-svc", "edge"):
-            self.children[service] = spawn_service(
-                service, self.env, self.log_dir, tag=self.tag, code_dir=self.code_dir
+        own = [
+            (service, {variable: address}) for service, variable in _SERVICES.items() for address in self.addrs[service]
+        ]
+        own += [("edge", {"QUIZMESH_EDGE_PORT": str(port)}) for port in self.edge_ports]
+        for service, settings in own:
+            name = self._name(service, sum(1 for n in self.children if n.startswith(service)))
+            self.children[name] = spawn_service(
+                service,
+                {**self.env, **settings},
+                self.log_dir,
+                tag=f"{name.removeprefix(service)}{self.tag}",
+                code_dir=self.code_dir,
             )
-        await wait_ready(
-            list(self.children.values()),
-            [self.quiz_addr, self.leaderboard_addr, self.persistence_addr],
-            [f"http://127.0.0.1:{self.edge_port}/readyz"],
-        )
+        ready = [f"http://127.0.0.1:{port}/readyz" for port in self.edge_ports]
+        if self.balancer_port is not None:
+            self.children["haproxy"] = self._balancer()
+            ready.append(f"http://127.0.0.1:{self.balancer_port}/readyz")
+        await wait_ready(list(self.children.values()), [a for group in self.addrs.values() for a in group], ready)
+
+    def _balancer(self) -> Child:
+        """HAProxy as the topology runs it; `-n` overrides the file's maxconn (9,000). HAProxy needs two
+        descriptors per connection and 19 more: 9,990 connections fit the 20,000 this machine allows a
+        process (its hard limit, which nothing here may raise), 10,000 players do not."""
+        edges = {f"QUIZMESH_LB_EDGE_{i + 1}": f"127.0.0.1:{port}" for i, port in enumerate(self.edge_ports)}
+        env = {**os.environ, "QUIZMESH_LB_BIND": f"127.0.0.1:{self.balancer_port}", **edges}
+        argv = ["haproxy", "-db", "-n", str(self.max_connections), "-f", str(HAPROXY_CONFIG)]
+        return spawn(f"haproxy{self.tag}", argv, env, self.log_dir)
 
     def stop(self) -> None:
         for child in reversed(list(self.children.values())):
@@ -172,16 +245,16 @@ async def _persisted(dsn: str, quiz_ids: list[str], expected: int, timeout_s: fl
 
 async def measured_run(deployment: Deployment, plan: loadtest.Plan, label: str) -> dict[str, Any]:
     pids = {name: child.pid for name, child in deployment.children.items()}
-    pids.update({f"infra:{name}": pid for name, pid in infra_pids().items()})
+    pids.update({f"infra:{name}": pid for name, pid in infra_pids(deployment.topology).items()})
     samples: list[tuple[float, dict[str, float]]] = []
     rss: list[int] = []
     stop = asyncio.Event()
-    edge_pid = pids["edge"]
-    rss_before = rss_bytes(edge_pid)
+    edge_pids = [pid for name, pid in pids.items() if name.startswith("edge")]
+    rss_before = sum(map(rss_bytes, edge_pids))
 
     async def watch_rss() -> None:
         while not stop.is_set():
-            rss.append(rss_bytes(edge_pid))
+            rss.append(sum(map(rss_bytes, edge_pids)))
             await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(_sample(pids, samples, stop))
@@ -224,6 +297,39 @@ async def measured_run(deployment: Deployment, plan: loadtest.Plan, label: str) 
     }
 
 
+def steady_plan(url: str, players: int, duration_s: float) -> loadtest.Plan:
+    """Offered load = players / 2 s: every player answers every question, one question per 2 s, in quizzes
+    of 500 players."""
+    return loadtest.Plan(
+        url=url,
+        players=players,
+        quizzes=max(1, players // 500),
+        duration_s=duration_s,
+        join_rate=200,
+        answer_min_s=2.0,
+        answer_max_s=2.0,
+        workers=2,
+    )
+
+
+def big_quiz_plan(
+    url: str, duration_s: float, *, players: int = 10_000, player_urls: tuple[str, ...] = ()
+) -> loadtest.Plan:
+    """10,000 players in one quiz, each answering every 10-20 s. Joins run at what the stack absorbs (about
+    50-100/s here), so they take minutes."""
+    return loadtest.Plan(
+        url=url,
+        player_urls=player_urls,
+        players=players,
+        quizzes=1,
+        duration_s=duration_s,
+        join_rate=200,
+        answer_min_s=10.0,
+        answer_max_s=20.0,
+        workers=2,
+    )
+
+
 async def run(log_dir: Path, *, quick: bool = False, services_from: Path | None = None) -> dict[str, Any]:
     """The pipeline steps and the big quiz on one deployment, then the batching comparison. With
     services_from, the deployment runs that checkout's services (the load generator stays this one's) and
@@ -233,30 +339,10 @@ async def run(log_dir: Path, *, quick: bool = False, services_from: Path | None 
     deployment = Deployment(log_dir, "-pipeline", code_dir=services_from)
     await deployment.start()
     try:
-        # Offered load = players / 2 s: every player answers every question, one question per 2 s.
         for players in (1000,) if quick else (1000, 2000, 3000, 4000):
-            plan = loadtest.Plan(
-                url=deployment.url,
-                players=players,
-                quizzes=max(1, players // 500),
-                duration_s=duration,
-                join_rate=200,
-                answer_min_s=2.0,
-                answer_max_s=2.0,
-                workers=2,
-            )
+            plan = steady_plan(deployment.url, players, duration)
             results["steps"].append(await measured_run(deployment, plan, f"pipeline-{players // 2}/s"))
-        # Joins run at what the stack absorbs (about 50-100/s here), so 10,000 players need minutes.
-        big = loadtest.Plan(
-            url=deployment.url,
-            players=10_000,
-            quizzes=1,
-            duration_s=90.0 if quick else 180.0,
-            join_rate=200,
-            answer_min_s=10.0,
-            answer_max_s=20.0,
-            workers=2,
-        )
+        big = big_quiz_plan(deployment.url, 90.0 if quick else 180.0)
         results["big_quiz"] = await measured_run(deployment, big, "big-quiz")
     finally:
         deployment.stop()
@@ -300,16 +386,7 @@ async def side_by_side(
         deployment = Deployment(log_dir, f"-{what}-{name}", settings)
         await deployment.start()
         try:
-            plan = loadtest.Plan(
-                url=deployment.url,
-                players=2000,
-                quizzes=4,
-                duration_s=duration_s,
-                join_rate=200,
-                answer_min_s=2.0,
-                answer_max_s=2.0,
-                workers=2,
-            )
+            plan = steady_plan(deployment.url, 2000, duration_s)
             results[name] = await measured_run(deployment, plan, f"{what}-{name}")
         finally:
             deployment.stop()

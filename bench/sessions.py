@@ -108,7 +108,7 @@ async def run(
         keys_before = int(await client.dbsize())
         rss_before = {name: rss_bytes(pid) for name, pid in pids.items()}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        seconds = await _create(deployment.quiz_addr, count, concurrency)
+        seconds = await _create(deployment.addrs["quiz-svc"][0], count, concurrency)
         cpu_per_session = {
             name: round((cpu_seconds(pid) - cpu_before[name]) / count * 1e6) for name, pid in pids.items()
         }

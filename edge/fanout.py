@@ -4,7 +4,7 @@ Per quiz this process watches ONE leaderboard stream and ONE quiz stream, howeve
 in that quiz: a gRPC stream message costs 5-10x a WebSocket frame, so one per player would not scale.
 Each update is encoded once. A leaderboard frame is the shared top-N JSON plus a few bytes of the
 recipient's own standing; a quiz-state frame is the same bytes for everyone. Frames are written straight
-to each socket's transport: no task, queue or re-encoding per recipient (research/performance.md B1, D).
+to each socket's transport (`edge/wire.py`): no task, queue or re-encoding per recipient.
 A socket's wire protocol (plain JSON, or Socket.IO events) only adds constant bytes around that JSON, once
 per update per protocol.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Final, Protocol, TypeVar
 
@@ -22,66 +21,13 @@ import orjson
 
 from edge import protocol
 from edge.telemetry import EdgeTelemetry
+from edge.wire import PLAIN_JSON, Framing, Pushed, Transport, text_frame
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 
 log = logging.getLogger(__name__)
 
 _M = TypeVar("_M")
-
-_TEXT_FIN: Final = 0x81
-_PACK_LEN1: Final = struct.Struct("!BB").pack
-_PACK_LEN2: Final = struct.Struct("!BBH").pack
-_PACK_LEN3: Final = struct.Struct("!BBQ").pack
-
-
-def _frame_header(length: int) -> bytes:
-    if length < 126:
-        return _PACK_LEN1(_TEXT_FIN, length)
-    if length < 65536:
-        return _PACK_LEN2(_TEXT_FIN, 126, length)
-    return _PACK_LEN3(_TEXT_FIN, 127, length)
-
-
-def text_frame(payload: bytes, suffix: bytes = b"") -> bytes:
-    """A complete, unmasked, uncompressed server-to-client text frame carrying payload + suffix."""
-    return b"".join((_frame_header(len(payload) + len(suffix)), payload, suffix))
-
-
-class Framing(Protocol):
-    """How one wire protocol carries a pushed message whose JSON is already encoded."""
-
-    def enclosure(self, message_type: str) -> tuple[bytes, bytes]:
-        """The constant bytes this protocol puts before and after the JSON of a message of this type."""
-        ...
-
-
-class _PlainJson:
-    """The plain protocol: the message's JSON is the frame's payload."""
-
-    def enclosure(self, message_type: str) -> tuple[bytes, bytes]:
-        return b"", b""
-
-
-PLAIN_JSON: Final[Framing] = _PlainJson()
-
-
-class Pushed:
-    """A pushed message encoded once; its frame for each wire protocol is built the first time it is needed."""
-
-    __slots__ = ("_frames", "json", "message_type")
-
-    def __init__(self, message_type: str, json: bytes) -> None:
-        self.message_type = message_type
-        self.json = json
-        self._frames: dict[Framing, bytes] = {}
-
-    def frame(self, framing: Framing) -> bytes:
-        frame = self._frames.get(framing)
-        if frame is None:
-            opening, closing = framing.enclosure(self.message_type)
-            frame = self._frames[framing] = text_frame(opening + self.json, closing)
-        return frame
 
 
 class FeedNotFound(Exception):
@@ -99,18 +45,6 @@ class FeedSource(Protocol):
     def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]:
         """The quiz's rankings, starting with the current one; waits as watch_quiz does."""
         ...
-
-
-class Transport(Protocol):
-    """The part of asyncio.Transport the fan-out writes through."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def is_closing(self) -> bool: ...
-
-    def get_write_buffer_size(self) -> int: ...
-
-    def abort(self) -> None: ...
 
 
 class Recipient:

@@ -19,10 +19,9 @@ from quizmesh.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-async def run(
-    runtime: Runtime, settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
-) -> None:
-    upstream = Upstream(
+def upstream_of(settings: Settings, telemetry: EdgeTelemetry | None = None) -> Upstream:
+    """The edge's clients of the services, as its settings configure them."""
+    return Upstream(
         settings.quiz_addr,
         settings.leaderboard_addr,
         persistence_addr=settings.persistence_addr,
@@ -32,8 +31,14 @@ async def run(
         answer_deadline_s=settings.answer_deadline_s,
         call_deadline_s=settings.call_deadline_s,
         readiness_deadline_s=settings.readiness_deadline_s,
-        telemetry=EdgeTelemetry(runtime.telemetry),
+        telemetry=telemetry,
     )
+
+
+async def run(
+    runtime: Runtime, settings: Settings, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
+) -> None:
+    upstream = upstream_of(settings, EdgeTelemetry(runtime.telemetry))
     app = create_app(settings, upstream)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_grace_s)
     await runner.setup()

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import grpc
 
@@ -19,10 +19,10 @@ from edge.limits import ConnectionLimits
 from edge.protocol import ClientError
 from edge.session import Seat, Session
 from edge.telemetry import ClientMessage
+from edge.upstream import Upstream
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
-from quizmesh.quiz_names import HOST_ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -161,34 +161,66 @@ def _host_credentials(session: Session, target: protocol.HostTarget) -> tuple[st
     return quiz_id, host_token
 
 
-async def _host_call(session: Session, action: str, method: str, request: Any) -> Reply:
-    response = await session.upstream.host_call(method, request)
-    session.fanout.observe_state(response.state)
-    fields: dict[str, Any] = {"action": action, "state": protocol.state_json(response.state)}
-    if action == "close_question":
-        fields["results"] = protocol.results_json(response.results)
-    return Reply("host_ack", fields)
+class _HostResponse(Protocol):
+    """What every host RPC answers with: the quiz's state after the action."""
+
+    @property
+    def state(self) -> quiz_pb2.QuizState: ...
+
+
+async def _host_call(session: Session, action: str, response: Awaitable[_HostResponse]) -> Reply:
+    state = (await response).state
+    session.fanout.observe_state(state)
+    return Reply("host_ack", {"action": action, "state": protocol.state_json(state)})
+
+
+# The host actions of HostAction: each one's QuizService call, given the quiz, the host's credential and
+# the question it names (next and close name the question they mean, so a retry that already took
+# effect is told so).
+_HostRpc = Callable[[Upstream, str, str, int | None], Awaitable[_HostResponse]]
+_HOST_RPCS: Final[Mapping[str, _HostRpc]] = {
+    "start_quiz": lambda upstream, quiz_id, host_token, _: upstream.start_quiz(
+        quiz_pb2.StartQuizRequest(quiz_id=quiz_id, host_token=host_token)
+    ),
+    "next_question": lambda upstream, quiz_id, host_token, index: upstream.next_question(
+        quiz_pb2.NextQuestionRequest(quiz_id=quiz_id, host_token=host_token, question_index=index)
+    ),
+    "end_quiz": lambda upstream, quiz_id, host_token, _: upstream.end_quiz(
+        quiz_pb2.EndQuizRequest(quiz_id=quiz_id, host_token=host_token)
+    ),
+}
 
 
 async def host_action(session: Session, message: protocol.HostAction) -> Reply:
     quiz_id, host_token = _host_credentials(session, message.target)
-    method, request_type = HOST_ACTIONS[message.action]
-    # next and close name the question they mean, so a retry that already took effect is told so.
-    named = {} if message.question_index is None else {"question_index": message.question_index}
-    request = request_type(quiz_id=quiz_id, host_token=host_token, **named)
-    return await _host_call(session, message.action, method, request)
+    if message.action != "close_question":
+        rpc = _HOST_RPCS[message.action]
+        return await _host_call(
+            session, message.action, rpc(session.upstream, quiz_id, host_token, message.question_index)
+        )
+    # The one host action whose reply carries more than the state: the closed question's results.
+    response = await session.upstream.close_question(
+        quiz_pb2.CloseQuestionRequest(quiz_id=quiz_id, host_token=host_token, question_index=message.question_index)
+    )
+    session.fanout.observe_state(response.state)
+    fields = {
+        "action": message.action,
+        "state": protocol.state_json(response.state),
+        "results": protocol.results_json(response.results),
+    }
+    return Reply("host_ack", fields)
 
 
 async def set_leaderboard_visibility(session: Session, message: protocol.SetLeaderboardVisibility) -> Reply:
     quiz_id, host_token = _host_credentials(session, message.target)
     request = quiz_pb2.SetLeaderboardVisibilityRequest(quiz_id=quiz_id, host_token=host_token, visible=message.visible)
-    return await _host_call(session, "set_leaderboard_visibility", "SetLeaderboardVisibility", request)
+    return await _host_call(session, "set_leaderboard_visibility", session.upstream.set_leaderboard_visibility(request))
 
 
 async def kick_player(session: Session, message: protocol.KickPlayer) -> Reply:
     quiz_id, host_token = _host_credentials(session, message.target)
     request = quiz_pb2.KickPlayerRequest(quiz_id=quiz_id, host_token=host_token, player_id=message.player_id)
-    return await _host_call(session, "kick_player", "KickPlayer", request)
+    return await _host_call(session, "kick_player", session.upstream.kick_player(request))
 
 
 # --- anyone ---
@@ -240,10 +272,6 @@ _RETRYABLE: Final[Mapping[grpc.StatusCode, str]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "unavailable",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limited",
 }
-# The services' stable error code (trailing metadata ERROR_CODE_METADATA_KEY) says what was not found,
-# or refines a status. Without it, NOT_FOUND names what was missing in its first word,
-# e.g. "player p-1 is not in quiz q-1".
-_NOT_FOUND: Final[Mapping[str, str]] = {"player": "player_not_found", "question": "question_not_found"}
 # Reasons that name a client code of their own: a credential whose player is no longer in the quiz is
 # refused the same way whether it answers or resumes, and kept apart from a host credential's refusal.
 _CODE_OF_REASON: Final[Mapping[str, str]] = {
@@ -253,11 +281,12 @@ _CODE_OF_REASON: Final[Mapping[str, str]] = {
 
 
 def rpc_error(code: grpc.StatusCode, details: str, reason: str = "") -> ClientError:
-    """Maps a service's status (and its finer reason, when given) to a stable client code, keeping its
-    actionable message; transport details of unavailability stay in the edge's log."""
+    """Maps a service's status, and the stable error code it sent in its trailer (`reason`), to a stable
+    client code, keeping its actionable message; transport details of unavailability stay in the edge's
+    log. The message's text is never read for a code: what was not found is the trailer's to say
+    (quiz_svc's `*_not_found`), and a NOT_FOUND without one is about the quiz, which every call names."""
     if code == grpc.StatusCode.NOT_FOUND:
-        first_word = details.split(maxsplit=1)[0].lower() if details.strip() else ""
-        not_found = reason if reason.endswith("_not_found") else _NOT_FOUND.get(first_word, "quiz_not_found")
+        not_found = reason if reason.endswith("_not_found") else "quiz_not_found"
         return ClientError(not_found, details or "the quiz does not exist")
     if reason in _CODE_OF_REASON:
         return ClientError(_CODE_OF_REASON[reason], details, reason=reason)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from edge.fanout import PLAIN_JSON, Fanout, Framing, Recipient, Transport, text_frame
+from edge.fanout import Fanout, Recipient
 from edge.settings import Settings
 from edge.upstream import Upstream
+from edge.wire import PLAIN_JSON, Framing, Transport, send_text
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 
 
@@ -60,19 +61,8 @@ class Session:
         await self.send_text(payload)
 
     async def send_text(self, payload: bytes) -> None:
-        """Writes one text frame straight to the transport, as the fan-out does: aiohttp's writer cost
-        several times as much per frame, ≈ 9% of the edge's CPU in the pipeline benchmark. A closing socket,
-        or one whose client stopped reading, goes through aiohttp, which refuses the first and drains the
-        second."""
-        transport = self.transport
-        if (
-            self.ws.closed
-            or transport.is_closing()
-            or transport.get_write_buffer_size() > self.settings.max_buffered_bytes
-        ):
-            await self.ws.send_frame(payload, WSMsgType.TEXT)
-            return
-        transport.write(text_frame(payload))
+        """Writes one text frame, as the fan-out does (`edge/wire.py`)."""
+        await send_text(self.ws, self.transport, payload, self.settings.max_buffered_bytes)
 
     def take_player_seat(self, quiz_id: str, player_id: str, player_token: str) -> Seat:
         self.leave_seat()

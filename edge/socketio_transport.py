@@ -34,12 +34,13 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from edge import protocol, routes
-from edge.fanout import Fanout, Framing, Recipient, Transport, text_frame
+from edge.fanout import Fanout, Recipient
 from edge.limits import ConnectionLimits
 from edge.protocol import ClientError
 from edge.session import Session
 from edge.settings import Settings
 from edge.upstream import Upstream
+from edge.wire import Framing, Transport, text_frame
 
 log = logging.getLogger(__name__)
 

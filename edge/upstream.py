@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Final, Protocol, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -40,6 +40,19 @@ _CHANNEL_OPTIONS: Final = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     *RETRY_OPTIONS,
 ]
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+_Message_co = TypeVar("_Message_co", covariant=True)
+
+
+class _Stream(Protocol[_Message_co]):
+    """A server-streaming call, as grpc.aio returns it."""
+
+    def __aiter__(self) -> AsyncIterator[_Message_co]: ...
+
+    def cancel(self) -> bool: ...
+
 
 SendBatch = Callable[[list[quiz_pb2.Answer]], Awaitable[Sequence[quiz_pb2.AnswerOutcome]]]
 
@@ -139,32 +152,61 @@ class Upstream:
         self._batch_size = answer_batch_size
         self._linger_s = answer_batch_linger_s
         self._batches_in_flight = answer_batches_in_flight
-        self._quiz_channel: Any = None
-        self._leaderboard_channel: Any = None
-        self._persistence_channel: Any = None
-        self._quiz: Any = None
-        self._leaderboard: Any = None
-        self._persistence: Any = None
+        self._quiz_channel: grpc.aio.Channel | None = None
+        self._leaderboard_channel: grpc.aio.Channel | None = None
+        self._persistence_channel: grpc.aio.Channel | None = None
+        self._quiz_stub: quiz_grpc.QuizServiceAsyncStub | None = None
+        self._leaderboard_stub: leaderboard_grpc.LeaderboardServiceAsyncStub | None = None
+        self._persistence_stub: persistence_grpc.PersistenceServiceAsyncStub | None = None
         self._batcher: AnswerBatcher | None = None
 
     async def open(self) -> None:
-        traced = self.telemetry.grpc_client_interceptors
-        self._quiz_channel = grpc.aio.insecure_channel(self._quiz_addr, options=_CHANNEL_OPTIONS, interceptors=traced)
-        self._leaderboard_channel = grpc.aio.insecure_channel(
-            self._leaderboard_addr, options=_CHANNEL_OPTIONS, interceptors=traced
+        self._quiz_channel = self._channel(self._quiz_addr)
+        self._leaderboard_channel = self._channel(self._leaderboard_addr)
+        self._persistence_channel = self._channel(self._persistence_addr)
+        # The stubs' constructors are typed by overloads on the channel's class, which an untyped grpc hides.
+        self._quiz_stub = cast("quiz_grpc.QuizServiceAsyncStub", quiz_grpc.QuizServiceStub(self._quiz_channel))
+        self._leaderboard_stub = cast(
+            "leaderboard_grpc.LeaderboardServiceAsyncStub",
+            leaderboard_grpc.LeaderboardServiceStub(self._leaderboard_channel),
         )
-        self._quiz = quiz_grpc.QuizServiceStub(self._quiz_channel)
-        self._leaderboard = leaderboard_grpc.LeaderboardServiceStub(self._leaderboard_channel)
-        self._persistence_channel = grpc.aio.insecure_channel(
-            self._persistence_addr, options=_CHANNEL_OPTIONS, interceptors=traced
+        self._persistence_stub = cast(
+            "persistence_grpc.PersistenceServiceAsyncStub",
+            persistence_grpc.PersistenceServiceStub(self._persistence_channel),
         )
-        self._persistence = persistence_grpc.PersistenceServiceStub(self._persistence_channel)
         self._batcher = AnswerBatcher(
             self._send_answers,
             max_batch=self._batch_size,
             linger_s=self._linger_s,
             max_in_flight=self._batches_in_flight,
         )
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(
+            address, options=_CHANNEL_OPTIONS, interceptors=self.telemetry.grpc_client_interceptors
+        )
+
+    @property
+    def _quiz(self) -> quiz_grpc.QuizServiceAsyncStub:
+        assert self._quiz_stub is not None, "Upstream.open() was not called"
+        return self._quiz_stub
+
+    @property
+    def _leaderboard(self) -> leaderboard_grpc.LeaderboardServiceAsyncStub:
+        assert self._leaderboard_stub is not None, "Upstream.open() was not called"
+        return self._leaderboard_stub
+
+    @property
+    def _persistence(self) -> persistence_grpc.PersistenceServiceAsyncStub:
+        assert self._persistence_stub is not None, "Upstream.open() was not called"
+        return self._persistence_stub
+
+    async def _call(
+        self, method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response], request: _Request
+    ) -> _Response:
+        """One unary call under the edge's call deadline."""
+        response: _Response = await method(request, timeout=self._deadline_s)
+        return response
 
     async def close(self, grace_s: float = 5.0) -> None:
         if self._batcher is not None:
@@ -184,7 +226,7 @@ class Upstream:
         ]
         return all(await asyncio.gather(*checks))
 
-    async def _serving(self, channel: Any, service: str) -> bool:
+    async def _serving(self, channel: grpc.aio.Channel | None, service: str) -> bool:
         if channel is None:
             return False
         try:
@@ -211,46 +253,37 @@ class Upstream:
         return await self._batcher.submit(answer)
 
     async def create_quiz(self, request: quiz_pb2.CreateQuizRequest) -> quiz_pb2.CreateQuizResponse:
-        response: quiz_pb2.CreateQuizResponse = await self._quiz.CreateQuiz(request, timeout=self._deadline_s)
-        return response
+        return await self._call(self._quiz.CreateQuiz, request)
 
     async def get_quiz(self, request: quiz_pb2.GetQuizRequest) -> quiz_pb2.GetQuizResponse:
-        response: quiz_pb2.GetQuizResponse = await self._quiz.GetQuiz(request, timeout=self._deadline_s)
-        return response
+        return await self._call(self._quiz.GetQuiz, request)
 
     async def start_session(self, request: quiz_pb2.StartSessionRequest) -> quiz_pb2.StartSessionResponse:
         response: quiz_pb2.StartSessionResponse = await self._quiz.StartSession(request, timeout=self._deadline_s)
         return response
 
     async def join_quiz(self, request: quiz_pb2.JoinQuizRequest) -> quiz_pb2.JoinQuizResponse:
-        response: quiz_pb2.JoinQuizResponse = await self._quiz.JoinQuiz(request, timeout=self._deadline_s)
-        return response
+        return await self._call(self._quiz.JoinQuiz, request)
 
     async def resume_quiz(self, request: quiz_pb2.ResumeQuizRequest) -> quiz_pb2.ResumeQuizResponse:
-        response: quiz_pb2.ResumeQuizResponse = await self._quiz.ResumeQuiz(request, timeout=self._deadline_s)
-        return response
+        return await self._call(self._quiz.ResumeQuiz, request)
 
     async def get_leaderboard(
         self, request: leaderboard_pb2.GetLeaderboardRequest
     ) -> leaderboard_pb2.GetLeaderboardResponse:
-        response: leaderboard_pb2.GetLeaderboardResponse = await self._leaderboard.GetLeaderboard(
-            request, timeout=self._deadline_s
-        )
-        return response
+        return await self._call(self._leaderboard.GetLeaderboard, request)
 
     async def leave_quiz(self, request: quiz_pb2.LeaveQuizRequest) -> quiz_pb2.LeaveQuizResponse:
-        response: quiz_pb2.LeaveQuizResponse = await self._quiz.LeaveQuiz(request, timeout=self._deadline_s)
-        return response
+        return await self._call(self._quiz.LeaveQuiz, request)
 
     async def get_quiz_state(self, request: quiz_pb2.GetQuizStateRequest) -> quiz_pb2.GetQuizStateResponse:
-        response: quiz_pb2.GetQuizStateResponse = await self._quiz.GetQuizState(request, timeout=self._deadline_s)
-        return response
+        return await self._call(self._quiz.GetQuizState, request)
 
     async def get_media(self, media_id: str) -> MediaFile | None:
         """A stored picture or clip, or None when quiz_svc has none under that ID."""
         try:
-            response: quiz_pb2.GetMediaResponse = await self._quiz.GetMedia(
-                quiz_pb2.GetMediaRequest(media_id=media_id), timeout=self._deadline_s
+            response: quiz_pb2.GetMediaResponse = await self._call(
+                self._quiz.GetMedia, quiz_pb2.GetMediaRequest(media_id=media_id)
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
@@ -258,25 +291,37 @@ class Upstream:
             raise
         return MediaFile(response.media_id, response.content_type, response.content)
 
-    async def host_call(self, method: str, request: Any) -> Any:
-        """One of the host RPCs (StartQuiz, NextQuestion, ...); each returns at least `state`."""
-        return await getattr(self._quiz, method)(request, timeout=self._deadline_s)
+    # --- QuizService, the host's calls (each returns at least `state`) ---
+
+    async def start_quiz(self, request: quiz_pb2.StartQuizRequest) -> quiz_pb2.StartQuizResponse:
+        return await self._call(self._quiz.StartQuiz, request)
+
+    async def next_question(self, request: quiz_pb2.NextQuestionRequest) -> quiz_pb2.NextQuestionResponse:
+        return await self._call(self._quiz.NextQuestion, request)
+
+    async def close_question(self, request: quiz_pb2.CloseQuestionRequest) -> quiz_pb2.CloseQuestionResponse:
+        return await self._call(self._quiz.CloseQuestion, request)
+
+    async def end_quiz(self, request: quiz_pb2.EndQuizRequest) -> quiz_pb2.EndQuizResponse:
+        return await self._call(self._quiz.EndQuiz, request)
+
+    async def set_leaderboard_visibility(
+        self, request: quiz_pb2.SetLeaderboardVisibilityRequest
+    ) -> quiz_pb2.SetLeaderboardVisibilityResponse:
+        return await self._call(self._quiz.SetLeaderboardVisibility, request)
+
+    async def kick_player(self, request: quiz_pb2.KickPlayerRequest) -> quiz_pb2.KickPlayerResponse:
+        return await self._call(self._quiz.KickPlayer, request)
 
     # --- PersistenceService ---
 
     async def list_participants(
         self, request: persistence_pb2.ListParticipantsRequest
     ) -> persistence_pb2.ListParticipantsResponse:
-        response: persistence_pb2.ListParticipantsResponse = await self._persistence.ListParticipants(
-            request, timeout=self._deadline_s
-        )
-        return response
+        return await self._call(self._persistence.ListParticipants, request)
 
     async def list_answers(self, request: persistence_pb2.ListAnswersRequest) -> persistence_pb2.ListAnswersResponse:
-        response: persistence_pb2.ListAnswersResponse = await self._persistence.ListAnswers(
-            request, timeout=self._deadline_s
-        )
-        return response
+        return await self._call(self._persistence.ListAnswers, request)
 
     async def list_user_results(
         self, request: persistence_pb2.ListUserResultsRequest
@@ -291,27 +336,28 @@ class Upstream:
     # of failing at once, so a broken watch resumes the moment a replica serves again.
 
     async def watch_quiz(self, quiz_id: str) -> AsyncIterator[quiz_pb2.WatchQuizResponse]:
-        call = self._quiz.WatchQuiz(quiz_pb2.WatchQuizRequest(quiz_id=quiz_id), wait_for_ready=True)
-        try:
-            async for update in call:
-                yield update
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise FeedNotFound(quiz_id) from exc
-            raise
-        finally:
-            call.cancel()
+        call: _Stream[quiz_pb2.WatchQuizResponse] = self._quiz.WatchQuiz(
+            quiz_pb2.WatchQuizRequest(quiz_id=quiz_id), wait_for_ready=True
+        )
+        async for update in _watched(call, quiz_id):
+            yield update
 
     async def watch_leaderboard(self, quiz_id: str) -> AsyncIterator[leaderboard_pb2.Leaderboard]:
-        call = self._leaderboard.WatchLeaderboard(
+        call: _Stream[leaderboard_pb2.WatchLeaderboardResponse] = self._leaderboard.WatchLeaderboard(
             leaderboard_pb2.WatchLeaderboardRequest(quiz_id=quiz_id), wait_for_ready=True
         )
-        try:
-            async for update in call:
-                yield update.leaderboard
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise FeedNotFound(quiz_id) from exc
-            raise
-        finally:
-            call.cancel()
+        async for update in _watched(call, quiz_id):
+            yield update.leaderboard
+
+
+async def _watched(call: _Stream[_Response], quiz_id: str) -> AsyncIterator[_Response]:
+    """A watch's messages; a quiz the service does not know ends it with FeedNotFound."""
+    try:
+        async for message in call:
+            yield message
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            raise FeedNotFound(quiz_id) from exc
+        raise
+    finally:
+        call.cancel()

@@ -2,60 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from leaderboard_svc.domain import RankedEntry, RankingSnapshot
+from leaderboard_svc.codec import entry_to_pb, watch_response_from_snapshot, watch_response_from_update
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
 from leaderboard_svc.rebuild import Rebuilder
 from leaderboard_svc.relay import Relay
-from quizmesh.eventcodec import now_ms, timestamp_ms
-from quizmesh.events.v1 import events_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as pb
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as pb_grpc
 
 DEFAULT_TOP_N = 10
 MAX_TOP_N = 1000
-
-
-def _entry(entry: RankedEntry) -> pb.LeaderboardEntry:
-    return pb.LeaderboardEntry(player_id=entry.player_id, nickname=entry.nickname, score=entry.score, rank=entry.rank)
-
-
-def _leaderboard(
-    quiz_id: str,
-    version: int,
-    entries: Iterable[pb.LeaderboardEntry],
-    update_time: Timestamp,
-    last_answer_ms: int,
-) -> pb.WatchLeaderboardResponse:
-    leaderboard = pb.Leaderboard(quiz_id=quiz_id, version=version, entries=entries, update_time=update_time)
-    if last_answer_ms:
-        leaderboard.last_answer_time.CopyFrom(timestamp_ms(last_answer_ms))
-    return pb.WatchLeaderboardResponse(leaderboard=leaderboard)
-
-
-def _from_snapshot(snapshot: RankingSnapshot) -> pb.WatchLeaderboardResponse:
-    return _leaderboard(
-        snapshot.quiz_id,
-        snapshot.version,
-        map(_entry, snapshot.entries),
-        timestamp_ms(now_ms()),
-        snapshot.last_answer_ms,
-    )
-
-
-def _from_update(update: events_pb2.LeaderboardUpdated) -> pb.WatchLeaderboardResponse:
-    entries = (
-        pb.LeaderboardEntry(player_id=e.player_id, nickname=e.nickname, score=e.score, rank=position)
-        for position, e in enumerate(update.entries, start=1)
-    )
-    last_answer_ms = update.last_answer_time.ToMilliseconds() if update.HasField("last_answer_time") else 0
-    response = _leaderboard(update.quiz_id, update.version, entries, update.event_time, last_answer_ms)
-    response.leaderboard.trace_context.update(update.trace_context)
-    return response
 
 
 async def _abort_unavailable(context: grpc.aio.ServicerContext[object, object], exc: StoreUnavailable) -> None:
@@ -93,10 +52,10 @@ class LeaderboardServicer(pb_grpc.LeaderboardServiceServicer):
             await _abort_unavailable(context, exc)
             raise  # unreachable: abort raises
         response = pb.GetLeaderboardResponse(
-            top_entries=map(_entry, page.top), player_count=page.player_count, version=page.version
+            top_entries=map(entry_to_pb, page.top), player_count=page.player_count, version=page.version
         )
         if page.player is not None:
-            response.player_entry.CopyFrom(_entry(page.player))
+            response.player_entry.CopyFrom(entry_to_pb(page.player))
         return response
 
     async def WatchLeaderboard(
@@ -114,9 +73,9 @@ class LeaderboardServicer(pb_grpc.LeaderboardServiceServicer):
                 await _abort_unavailable(context, exc)
                 raise  # unreachable: abort raises
             watcher.skip_through(snapshot.version)
-            yield _from_snapshot(snapshot)
+            yield watch_response_from_snapshot(snapshot)
             while (update := await watcher.next()) is not None:
-                yield _from_update(update)
+                yield watch_response_from_update(update)
         # The relay ended the watch: this process is shutting down.
         await context.abort(
             grpc.StatusCode.UNAVAILABLE,

@@ -6,14 +6,14 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from leaderboard_svc.domain import AnswerScored, Coalescer, PlayerJoined, PlayerLeft, RankingEvent
+from leaderboard_svc.codec import ranking_event
+from leaderboard_svc.domain import Coalescer, RankingEvent
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
 from leaderboard_svc.rebuild import Rebuilder
 from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import ConsumedRecord, EventConsumer
 from quizmesh.eventbus.traced import RecordTraces
-from quizmesh.eventcodec import Event, UndecodableEvent, decode
-from quizmesh.events.v1 import events_pb2
+from quizmesh.eventcodec import UndecodableEvent, decode
 
 log = logging.getLogger(__name__)
 
@@ -21,24 +21,6 @@ POLL_MAX_RECORDS = 2000
 POLL_TIMEOUT_S = 0.05
 RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 2.0
-
-
-def ranking_event(event: Event) -> RankingEvent | None:
-    """The domain's view of a bus event; None for events that do not move a ranking."""
-    if isinstance(event, events_pb2.UserJoinedQuiz):
-        return PlayerJoined(event.quiz_id, event.player_id, event.nickname, event.quiz_elapsed_ms)
-    if isinstance(event, events_pb2.AnswerSubmitted):
-        return AnswerScored(
-            event.quiz_id,
-            event.player_id,
-            event.question_index,
-            event.total_score,
-            event.quiz_elapsed_ms,
-            event.answer_time.ToMilliseconds(),
-        )
-    if isinstance(event, events_pb2.UserLeftQuiz):
-        return PlayerLeft(event.quiz_id, event.player_id)
-    return None
 
 
 def ranking_events(records: Sequence[ConsumedRecord]) -> list[RankingEvent]:

@@ -8,12 +8,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from leaderboard_svc.codec import leaderboard_updated
 from leaderboard_svc.domain import Coalescer, RankingSnapshot
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
 from quizmesh.eventbus.ports import EventBusUnavailable, EventPublisher, Record
 from quizmesh.eventbus.traced import RecordTraces
-from quizmesh.eventcodec import new_event_id, now_ms, timestamp_ms, to_record
-from quizmesh.events.v1 import events_pb2
+from quizmesh.eventcodec import to_record
 from quizmesh.tracing import carrier_headers
 
 log = logging.getLogger(__name__)
@@ -28,22 +28,6 @@ READ_CONCURRENCY = 64
 
 def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
-
-
-def leaderboard_updated(snapshot: RankingSnapshot) -> events_pb2.LeaderboardUpdated:
-    event = events_pb2.LeaderboardUpdated(
-        event_id=new_event_id(),
-        event_time=timestamp_ms(now_ms()),
-        quiz_id=snapshot.quiz_id,
-        version=snapshot.version,
-        entries=[
-            events_pb2.LeaderboardEntry(player_id=e.player_id, nickname=e.nickname, score=e.score)
-            for e in snapshot.entries
-        ],
-    )
-    if snapshot.last_answer_ms:
-        event.last_answer_time.CopyFrom(timestamp_ms(snapshot.last_answer_ms))
-    return event
 
 
 class LeaderboardPublisher:

@@ -10,8 +10,9 @@ import base64
 import binascii
 import hmac
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import orjson
@@ -27,7 +28,7 @@ from persistence_svc.domain import (
     ParticipantRow,
 )
 from persistence_svc.history import SessionResult, user_results
-from persistence_svc.ports import ResultStore, StoreUnavailable
+from persistence_svc.ports import Listing, ResultStore, StoreUnavailable
 from quizmesh.answer_values import from_json
 from quizmesh.identity import ANONYMOUS, Identities, InvalidIdentity
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
@@ -44,6 +45,10 @@ _DEADLINE_MARGIN_S = 0.5
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TOKEN_VERSION = 1
+
+
+_RowT = TypeVar("_RowT")
+_CursorT = TypeVar("_CursorT")
 
 
 class InvalidRequest(ValueError):
@@ -143,37 +148,39 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
         within_s = MAX_CATCH_UP_S if remaining is None else min(MAX_CATCH_UP_S, remaining - _DEADLINE_MARGIN_S)
         await self._catch_up.wait(quiz_id, max(0.0, within_s))
 
-    async def ListParticipants(
-        self, request: pb.ListParticipantsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListParticipantsResponse:
+    async def _page(
+        self,
+        request: pb.ListParticipantsRequest | pb.ListAnswersRequest,
+        context: grpc.aio.ServicerContext,
+        listing: Listing[_RowT, _CursorT],
+        cursor: Callable[[str, str], _CursorT | None],
+        token: Callable[[str, _CursorT], str],
+    ) -> tuple[tuple[_RowT, ...], str]:
+        """One page of a listing and the token of the next: the request checked, its token read, the sink
+        waited for if asked."""
         try:
             quiz_id = _quiz_id(request.quiz_id)
             limit = _page_size(request.page_size)
-            after = _participant_cursor(request.page_token, quiz_id)
+            after = cursor(request.page_token, quiz_id)
             await self._caught_up(quiz_id, request.caught_up, request.page_token, context)
-            page = await self._store.list_participants(quiz_id, limit, after, from_primary=request.caught_up)
+            page = await listing(quiz_id, limit, after, from_primary=request.caught_up)
         except (InvalidRequest, StoreUnavailable, NotCaughtUp) as exc:
             await _abort(context, exc)
-        return pb.ListParticipantsResponse(
-            participants=[_participant(row) for row in page.items],
-            next_page_token="" if page.next_after is None else _participant_token(quiz_id, page.next_after),
+        return page.items, "" if page.next_after is None else token(quiz_id, page.next_after)
+
+    async def ListParticipants(
+        self, request: pb.ListParticipantsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListParticipantsResponse:
+        rows, token = await self._page(
+            request, context, self._store.list_participants, _participant_cursor, _participant_token
         )
+        return pb.ListParticipantsResponse(participants=[_participant(row) for row in rows], next_page_token=token)
 
     async def ListAnswers(
         self, request: pb.ListAnswersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAnswersResponse:
-        try:
-            quiz_id = _quiz_id(request.quiz_id)
-            limit = _page_size(request.page_size)
-            after = _answer_cursor(request.page_token, quiz_id)
-            await self._caught_up(quiz_id, request.caught_up, request.page_token, context)
-            page = await self._store.list_answers(quiz_id, limit, after, from_primary=request.caught_up)
-        except (InvalidRequest, StoreUnavailable, NotCaughtUp) as exc:
-            await _abort(context, exc)
-        return pb.ListAnswersResponse(
-            answers=[_answer(row) for row in page.items],
-            next_page_token="" if page.next_after is None else _answer_token(quiz_id, page.next_after),
-        )
+        rows, token = await self._page(request, context, self._store.list_answers, _answer_cursor, _answer_token)
+        return pb.ListAnswersResponse(answers=[_answer(row) for row in rows], next_page_token=token)
 
 
 def _quiz_id(quiz_id: str) -> str:

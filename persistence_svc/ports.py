@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from persistence_svc.domain import (
     AnswerCursor,
@@ -14,6 +14,17 @@ from persistence_svc.domain import (
     StoreBatch,
     UserSession,
 )
+
+RowT = TypeVar("RowT")
+CursorT = TypeVar("CursorT")
+
+
+class Listing(Protocol[RowT, CursorT]):
+    """One of ResultStore's listings (list_participants, list_answers): a page of rows after a cursor."""
+
+    async def __call__(
+        self, quiz_id: str, limit: int, after: CursorT | None, *, from_primary: bool = False
+    ) -> Page[RowT, CursorT]: ...
 
 
 class StoreUnavailable(Exception):

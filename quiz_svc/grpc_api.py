@@ -11,11 +11,10 @@ from typing import NoReturn
 import grpc
 
 from quiz_svc import domain, messages
-from quiz_svc.adapters.update_feed import ChannelUpdateFeed
 from quiz_svc.domain import AnswerRefusal, HostAction
 from quiz_svc.kinds import InvalidAnswer
 from quiz_svc.metrics import QuizMetrics
-from quiz_svc.ports import Clock, QuizUpdate
+from quiz_svc.ports import Clock, QuizUpdate, UpdateFeed
 from quiz_svc.service import AcceptedAnswer, AnswerInput, MediaNotFound, PlayerLeft, PlayerNotFound, QuizGame
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY, QUESTION_INDEX_METADATA_KEY
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
@@ -148,7 +147,7 @@ def _outcome_to_pb(outcome: AcceptedAnswer | AnswerRefusal) -> pb.AnswerOutcome:
 
 
 class QuizServicer(pb_grpc.QuizServiceServicer):
-    def __init__(self, game: QuizGame, feed: ChannelUpdateFeed, clock: Clock, telemetry: Telemetry) -> None:
+    def __init__(self, game: QuizGame, feed: UpdateFeed, clock: Clock, telemetry: Telemetry) -> None:
         self._game = game
         self._feed = feed
         self._clock = clock
@@ -422,5 +421,5 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         async with self._feed.watch(quiz.quiz_id) as updates:
             _, state, results = await self._game.snapshot(quiz.quiz_id)
             yield messages.update_to_pb(quiz, QuizUpdate(state, results), self._clock.now_ms())
-            async for update in updates:
-                yield update
+            async for payload in updates:
+                yield pb.WatchQuizResponse.FromString(payload)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 
 from quiz_svc.adapters.cached_repo import CachedQuizRepository
+from quiz_svc.adapters.game_events import BusGameEvents
 from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.persistence_results import PersistenceResults
@@ -124,7 +125,7 @@ async def run(
         game = QuizGame(
             repository,
             store,
-            publisher,
+            BusGameEvents(publisher),
             feed,
             Credentials(settings.signing_key),
             clock,

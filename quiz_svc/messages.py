@@ -1,10 +1,12 @@
-"""Conversions between quiz_svc's domain values and its protobuf contract."""
+"""quiz_svc's codec: conversions between its domain values and events and its protobuf contracts (the
+QuizService API and the events it publishes); the one module of quiz_svc that reads or builds them."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from quiz_svc.domain import GameState, InvalidQuiz, Phase, PointsMode, Question, QuizDefinition, Session
+from quiz_svc.events import AnswerJudged, GameEvent, PlayerJoined
 from quiz_svc.kinds import (
     AnswerValue,
     ChoiceAnswer,
@@ -31,7 +33,8 @@ from quiz_svc.kinds import (
 )
 from quiz_svc.media import QuestionMedia
 from quiz_svc.ports import PlayerRecord, QuestionResults, QuizUpdate, StoredAnswer
-from quizmesh.eventcodec import timestamp_ms
+from quizmesh.eventcodec import Event, new_event_id, timestamp_ms
+from quizmesh.events.v1 import events_pb2
 from quizmesh.quiz.v1 import answer_value_pb2 as answer_pb
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 
@@ -279,4 +282,44 @@ def answer_to_pb(answer: StoredAnswer, event_id: str, question: Question) -> pb.
         credit=credit_text(answer.credit),
         accepted_answer=accepted_answer(question.spec, answer.tally),
         value=value_to_pb(answer.value),
+    )
+
+
+def event_to_pb(event: GameEvent) -> Event:
+    if isinstance(event, AnswerJudged):
+        return events_pb2.AnswerSubmitted(
+            event_id=event.event_id,
+            event_time=timestamp_ms(event.time_ms),
+            quiz_id=event.quiz_id,
+            player_id=event.player_id,
+            question_index=event.question_index,
+            # A single choice also travels as `choice`, for consumers from before kinds.
+            choice=event.value.choice if isinstance(event.value, ChoiceAnswer) else 0,
+            value=value_to_pb(event.value),
+            answer_text=event.answer_text,
+            credit=credit_text(event.credit),
+            correct=event.correct,
+            points=event.points,
+            total_score=event.total_score,
+            streak=event.streak,
+            response_time_ms=event.response_ms,
+            answer_time=timestamp_ms(event.received_ms),
+            quiz_elapsed_ms=event.quiz_elapsed_ms,
+        )
+    if isinstance(event, PlayerJoined):
+        return events_pb2.UserJoinedQuiz(
+            event_id=new_event_id(),
+            event_time=timestamp_ms(event.time_ms),
+            quiz_id=event.quiz_id,
+            player_id=event.player_id,
+            nickname=event.nickname,
+            quiz_elapsed_ms=event.quiz_elapsed_ms,
+            user_id=event.user_id,
+        )
+    return events_pb2.UserLeftQuiz(
+        event_id=new_event_id(),
+        event_time=timestamp_ms(event.time_ms),
+        quiz_id=event.quiz_id,
+        player_id=event.player_id,
+        kicked=event.kicked,
     )

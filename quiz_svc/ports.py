@@ -3,12 +3,14 @@ SQLite and memory; the service layer never sees a driver."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
 from quiz_svc.domain import AnswerRefusal, GameState, Ownership, PlayerStanding, QuizDefinition, Session
+from quiz_svc.events import GameEvent
 from quiz_svc.kinds import AnswerValue
 from quiz_svc.media import MediaFile
 
@@ -300,6 +302,26 @@ class UpdateFeed(Protocol):
     """Pushes state changes to every process serving a WatchQuiz stream of the quiz."""
 
     async def publish(self, quiz: QuizDefinition, update: QuizUpdate) -> None: ...
+
+    def watch(self, quiz_id: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """The quiz's updates from now on, as the publisher encoded them (a WatchQuizResponse each, encoded
+        once for every watcher of every process), while the context lasts."""
+        ...
+
+
+# Kafka headers for an event (its trace context), opaque to the rules.
+EventHeaders = tuple[tuple[str, bytes], ...]
+
+
+class GameEvents(Protocol):
+    """Where the game's events go (Kafka): `publish` returns once all are acknowledged, and raises
+    quizmesh.eventbus.EventBusUnavailable when they were not within timeout_s."""
+
+    async def publish(
+        self, events: Sequence[GameEvent], *, timeout_s: float, headers: Sequence[EventHeaders] = ()
+    ) -> None:
+        """Publishes events together; headers, when given, go one per event."""
+        ...
 
 
 class Clock(Protocol):

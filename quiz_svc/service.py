@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from quiz_svc import media
+from quiz_svc import events, media
 from quiz_svc.domain import (
     AnswerRefusal,
     GameState,
@@ -69,14 +69,15 @@ from quiz_svc.domain import (
     user_player_id,
     validate_quiz,
 )
-from quiz_svc.kinds import AnswerValue, ChoiceAnswer, InvalidAnswer, credit_text
-from quiz_svc.messages import value_to_pb
+from quiz_svc.kinds import AnswerValue, InvalidAnswer
 from quiz_svc.ports import (
     AnswerClaim,
     AnswerKey,
     Claimant,
     Clock,
+    EventHeaders,
     Fresh,
+    GameEvents,
     GameStore,
     InstanceRegistry,
     LiveState,
@@ -90,9 +91,7 @@ from quiz_svc.ports import (
     UpdateFeed,
 )
 from quizmesh.auth import Credentials, InvalidCredential
-from quizmesh.eventbus import EventBusUnavailable, EventPublisher
-from quizmesh.eventcodec import new_event_id, timestamp_ms, to_record
-from quizmesh.events.v1 import events_pb2
+from quizmesh.eventbus import EventBusUnavailable
 from quizmesh.identity import ANONYMOUS, Identities, InvalidIdentity, User
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ class AnswerInput:
     # The answer as sent; None when it could not be read as any answer (a number that is not one).
     value: AnswerValue | None
     # Kafka headers for the answer's event: its trace context, opaque to the rules.
-    event_headers: tuple[tuple[str, bytes], ...] = ()
+    event_headers: EventHeaders = ()
     # When the edge first received the answer (its own clock), if it said; see domain.plausible_receipt.
     received_ms: int | None = None
 
@@ -213,7 +212,7 @@ class QuizGame:
         self,
         repository: QuizRepository,
         store: GameStore,
-        publisher: EventPublisher,
+        game_events: GameEvents,
         feed: UpdateFeed,
         credentials: Credentials,
         clock: Clock,
@@ -229,7 +228,7 @@ class QuizGame:
         self._restoring: dict[str, asyncio.Lock] = {}
         self._repository = repository
         self._store = store
-        self._publisher = publisher
+        self._events = game_events
         self._feed = feed
         self._credentials = credentials
         self._clock = clock
@@ -477,17 +476,11 @@ class QuizGame:
                 return await self._rejoin(quiz.quiz_id, player_id)  # the same user, joining from two devices at once
             raise NicknameTaken(f"the nickname {name!r} is taken in this quiz; choose another")
         joined_ms = self._clock.now_ms()  # the join's time ranks the player at 0: one reading for both fields
-        event = events_pb2.UserJoinedQuiz(
-            event_id=new_event_id(),
-            event_time=timestamp_ms(joined_ms),
-            quiz_id=quiz.quiz_id,
-            player_id=player_id,
-            nickname=name,
-            quiz_elapsed_ms=joined_ms - quiz.created_ms,
-            user_id=user.user_id if user else "",
+        event = events.PlayerJoined(
+            quiz.quiz_id, player_id, name, joined_ms, joined_ms - quiz.created_ms, user.user_id if user else ""
         )
         try:
-            await self._publisher.publish([to_record(event)], timeout_s=self._timeouts.publish_s)
+            await self._events.publish([event], timeout_s=self._timeouts.publish_s)
         except EventBusUnavailable:
             await self._store.remove_player(quiz.quiz_id, player_id, kicked=False)
             raise Unavailable("the join could not be recorded in time; try again") from None
@@ -541,15 +534,9 @@ class QuizGame:
                 raise PlayerNotFound(f"no active player {player_id!r} in quiz {quiz_id}")
             # A repeat of a removal that took effect, whose reply or event was lost: its event is
             # published again (every sink applies a removal once).
-        event = events_pb2.UserLeftQuiz(
-            event_id=new_event_id(),
-            event_time=timestamp_ms(self._clock.now_ms()),
-            quiz_id=quiz_id,
-            player_id=player_id,
-            kicked=kicked,
-        )
+        event = events.PlayerLeft(quiz_id, player_id, self._clock.now_ms(), kicked)
         try:
-            await self._publisher.publish([to_record(event)], timeout_s=self._timeouts.publish_s)
+            await self._events.publish([event], timeout_s=self._timeouts.publish_s)
         except EventBusUnavailable:
             # The player is out of the live game either way; the leaderboard learns on the retry.
             raise Unavailable("the removal could not be recorded in time; try again") from None
@@ -612,7 +599,7 @@ class QuizGame:
                 for n, outcome in zip(lost, again, strict=True):
                     claimed[n] = outcome
         fresh: list[tuple[int, AnswerKey, StoredAnswer, QuizDefinition]] = []
-        to_publish: list[tuple[AnswerKey, StoredAnswer, QuizDefinition, tuple[tuple[str, bytes], ...]]] = []
+        to_publish: list[tuple[AnswerKey, StoredAnswer, QuizDefinition, EventHeaders]] = []
         positions: list[int] = []
         for (position, claim, quiz, _), outcome in zip(claims, claimed, strict=True):
             key = AnswerKey(claim.quiz_id, claim.question_index, claim.player_id)
@@ -645,7 +632,7 @@ class QuizGame:
 
     async def _publish_answers(
         self,
-        answers: Sequence[tuple[AnswerKey, StoredAnswer, QuizDefinition, tuple[tuple[str, bytes], ...]]],
+        answers: Sequence[tuple[AnswerKey, StoredAnswer, QuizDefinition, EventHeaders]],
         now: int,
     ) -> set[AnswerKey]:
         """Publishes judged answers reserved by this process; returns those that may be reported
@@ -655,12 +642,12 @@ class QuizGame:
         On failure the reservations are released (a retry takes them over at once) and their quizzes
         noted, for the recovery pass to publish them should no retry come; an acknowledgement not
         confirmed is noted too, for the pass to come back should a failover have lost it."""
-        records = [
-            to_record(self._answer_event(key, answer, quiz, now), headers) for key, answer, quiz, headers in answers
-        ]
+        judged = [self._answer_event(key, answer, quiz, now) for key, answer, quiz, _ in answers]
         keys = [key for key, _, _, _ in answers]
         try:
-            await self._publisher.publish(records, timeout_s=self._timeouts.publish_s)
+            await self._events.publish(
+                judged, timeout_s=self._timeouts.publish_s, headers=[headers for _, _, _, headers in answers]
+            )
         except EventBusUnavailable as exc:
             log.warning("answers not acknowledged by the event bus: %s", exc)
             await self._store.release(keys, self.instance_id)
@@ -689,27 +676,24 @@ class QuizGame:
         )
 
     @staticmethod
-    def _answer_event(
-        key: AnswerKey, answer: StoredAnswer, quiz: QuizDefinition, now_ms: int
-    ) -> events_pb2.AnswerSubmitted:
+    def _answer_event(key: AnswerKey, answer: StoredAnswer, quiz: QuizDefinition, now_ms: int) -> events.AnswerJudged:
         question = quiz.questions[key.question_index]
-        return events_pb2.AnswerSubmitted(
+        return events.AnswerJudged(
             event_id=answer_event_id(key.quiz_id, key.question_index, key.player_id),
-            event_time=timestamp_ms(now_ms),
             quiz_id=key.quiz_id,
             player_id=key.player_id,
             question_index=key.question_index,
-            choice=answer.value.choice if isinstance(answer.value, ChoiceAnswer) else 0,
-            value=value_to_pb(answer.value),
+            value=answer.value,
             answer_text=question.spec.readable(answer.value),
-            credit=credit_text(answer.credit),
+            credit=answer.credit,
             correct=answer.correct,
             points=answer.points,
             total_score=answer.standing.total,
             streak=answer.standing.streak,
-            response_time_ms=answer.response_ms,
-            answer_time=timestamp_ms(answer.received_ms),
+            response_ms=answer.response_ms,
+            received_ms=answer.received_ms,
             quiz_elapsed_ms=answer.received_ms - quiz.created_ms,
+            time_ms=now_ms,
         )
 
     # --- hosts ---

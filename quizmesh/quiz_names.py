@@ -1,12 +1,10 @@
-"""The names quizmesh's JSON faces (the WebSocket protocol, quizctl) give to QuizService's enums and
-host RPCs, kept once so that the edge and quizctl speak the same words."""
+"""The names quizmesh's JSON faces (the WebSocket protocol, quizctl) give to QuizService's enums, kept
+once so that the edge and quizctl speak the same words."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Final
-
-from google.protobuf.message import Message
 
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 
@@ -38,11 +36,4 @@ PHASE_NAMES: Final[Mapping[int, str]] = {
     quiz_pb2.QUIZ_PHASE_QUESTION_OPEN: "question_open",
     quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED: "question_closed",
     quiz_pb2.QUIZ_PHASE_ENDED: "ended",
-}
-# A host action without arguments beyond the quiz and its host credential: its QuizService RPC and request.
-HOST_ACTIONS: Final[Mapping[str, tuple[str, Callable[..., Message]]]] = {
-    "start_quiz": ("StartQuiz", quiz_pb2.StartQuizRequest),
-    "next_question": ("NextQuestion", quiz_pb2.NextQuestionRequest),
-    "close_question": ("CloseQuestion", quiz_pb2.CloseQuestionRequest),
-    "end_quiz": ("EndQuiz", quiz_pb2.EndQuizRequest),
 }

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
@@ -36,12 +37,33 @@ from quizmesh.migrations import require_applied
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+# Each row type's columns, named as its fields are: the inserts below send one array per column.
+_JOIN_FIELDS: Final = ("quiz_id", "player_id", "nickname", "joined_at", "quiz_elapsed_ms", "user_id")
+_LEAVE_FIELDS: Final = ("quiz_id", "player_id", "left_at", "kicked")
+_ANSWER_FIELDS: Final = (
+    "quiz_id",
+    "question_index",
+    "player_id",
+    "choice",
+    "correct",
+    "points",
+    "total_score",
+    "streak",
+    "response_time_ms",
+    "answered_at",
+    "quiz_elapsed_ms",
+    "event_id",
+    "answer",
+    "answer_text",
+    "credit",
+)
+
 # A signed-in player's participation is keyed by user as well (migrations/0004_user_history.sql), for
 # the joins this statement fills in only: a join delivered again after its user's data was deleted finds
 # its row filled, and adds nothing back.
-_INSERT_JOINS = """
+_INSERT_JOINS = f"""
 WITH joined AS (
-    INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, user_id)
+    INSERT INTO participants AS p ({", ".join(_JOIN_FIELDS)})
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[])
     ON CONFLICT (quiz_id, player_id) DO UPDATE
     SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms,
@@ -70,8 +92,8 @@ SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
 WHERE user_id = $1 AND (joined_at, quiz_id) < ($3, $4) ORDER BY joined_at DESC, quiz_id DESC LIMIT $2
 """
 
-_INSERT_LEAVES = """
-INSERT INTO participants AS p (quiz_id, player_id, left_at, kicked)
+_INSERT_LEAVES = f"""
+INSERT INTO participants AS p ({", ".join(_LEAVE_FIELDS)})
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::boolean[])
 ON CONFLICT (quiz_id, player_id) DO UPDATE
 SET left_at = GREATEST(p.left_at, excluded.left_at), kicked = p.kicked OR excluded.kicked
@@ -79,14 +101,20 @@ WHERE p.left_at IS NULL OR p.left_at < excluded.left_at OR (excluded.kicked AND 
 """
 
 # No conflict target: a row clashing on the key or on event_id is a redelivery either way.
-_INSERT_ANSWERS = """
-INSERT INTO answers (quiz_id, question_index, player_id, choice, correct, points, total_score, streak,
-                     response_time_ms, answered_at, quiz_elapsed_ms, event_id, answer, answer_text, credit)
+_INSERT_ANSWERS = f"""
+INSERT INTO answers ({", ".join(_ANSWER_FIELDS)})
 SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], $4::integer[], $5::boolean[],
                      $6::bigint[], $7::bigint[], $8::integer[], $9::bigint[], $10::timestamptz[],
                      $11::bigint[], $12::text[], $13::jsonb[], $14::text[], $15::text[])
 ON CONFLICT DO NOTHING
 """
+
+
+def _columns(rows: Sequence[object], names: Sequence[str]) -> list[list[Any]]:
+    """The rows as one list per named field, in the order of names."""
+    values = attrgetter(*names)
+    return [list(column) for column in zip(*(values(row) for row in rows), strict=True)]
+
 
 _PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked, user_id"
 
@@ -102,10 +130,8 @@ WHERE quiz_id = $1 AND joined_at IS NOT NULL AND (joined_at, player_id) > ($3, $
 ORDER BY joined_at, player_id LIMIT $2
 """
 
-_ANSWER_COLUMNS = (
-    "quiz_id, question_index, player_id, choice, correct, points, total_score, streak, "
-    "response_time_ms, answered_at, quiz_elapsed_ms, event_id, answer::text AS answer, answer_text, credit"
-)
+# The answer (jsonb) is read back as the text the rows carry.
+_ANSWER_COLUMNS = ", ".join("answer::text AS answer" if name == "answer" else name for name in _ANSWER_FIELDS)
 
 _LIST_ANSWERS = f"""
 SELECT {_ANSWER_COLUMNS} FROM answers
@@ -188,43 +214,11 @@ class PostgresResultStore:
         async def save(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
                 if batch.joins:
-                    await conn.execute(
-                        _INSERT_JOINS,
-                        [r.quiz_id for r in batch.joins],
-                        [r.player_id for r in batch.joins],
-                        [r.nickname for r in batch.joins],
-                        [r.joined_at for r in batch.joins],
-                        [r.quiz_elapsed_ms for r in batch.joins],
-                        [r.user_id for r in batch.joins],
-                    )
+                    await conn.execute(_INSERT_JOINS, *_columns(batch.joins, _JOIN_FIELDS))
                 if batch.answers:
-                    a = batch.answers
-                    await conn.execute(
-                        _INSERT_ANSWERS,
-                        [r.quiz_id for r in a],
-                        [r.question_index for r in a],
-                        [r.player_id for r in a],
-                        [r.choice for r in a],
-                        [r.correct for r in a],
-                        [r.points for r in a],
-                        [r.total_score for r in a],
-                        [r.streak for r in a],
-                        [r.response_time_ms for r in a],
-                        [r.answered_at for r in a],
-                        [r.quiz_elapsed_ms for r in a],
-                        [r.event_id for r in a],
-                        [r.answer for r in a],
-                        [r.answer_text for r in a],
-                        [r.credit for r in a],
-                    )
+                    await conn.execute(_INSERT_ANSWERS, *_columns(batch.answers, _ANSWER_FIELDS))
                 if batch.leaves:
-                    await conn.execute(
-                        _INSERT_LEAVES,
-                        [r.quiz_id for r in batch.leaves],
-                        [r.player_id for r in batch.leaves],
-                        [r.left_at for r in batch.leaves],
-                        [r.kicked for r in batch.leaves],
-                    )
+                    await conn.execute(_INSERT_LEAVES, *_columns(batch.leaves, _LEAVE_FIELDS))
 
         await self._with_connection(save)
 

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 import asyncpg
 
 from quiz_svc.adapters import quiz_codec
-from quiz_svc.adapters.quiz_codec import saved_state_row, state_from_row
+from quiz_svc.adapters.quiz_codec import save_state_statement, saved_state_query, saved_state_row, state_from_row
 from quiz_svc.domain import GameState, Ownership, Phase, QuizDefinition, Session
 from quiz_svc.media import MediaFile
 from quiz_svc.migrations import SCHEMA
 from quizmesh.migrations import require_applied
 
+_SAVE_STATE = save_state_statement(lambda n: f"${n}")
+_SAVED_STATE = saved_state_query("$1")
 _TIMEOUT_S = 5.0
 
 
@@ -152,22 +154,10 @@ class PostgresQuizRepository:
         return [quiz_codec.decode(r["d"]) for r in rows]
 
     async def save_state(self, state: GameState) -> None:
-        await self._pool.execute(
-            "INSERT INTO quiz_states AS s (quiz_id, phase, question_index, question_count, open_ms, close_ms,"
-            " leaderboard_visible, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT (quiz_id) DO UPDATE SET phase = EXCLUDED.phase, question_index = EXCLUDED.question_index,"
-            " open_ms = EXCLUDED.open_ms, close_ms = EXCLUDED.close_ms,"
-            " leaderboard_visible = EXCLUDED.leaderboard_visible, version = EXCLUDED.version"
-            " WHERE s.version < EXCLUDED.version",
-            *saved_state_row(state),
-        )
+        await self._pool.execute(_SAVE_STATE, *saved_state_row(state))
 
     async def saved_state(self, quiz_id: str) -> GameState | None:
-        row = await self._pool.fetchrow(
-            "SELECT phase, question_index, question_count, open_ms, close_ms, leaderboard_visible, version"
-            " FROM quiz_states WHERE quiz_id = $1",
-            quiz_id,
-        )
+        row = await self._pool.fetchrow(_SAVED_STATE, quiz_id)
         return state_from_row(quiz_id, tuple(row)) if row is not None else None
 
     async def close(self) -> None:

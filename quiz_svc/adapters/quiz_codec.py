@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -98,6 +99,27 @@ def decode(raw: bytes | str) -> QuizDefinition:
         questions=tuple(questions),
         requires_sign_in=bool(data.get("sign_in", False)),
     )
+
+
+# The durable columns of a live state, in the order of saved_state_row (after quiz_id) and state_from_row.
+_STATE_COLUMNS = ("phase", "question_index", "question_count", "open_ms", "close_ms", "leaderboard_visible", "version")
+
+
+def save_state_statement(placeholder: Callable[[int], str]) -> str:
+    """The upsert of saved_state_row's values, in the SQL of both engines given their n-th placeholder: a
+    state replaces the stored one only if it is newer (its question count never changes)."""
+    columns = ("quiz_id", *_STATE_COLUMNS)
+    values = ", ".join(placeholder(n) for n in range(1, len(columns) + 1))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS if c != "question_count")
+    return (
+        f"INSERT INTO quiz_states AS s ({', '.join(columns)}) VALUES ({values})"
+        f" ON CONFLICT (quiz_id) DO UPDATE SET {updates} WHERE s.version < excluded.version"
+    )
+
+
+def saved_state_query(placeholder: str) -> str:
+    """The read of a quiz's stored state, as state_from_row takes it."""
+    return f"SELECT {', '.join(_STATE_COLUMNS)} FROM quiz_states WHERE quiz_id = {placeholder}"
 
 
 def saved_state_row(state: GameState) -> tuple[str, str, int, int, int, int, bool, int]:

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import aiosqlite
 
 from quiz_svc.adapters import quiz_codec
-from quiz_svc.adapters.quiz_codec import saved_state_row, state_from_row
+from quiz_svc.adapters.quiz_codec import save_state_statement, saved_state_query, saved_state_row, state_from_row
 from quiz_svc.domain import GameState, Ownership, Phase, QuizDefinition, Session
 from quiz_svc.media import MediaFile
 
+_SAVE_STATE = save_state_statement(lambda _: "?")
+_SAVED_STATE = saved_state_query("?")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quizzes (
     quiz_id     TEXT PRIMARY KEY,
@@ -165,23 +167,11 @@ class SqliteQuizRepository:
         return [quiz_codec.decode(r[0]) for r in rows]
 
     async def save_state(self, state: GameState) -> None:
-        await self._db.execute(
-            "INSERT INTO quiz_states (quiz_id, phase, question_index, question_count, open_ms, close_ms,"
-            " leaderboard_visible, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (quiz_id) DO UPDATE SET phase = excluded.phase, question_index = excluded.question_index,"
-            " open_ms = excluded.open_ms, close_ms = excluded.close_ms,"
-            " leaderboard_visible = excluded.leaderboard_visible, version = excluded.version"
-            " WHERE quiz_states.version < excluded.version",
-            saved_state_row(state),
-        )
+        await self._db.execute(_SAVE_STATE, saved_state_row(state))
         await self._db.commit()
 
     async def saved_state(self, quiz_id: str) -> GameState | None:
-        async with self._db.execute(
-            "SELECT phase, question_index, question_count, open_ms, close_ms, leaderboard_visible, version"
-            " FROM quiz_states WHERE quiz_id = ?",
-            (quiz_id,),
-        ) as cur:
+        async with self._db.execute(_SAVED_STATE, (quiz_id,)) as cur:
             row = await cur.fetchone()
         return state_from_row(quiz_id, tuple(row)) if row is not None else None
 

@@ -22,6 +22,12 @@ class Channels(Protocol):
     async def close(self) -> None: ...
 
 
+async def _messages(queue: asyncio.Queue[bytes]) -> AsyncIterator[bytes]:
+    """A subscriber's messages, as its channel queued them."""
+    while True:
+        yield await queue.get()
+
+
 class InMemoryChannels:
     async def close(self) -> None:
         return None
@@ -38,12 +44,8 @@ class InMemoryChannels:
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._subscribers.setdefault(channel, set()).add(queue)
 
-        async def messages() -> AsyncIterator[bytes]:
-            while True:
-                yield await queue.get()
-
         try:
-            yield messages()
+            yield _messages(queue)
         finally:
             subscribers = self._subscribers[channel]
             subscribers.discard(queue)
@@ -86,12 +88,8 @@ class RedisChannels:
             await self._pubsub.subscribe(channel)
         subscribers.add(queue)
 
-        async def messages() -> AsyncIterator[bytes]:
-            while True:
-                yield await queue.get()
-
         try:
-            yield messages()
+            yield _messages(queue)
         finally:
             subscribers.discard(queue)
             if not subscribers:

@@ -2,8 +2,11 @@
 
 - the runtime (quizmesh) imports no service, no edge, no application and nothing of bench;
 - no service (edge included) imports another service, an application or bench;
-- a domain (`<service>/domain.py`, and quiz_svc's `kinds.py` and `media.py`) imports no driver, no
-  generated code and no adapter;
+- a domain (`<service>/domain.py`, and quiz_svc's `kinds.py`, `media.py` and `events.py`) imports no
+  driver, no generated code and no adapter;
+- a service layer (`<service>/service.py` and `<service>/ports.py`: the use cases and the ports they
+  need) imports no driver, no generated code, not the runtime's protobuf event codec and not its
+  service's codec: it speaks in domain values, and the codec turns them into protobuf at the edge;
 - the top-level packages import each other without cycles.
 
 Every import counts, wherever it stands: inside a function, under TYPE_CHECKING, relative or not.
@@ -25,8 +28,14 @@ APPLICATIONS = frozenset({"apps"})
 APART = frozenset({"bench"})
 PACKAGES = frozenset({RUNTIME}) | SERVICES | APPLICATIONS | APART
 DRIVERS = frozenset({"redis", "asyncpg", "aiokafka", "aiosqlite", "grpc", "aiohttp"})
-# Domain modules beside a service's domain.py: the question kinds and the media rules of quiz_svc.
-MORE_DOMAIN_MODULES = frozenset({"quiz_svc.kinds", "quiz_svc.media"})
+# Domain modules beside a service's domain.py: the question kinds, the media rules and the events of quiz_svc.
+MORE_DOMAIN_MODULES = frozenset({"quiz_svc.kinds", "quiz_svc.media", "quiz_svc.events"})
+# A service's use cases and the ports they need.
+SERVICE_LAYER_MODULES = frozenset({"service", "ports"})
+# The runtime's module that builds and reads protobuf events (it imports the generated code).
+EVENT_CODEC = "quizmesh.eventcodec"
+# Each service's codec: where its domain values become protobuf and back, at the service's edge.
+CODECS = frozenset({"quiz_svc.messages", "leaderboard_svc.codec", "persistence_svc.event_rows"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,10 @@ def _is_generated(imported: str) -> bool:
     return len(parts) >= 3 and parts[0] == RUNTIME and parts[2][:1] == "v" and parts[2][1:].isdigit()
 
 
+def _within(imported: str, module: str) -> bool:
+    return imported == module or imported.startswith(f"{module}.")
+
+
 def violations(found: Iterable[Import]) -> list[str]:
     """The import rules each import breaks, as messages naming the import."""
     broken = []
@@ -91,6 +104,13 @@ def violations(found: Iterable[Import]) -> list[str]:
                 broken.append(f"a domain imports generated code: {imp}")
             if "adapters" in imp.imported.split(".")[1:]:
                 broken.append(f"a domain imports an adapter: {imp}")
+        if source in SERVICES and imp.importer.split(".")[1:] in ([name] for name in SERVICE_LAYER_MODULES):
+            if target in DRIVERS:
+                broken.append(f"a service layer imports a driver: {imp}")
+            if _is_generated(imp.imported) or _within(imp.imported, EVENT_CODEC):
+                broken.append(f"a service layer imports generated code: {imp}")
+            if any(_within(imp.imported, codec) for codec in CODECS):
+                broken.append(f"a service layer imports the codec: {imp}")
     return broken
 
 
@@ -149,6 +169,12 @@ def test_the_top_level_packages_import_each_other_without_cycles() -> None:
         ("persistence_svc.domain", "from quizmesh.events.v1 import events_pb2", "a domain imports generated code"),
         ("quiz_svc.domain", "from .adapters.redis_game import RedisGameStore", "a domain imports an adapter"),
         ("quiz_svc.kinds", "from quizmesh.quiz.v1 import answer_value_pb2", "a domain imports generated code"),
+        ("quiz_svc.events", "from quizmesh.events.v1 import events_pb2", "a domain imports generated code"),
+        ("quiz_svc.service", "from quizmesh.events.v1 import events_pb2", "a service layer imports generated code"),
+        ("quiz_svc.service", "from quizmesh.eventcodec import to_record", "a service layer imports generated code"),
+        ("quiz_svc.ports", "from quizmesh.quiz.v1 import quiz_service_pb2 as pb", "a service layer imports generated"),
+        ("leaderboard_svc.ports", "import redis.asyncio", "a service layer imports a driver"),
+        ("quiz_svc.service", "from quiz_svc.messages import value_to_pb", "a service layer imports the codec"),
     ],
 )
 def test_each_rule_catches_a_breach(module: str, source: str, rule: str) -> None:
@@ -162,6 +188,11 @@ def test_each_rule_catches_a_breach(module: str, source: str, rule: str) -> None
         ("edge.routes", "from quizmesh.quiz.v1 import quiz_service_pb2"),
         ("apps.launcher", "from quiz_svc import main\nfrom edge import main as edge_main"),
         ("quiz_svc.service", "from quiz_svc.domain import judge\nfrom quizmesh.backoff import Backoff"),
+        (
+            "quiz_svc.service",
+            "from quiz_svc.events import AnswerJudged\nfrom quizmesh.eventbus import EventBusUnavailable",
+        ),
+        ("quiz_svc.adapters.game_events", "from quiz_svc.messages import event_to_pb"),
         ("quiz_svc.domain", "import dataclasses\nfrom typing import Any"),
         ("bench.pipeline", "from persistence_svc.consumer import SINK_TOPICS"),
     ],

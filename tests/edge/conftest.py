@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from grpc_health.v1 import health, health_pb2_grpc
 
 from edge.app import create_app
+from edge.main import upstream_of
 from edge.settings import Settings
-from edge.upstream import Upstream
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as persistence_grpc
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
@@ -59,14 +59,7 @@ async def edge(services: FakeServices) -> AsyncIterator[EdgeFactory]:
 
     async def start(**overrides: Any) -> TestClient[web.Request, web.Application]:
         settings = edge_settings(services.address, **overrides)
-        upstream = Upstream(
-            settings.quiz_addr,
-            settings.leaderboard_addr,
-            persistence_addr=settings.persistence_addr,
-            answer_batch_size=settings.answer_batch_size,
-            answer_batch_linger_s=settings.answer_batch_linger_ms / 1000,
-            answer_batches_in_flight=settings.answer_batches_in_flight,
-        )
+        upstream = upstream_of(settings)
         client = TestClient(TestServer(create_app(settings, upstream)))
         await client.start_server()
         clients.append(client)

@@ -17,6 +17,7 @@ import orjson
 from grpc_health.v1 import health_pb2
 
 from edge.upstream import LEADERBOARD_SERVICE, QUIZ_SERVICE
+from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
@@ -25,9 +26,9 @@ from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
 
 
-def decode_frames(data: bytes) -> list[Any]:
-    """Splits server-to-client text frames and decodes their JSON payloads."""
-    messages = []
+def frame_payloads(data: bytes) -> list[bytes]:
+    """Splits server-to-client text frames into their payloads."""
+    payloads = []
     offset = 0
     while offset < len(data):
         first, second = data[offset], data[offset + 1]
@@ -40,9 +41,14 @@ def decode_frames(data: bytes) -> list[Any]:
         elif length == 127:
             (length,) = struct.unpack_from("!Q", data, offset)
             offset += 8
-        messages.append(orjson.loads(data[offset : offset + length]))
+        payloads.append(bytes(data[offset : offset + length]))
         offset += length
-    return messages
+    return payloads
+
+
+def decode_frames(data: bytes) -> list[Any]:
+    """Splits server-to-client text frames and decodes their JSON payloads."""
+    return [orjson.loads(payload) for payload in frame_payloads(data)]
 
 
 class RecordingTransport:
@@ -315,6 +321,8 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         quiz = await self._host(request, context)
         tokens = [t for t, p in quiz.players.items() if p.player_id == request.player_id]
         if not tokens:
+            # As quiz_svc does: what was not found travels as the stable error code in the trailer.
+            context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "player_not_found"),))
             await context.abort(grpc.StatusCode.NOT_FOUND, f"player {request.player_id} is not in this quiz")
         for token in tokens:
             del quiz.players[token]

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from edge.fanout import Board, Fanout, Recipient, text_frame
+from edge.fanout import Board, Fanout, Recipient
+from edge.wire import text_frame
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from tests.edge.edge_fakes import RecordingTransport, board, decode_frames

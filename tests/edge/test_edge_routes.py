@@ -15,7 +15,6 @@ from edge.routes import rpc_error
     [
         (grpc.StatusCode.NOT_FOUND, "quiz q-1 does not exist", "quiz_not_found", False),
         (grpc.StatusCode.NOT_FOUND, "", "quiz_not_found", False),
-        (grpc.StatusCode.NOT_FOUND, "player p-1 is not in quiz q-1", "player_not_found", False),
         (grpc.StatusCode.PERMISSION_DENIED, "not the host", "permission_denied", False),
         (grpc.StatusCode.UNAUTHENTICATED, "expired", "unauthenticated", False),
         (grpc.StatusCode.INVALID_ARGUMENT, "nickname too long", "invalid_argument", False),
@@ -46,6 +45,13 @@ def test_the_services_error_code_names_what_was_not_found_and_refines_other_stat
     frame = orjson.loads(protocol.encode_error(taken))
     assert (frame["code"], frame["reason"]) == ("already_exists", "nickname_taken")
     assert "reason" not in orjson.loads(protocol.encode_error(rpc_error(grpc.StatusCode.UNAUTHENTICATED, "x")))
+
+
+def test_what_was_not_found_is_the_trailers_to_say_never_the_messages() -> None:
+    assert rpc_error(grpc.StatusCode.NOT_FOUND, "player p-1 is not in quiz q-1").code == "quiz_not_found"
+    assert rpc_error(grpc.StatusCode.NOT_FOUND, "quiz q-1 has no such", "question_not_found").code == (
+        "question_not_found"
+    )
 
 
 @pytest.mark.parametrize("reason", ["player_left", "player_removed"])

@@ -75,14 +75,19 @@ async def test_projector_skips_undecodable_records_and_commits_after_applying() 
     assert coalescer.take_due(now_ms=0) == ["q1"]
 
 
-async def test_projector_retries_the_same_batch_while_the_store_is_down() -> None:
+async def _projecting_a_join(store: FlakyStore) -> tuple[InMemoryBus, asyncio.Event, asyncio.Task[None]]:
+    """A projector running over a bus that holds one join; stop the event to end it."""
     bus = InMemoryBus()
     await bus.append([to_record(joined("q1", "ann"))])
-    store = FlakyStore(failures=2)
     consumer = InMemoryConsumer(bus, GROUP, [USER_JOINED_QUIZ])
     await consumer.start()
     stop = asyncio.Event()
-    task = asyncio.create_task(Projector(consumer, store, Coalescer(interval_ms=100)).run(stop))
+    return bus, stop, asyncio.create_task(Projector(consumer, store, Coalescer(interval_ms=100)).run(stop))
+
+
+async def test_projector_retries_the_same_batch_while_the_store_is_down() -> None:
+    store = FlakyStore(failures=2)
+    bus, stop, task = await _projecting_a_join(store)
     await until(lambda: store.failures == 0)
     assert sum(bus.committed(GROUP, USER_JOINED_QUIZ)) == 0, "committed before the store applied"
     await until(lambda: sum(bus.committed(GROUP, USER_JOINED_QUIZ)) == 1)
@@ -92,13 +97,8 @@ async def test_projector_retries_the_same_batch_while_the_store_is_down() -> Non
 
 
 async def test_projector_stopping_while_the_store_is_down_leaves_the_batch_uncommitted() -> None:
-    bus = InMemoryBus()
-    await bus.append([to_record(joined("q1", "ann"))])
     store = FlakyStore(failures=1_000)
-    consumer = InMemoryConsumer(bus, GROUP, [USER_JOINED_QUIZ])
-    await consumer.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(Projector(consumer, store, Coalescer(interval_ms=100)).run(stop))
+    bus, stop, task = await _projecting_a_join(store)
     await until(lambda: store.failures < 1_000)
     stop.set()
     async with asyncio.timeout(5):

@@ -3,45 +3,39 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from persistence_svc.domain import (
-    AnswerCursor,
-    AnswerRow,
-    ParticipantCursor,
-    ParticipantRow,
-    StoreBatch,
-    batch_of,
-)
+from persistence_svc.domain import AnswerCursor, AnswerRow, ParticipantRow, StoreBatch, batch_of
 from persistence_svc.event_rows import row_from_event
-from persistence_svc.ports import ResultStore
+from persistence_svc.ports import Listing, ResultStore
 from quizmesh.events.v1 import events_pb2
 from tests.persistence_svc.persistence_factories import BASE_MS, answered, joined, left, new_quiz_id
+
+_RowT = TypeVar("_RowT")
+_CursorT = TypeVar("_CursorT")
 
 
 def _batch(*events: events_pb2.UserJoinedQuiz | events_pb2.AnswerSubmitted | events_pb2.UserLeftQuiz) -> StoreBatch:
     return batch_of(row_from_event(e) for e in events)
 
 
-async def _all_answers(store: ResultStore, quiz_id: str, page_size: int = 1000) -> list[AnswerRow]:
-    rows: list[AnswerRow] = []
-    after: AnswerCursor | None = None
+async def _every_row(listing: Listing[_RowT, _CursorT], quiz_id: str, page_size: int) -> list[_RowT]:
+    rows: list[_RowT] = []
+    after: _CursorT | None = None
     while True:
-        page = await store.list_answers(quiz_id, page_size, after)
+        page = await listing(quiz_id, page_size, after)
         rows.extend(page.items)
         if page.next_after is None:
             return rows
         after = page.next_after
+
+
+async def _all_answers(store: ResultStore, quiz_id: str, page_size: int = 1000) -> list[AnswerRow]:
+    return await _every_row(store.list_answers, quiz_id, page_size)
 
 
 async def _all_participants(store: ResultStore, quiz_id: str, page_size: int = 1000) -> list[ParticipantRow]:
-    rows: list[ParticipantRow] = []
-    after: ParticipantCursor | None = None
-    while True:
-        page = await store.list_participants(quiz_id, page_size, after)
-        rows.extend(page.items)
-        if page.next_after is None:
-            return rows
-        after = page.next_after
+    return await _every_row(store.list_participants, quiz_id, page_size)
 
 
 def _at(ms: int) -> datetime:

@@ -17,6 +17,7 @@ from typing import Any, cast
 import pytest
 
 from quiz_svc import domain
+from quiz_svc.adapters.game_events import BusGameEvents
 from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
@@ -83,8 +84,8 @@ class Replicas:
         async def collect() -> None:
             async with feed.watch(quiz_id) as updates:
                 subscribed.set()
-                async for update in updates:
-                    pushed.append(update)
+                async for payload in updates:
+                    pushed.append(pb.WatchQuizResponse.FromString(payload))
 
         subscribed = asyncio.Event()
         task = asyncio.create_task(collect())
@@ -114,7 +115,7 @@ async def replicas() -> AsyncIterator[Replicas]:
         return QuizGame(
             repo,
             cast(GameStore, store_view),
-            cast(EventPublisher, publisher or SwitchablePublisher(bus)),
+            BusGameEvents(cast(EventPublisher, publisher or SwitchablePublisher(bus))),
             cast(UpdateFeed, feed or ChannelUpdateFeed(channels, clock)),
             Credentials(KEY),
             clock,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 
 from quiz_svc import domain
+from quiz_svc.adapters.game_events import BusGameEvents
 from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.persistence_results import stored_results
@@ -128,10 +129,12 @@ async def harness() -> AsyncIterator[Harness]:
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     results = ResultsFromBus(bus)
     instances = InMemoryInstanceRegistry()
-    game = QuizGame(repo, InMemoryGameStore(), publisher, feed, Credentials(KEY), clock, results, instances)
+    game = QuizGame(
+        repo, InMemoryGameStore(), BusGameEvents(publisher), feed, Credentials(KEY), clock, results, instances
+    )
     harness = Harness(game, clock, bus, publisher)
     harness.rebuilt = lambda: QuizGame(
-        repo, InMemoryGameStore(), publisher, feed, Credentials(KEY), clock, results, instances
+        repo, InMemoryGameStore(), BusGameEvents(publisher), feed, Credentials(KEY), clock, results, instances
     )
     yield harness
     await repo.close()
@@ -369,7 +372,14 @@ async def harness_on(store: GatedAcknowledgements) -> AsyncIterator[Harness]:
     await repo.ensure_schema()
     feed = ChannelUpdateFeed(InMemoryChannels(), clock)
     game = QuizGame(
-        repo, store, publisher, feed, Credentials(KEY), clock, ResultsFromBus(bus), InMemoryInstanceRegistry()
+        repo,
+        store,
+        BusGameEvents(publisher),
+        feed,
+        Credentials(KEY),
+        clock,
+        ResultsFromBus(bus),
+        InMemoryInstanceRegistry(),
     )
     yield Harness(game, clock, bus, publisher)
     store.gate.set()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from quiz_svc import domain
+from quiz_svc.adapters.game_events import BusGameEvents
 from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.sqlite_repo import SqliteQuizRepository
@@ -40,7 +41,7 @@ async def _harness(identities: Identities) -> tuple[Harness, SqliteQuizRepositor
     game = QuizGame(
         repo,
         InMemoryGameStore(),
-        publisher,
+        BusGameEvents(publisher),
         ChannelUpdateFeed(InMemoryChannels(), clock),
         Credentials(KEY),
         clock,

@@ -4,7 +4,6 @@ per broadcast whatever the mix of protocols), the Engine.IO heartbeat, and a raw
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from edge.fanout import Fanout, Pushed, Recipient
+from edge.fanout import Fanout, Recipient
 from edge.socketio_transport import (
     SOCKETIO_EVENTS,
     BadPacket,
@@ -22,31 +21,14 @@ from edge.socketio_transport import (
     parse_packet,
     socketio_recipient,
 )
+from edge.wire import Pushed
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
-from tests.edge.edge_fakes import RecordingTransport, board
+from tests.edge.edge_fakes import RecordingTransport, board, frame_payloads
 from tests.support.stack import Stack
 
 QUIZ = "q-sio"
 RANKING = [("p1", "Ann", 3000), ("p2", "Bob", 2000), ("p3", "Cy", 1000)]
-
-
-def frame_payloads(data: bytes) -> list[bytes]:
-    """Splits server-to-client text frames (never masked) into their payloads."""
-    payloads = []
-    offset = 0
-    while offset < len(data):
-        assert data[offset] == 0x81, "not a final text frame"
-        length, offset = data[offset + 1], offset + 2
-        if length == 126:
-            (length,) = struct.unpack_from("!H", data, offset)
-            offset += 2
-        elif length == 127:
-            (length,) = struct.unpack_from("!Q", data, offset)
-            offset += 8
-        payloads.append(bytes(data[offset : offset + length]))
-        offset += length
-    return payloads
 
 
 def socketio_events(transport: RecordingTransport) -> list[tuple[str, Any]]:

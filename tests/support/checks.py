@@ -12,21 +12,21 @@ from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as lb_pb
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as lb_grpc
 from quizmesh.persistence.v1 import persistence_service_pb2 as ps_pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as ps_grpc
+from quizmesh.results import StoredQuiz, read_stored_quiz
+
+
+async def _stored(persistence_addr: str, quiz_id: str) -> StoredQuiz:
+    async with grpc.aio.insecure_channel(persistence_addr) as channel:
+        stub = ps_grpc.PersistenceServiceStub(channel)
+        return await read_stored_quiz(
+            quiz_id,
+            lambda request: stub.ListParticipants(request, timeout=10),
+            lambda request: stub.ListAnswers(request, timeout=10),
+        )
 
 
 async def stored_answers(persistence_addr: str, quiz_id: str) -> list[ps_pb.StoredAnswer]:
-    answers: list[ps_pb.StoredAnswer] = []
-    token = ""
-    async with grpc.aio.insecure_channel(persistence_addr) as channel:
-        stub = ps_grpc.PersistenceServiceStub(channel)
-        while True:
-            page = await stub.ListAnswers(
-                ps_pb.ListAnswersRequest(quiz_id=quiz_id, page_size=1000, page_token=token), timeout=10
-            )
-            answers.extend(page.answers)
-            token = page.next_page_token
-            if not token:
-                return answers
+    return list((await _stored(persistence_addr, quiz_id)).answers)
 
 
 async def wait_for_stored_answers(
@@ -57,18 +57,7 @@ async def leaderboard_scores(leaderboard_addr: str, quiz_id: str) -> dict[str, i
 
 
 async def stored_participants(persistence_addr: str, quiz_id: str) -> list[ps_pb.Participant]:
-    participants: list[ps_pb.Participant] = []
-    token = ""
-    async with grpc.aio.insecure_channel(persistence_addr) as channel:
-        stub = ps_grpc.PersistenceServiceStub(channel)
-        while True:
-            page = await stub.ListParticipants(
-                ps_pb.ListParticipantsRequest(quiz_id=quiz_id, page_size=1000, page_token=token), timeout=10
-            )
-            participants.extend(page.participants)
-            token = page.next_page_token
-            if not token:
-                return participants
+    return list((await _stored(persistence_addr, quiz_id)).participants)
 
 
 async def leaderboard_ranking(leaderboard_addr: str, quiz_id: str) -> list[lb_pb.LeaderboardEntry]:
