@@ -60,7 +60,12 @@ HOST_TOKEN: Final = Text(
     "The host credential of the quiz a host command acts on; --host-token wins.",
     default="",
 )
-VARIABLES: Final[Variables] = (QUIZ_ADDR, LEADERBOARD_ADDR, PERSISTENCE_ADDR, HOST_TOKEN)
+IDENTITY_TOKEN: Final = Text(
+    "QUIZMESH_IDENTITY_TOKEN",
+    "The identity token of the signed-in user quizctl acts for (their quizzes and sessions); --identity-token wins.",
+    default="",
+)
+VARIABLES: Final[Variables] = (QUIZ_ADDR, LEADERBOARD_ADDR, PERSISTENCE_ADDR, HOST_TOKEN, IDENTITY_TOKEN)
 
 
 class UsageError(Exception):
@@ -140,6 +145,8 @@ def _read_quiz_file(path: str, title: str | None) -> QuizDocument:
 
 async def _create(services: Services, args: argparse.Namespace) -> None:
     document = _read_quiz_file(args.file, args.title)
+    document.request.identity_token = _identity_token(args)
+    document.request.requires_sign_in = args.requires_sign_in
     try:
         response = await services.quiz.CreateQuiz(document.request, timeout=services.timeout_s)
     except grpc.aio.AioRpcError as exc:
@@ -158,7 +165,9 @@ async def _list(services: Services, args: argparse.Namespace) -> None:
     remaining, token = args.limit, ""
     while remaining > 0:
         page = await services.quiz.ListQuizzes(
-            quiz_pb2.ListQuizzesRequest(page_size=min(remaining, _PAGE_SIZE), page_token=token),
+            quiz_pb2.ListQuizzesRequest(
+                page_size=min(remaining, _PAGE_SIZE), page_token=token, identity_token=_identity_token(args)
+            ),
             timeout=services.timeout_s,
         )
         for quiz in page.quizzes:
@@ -167,6 +176,59 @@ async def _list(services: Services, args: argparse.Namespace) -> None:
             else:
                 _emit(f"{quiz.quiz_id}  {quiz.create_time.ToJsonString()}  {quiz.title}")
         remaining -= len(page.quizzes)
+        token = page.next_page_token
+        if not token:
+            break
+
+
+# --- sessions: a quiz run again ---
+
+
+def _identity_token(args: argparse.Namespace) -> str:
+    token: str = args.identity_token or IDENTITY_TOKEN.read(os.environ)
+    return token
+
+
+def _owner(args: argparse.Namespace) -> dict[str, str]:
+    """The owner's credential: their identity token, or the quiz's host credential (anonymous mode)."""
+    identity = _identity_token(args)
+    host = args.host_token or HOST_TOKEN.read(os.environ)
+    if not identity and not host:
+        raise UsageError(
+            f"the quiz's owner is needed: pass --identity-token (or set {IDENTITY_TOKEN.name}) for a quiz created "
+            f"signed in, else --host-token (or set {HOST_TOKEN.name}) with the quiz's first host credential"
+        )
+    return {"identity_token": identity, "host_token": host}
+
+
+async def _run_again(services: Services, args: argparse.Namespace) -> None:
+    # Not retried: a repeat would start a second session.
+    response = await services.quiz.StartSession(
+        quiz_pb2.StartSessionRequest(quiz_id=args.quiz_id, **_owner(args)), timeout=services.timeout_s
+    )
+    if args.json:
+        _emit(json.dumps(_json(response)))
+    else:
+        _emit(f"session_id  {response.session.session_id}")
+        _emit(f"host_token  {response.host_token}")
+
+
+async def _sessions(services: Services, args: argparse.Namespace) -> None:
+    owner, remaining, token = _owner(args), args.limit, ""
+    while remaining > 0:
+        page = await services.quiz.ListSessions(
+            quiz_pb2.ListSessionsRequest(
+                quiz_id=args.quiz_id, page_size=min(remaining, _PAGE_SIZE), page_token=token, **owner
+            ),
+            timeout=services.timeout_s,
+        )
+        for session in page.sessions:
+            if args.json:
+                _emit(json.dumps(_json(session)))
+            else:
+                phase = PHASE_NAMES.get(session.phase, "lobby")
+                _emit(f"{session.session_id}  {session.create_time.ToJsonString()}  {phase}")
+        remaining -= len(page.sessions)
         token = page.next_page_token
         if not token:
             break
@@ -304,6 +366,8 @@ async def _tail(services: Services, args: argparse.Namespace) -> None:
 _COMMANDS: Final[Mapping[str, Callable[[Services, argparse.Namespace], Any]]] = {
     "create": _create,
     "list": _list,
+    "run-again": _run_again,
+    "sessions": _sessions,
     "start": _host_action,
     "next": _host_action,
     "close": _host_action,
@@ -358,10 +422,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--title", help="the quiz's title (default: the document's, else the file's name)")
     create.add_argument("--json", action="store_true", help="print the created quiz as JSON")
+    create.add_argument(
+        "--identity-token", help="create it signed in, owned by this token's user (default: $QUIZMESH_IDENTITY_TOKEN)"
+    )
+    create.add_argument("--requires-sign-in", action="store_true", help="admit signed-in players only")
 
     listing = commands.add_parser("list", parents=[connection], help="list quizzes, newest first")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument(
+        "--identity-token", help="only this token's user's quizzes (default: $QUIZMESH_IDENTITY_TOKEN)"
+    )
+
+    for name, text in [
+        ("run-again", "start a new session of a quiz (its owner): a new join code and host credential"),
+        ("sessions", "list a quiz's sessions, newest first (its owner)"),
+    ]:
+        owned = commands.add_parser(name, parents=[connection], help=text)
+        owned.add_argument("quiz_id", help="the quiz's ID (its first session's join code)")
+        owned.add_argument("--identity-token", help="the owner's identity token (default: $QUIZMESH_IDENTITY_TOKEN)")
+        owned.add_argument("--host-token", help="the quiz's first host credential (default: $QUIZMESH_HOST_TOKEN)")
+        owned.add_argument("--json", action="store_true", help="print JSON")
+        if name == "sessions":
+            owned.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
 
     for name, text in [
         ("start", "start the quiz and open its first question"),

@@ -61,6 +61,8 @@ def create_app(settings: Settings, upstream: Upstream) -> web.Application:
     app.router.add_get("/host", _page("host.html"))
     app.router.add_static("/static", WEB_DIR)
     app.router.add_get("/quizzes/{quiz_id}/results.csv", results.csv_handler(upstream))
+    app.router.add_get("/api/v1/users/me/results", results.history_handler(upstream))
+    app.router.add_post("/quizzes/{quiz_id}/sessions", results.session_handler(upstream))
     app.router.add_post("/quizzes", quiz_upload.create_handler(upstream))
     app.router.add_post("/quizzes/import", quiz_upload.import_handler(upstream))
     app.router.add_get(media.ROUTE, media.handler(media.MediaCache(upstream.get_media, settings.media_cache_bytes)))

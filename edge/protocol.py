@@ -59,6 +59,8 @@ def invalid_field(name: str, expected: str) -> ClientError:
 class JoinQuiz:
     quiz_id: str
     nickname: str
+    # The application's identity token of a signed-in player (issue 16); None for an anonymous one.
+    identity_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -279,7 +281,11 @@ def _question_action(action: str) -> Callable[[Fields], HostAction]:
 
 # The dispatch table: every client message type and how its fields are read.
 PARSERS: Final[Mapping[str, Callable[[Fields], ClientMessage]]] = {
-    "join_quiz": lambda f: JoinQuiz(_str(f, "quiz_id"), _str(f, "nickname", max_length=256)),
+    "join_quiz": lambda f: JoinQuiz(
+        _str(f, "quiz_id"),
+        _str(f, "nickname", max_length=256),
+        _optional_str(f, "identity_token", max_length=MAX_TOKEN_LENGTH),
+    ),
     "resume": lambda f: Resume(_str(f, "player_token", max_length=MAX_TOKEN_LENGTH)),
     "submit_answer": _submit_answer,
     "leave_quiz": lambda f: LeaveQuiz(),

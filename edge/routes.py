@@ -43,7 +43,9 @@ Handler = Callable[[Session, Any], Awaitable[Reply]]
 
 async def join_quiz(session: Session, message: protocol.JoinQuiz) -> Reply:
     response = await session.upstream.join_quiz(
-        quiz_pb2.JoinQuizRequest(quiz_id=message.quiz_id, nickname=message.nickname)
+        quiz_pb2.JoinQuizRequest(
+            quiz_id=message.quiz_id, nickname=message.nickname, identity_token=message.identity_token or ""
+        )
     )
     session.take_player_seat(
         response.state.quiz_id or message.quiz_id, response.player.player_id, response.player_token

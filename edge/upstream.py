@@ -258,6 +258,10 @@ class Upstream:
     async def get_quiz(self, request: quiz_pb2.GetQuizRequest) -> quiz_pb2.GetQuizResponse:
         return await self._call(self._quiz.GetQuiz, request)
 
+    async def start_session(self, request: quiz_pb2.StartSessionRequest) -> quiz_pb2.StartSessionResponse:
+        response: quiz_pb2.StartSessionResponse = await self._quiz.StartSession(request, timeout=self._deadline_s)
+        return response
+
     async def join_quiz(self, request: quiz_pb2.JoinQuizRequest) -> quiz_pb2.JoinQuizResponse:
         return await self._call(self._quiz.JoinQuiz, request)
 
@@ -318,6 +322,14 @@ class Upstream:
 
     async def list_answers(self, request: persistence_pb2.ListAnswersRequest) -> persistence_pb2.ListAnswersResponse:
         return await self._call(self._persistence.ListAnswers, request)
+
+    async def list_user_results(
+        self, request: persistence_pb2.ListUserResultsRequest
+    ) -> persistence_pb2.ListUserResultsResponse:
+        response: persistence_pb2.ListUserResultsResponse = await self._persistence.ListUserResults(
+            request, timeout=self._deadline_s
+        )
+        return response
 
     # --- watches (no deadline: they live as long as the quiz has local sockets; keepalive guards them) ---
     # wait_for_ready: while no replica can be reached the call waits for the channel to connect instead

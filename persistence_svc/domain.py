@@ -28,6 +28,8 @@ class ParticipantRow:
     quiz_elapsed_ms: int
     left_at: datetime | None = None
     kicked: bool = False
+    # The signed-in user the player is; None for an anonymous player.
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,3 +160,72 @@ def text(value: str, name: str) -> str:
     if "\x00" in value:
         raise InvalidEvent(f"{name} contains a NUL character")
     return value
+
+
+# --- a user's history (issue 16) ---
+
+
+@dataclass(frozen=True)
+class UserSession:
+    """One session a user played, as user_sessions keys it."""
+
+    user_id: str
+    quiz_id: str
+    player_id: str
+    joined_at: datetime
+
+
+# What a player's name becomes once their user asked for their data to be deleted: their scores stay,
+# so the rankings of finished sessions do not change.
+DELETED_NICKNAME = "Deleted player"
+
+
+@dataclass(frozen=True)
+class HistoryCursor:
+    """Where a page of a user's sessions ended, newest first."""
+
+    joined_at: datetime
+    quiz_id: str
+
+
+def history_cursor(row: UserSession) -> HistoryCursor:
+    return HistoryCursor(row.joined_at, row.quiz_id)
+
+
+@dataclass(frozen=True)
+class FinalStanding:
+    player_id: str
+    score: int
+    reached_ms: int
+
+
+# The leaderboard's ranking rule (leaderboard_svc/domain.py: `rank_key`, `after_join`, `after_answer`),
+# restated for stored rows: a session's ranking read after the fact, for the history. The two are held
+# together by tests/persistence_svc/test_user_history.py, which ranks the same events through both.
+_REACHED_SLOTS = 2**32
+
+
+def final_standings(participants: Iterable[ParticipantRow], answers: Iterable[AnswerRow]) -> list[FinalStanding]:
+    """The ranked players of a session, best first: those who joined and did not leave, by score, then
+    by who reached it first (clamped to the leaderboard's window), then by player ID descending."""
+    by_player: dict[str, list[AnswerRow]] = {}
+    for answer in answers:
+        by_player.setdefault(answer.player_id, []).append(answer)
+    standings = []
+    for participant in participants:
+        if participant.left_at is not None:
+            continue
+        answered = sorted(by_player.get(participant.player_id, ()), key=lambda a: a.question_index)
+        score = answered[-1].total_score if answered else 0
+        if score == 0:
+            reached = participant.quiz_elapsed_ms
+        else:
+            # The answer that last changed the score: the first to reach the final total.
+            reached = next(a.quiz_elapsed_ms for a in answered if a.total_score == score)
+        standings.append(FinalStanding(participant.player_id, score, reached))
+
+    def order(s: FinalStanding) -> tuple[int, str]:
+        clamped = min(max(s.reached_ms, 0), _REACHED_SLOTS - 1)
+        return s.score * _REACHED_SLOTS + (_REACHED_SLOTS - 1 - clamped), s.player_id
+
+    return sorted(standings, key=order, reverse=True)

@@ -26,6 +26,7 @@ def row_from_event(event: Message) -> Row:
             nickname=text(event.nickname, "nickname"),
             joined_at=_time(event.event_time, "event_time"),
             quiz_elapsed_ms=event.quiz_elapsed_ms,
+            user_id=text(event.user_id, "user_id") or None,
         )
     if isinstance(event, events_pb2.AnswerSubmitted):
         return AnswerRow(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,14 +19,25 @@ import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from persistence_svc.catch_up import CatchUp, NotCaughtUp
-from persistence_svc.domain import AnswerCursor, AnswerRow, ParticipantCursor, ParticipantRow
+from persistence_svc.domain import (
+    DELETED_NICKNAME,
+    AnswerCursor,
+    AnswerRow,
+    HistoryCursor,
+    ParticipantCursor,
+    ParticipantRow,
+)
+from persistence_svc.history import SessionResult, user_results
 from persistence_svc.ports import Listing, ResultStore, StoreUnavailable
 from quizmesh.answer_values import from_json
+from quizmesh.identity import ANONYMOUS, Identities, InvalidIdentity
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
+DEFAULT_HISTORY_PAGE_SIZE = 20
+MAX_HISTORY_PAGE_SIZE = 100
 # A `caught_up` listing waits at most this long for the sink (less when the call's deadline is nearer),
 # and answers UNAVAILABLE a little before the caller's deadline, so the caller learns why.
 MAX_CATCH_UP_S = 10.0
@@ -43,9 +55,15 @@ class InvalidRequest(ValueError):
     """The request cannot be served as sent; the message says what to change."""
 
 
+class Unauthenticated(ValueError):
+    """The request names no user it may read: no valid identity token, no valid service credential."""
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
     if isinstance(exc, InvalidRequest):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    elif isinstance(exc, Unauthenticated):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
     elif isinstance(exc, StoreUnavailable):
         await context.abort(
             grpc.StatusCode.UNAVAILABLE, "the results database is unavailable right now; retry with backoff"
@@ -58,9 +76,67 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
 class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
     """Reads stored participants and answers. Never writes: the sink loop does."""
 
-    def __init__(self, store: ResultStore, catch_up: CatchUp) -> None:
+    def __init__(
+        self,
+        store: ResultStore,
+        catch_up: CatchUp,
+        identities: Identities = ANONYMOUS,
+        service_token: str | None = None,
+    ) -> None:
         self._store = store
         self._catch_up = catch_up
+        self._identities = identities
+        self._service_token = service_token
+
+    async def _user_id(self, identity_token: str, user_id: str, service_token: str) -> str:
+        """The user a history request may read: the identity token's subject, or, for the application's
+        backend presenting the service credential, the user it names."""
+        if identity_token:
+            try:
+                user = await self._identities.user(identity_token)
+            except InvalidIdentity as exc:
+                raise Unauthenticated(str(exc)) from None
+            assert user is not None
+            return user.user_id
+        if not service_token or self._service_token is None:
+            raise Unauthenticated(
+                "a user's results need their identity token, or the service credential with their user_id"
+            )
+        if not hmac.compare_digest(service_token.encode(), self._service_token.encode()):
+            raise Unauthenticated("the service credential is not valid")
+        if not user_id:
+            raise InvalidRequest("user_id is empty: name the user whose results to read")
+        return user_id
+
+    async def DeleteUserData(
+        self, request: pb.DeleteUserDataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteUserDataResponse:
+        try:
+            user_id = await self._user_id(request.identity_token, request.user_id, request.service_token)
+            forgotten = await self._store.forget_user(user_id, DELETED_NICKNAME)
+        except (InvalidRequest, Unauthenticated, StoreUnavailable) as exc:
+            await _abort(context, exc)
+        return pb.DeleteUserDataResponse(participations=forgotten)
+
+    async def ListUserResults(
+        self, request: pb.ListUserResultsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUserResultsResponse:
+        try:
+            user_id = await self._user_id(request.identity_token, request.user_id, request.service_token)
+            if not 0 <= request.page_size <= MAX_HISTORY_PAGE_SIZE:
+                raise InvalidRequest(
+                    f"page_size must be 0 (for {DEFAULT_HISTORY_PAGE_SIZE}) to {MAX_HISTORY_PAGE_SIZE}"
+                )
+            after = _history_cursor(request.page_token, user_id)
+            results, next_after = await user_results(
+                self._store, user_id, request.page_size or DEFAULT_HISTORY_PAGE_SIZE, after
+            )
+        except (InvalidRequest, Unauthenticated, StoreUnavailable) as exc:
+            await _abort(context, exc)
+        return pb.ListUserResultsResponse(
+            results=[_session_result(r) for r in results],
+            next_page_token="" if next_after is None else _history_token(user_id, next_after),
+        )
 
     async def _caught_up(
         self, quiz_id: str, caught_up: bool, page_token: str, context: grpc.aio.ServicerContext
@@ -138,6 +214,7 @@ def _participant(row: ParticipantRow) -> pb.Participant:
         join_time=_timestamp(row.joined_at),
         kicked=row.kicked,
         quiz_elapsed_ms=row.quiz_elapsed_ms,
+        user_id=row.user_id or "",
     )
     if row.left_at is not None:
         participant.leave_time.CopyFrom(_timestamp(row.left_at))
@@ -164,6 +241,33 @@ def _answer(row: AnswerRow) -> pb.StoredAnswer:
     )
 
 
+def _session_result(result: SessionResult) -> pb.UserSessionResult:
+    return pb.UserSessionResult(
+        session_id=result.session.quiz_id,
+        player_id=result.session.player_id,
+        nickname=result.nickname,
+        join_time=_timestamp(result.session.joined_at),
+        score=result.score,
+        rank=result.rank,
+        player_count=result.player_count,
+        answers=[_answer(a) for a in result.answers],
+    )
+
+
+def _history_token(user_id: str, cursor: HistoryCursor) -> str:
+    return _encode({"k": "u", "q": user_id, "t": _micros(cursor.joined_at), "s": cursor.quiz_id})
+
+
+def _history_cursor(token: str, user_id: str) -> HistoryCursor | None:
+    if not token:
+        return None
+    fields = _decode(token, "u", user_id)
+    joined_at, quiz_id = fields.get("t"), fields.get("s")
+    if not isinstance(joined_at, int) or not isinstance(quiz_id, str):
+        raise _bad_token("u")
+    return HistoryCursor(_instant(joined_at, "u"), quiz_id)
+
+
 def _micros(at: datetime) -> int:
     return (at - _EPOCH) // timedelta(microseconds=1)
 
@@ -182,14 +286,14 @@ def _decode(token: str, kind: str, quiz_id: str) -> dict[str, Any]:
         raise _bad_token(kind)
     if fields.get("q") != quiz_id:
         raise InvalidRequest(
-            "page_token continues a listing of another quiz: send the quiz_id of the request that "
-            "returned it, or an empty page_token to start this quiz's listing"
+            "page_token continues another listing (of another quiz, or another user's history): send the "
+            "request that returned it again with only page_token changed, or an empty page_token to start over"
         )
     return fields
 
 
 def _bad_token(kind: str) -> InvalidRequest:
-    rpc = "ListAnswers" if kind == "a" else "ListParticipants"
+    rpc = {"a": "ListAnswers", "p": "ListParticipants", "u": "ListUserResults"}[kind]
     return InvalidRequest(
         f"page_token is not one {rpc} issued: pass next_page_token from the previous response "
         "unchanged, or an empty page_token for the first page"

@@ -17,6 +17,7 @@ from persistence_svc.settings import Settings
 from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import EventConsumer
 from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.identity import Identities
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines
@@ -59,7 +60,12 @@ async def run(
                 ServiceBinding(
                     SERVICE_NAME,
                     persistence_service_pb2_grpc.add_PersistenceServiceServicer_to_server,
-                    PersistenceServicer(store, CatchUp(progress, settings.group)),
+                    PersistenceServicer(
+                        store,
+                        CatchUp(progress, settings.group),
+                        Identities(settings.identity.verifier()),
+                        settings.history_service_token,
+                    ),
                 )
             ],
             interceptors=runtime.telemetry.grpc_server_interceptors(),

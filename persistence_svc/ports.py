@@ -7,10 +7,12 @@ from typing import Protocol, TypeVar
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
+    HistoryCursor,
     Page,
     ParticipantCursor,
     ParticipantRow,
     StoreBatch,
+    UserSession,
 )
 
 RowT = TypeVar("RowT")
@@ -54,6 +56,19 @@ class ResultStore(Protocol):
     ) -> Page[AnswerRow, AnswerCursor]:
         """Up to limit answers of a quiz by question, answer time then player, starting after `after`.
         `from_primary`: never from a replica, which may not hold every committed batch yet."""
+        ...
+
+    async def user_sessions(
+        self, user_id: str, limit: int, after: HistoryCursor | None
+    ) -> Page[UserSession, HistoryCursor]:
+        """Up to limit sessions a signed-in user played, newest first, starting after `after`: one
+        index range of user_sessions, whatever the number of sessions stored."""
+        ...
+
+    async def forget_user(self, user_id: str, nickname: str) -> int:
+        """Anonymises a user's participations in one transaction: their user ID is removed from them, their
+        name replaced by `nickname`, their user_sessions rows deleted; scores and answers stay. Returns how
+        many were anonymised. A join of theirs delivered again later adds nothing back."""
         ...
 
     async def close(self) -> None: ...

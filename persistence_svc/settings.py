@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from quizmesh.settings import PERSISTENCE_ADDR, Integer, SettingsError, Text, Variables
+from quizmesh.identity import IDENTITY_VARIABLES, IdentitySettings
+from quizmesh.settings import PERSISTENCE_ADDR, Integer, Secret, SettingsError, Text, Variables
 
 GROUP = Text(
     "QUIZMESH_PERSISTENCE_GROUP",
@@ -52,6 +53,15 @@ REPLICA_MAX_LAG_MS = Integer(
 )
 
 
+HISTORY_SERVICE_TOKEN = Secret(
+    "QUIZMESH_HISTORY_SERVICE_TOKEN",
+    "The service credential the application's backend presents to read any user's results "
+    "(ListUserResults with user_id); at least 32 characters.",
+    unset="no service credential: users read their own results with their identity token only",
+)
+_MIN_SERVICE_TOKEN = 32
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where to listen, which consumer group to join, and how to batch. Engines are chosen elsewhere."""
@@ -66,6 +76,8 @@ class Settings:
         DB_COMMAND_TIMEOUT_S,
         SHUTDOWN_GRACE_S,
         REPLICA_MAX_LAG_MS,
+        HISTORY_SERVICE_TOKEN,
+        *IDENTITY_VARIABLES,
     )
 
     address: str
@@ -78,6 +90,8 @@ class Settings:
     shutdown_grace_s: int
     # Listings read from the replica (Engines.postgres_replica_dsn) while it is less than this far behind.
     replica_max_lag_ms: int = 1000
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    history_service_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -91,7 +105,12 @@ class Settings:
             db_command_timeout_s=DB_COMMAND_TIMEOUT_S.read(env),
             shutdown_grace_s=SHUTDOWN_GRACE_S.read(env),
             replica_max_lag_ms=REPLICA_MAX_LAG_MS.read(env),
+            identity=IdentitySettings.from_env(env),
+            history_service_token=HISTORY_SERVICE_TOKEN.read(env),
         )
+        token = settings.history_service_token
+        if token is not None and len(token) < _MIN_SERVICE_TOKEN:
+            raise SettingsError(f"{HISTORY_SERVICE_TOKEN.name} must be at least {_MIN_SERVICE_TOKEN} characters")
         if not settings.address:
             raise SettingsError(f"{PERSISTENCE_ADDR.name} is empty: set host:port, e.g. 127.0.0.1:50053")
         if not settings.group:

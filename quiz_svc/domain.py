@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import hmac
 import re
 import secrets
 import unicodedata
@@ -92,6 +94,14 @@ class JoinClosed(QuizError):
     pass
 
 
+class SignInRequired(QuizError):
+    """The quiz, or the deployment, admits signed-in players only."""
+
+
+class NotSignedIn(QuizError):
+    """An identity token was required, or the one presented was refused."""
+
+
 class Unavailable(QuizError):
     """A dependency did not answer in time; retrying the same request is safe."""
 
@@ -170,9 +180,69 @@ class QuizDefinition:
     questions: tuple[Question, ...]
     allow_late_join: bool
     created_ms: int
+    # Only players signed in with an identity token may join (the author's choice, per quiz).
+    requires_sign_in: bool = False
 
     def question(self, index: int) -> Question | None:
         return self.questions[index] if 0 <= index < len(self.questions) else None
+
+
+# --- quizzes and their sessions (issue 16) ---
+#
+# A quiz is authored once; each run of it is a session, which the live path knows as a `QuizDefinition`
+# whose `quiz_id` is the session's join code (a copy of the quiz, with the session's start as its
+# creation). A quiz's ID is its first session's join code, so a quiz from before sessions is a quiz
+# with one session of the same join code.
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who owns an authored quiz: a user, or, when owner_user_id is None, whoever holds the host
+    credential issued with it (the anonymous mode)."""
+
+    quiz_id: str
+    owner_user_id: str | None
+
+
+@dataclass(frozen=True)
+class Session:
+    """One run of an authored quiz."""
+
+    session_id: str  # its join code, the `quiz_id` of every live call
+    quiz_id: str  # the authored quiz it runs
+    title: str
+    created_ms: int
+    phase: Phase  # as last kept durably
+    host_user_id: str | None  # None when hosted with a host credential only
+
+
+def owns(ownership: Ownership, user_id: str | None, holds_host_credential: bool) -> bool:
+    """A user-owned quiz is its owner's alone (a host credential does not stand in for the user); an
+    anonymous one is whoever's holds its host credential."""
+    if ownership.owner_user_id is not None:
+        return user_id == ownership.owner_user_id
+    return holds_host_credential
+
+
+def new_session(quiz: QuizDefinition, session_id: str, now_ms: int) -> QuizDefinition:
+    """The copy of a quiz a new session runs: its own join code, created now (scores' ties and the
+    events' elapsed times count from a session's start)."""
+    return dataclasses.replace(quiz, quiz_id=session_id, created_ms=now_ms)
+
+
+def may_join_as(quiz: QuizDefinition, user_id: str | None, anonymous_allowed: bool) -> None:
+    if user_id is None and quiz.requires_sign_in:
+        raise SignInRequired("this quiz admits signed-in players only; join with an identity token")
+    if user_id is None and not anonymous_allowed:
+        raise SignInRequired("this platform admits signed-in players only; join with an identity token")
+
+
+def user_player_id(secret: bytes, session_id: str, user_id: str) -> str:
+    """A signed-in user's one player in a session: the same ID from every device, so joining again
+    resumes that player rather than taking a second seat. Keyed, so that the player IDs other players
+    see do not reveal which user played."""
+    digest = hmac.new(secret, f"quizmesh:player:{session_id}:{user_id}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:20]
 
 
 def new_quiz_id() -> str:

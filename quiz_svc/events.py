@@ -23,6 +23,7 @@ class PlayerJoined:
     nickname: str
     time_ms: int
     quiz_elapsed_ms: int  # since the quiz was created: the leaderboard ranks ties by it
+    user_id: str = ""  # the signed-in user the player is; empty for an anonymous player
 
 
 @dataclass(frozen=True, slots=True)

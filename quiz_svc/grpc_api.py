@@ -38,6 +38,8 @@ _STATUS_OF: dict[type[domain.QuizError], grpc.StatusCode] = {
     domain.NotAPlayer: grpc.StatusCode.UNAUTHENTICATED,
     domain.WrongPhase: grpc.StatusCode.FAILED_PRECONDITION,
     domain.JoinClosed: grpc.StatusCode.FAILED_PRECONDITION,
+    domain.SignInRequired: grpc.StatusCode.UNAUTHENTICATED,
+    domain.NotSignedIn: grpc.StatusCode.UNAUTHENTICATED,
     domain.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 _ERROR_CODE_OF: dict[type[domain.QuizError], str] = {
@@ -53,6 +55,8 @@ _ERROR_CODE_OF: dict[type[domain.QuizError], str] = {
     domain.NotAPlayer: "unauthenticated",
     domain.WrongPhase: "wrong_phase",
     domain.JoinClosed: "join_closed",
+    domain.SignInRequired: "sign_in_required",
+    domain.NotSignedIn: "invalid_identity",
     domain.Unavailable: "unavailable",
 }
 _ANSWER_ERROR = {
@@ -105,6 +109,24 @@ def _require(value: str, field: str) -> None:
         raise domain.InvalidQuiz(f"{field} is required")
 
 
+async def _page(page_size: int, page_token: str, context: grpc.aio.ServicerContext) -> tuple[int, int | None]:
+    """A list call's page size and the creation time its page token continues before."""
+    size = page_size or 50
+    if not 0 < size <= 1000:
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", "page_size must be 1 to 1000")
+    if not page_token:
+        return size, None
+    try:
+        return size, int(page_token)
+    except ValueError:
+        await _abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+            "page_token is not one this service issued; pass next_page_token unchanged",
+        )
+
+
 def _answer_input(answer: pb.Answer, event_headers: tuple[tuple[str, bytes], ...] = ()) -> AnswerInput:
     received = answer.receive_time.ToMilliseconds() if answer.HasField("receive_time") else None
     try:
@@ -153,7 +175,14 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
                 await self._game.check_quiz(request.title, questions, uploads)
                 return pb.CreateQuizResponse()
             late = request.allow_late_join if request.HasField("allow_late_join") else True
-            quiz, host_token = await self._game.create_quiz(request.title, questions, late, uploads)
+            quiz, host_token = await self._game.create_quiz(
+                request.title,
+                questions,
+                late,
+                uploads,
+                identity_token=request.identity_token,
+                requires_sign_in=request.requires_sign_in,
+            )
         except domain.QuizError as exc:
             await _abort_for(context, exc)
         return pb.CreateQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=True), host_token=host_token)
@@ -171,27 +200,20 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             quiz = await self._game.quiz(request.quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
-        is_host = bool(request.host_token) and self._game.is_host(quiz.quiz_id, request.host_token)
+        try:
+            is_host = await self._game.hosts(quiz.quiz_id, request.host_token, request.identity_token)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
         return pb.GetQuizResponse(quiz=messages.quiz_to_pb(quiz, with_answers=is_host), host_verified=is_host)
 
     async def ListQuizzes(
         self, request: pb.ListQuizzesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListQuizzesResponse:
-        size = request.page_size or 50
-        if not 0 < size <= 1000:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", "page_size must be 1 to 1000")
-        before = None
-        if request.page_token:
-            try:
-                before = int(request.page_token)
-            except ValueError:
-                await _abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "invalid_argument",
-                    "page_token is not one this service issued; pass next_page_token unchanged",
-                )
-        quizzes = await self._game.list_quizzes(size, before)
+        size, before = await _page(request.page_size, request.page_token, context)
+        try:
+            quizzes = await self._game.list_quizzes(size, before, request.identity_token)
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
         token = str(quizzes[-1].created_ms) if len(quizzes) == size else ""
         response = pb.ListQuizzesResponse(next_page_token=token)
         for quiz in quizzes:
@@ -200,10 +222,42 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             response.quizzes.append(summary)
         return response
 
+    async def StartSession(
+        self, request: pb.StartSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartSessionResponse:
+        try:
+            _require(request.quiz_id, "quiz_id")
+            session, quiz, host_token = await self._game.start_session(
+                request.quiz_id, request.host_token, request.identity_token
+            )
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.StartSessionResponse(
+            quiz=messages.quiz_to_pb(quiz, with_answers=True),
+            host_token=host_token,
+            session=messages.session_to_pb(session),
+        )
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSessionsResponse:
+        size, before = await _page(request.page_size, request.page_token, context)
+        try:
+            _require(request.quiz_id, "quiz_id")
+            sessions = await self._game.list_sessions(
+                request.quiz_id, request.host_token, request.identity_token, size, before
+            )
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.ListSessionsResponse(
+            sessions=[messages.session_to_pb(s) for s in sessions],
+            next_page_token=str(sessions[-1].created_ms) if len(sessions) == size else "",
+        )
+
     async def JoinQuiz(self, request: pb.JoinQuizRequest, context: grpc.aio.ServicerContext) -> pb.JoinQuizResponse:
         try:
             _require(request.quiz_id, "quiz_id")
-            player, token, state = await self._game.join(request.quiz_id, request.nickname)
+            player, token, state = await self._game.join(request.quiz_id, request.nickname, request.identity_token)
             quiz = await self._game.quiz(request.quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
@@ -276,15 +330,21 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
 
     async def _host(
         self,
-        quiz_id: str,
-        host_token: str,
+        request: pb.StartQuizRequest
+        | pb.NextQuestionRequest
+        | pb.CloseQuestionRequest
+        | pb.SetLeaderboardVisibilityRequest
+        | pb.EndQuizRequest,
         action: HostAction,
         context: grpc.aio.ServicerContext,
         question_index: int | None = None,
     ) -> tuple[pb.QuizState, pb.QuestionResults | None]:
+        quiz_id = request.quiz_id
         try:
             _require(quiz_id, "quiz_id")
-            state, results = await self._game.host_action(quiz_id, host_token, action, question_index)
+            state, results = await self._game.host_action(
+                quiz_id, request.host_token, action, question_index, request.identity_token
+            )
             quiz = await self._game.quiz(quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
@@ -294,28 +354,28 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         )
 
     async def StartQuiz(self, request: pb.StartQuizRequest, context: grpc.aio.ServicerContext) -> pb.StartQuizResponse:
-        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.START, context)
+        state, _ = await self._host(request, HostAction.START, context)
         return pb.StartQuizResponse(state=state)
 
     async def NextQuestion(
         self, request: pb.NextQuestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.NextQuestionResponse:
         target = request.question_index if request.HasField("question_index") else None
-        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.NEXT, context, target)
+        state, _ = await self._host(request, HostAction.NEXT, context, target)
         return pb.NextQuestionResponse(state=state)
 
     async def CloseQuestion(
         self, request: pb.CloseQuestionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CloseQuestionResponse:
         target = request.question_index if request.HasField("question_index") else None
-        state, results = await self._host(request.quiz_id, request.host_token, HostAction.CLOSE, context, target)
+        state, results = await self._host(request, HostAction.CLOSE, context, target)
         return pb.CloseQuestionResponse(state=state, results=results)
 
     async def SetLeaderboardVisibility(
         self, request: pb.SetLeaderboardVisibilityRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetLeaderboardVisibilityResponse:
         action = HostAction.SHOW_LEADERBOARD if request.visible else HostAction.HIDE_LEADERBOARD
-        state, _ = await self._host(request.quiz_id, request.host_token, action, context)
+        state, _ = await self._host(request, action, context)
         return pb.SetLeaderboardVisibilityResponse(state=state)
 
     async def KickPlayer(
@@ -324,14 +384,16 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         try:
             _require(request.quiz_id, "quiz_id")
             _require(request.player_id, "player_id")
-            state = await self._game.kick(request.quiz_id, request.host_token, request.player_id)
+            state = await self._game.kick(
+                request.quiz_id, request.host_token, request.player_id, request.identity_token
+            )
             quiz = await self._game.quiz(request.quiz_id)
         except domain.QuizError as exc:
             await _abort_for(context, exc)
         return pb.KickPlayerResponse(state=messages.state_to_pb(quiz, state, self._clock.now_ms()))
 
     async def EndQuiz(self, request: pb.EndQuizRequest, context: grpc.aio.ServicerContext) -> pb.EndQuizResponse:
-        state, _ = await self._host(request.quiz_id, request.host_token, HostAction.END, context)
+        state, _ = await self._host(request, HostAction.END, context)
         return pb.EndQuizResponse(state=state)
 
     async def GetQuizState(

@@ -20,6 +20,7 @@ from quiz_svc.service import QuizGame, SystemClock, Timeouts
 from quiz_svc.settings import Settings
 from quizmesh.auth import Credentials
 from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.identity import Identities
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc
 from quizmesh.runtime import Runtime
 
@@ -135,6 +136,7 @@ async def run(
                 liveness_ttl_ms=settings.liveness_ttl_ms,
                 receipt_grace_ms=settings.receipt_grace_ms,
             ),
+            identities=Identities(settings.identity.verifier(), anonymous_allowed=settings.identity.anonymous_allowed),
         )
         log.info("quiz_svc instance %s", game.instance_id)
         # Popped in reverse: drain the replied answers' marks, then declare this process gone.

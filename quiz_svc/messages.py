@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from quiz_svc.domain import GameState, InvalidQuiz, Phase, PointsMode, Question, QuizDefinition
+from quiz_svc.domain import GameState, InvalidQuiz, Phase, PointsMode, Question, QuizDefinition, Session
 from quiz_svc.events import AnswerJudged, GameEvent, PlayerJoined
 from quiz_svc.kinds import (
     AnswerValue,
@@ -158,6 +158,18 @@ def quiz_to_pb(quiz: QuizDefinition, *, with_answers: bool) -> pb.Quiz:
         allow_late_join=quiz.allow_late_join,
         create_time=timestamp_ms(quiz.created_ms),
         questions=[question_to_pb(q, with_answers=with_answers) for q in quiz.questions],
+        requires_sign_in=quiz.requires_sign_in,
+    )
+
+
+def session_to_pb(session: Session) -> pb.Session:
+    return pb.Session(
+        session_id=session.session_id,
+        quiz_id=session.quiz_id,
+        title=session.title,
+        create_time=timestamp_ms(session.created_ms),
+        phase=_PHASES[session.phase],
+        host_user_id=session.host_user_id or "",
     )
 
 
@@ -302,6 +314,7 @@ def event_to_pb(event: GameEvent) -> Event:
             player_id=event.player_id,
             nickname=event.nickname,
             quiz_elapsed_ms=event.quiz_elapsed_ms,
+            user_id=event.user_id,
         )
     return events_pb2.UserLeftQuiz(
         event_id=new_event_id(),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
-from quiz_svc.domain import AnswerRefusal, GameState, PlayerStanding, QuizDefinition
+from quiz_svc.domain import AnswerRefusal, GameState, Ownership, PlayerStanding, QuizDefinition, Session
 from quiz_svc.events import GameEvent
 from quiz_svc.kinds import AnswerValue
 from quiz_svc.media import MediaFile
@@ -24,9 +24,30 @@ class QuizRepository(Protocol):
         (quizmesh.migrations.SchemaOutOfDate names a missing one)."""
         ...
 
-    async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
-        """Stores a new quiz and the media uploaded with it, together or not at all; False when its ID
-        is already taken. Media already stored (the same bytes) are kept as they are."""
+    async def add(
+        self, quiz: QuizDefinition, media: Sequence[MediaFile] = (), owner_user_id: str | None = None
+    ) -> bool:
+        """Stores a new quiz, owned by owner_user_id (None: by its host credential's holder), as its own
+        first session, and the media uploaded with it, together or not at all; False when its ID is
+        already taken. Media already stored (the same bytes) are kept as they are."""
+        ...
+
+    async def add_session(self, session: QuizDefinition, quiz_id: str, host_user_id: str | None) -> bool:
+        """Stores a new session of the quiz quiz_id, whose copy of the quiz is `session` (keyed by the
+        session's join code); False when that join code is already taken."""
+        ...
+
+    async def ownership(self, quiz_id: str) -> Ownership | None:
+        """Who owns the authored quiz quiz_id; None when no authored quiz has that ID (a session's
+        join code that is not its quiz's first is not one)."""
+        ...
+
+    async def session_host(self, session_id: str) -> str | None:
+        """The user who hosts a session (started it signed in); None when hosted by credential only."""
+        ...
+
+    async def sessions(self, quiz_id: str, limit: int, before_ms: int | None) -> list[Session]:
+        """An authored quiz's sessions, newest first, started strictly before before_ms when given."""
         ...
 
     async def stored_media(self, media_ids: Sequence[str]) -> set[str]:
@@ -37,8 +58,9 @@ class QuizRepository(Protocol):
 
     async def get(self, quiz_id: str) -> QuizDefinition | None: ...
 
-    async def list(self, limit: int, before_ms: int | None) -> list[QuizDefinition]:
-        """Newest first, created strictly before before_ms when given."""
+    async def list(self, limit: int, before_ms: int | None, owner_user_id: str | None = None) -> list[QuizDefinition]:
+        """Authored quizzes (not their later sessions), newest first, created strictly before before_ms
+        when given, only those owner_user_id owns when given."""
         ...
 
     async def save_state(self, state: GameState) -> None:
@@ -168,7 +190,7 @@ class GameStore(Protocol):
     async def add_player(self, quiz_id: str, player_id: str, nickname: str) -> GameState | None:
         """Adds a player under a nickname unique in the quiz (case-insensitive).
 
-        Returns the new state, or None when the nickname is taken.
+        Returns the new state, or None when the nickname or the player ID is taken.
         """
         ...
 

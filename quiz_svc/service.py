@@ -34,6 +34,7 @@ from quiz_svc.domain import (
     JoinClosed,
     NicknameTaken,
     NotAPlayer,
+    NotSignedIn,
     NotTheHost,
     Phase,
     PlayerRemoved,
@@ -41,6 +42,7 @@ from quiz_svc.domain import (
     QuizDefinition,
     QuizError,
     QuizNotFound,
+    Session,
     Unavailable,
     WrongPhase,
     answer_event_id,
@@ -54,13 +56,17 @@ from quiz_svc.domain import (
     is_past_close,
     judge,
     may_join,
+    may_join_as,
     new_player_id,
     new_quiz_id,
+    new_session,
     normalize_quiz_id,
+    owns,
     plausible_receipt,
     rebuilt_version,
     sanitize_nickname,
     streak_now,
+    user_player_id,
     validate_quiz,
 )
 from quiz_svc.kinds import AnswerValue, InvalidAnswer
@@ -86,6 +92,7 @@ from quiz_svc.ports import (
 )
 from quizmesh.auth import Credentials, InvalidCredential
 from quizmesh.eventbus import EventBusUnavailable
+from quizmesh.identity import ANONYMOUS, Identities, InvalidIdentity, User
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +220,11 @@ class QuizGame:
         instances: InstanceRegistry,
         timeouts: Timeouts = Timeouts(),
         instance_id: str = "",
+        identities: Identities = ANONYMOUS,
     ) -> None:
         self._durable_results = results
+        self._identities = identities
+        self._player_secret = credentials.subkey("signed-in players")
         self._restoring: dict[str, asyncio.Lock] = {}
         self._repository = repository
         self._store = store
@@ -329,9 +339,14 @@ class QuizGame:
         questions: Sequence[Question],
         allow_late_join: bool,
         uploads: Mapping[str, bytes] | None = None,
+        *,
+        identity_token: str = "",
+        requires_sign_in: bool = False,
     ) -> tuple[QuizDefinition, str]:
         """Creates a quiz with the media uploaded for it by name, which its questions name by upload name
-        or, for media stored before, by media ID."""
+        or, for media stored before, by media ID. With an identity token, its user owns the quiz; either
+        way the quiz is its own first session, whose host credential is returned."""
+        owner = await self._user(identity_token)
         resolved, files = await self._checked(title, questions, uploads or {})
         for _ in range(5):
             quiz = QuizDefinition(
@@ -340,11 +355,55 @@ class QuizGame:
                 questions=resolved,
                 allow_late_join=allow_late_join,
                 created_ms=self._clock.now_ms(),
+                requires_sign_in=requires_sign_in,
             )
-            if await self._repository.add(quiz, files):
+            if await self._repository.add(quiz, files, owner.user_id if owner else None):
                 await self._store.create(initial_state(quiz))
                 return quiz, self._credentials.issue("host", quiz.quiz_id)
         raise Unavailable("could not allocate a free quiz ID; try again")
+
+    async def _user(self, identity_token: str) -> User | None:
+        """The signed-in user of a request, None when it carries no identity token; NotSignedIn when the
+        token is refused (checked before anything is written)."""
+        try:
+            return await self._identities.user(identity_token)
+        except InvalidIdentity as exc:
+            raise NotSignedIn(str(exc)) from None
+
+    async def _owned(self, quiz_id: str, host_token: str, identity_token: str) -> tuple[QuizDefinition, User | None]:
+        """An authored quiz its owner acts on, and the owner when signed in."""
+        user = await self._user(identity_token)
+        quiz_id = normalize_quiz_id(quiz_id)
+        ownership = await self._repository.ownership(quiz_id)
+        if ownership is None:
+            raise QuizNotFound(f"no quiz has the ID {quiz_id!r} (a later session's join code is not its quiz's ID)")
+        if not owns(ownership, user.user_id if user else None, self.is_host(quiz_id, host_token)):
+            raise NotTheHost(
+                "only the quiz's owner may do this: sign in as its author, or, for a quiz created without "
+                "signing in, present the host credential issued at its creation"
+            )
+        return await self.quiz(quiz_id), user
+
+    async def start_session(
+        self, quiz_id: str, host_token: str, identity_token: str
+    ) -> tuple[Session, QuizDefinition, str]:
+        """Starts a new run of an authored quiz, in its lobby: its own join code, players and results.
+        Returns the session, its copy of the quiz and its host credential."""
+        quiz, user = await self._owned(quiz_id, host_token, identity_token)
+        host = user.user_id if user else None
+        for _ in range(5):
+            copy = new_session(quiz, new_quiz_id(), self._clock.now_ms())
+            if await self._repository.add_session(copy, quiz.quiz_id, host):
+                await self._store.create(initial_state(copy))
+                session = Session(copy.quiz_id, quiz.quiz_id, copy.title, copy.created_ms, Phase.LOBBY, host)
+                return session, copy, self._credentials.issue("host", copy.quiz_id)
+        raise Unavailable("could not allocate a free join code; try again")
+
+    async def list_sessions(
+        self, quiz_id: str, host_token: str, identity_token: str, limit: int, before_ms: int | None
+    ) -> list[Session]:
+        quiz, _ = await self._owned(quiz_id, host_token, identity_token)
+        return await self._repository.sessions(quiz.quiz_id, limit, before_ms)
 
     async def check_quiz(self, title: str, questions: Sequence[Question], uploads: Mapping[str, bytes]) -> None:
         """Checks a quiz against the rules as create_quiz would, storing nothing."""
@@ -385,8 +444,10 @@ class QuizGame:
             return False
         return True
 
-    async def list_quizzes(self, limit: int, before_ms: int | None) -> list[QuizDefinition]:
-        return await self._repository.list(limit, before_ms)
+    async def list_quizzes(self, limit: int, before_ms: int | None, identity_token: str = "") -> list[QuizDefinition]:
+        """Authored quizzes, newest first: every one, or with an identity token those its user owns."""
+        owner = await self._user(identity_token)
+        return await self._repository.list(limit, before_ms, owner.user_id if owner else None)
 
     async def state(self, quiz_id: str) -> tuple[QuizDefinition, GameState]:
         quiz = await self.quiz(quiz_id)
@@ -394,16 +455,30 @@ class QuizGame:
 
     # --- players ---
 
-    async def join(self, quiz_id: str, nickname: str) -> tuple[PlayerRecord, str, GameState]:
+    async def join(self, quiz_id: str, nickname: str, identity_token: str = "") -> tuple[PlayerRecord, str, GameState]:
+        """Admits a player. With an identity token the player is its user, one player per user in a
+        session: a user who joined before (from another device, say) gets that player back."""
+        user = await self._user(identity_token)
         quiz, state = await self.state(quiz_id)
-        name = sanitize_nickname(nickname)
+        may_join_as(quiz, user.user_id if user else None, self._identities.anonymous_allowed)
+        if user is None:
+            player_id = new_player_id()
+            name = sanitize_nickname(nickname)
+        else:
+            player_id = user_player_id(self._player_secret, quiz.quiz_id, user.user_id)
+            if await self._store.player(quiz.quiz_id, player_id) is not None:
+                return await self._rejoin(quiz.quiz_id, player_id)
+            name = sanitize_nickname(nickname or user.name)
         may_join(state, quiz)
-        player_id = new_player_id()
         joined = await self._store.add_player(quiz.quiz_id, player_id, name)
         if joined is None:
+            if user is not None and await self._store.player(quiz.quiz_id, player_id) is not None:
+                return await self._rejoin(quiz.quiz_id, player_id)  # the same user, joining from two devices at once
             raise NicknameTaken(f"the nickname {name!r} is taken in this quiz; choose another")
         joined_ms = self._clock.now_ms()  # the join's time ranks the player at 0: one reading for both fields
-        event = events.PlayerJoined(quiz.quiz_id, player_id, name, joined_ms, joined_ms - quiz.created_ms)
+        event = events.PlayerJoined(
+            quiz.quiz_id, player_id, name, joined_ms, joined_ms - quiz.created_ms, user.user_id if user else ""
+        )
         try:
             await self._events.publish([event], timeout_s=self._timeouts.publish_s)
         except EventBusUnavailable:
@@ -412,6 +487,16 @@ class QuizGame:
         record = await self._store.player(quiz.quiz_id, player_id)
         assert record is not None
         return record, self._credentials.issue("player", quiz.quiz_id, player_id), joined
+
+    async def _rejoin(self, quiz_id: str, player_id: str) -> tuple[PlayerRecord, str, GameState]:
+        """A signed-in user's player, as resuming it gives it (a removed or departed one is refused)."""
+        try:
+            resumed = await self.resume(self._credentials.issue("player", quiz_id, player_id))
+        except PlayerLeft:
+            raise PlayerLeft("you left this session; a signed-in player has one seat per session") from None
+        except PlayerRemoved:
+            raise PlayerRemoved("the host removed you from this session") from None
+        return resumed.player, resumed.player_token, resumed.state
 
     def _player(self, token: str) -> tuple[str, str]:
         try:
@@ -613,18 +698,36 @@ class QuizGame:
 
     # --- hosts ---
 
-    async def _hosted(self, quiz_id: str, host_token: str) -> QuizDefinition:
+    async def _hosted(self, quiz_id: str, host_token: str, identity_token: str = "") -> QuizDefinition:
         quiz = await self.quiz(quiz_id)
-        if not self.is_host(quiz.quiz_id, host_token):
-            raise NotTheHost("only the quiz's host may do this; present the host credential issued at creation")
+        if not await self.hosts(quiz.quiz_id, host_token, identity_token):
+            raise NotTheHost(
+                "only the quiz's host may do this; present the host credential issued at creation, or sign in "
+                "as the user who started this session"
+            )
         return quiz
 
+    async def hosts(self, quiz_id: str, host_token: str, identity_token: str = "") -> bool:
+        """Whether the request hosts this session: its host credential, or the identity token of the user
+        who started it signed in (NotSignedIn when that token is refused)."""
+        if host_token and self.is_host(quiz_id, host_token):
+            return True
+        user = await self._user(identity_token)
+        if user is None:
+            return False
+        return await self._repository.session_host(normalize_quiz_id(quiz_id)) == user.user_id
+
     async def host_action(
-        self, quiz_id: str, host_token: str, action: HostAction, question_index: int | None = None
+        self,
+        quiz_id: str,
+        host_token: str,
+        action: HostAction,
+        question_index: int | None = None,
+        identity_token: str = "",
     ) -> tuple[GameState, QuestionResults | None]:
         """Applies a host action, or, if it already took effect (a retry, see domain.host_action_done),
         answers with the current state, the effects of the transition that led there finished first."""
-        quiz = await self._hosted(quiz_id, host_token)
+        quiz = await self._hosted(quiz_id, host_token, identity_token)
         await self._register([quiz.quiz_id])  # before the transition: it owes effects from its first step
         for _ in range(10):
             live = await self._live(quiz)
@@ -650,8 +753,8 @@ class QuizGame:
                 return new, results
         raise Unavailable("the quiz changed concurrently too many times; try again")
 
-    async def kick(self, quiz_id: str, host_token: str, player_id: str) -> GameState:
-        quiz = await self._hosted(quiz_id, host_token)
+    async def kick(self, quiz_id: str, host_token: str, player_id: str, identity_token: str = "") -> GameState:
+        quiz = await self._hosted(quiz_id, host_token, identity_token)
         await self._remove(quiz.quiz_id, player_id, kicked=True)
         state = await self._current(quiz)
         await self._feed.publish(quiz, QuizUpdate(state, kicked_player_id=player_id))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+from quizmesh.identity import IDENTITY_VARIABLES, IdentitySettings
 from quizmesh.settings import (
     PERSISTENCE_ADDR,
     QUIZ_ADDR,
@@ -68,6 +69,7 @@ class Settings:
         HEARTBEAT_MS,
         LIVENESS_TTL_MS,
         RECEIPT_GRACE_MS,
+        *IDENTITY_VARIABLES,
     )
 
     address: str
@@ -79,6 +81,7 @@ class Settings:
     heartbeat_ms: int = 500
     liveness_ttl_ms: int = 3000
     receipt_grace_ms: int = 30_000
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -92,6 +95,7 @@ class Settings:
             heartbeat_ms=HEARTBEAT_MS.read(env),
             liveness_ttl_ms=LIVENESS_TTL_MS.read(env),
             receipt_grace_ms=RECEIPT_GRACE_MS.read(env),
+            identity=IdentitySettings.from_env(env),
         )
 
     def __post_init__(self) -> None:

@@ -6,6 +6,8 @@ HS256 JWTs; the algorithm is pinned on verification, so `alg: none` and algorith
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -50,6 +52,11 @@ class Credentials:
         # token -> (its verified claims as the checks below need them, its expiry in epoch seconds)
         self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
         self._verified_cache_size = verified_cache_size
+
+    def subkey(self, purpose: str) -> bytes:
+        """A key for another purpose derived from this one, so that one secret serves both and neither
+        key reveals the other."""
+        return hmac.new(self._key, f"quizmesh:{purpose}".encode(), hashlib.sha256).digest()
 
     def issue(self, role: Role, quiz_id: str, player_id: str = "", *, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())

@@ -480,10 +480,10 @@ $("#create-form").addEventListener("submit", async (event) => {
     };
     const body = new Blob([JSON.stringify(quiz)], { type: "application/json" });
     const created = await postForm("/quizzes", upload("quiz", body, "quiz.json"));
-    sessionStorage.setItem(
-      HOSTING_KEY,
-      JSON.stringify({ quiz_id: created.quiz.quiz_id, host_token: created.host_token }),
-    );
+    // The quiz's own ID and first host credential stay with every later session: they own the quiz,
+    // which "Run this quiz again" needs.
+    const owner = { quiz_id: created.quiz.quiz_id, host_token: created.host_token };
+    sessionStorage.setItem(HOSTING_KEY, JSON.stringify({ ...owner, owner }));
     hosting.board = null;
     hosting.results = null;
     hosting.state = null;
@@ -541,6 +541,32 @@ $("#end-button").addEventListener("click", () => act("end_quiz"));
 $("#board-toggle").addEventListener("click", () =>
   act("set_leaderboard_visibility", { visible: !hosting.state.leaderboard_visible }),
 );
+// A new session of the same quiz (POST /quizzes/{quiz_id}/sessions): a new join code, in the lobby.
+$("#run-again-button").addEventListener("click", async () => {
+  showError("");
+  const owner = JSON.parse(sessionStorage.getItem(HOSTING_KEY) || "null")?.owner;
+  if (!owner) return;
+  try {
+    const response = await fetch(`/quizzes/${encodeURIComponent(owner.quiz_id)}/sessions`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${owner.host_token}` },
+      cache: "no-store",
+    });
+    if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
+    const started = await response.json();
+    sessionStorage.setItem(
+      HOSTING_KEY,
+      JSON.stringify({ quiz_id: started.session.session_id, host_token: started.host_token, owner }),
+    );
+    hosting.board = null;
+    hosting.results = null;
+    hosting.state = null;
+    await hostIfStored();
+  } catch (error) {
+    showError(`Could not run the quiz again: ${error.message}`);
+  }
+});
+
 $("#new-quiz-button").addEventListener("click", () => {
   sessionStorage.removeItem(HOSTING_KEY);
   showCreate();
@@ -707,6 +733,7 @@ function renderControls(state) {
     ? "Hide leaderboard from players"
     : "Show leaderboard to players";
   $("#new-quiz-button").hidden = phase !== "ended";
+  $("#run-again-button").hidden = phase !== "ended" || !JSON.parse(sessionStorage.getItem(HOSTING_KEY) || "{}").owner;
 }
 
 function renderBoard(state) {

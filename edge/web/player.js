@@ -20,6 +20,7 @@ import {
 } from "./common.js";
 
 const TOKEN_KEY = "quizmesh.player_token";
+const IDENTITY_KEY = "quizmesh.identity_token";
 // A resume that fails with one of these will never succeed: the stored credential is forgotten.
 const FINAL_RESUME_ERRORS = new Set([
   "unauthenticated",
@@ -40,6 +41,23 @@ const game = {
   board: null, // the latest leaderboard_updated
   total: 0,
 };
+
+// A signed-in learner's identity token, handed over by the host application in the URL's fragment
+// (`/#identity_token=…`), which browsers never send to a server: kept for this tab, then taken out of
+// the address bar so that it is not bookmarked or shared.
+function takeIdentityToken() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const given = fragment.get("identity_token");
+  if (given) {
+    sessionStorage.setItem(IDENTITY_KEY, given);
+    fragment.delete("identity_token");
+    const rest = fragment.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  }
+  return sessionStorage.getItem(IDENTITY_KEY);
+}
+
+const identityToken = takeIdentityToken();
 
 const connection = new Connection({
   onOpen: resumeIfJoined,
@@ -129,6 +147,34 @@ function showJoin(message = "") {
   showView("join");
 }
 
+/** The signed-in learner's past sessions, newest first (GET /api/v1/users/me/results). */
+async function showHistory() {
+  let body;
+  try {
+    const response = await fetch("/api/v1/users/me/results?page_size=10", {
+      headers: { Authorization: `Bearer ${identityToken}` },
+      cache: "no-store",
+    });
+    if (!response.ok) return;
+    body = await response.json();
+  } catch {
+    return; // the history is a courtesy: joining works without it
+  }
+  const rows = body.results.map((r) =>
+    h(
+      "li",
+      { class: "history-row", dataset: { session: r.session_id } },
+      h("span", { class: "history-when", text: new Date(r.join_time).toLocaleDateString() }),
+      h("span", { class: "history-session", text: r.session_id }),
+      h("span", { class: "history-rank", text: r.rank ? `#${r.rank} of ${r.player_count}` : "left" }),
+      h("span", { class: "history-score", text: `${formatNumber(r.score)} points` }),
+    ),
+  );
+  fill($("#history-list"), rows);
+  $("#history-empty").hidden = rows.length > 0;
+  $("#history").hidden = false;
+}
+
 $("#join-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const quizId = $("#join-quiz-id").value.trim();
@@ -137,7 +183,9 @@ $("#join-form").addEventListener("submit", async (event) => {
   button.disabled = true;
   $("#join-error").textContent = "";
   try {
-    const reply = await connection.request("join_quiz", { quiz_id: quizId, nickname });
+    const fields = { quiz_id: quizId, nickname };
+    if (identityToken) fields.identity_token = identityToken;
+    const reply = await connection.request("join_quiz", fields);
     sessionStorage.setItem(TOKEN_KEY, reply.player_token);
     seat(reply.player, reply.state);
     render();
@@ -503,4 +551,5 @@ const params = new URLSearchParams(location.search);
 if (params.get("quiz")) $("#join-quiz-id").value = params.get("quiz");
 if (sessionStorage.getItem(TOKEN_KEY)) showView("resuming");
 else showJoin();
+if (identityToken) showHistory();
 connection.start();

@@ -20,11 +20,14 @@ from persistence_svc.adapters.replica import ReplicaRouter
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
+    HistoryCursor,
     Page,
     ParticipantCursor,
     ParticipantRow,
     StoreBatch,
+    UserSession,
     answer_cursor,
+    history_cursor,
     participant_cursor,
 )
 from persistence_svc.migrations import SCHEMA
@@ -35,7 +38,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Each row type's columns, named as its fields are: the inserts below send one array per column.
-_JOIN_FIELDS: Final = ("quiz_id", "player_id", "nickname", "joined_at", "quiz_elapsed_ms")
+_JOIN_FIELDS: Final = ("quiz_id", "player_id", "nickname", "joined_at", "quiz_elapsed_ms", "user_id")
 _LEAVE_FIELDS: Final = ("quiz_id", "player_id", "left_at", "kicked")
 _ANSWER_FIELDS: Final = (
     "quiz_id",
@@ -55,12 +58,38 @@ _ANSWER_FIELDS: Final = (
     "credit",
 )
 
+# A signed-in player's participation is keyed by user as well (migrations/0004_user_history.sql), for
+# the joins this statement fills in only: a join delivered again after its user's data was deleted finds
+# its row filled, and adds nothing back.
 _INSERT_JOINS = f"""
-INSERT INTO participants AS p ({", ".join(_JOIN_FIELDS)})
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[])
-ON CONFLICT (quiz_id, player_id) DO UPDATE
-SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms
-WHERE p.joined_at IS NULL
+WITH joined AS (
+    INSERT INTO participants AS p ({", ".join(_JOIN_FIELDS)})
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[])
+    ON CONFLICT (quiz_id, player_id) DO UPDATE
+    SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms,
+        user_id = excluded.user_id
+    WHERE p.joined_at IS NULL
+    RETURNING p.user_id, p.quiz_id, p.player_id, p.joined_at
+)
+INSERT INTO user_sessions (user_id, quiz_id, player_id, joined_at)
+SELECT user_id, quiz_id, player_id, joined_at FROM joined WHERE user_id IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+_FORGET_USER = """
+WITH mine AS (DELETE FROM user_sessions WHERE user_id = $1 RETURNING quiz_id, player_id)
+UPDATE participants p SET user_id = NULL, nickname = $2
+FROM mine WHERE p.quiz_id = mine.quiz_id AND p.player_id = mine.player_id
+"""
+
+_LIST_USER_SESSIONS = """
+SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
+WHERE user_id = $1 ORDER BY joined_at DESC, quiz_id DESC LIMIT $2
+"""
+
+_LIST_USER_SESSIONS_AFTER = """
+SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
+WHERE user_id = $1 AND (joined_at, quiz_id) < ($3, $4) ORDER BY joined_at DESC, quiz_id DESC LIMIT $2
 """
 
 _INSERT_LEAVES = f"""
@@ -87,7 +116,7 @@ def _columns(rows: Sequence[object], names: Sequence[str]) -> list[list[Any]]:
     return [list(column) for column in zip(*(values(row) for row in rows), strict=True)]
 
 
-_PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked"
+_PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked, user_id"
 
 _LIST_PARTICIPANTS = f"""
 SELECT {_PARTICIPANT_COLUMNS} FROM participants
@@ -210,10 +239,22 @@ class PostgresResultStore:
                 quiz_elapsed_ms=r["quiz_elapsed_ms"],
                 left_at=r["left_at"],
                 kicked=r["kicked"],
+                user_id=r["user_id"],
             )
             for r in records[:limit]
         )
         return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def user_sessions(
+        self, user_id: str, limit: int, after: HistoryCursor | None
+    ) -> Page[UserSession, HistoryCursor]:
+        if after is None:
+            query: tuple[Any, ...] = (_LIST_USER_SESSIONS, user_id, limit + 1)
+        else:
+            query = (_LIST_USER_SESSIONS_AFTER, user_id, limit + 1, after.joined_at, after.quiz_id)
+        records = await self._read(*query, from_primary=False)
+        rows = tuple(UserSession(**dict(r)) for r in records[:limit])
+        return Page(rows, history_cursor(rows[-1]) if len(records) > limit else None)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
@@ -232,6 +273,13 @@ class PostgresResultStore:
         records = await self._read(*query, from_primary=from_primary)
         rows = tuple(AnswerRow(**dict(r)) for r in records[:limit])
         return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def forget_user(self, user_id: str, nickname: str) -> int:
+        async def forget(conn: asyncpg.Connection) -> int:
+            status: str = await conn.execute(_FORGET_USER, user_id, nickname)
+            return int(status.rsplit(maxsplit=1)[-1])
+
+        return await self._with_connection(forget)
 
     async def close(self) -> None:
         pools = [self._pool]

@@ -17,11 +17,14 @@ import aiosqlite
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
+    HistoryCursor,
     Page,
     ParticipantCursor,
     ParticipantRow,
     StoreBatch,
+    UserSession,
     answer_cursor,
+    history_cursor,
     participant_cursor,
 )
 from persistence_svc.ports import StoreUnavailable
@@ -59,15 +62,40 @@ CREATE TABLE IF NOT EXISTS answers (
     PRIMARY KEY (quiz_id, question_index, player_id)
 );
 CREATE INDEX IF NOT EXISTS answers_listing_order ON answers (quiz_id, question_index, answered_at, player_id);
+CREATE TABLE IF NOT EXISTS user_sessions (
+    user_id TEXT NOT NULL,
+    quiz_id TEXT NOT NULL,
+    player_id TEXT NOT NULL,
+    joined_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, quiz_id)
+);
+CREATE INDEX IF NOT EXISTS user_sessions_newest ON user_sessions (user_id, joined_at DESC, quiz_id DESC);
 """
+# Issue 16 (persistence_svc/migrations/0004_user_history.sql) on a file made before it.
+_USER_ID_COLUMN = "ALTER TABLE participants ADD COLUMN user_id TEXT;"
 
 # The same upserts as adapters/postgres.py; see there why joins and leaves commute.
 _INSERT_JOIN = """
-INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms)
-VALUES (?, ?, ?, ?, ?)
+INSERT INTO participants AS p (quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, user_id)
+VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (quiz_id, player_id) DO UPDATE
-SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms
+SET nickname = excluded.nickname, joined_at = excluded.joined_at, quiz_elapsed_ms = excluded.quiz_elapsed_ms,
+    user_id = excluded.user_id
 WHERE p.joined_at IS NULL
+"""
+
+_INSERT_USER_SESSION = """
+INSERT INTO user_sessions (user_id, quiz_id, player_id, joined_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING
+"""
+
+_LIST_USER_SESSIONS = """
+SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
+WHERE user_id = ? ORDER BY joined_at DESC, quiz_id DESC LIMIT ?
+"""
+
+_LIST_USER_SESSIONS_AFTER = """
+SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
+WHERE user_id = ? AND (joined_at, quiz_id) < (?, ?) ORDER BY joined_at DESC, quiz_id DESC LIMIT ?
 """
 
 _INSERT_LEAVE = """
@@ -87,7 +115,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING
 """
 
-_PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked"
+_PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms, left_at, kicked, user_id"
 
 _LIST_PARTICIPANTS = f"""
 SELECT {_PARTICIPANT_COLUMNS} FROM participants
@@ -167,6 +195,12 @@ class SqliteResultStore:
                     row = await cur.fetchone()
                 if row is not None and row[0] == 0:
                     await self._conn.executescript(_ANSWER_VALUE_COLUMNS)
+                async with self._conn.execute(
+                    "SELECT count(*) FROM pragma_table_info('participants') WHERE name = 'user_id'"
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None and row[0] == 0:
+                    await self._conn.executescript(_USER_ID_COLUMN)
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"SQLite: {exc}") from exc
 
@@ -190,8 +224,23 @@ class SqliteResultStore:
     async def _write(self, batch: StoreBatch) -> None:
         await self._conn.executemany(
             _INSERT_JOIN,
-            [(r.quiz_id, r.player_id, r.nickname, _micros(r.joined_at), r.quiz_elapsed_ms) for r in batch.joins],
+            [
+                (r.quiz_id, r.player_id, r.nickname, _micros(r.joined_at), r.quiz_elapsed_ms, r.user_id)
+                for r in batch.joins
+                if r.user_id is None
+            ],
         )
+        for r in batch.joins:
+            if r.user_id is None:
+                continue
+            # As adapters/postgres.py: keyed by user only when this join fills its row in.
+            cursor = await self._conn.execute(
+                _INSERT_JOIN, (r.quiz_id, r.player_id, r.nickname, _micros(r.joined_at), r.quiz_elapsed_ms, r.user_id)
+            )
+            if cursor.rowcount == 1:
+                await self._conn.execute(
+                    _INSERT_USER_SESSION, (r.user_id, r.quiz_id, r.player_id, _micros(r.joined_at))
+                )
         await self._conn.executemany(
             _INSERT_ANSWER,
             [
@@ -239,10 +288,23 @@ class SqliteResultStore:
                 quiz_elapsed_ms=elapsed,
                 left_at=None if left_at is None else _instant(left_at),
                 kicked=bool(kicked),
+                user_id=user_id,
             )
-            for quiz, player, nickname, joined_at, elapsed, left_at, kicked in records[:limit]
+            for quiz, player, nickname, joined_at, elapsed, left_at, kicked, user_id in records[:limit]
         )
         return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def user_sessions(
+        self, user_id: str, limit: int, after: HistoryCursor | None
+    ) -> Page[UserSession, HistoryCursor]:
+        if after is None:
+            records = await self._fetch(_LIST_USER_SESSIONS, (user_id, limit + 1))
+        else:
+            records = await self._fetch(
+                _LIST_USER_SESSIONS_AFTER, (user_id, _micros(after.joined_at), after.quiz_id, limit + 1)
+            )
+        rows = tuple(UserSession(r[0], r[1], r[2], _instant(r[3])) for r in records[:limit])
+        return Page(rows, history_cursor(rows[-1]) if len(records) > limit else None)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
@@ -275,6 +337,28 @@ class SqliteResultStore:
             for r in records[:limit]
         )
         return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+
+    async def forget_user(self, user_id: str, nickname: str) -> int:
+        async with self._turn:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    async with self._conn.execute(
+                        "SELECT quiz_id, player_id FROM user_sessions WHERE user_id = ?", (user_id,)
+                    ) as cursor:
+                        mine = list(await cursor.fetchall())
+                    await self._conn.executemany(
+                        "UPDATE participants SET user_id = NULL, nickname = ? WHERE quiz_id = ? AND player_id = ?",
+                        [(nickname, quiz_id, player_id) for quiz_id, player_id in mine],
+                    )
+                    await self._conn.execute("DELETE FROM user_sessions WHERE user_id = ?", (user_id,))
+                    await self._conn.execute("COMMIT")
+                except BaseException:
+                    await self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+        return len(mine)
 
     async def close(self) -> None:
         async with self._turn:

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from quiz_svc.adapters import quiz_codec
-from quiz_svc.domain import GameState, QuizDefinition
+from quiz_svc.domain import GameState, Ownership, QuizDefinition, Session
 from quiz_svc.media import MediaFile
 from quiz_svc.ports import QuizRepository
 from quizmesh.redis_client import RedisClient
@@ -35,11 +35,28 @@ class CachedQuizRepository:
     async def ensure_schema(self) -> None:
         await self._source.ensure_schema()
 
-    async def add(self, quiz: QuizDefinition, media: Sequence[MediaFile] = ()) -> bool:
-        added = await self._source.add(quiz, media)
+    async def add(
+        self, quiz: QuizDefinition, media: Sequence[MediaFile] = (), owner_user_id: str | None = None
+    ) -> bool:
+        added = await self._source.add(quiz, media, owner_user_id)
         if added:
             self._remember(quiz)
         return added
+
+    async def add_session(self, session: QuizDefinition, quiz_id: str, host_user_id: str | None) -> bool:
+        added = await self._source.add_session(session, quiz_id, host_user_id)
+        if added:
+            self._remember(session)
+        return added
+
+    async def ownership(self, quiz_id: str) -> Ownership | None:
+        return await self._source.ownership(quiz_id)
+
+    async def session_host(self, session_id: str) -> str | None:
+        return await self._source.session_host(session_id)
+
+    async def sessions(self, quiz_id: str, limit: int, before_ms: int | None) -> list[Session]:
+        return await self._source.sessions(quiz_id, limit, before_ms)
 
     async def stored_media(self, media_ids: Sequence[str]) -> set[str]:
         return await self._source.stored_media(media_ids)
@@ -67,8 +84,8 @@ class CachedQuizRepository:
                 await self._redis.set(key, quiz_codec.encode(quiz), ex=_REDIS_TTL_S)
         return quiz
 
-    async def list(self, limit: int, before_ms: int | None) -> list[QuizDefinition]:
-        return await self._source.list(limit, before_ms)
+    async def list(self, limit: int, before_ms: int | None, owner_user_id: str | None = None) -> list[QuizDefinition]:
+        return await self._source.list(limit, before_ms, owner_user_id)
 
     async def save_state(self, state: GameState) -> None:
         await self._source.save_state(state)

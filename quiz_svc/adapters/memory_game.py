@@ -97,7 +97,7 @@ class InMemoryGameStore:
     async def add_player(self, quiz_id: str, player_id: str, nickname: str) -> GameState | None:
         game = self._games[quiz_id]
         folded = nickname.casefold()
-        if folded in game.nicknames:
+        if folded in game.nicknames or player_id in game.players:
             return None
         game.nicknames[folded] = player_id
         game.players[player_id] = PlayerRecord(player_id, nickname, PlayerStanding(0, 0, -1), True, False)

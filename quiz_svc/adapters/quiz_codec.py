@@ -63,19 +63,21 @@ def _question(q: Question) -> dict[str, Any]:
 
 
 def encode(quiz: QuizDefinition) -> bytes:
-    return orjson.dumps(
-        {
-            "quiz_id": quiz.quiz_id,
-            "title": quiz.title,
-            "allow_late_join": quiz.allow_late_join,
-            "created_ms": quiz.created_ms,
-            "questions": [_question(q) for q in quiz.questions],
-        }
-    )
+    fields: dict[str, Any] = {
+        "quiz_id": quiz.quiz_id,
+        "title": quiz.title,
+        "allow_late_join": quiz.allow_late_join,
+        "created_ms": quiz.created_ms,
+        "questions": [_question(q) for q in quiz.questions],
+    }
+    if quiz.requires_sign_in:
+        fields["sign_in"] = True
+    return orjson.dumps(fields)
 
 
 def decode(raw: bytes | str) -> QuizDefinition:
-    """A stored quiz; one stored before question kinds has single choice questions without "kind"."""
+    """A stored quiz; one stored before question kinds has single choice questions without "kind", one
+    stored before sessions no "sign_in" (anonymous players welcome)."""
     data: dict[str, Any] = orjson.loads(raw)
     questions = []
     for q in data["questions"]:
@@ -95,6 +97,7 @@ def decode(raw: bytes | str) -> QuizDefinition:
         allow_late_join=bool(data["allow_late_join"]),
         created_ms=int(data["created_ms"]),
         questions=tuple(questions),
+        requires_sign_in=bool(data.get("sign_in", False)),
     )
 
 

@@ -277,6 +277,15 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
     async def ListQuizzes(self, request: Any, context: Any) -> quiz_pb2.ListQuizzesResponse:
         return quiz_pb2.ListQuizzesResponse(quizzes=[q.quiz for q in self.quizzes.values()])
 
+    # Sessions are quiz_svc's (tests/quiz_svc/test_sessions.py); the edge's tests here never start one.
+    async def StartSession(self, request: Any, context: Any) -> quiz_pb2.StartSessionResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake quiz_svc runs no sessions")
+        raise AssertionError("context.abort returned")
+
+    async def ListSessions(self, request: Any, context: Any) -> quiz_pb2.ListSessionsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake quiz_svc runs no sessions")
+        raise AssertionError("context.abort returned")
+
     async def BatchSubmitAnswers(self, request: Any, context: Any) -> quiz_pb2.BatchSubmitAnswersResponse:
         self.batch_sizes.append(len(request.answers))
         self.answers.extend(request.answers)
@@ -414,6 +423,20 @@ class FakePersistenceService(persistence_grpc.PersistenceServiceServicer):
 
     async def ListAnswers(self, request: Any, context: Any) -> persistence_pb2.ListAnswersResponse:
         return persistence_pb2.ListAnswersResponse()
+
+    async def DeleteUserData(self, request: Any, context: Any) -> persistence_pb2.DeleteUserDataResponse:
+        # The mesh keeps the edge from calling it (deploy/istio/mesh/authorization-policies.yaml).
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the edge does not delete user data")
+        raise AssertionError("context.abort returned")
+
+    async def ListUserResults(self, request: Any, context: Any) -> persistence_pb2.ListUserResultsResponse:
+        """One session for the identity token "learner-token"; any other token is refused."""
+        if request.identity_token != "learner-token":
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the identity token is not valid")
+        return persistence_pb2.ListUserResultsResponse(
+            results=[persistence_pb2.UserSessionResult(session_id="S1", score=900, rank=1, player_count=3)],
+            next_page_token="" if request.page_token else "page-2",
+        )
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The results export over HTTP: who may download a quiz's CSV, and what it holds."""
+"""The results export over HTTP: who may download a quiz's CSV, and what it holds; and a learner's history."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from quizmesh.results import COLUMNS
+from tests.edge.conftest import EdgeFactory
 from tests.support.checks import wait_for_stored_answers
 from tests.support.client import EdgeClient
 from tests.support.stack import embedded_stack
@@ -72,3 +73,21 @@ async def test_only_the_quizs_host_downloads_its_results(tmp_path: Path) -> None
         ]
         await player.close()
         await host.close()
+
+
+async def test_a_learners_history_needs_their_identity_token_in_the_header(edge: EdgeFactory) -> None:
+    client = await edge()
+    path = "/api/v1/users/me/results"
+    assert (await client.get(path)).status == 401
+    assert (await client.get(path, headers={"Authorization": "Basic learner-token"})).status == 401
+    refused = await client.get(path, headers={"Authorization": "Bearer forged"})
+    assert refused.status == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await client.get(f"{path}?page_size=many", headers={"Authorization": "Bearer learner-token"})).status == 400
+
+    page = await client.get(path, headers={"Authorization": "Bearer learner-token"})
+    assert page.status == 200 and page.headers["Cache-Control"] == "no-store"
+    body = await page.json()
+    assert [(r["session_id"], r["score"], r["rank"]) for r in body["results"]] == [("S1", "900", 1)]
+    assert body["next_page_token"] == "page-2"
+    last = await client.get(f"{path}?page_token=page-2", headers={"Authorization": "Bearer learner-token"})
+    assert (await last.json())["next_page_token"] == ""

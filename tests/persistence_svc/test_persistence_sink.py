@@ -21,10 +21,12 @@ from persistence_svc.consumer import SINK_TOPICS, ResultSink, SinkTuning
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
+    HistoryCursor,
     Page,
     ParticipantCursor,
     ParticipantRow,
     StoreBatch,
+    UserSession,
 )
 from persistence_svc.ports import ResultStore, StoreUnavailable
 from quizmesh.eventbus.kafka import KafkaConsumer, KafkaPublisher
@@ -96,6 +98,14 @@ class _FlakyStore:
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
     ) -> Page[AnswerRow, AnswerCursor]:
         return await self._inner.list_answers(quiz_id, limit, after, from_primary=from_primary)
+
+    async def user_sessions(
+        self, user_id: str, limit: int, after: HistoryCursor | None
+    ) -> Page[UserSession, HistoryCursor]:
+        return await self._inner.user_sessions(user_id, limit, after)
+
+    async def forget_user(self, user_id: str, nickname: str) -> int:
+        return await self._inner.forget_user(user_id, nickname)
 
     async def close(self) -> None:
         await self._inner.close()

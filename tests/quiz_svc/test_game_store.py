@@ -85,6 +85,21 @@ async def test_nicknames_are_unique_per_quiz_ignoring_case(game_store: GameStore
     assert state is not None and state.participant_count == 2
 
 
+async def test_a_player_id_is_one_seat_whatever_the_nickname(game_store: GameStore) -> None:
+    """A signed-in user's player ID is the same from every device: two joins racing under two nicknames
+    make one player."""
+    q = await started(game_store)
+    joins = await asyncio.gather(
+        game_store.add_player(q.quiz_id, "user-player", "Phone"),
+        game_store.add_player(q.quiz_id, "user-player", "Laptop"),
+    )
+    assert sum(j is not None for j in joins) == 1
+    record = await game_store.player(q.quiz_id, "user-player")
+    assert record is not None and record.nickname in ("Phone", "Laptop")
+    state = await game_store.state(q.quiz_id)
+    assert state is not None and state.participant_count == 1
+
+
 async def test_one_hundred_concurrent_duplicates_reserve_exactly_one(game_store: GameStore) -> None:
     q = await started(game_store, "p1")
     results = await asyncio.gather(*(game_store.claim_answers([claim(q, "p1")], ME) for _ in range(100)))

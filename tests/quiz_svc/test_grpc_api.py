@@ -128,3 +128,27 @@ async def test_watch_quiz_streams_the_state_then_each_change(quiz_service: Runni
     assert closed.state.phase == pb.QUIZ_PHASE_QUESTION_CLOSED
     assert list(closed.results.correct_choices) == [1]
     stream.cancel()
+
+
+async def test_a_quiz_runs_again_as_a_new_session(quiz_service: Running) -> None:
+    stub = quiz_service.stub
+    created = await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[QUESTION]), timeout=10)
+    quiz_id = created.quiz.quiz_id
+    request = pb.StartSessionRequest(quiz_id=quiz_id, host_token=created.host_token)
+    started = await stub.StartSession(request, timeout=10)
+    session_id = started.session.session_id
+    assert session_id == started.quiz.quiz_id != quiz_id
+    assert (started.session.quiz_id, started.session.phase) == (quiz_id, pb.QUIZ_PHASE_LOBBY)
+    host = pb.StartQuizRequest(quiz_id=session_id, host_token=started.host_token)
+    assert (await stub.StartQuiz(host, timeout=10)).state.phase == pb.QUIZ_PHASE_QUESTION_OPEN
+
+    listed = await stub.ListSessions(pb.ListSessionsRequest(quiz_id=quiz_id, host_token=created.host_token))
+    assert [s.session_id for s in listed.sessions] == [session_id, quiz_id]
+    assert quiz_id in [q.quiz_id for q in (await stub.ListQuizzes(pb.ListQuizzesRequest(page_size=1000))).quizzes]
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await stub.StartSession(pb.StartSessionRequest(quiz_id=quiz_id, host_token=started.host_token), timeout=10)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.JoinQuiz(pb.JoinQuizRequest(quiz_id=session_id, identity_token="a.b.c"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "QUIZMESH_IDENTITY_MODE" in (refused.value.details() or "")

@@ -22,6 +22,7 @@ from apps.migrate import SCHEMAS, migrate
 from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.migrations import SCHEMA as PERSISTENCE
 from quiz_svc.adapters.postgres_repo import PostgresQuizRepository
+from quiz_svc.domain import Ownership, Phase
 from quiz_svc.migrations import SCHEMA as QUIZ
 from quizmesh.migrations import (
     Migration,
@@ -190,6 +191,14 @@ async def test_the_released_schema_keeps_its_rows(scratch: ScratchDatabase) -> N
             assert quiz is not None and quiz.title == "Capitals" and quiz.questions[0].choices == ("Paris", "Rome")
             state = await repo.saved_state(quiz_id)
             assert state is not None and (state.phase.value, state.version) == ("ended", 7)
+            # 0004: each quiz became an authored quiz, owned by its host credential, with one session of
+            # the same join code.
+            assert await repo.ownership(quiz_id) == Ownership(quiz_id, None)
+            sessions = await repo.sessions(quiz_id, 10, None)
+            assert [(s.session_id, s.quiz_id, s.phase, s.host_user_id) for s in sessions] == [
+                (quiz_id, quiz_id, Phase.ENDED, None)
+            ]
+        assert len(await repo.list(100, None)) == len(_QUIZZES)
     finally:
         await store.close()
         await repo.close()

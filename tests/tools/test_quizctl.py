@@ -195,6 +195,33 @@ async def test_another_quizs_host_token_exits_4(capsys: pytest.CaptureFixture[st
     assert code == quizctl.EXIT_DENIED, err
 
 
+async def test_the_owner_runs_a_quiz_again_and_lists_its_sessions(
+    capsys: pytest.CaptureFixture[str], stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QUIZMESH_HOST_TOKEN", raising=False)
+    monkeypatch.delenv("QUIZMESH_IDENTITY_TOKEN", raising=False)
+    quiz_id, host_token = await create(capsys, stack)
+    code, out, err = await run(capsys, stack, "run-again", quiz_id, "--host-token", host_token, "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    session_id, session_host = again["session"]["session_id"], again["host_token"]
+    assert session_id != quiz_id and again["quiz"]["quiz_id"] == session_id
+
+    code, out, err = await run(capsys, stack, "start", session_id, "--host-token", session_host)
+    assert code == 0, err
+    code, out, err = await run(capsys, stack, "sessions", quiz_id, "--host-token", host_token)
+    assert code == 0, err
+    assert [line.split()[::2] for line in out.splitlines()] == [[session_id, "question_open"], [quiz_id, "lobby"]]
+    assert quiz_id in (await run(capsys, stack, "list", "--limit", "1000"))[1]
+    assert session_id not in (await run(capsys, stack, "list", "--limit", "1000"))[1]
+
+    # Only the owner: a session's host credential is not the quiz's, and none at all is a usage mistake.
+    code, _, err = await run(capsys, stack, "run-again", quiz_id, "--host-token", session_host)
+    assert code == quizctl.EXIT_DENIED, err
+    code, _, err = await run(capsys, stack, "sessions", quiz_id)
+    assert code == quizctl.EXIT_USAGE and "--identity-token" in err
+
+
 async def test_usage_mistakes_exit_2(
     capsys: pytest.CaptureFixture[str], stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from quizmesh.quiz.v1 import answer_value_pb2 as quizmesh_dot_quiz_dot_v1_dot_answer__value__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/events/v1/events.proto\x12\x12quizmesh.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#quizmesh/quiz/v1/answer_value.proto\"\xa1\x01\n\x0eUserJoinedQuiz\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07quiz_id\x18\x03 \x01(\t\x12\x11\n\tplayer_id\x18\x04 \x01(\t\x12\x10\n\x08nickname\x18\x05 \x01(\t\x12\x17\n\x0fquiz_elapsed_ms\x18\x06 \x01(\x03\"\x84\x01\n\x0cUserLeftQuiz\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07quiz_id\x18\x03 \x01(\t\x12\x11\n\tplayer_id\x18\x04 \x01(\t\x12\x0e\n\x06kicked\x18\x05 \x01(\x08\"\x9c\x03\n\x0f\x41nswerSubmitted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07quiz_id\x18\x03 \x01(\t\x12\x11\n\tplayer_id\x18\x04 \x01(\t\x12\x16\n\x0equestion_index\x18\x05 \x01(\x05\x12\x0e\n\x06\x63hoice\x18\x06 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x07 \x01(\x08\x12\x0e\n\x06points\x18\x08 \x01(\x03\x12\x13\n\x0btotal_score\x18\t \x01(\x03\x12\x0e\n\x06streak\x18\n \x01(\x05\x12\x18\n\x10response_time_ms\x18\x0b \x01(\x03\x12/\n\x0b\x61nswer_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fquiz_elapsed_ms\x18\r \x01(\x03\x12,\n\x05value\x18\x0e \x01(\x0b\x32\x1d.quizmesh.quiz.v1.AnswerValue\x12\x13\n\x0b\x61nswer_text\x18\x0f \x01(\t\x12\x0e\n\x06\x63redit\x18\x10 \x01(\t\"F\n\x10LeaderboardEntry\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x10\n\x08nickname\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x03\"\xeb\x02\n\x12LeaderboardUpdated\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07quiz_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x35\n\x07\x65ntries\x18\x05 \x03(\x0b\x32$.quizmesh.events.v1.LeaderboardEntry\x12\x34\n\x10last_answer_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12O\n\rtrace_context\x18\x07 \x03(\x0b\x32\x38.quizmesh.events.v1.LeaderboardUpdated.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fquizmesh/events/v1/events.proto\x12\x12quizmesh.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#quizmesh/quiz/v1/answer_value.proto\"\xb2\x01\n\x0eUserJoinedQuiz\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07quiz_id\x18\x03 \x01(\t\x12\x11\n\tplayer_id\x18\x04 \x01(\t\x12\x10\n\x08nickname\x18\x05 \x01(\t\x12\x17\n\x0fquiz_elapsed_ms\x18\x06 \x01(\x03\x12\x0f\n\x07user_id\x18\x07 \x01(\t\"\x84\x01\n\x0cUserLeftQuiz\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07quiz_id\x18\x03 \x01(\t\x12\x11\n\tplayer_id\x18\x04 \x01(\t\x12\x0e\n\x06kicked\x18\x05 \x01(\x08\"\x9c\x03\n\x0f\x41nswerSubmitted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07quiz_id\x18\x03 \x01(\t\x12\x11\n\tplayer_id\x18\x04 \x01(\t\x12\x16\n\x0equestion_index\x18\x05 \x01(\x05\x12\x0e\n\x06\x63hoice\x18\x06 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x07 \x01(\x08\x12\x0e\n\x06points\x18\x08 \x01(\x03\x12\x13\n\x0btotal_score\x18\t \x01(\x03\x12\x0e\n\x06streak\x18\n \x01(\x05\x12\x18\n\x10response_time_ms\x18\x0b \x01(\x03\x12/\n\x0b\x61nswer_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fquiz_elapsed_ms\x18\r \x01(\x03\x12,\n\x05value\x18\x0e \x01(\x0b\x32\x1d.quizmesh.quiz.v1.AnswerValue\x12\x13\n\x0b\x61nswer_text\x18\x0f \x01(\t\x12\x0e\n\x06\x63redit\x18\x10 \x01(\t\"F\n\x10LeaderboardEntry\x12\x11\n\tplayer_id\x18\x01 \x01(\t\x12\x10\n\x08nickname\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x03\"\xeb\x02\n\x12LeaderboardUpdated\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07quiz_id\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x35\n\x07\x65ntries\x18\x05 \x03(\x0b\x32$.quizmesh.events.v1.LeaderboardEntry\x12\x34\n\x10last_answer_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12O\n\rtrace_context\x18\x07 \x03(\x0b\x32\x38.quizmesh.events.v1.LeaderboardUpdated.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEADERBOARDUPDATED_TRACECONTEXTENTRY']._loaded_options = None
   _globals['_LEADERBOARDUPDATED_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_USERJOINEDQUIZ']._serialized_start=126
-  _globals['_USERJOINEDQUIZ']._serialized_end=287
-  _globals['_USERLEFTQUIZ']._serialized_start=290
-  _globals['_USERLEFTQUIZ']._serialized_end=422
-  _globals['_ANSWERSUBMITTED']._serialized_start=425
-  _globals['_ANSWERSUBMITTED']._serialized_end=837
-  _globals['_LEADERBOARDENTRY']._serialized_start=839
-  _globals['_LEADERBOARDENTRY']._serialized_end=909
-  _globals['_LEADERBOARDUPDATED']._serialized_start=912
-  _globals['_LEADERBOARDUPDATED']._serialized_end=1275
-  _globals['_LEADERBOARDUPDATED_TRACECONTEXTENTRY']._serialized_start=1224
-  _globals['_LEADERBOARDUPDATED_TRACECONTEXTENTRY']._serialized_end=1275
+  _globals['_USERJOINEDQUIZ']._serialized_end=304
+  _globals['_USERLEFTQUIZ']._serialized_start=307
+  _globals['_USERLEFTQUIZ']._serialized_end=439
+  _globals['_ANSWERSUBMITTED']._serialized_start=442
+  _globals['_ANSWERSUBMITTED']._serialized_end=854
+  _globals['_LEADERBOARDENTRY']._serialized_start=856
+  _globals['_LEADERBOARDENTRY']._serialized_end=926
+  _globals['_LEADERBOARDUPDATED']._serialized_start=929
+  _globals['_LEADERBOARDUPDATED']._serialized_end=1292
+  _globals['_LEADERBOARDUPDATED_TRACECONTEXTENTRY']._serialized_start=1241
+  _globals['_LEADERBOARDUPDATED_TRACECONTEXTENTRY']._serialized_end=1292
 # @@protoc_insertion_point(module_scope)

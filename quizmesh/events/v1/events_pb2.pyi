@@ -37,6 +37,7 @@ class UserJoinedQuiz(_message.Message):
     PLAYER_ID_FIELD_NUMBER: _builtins.int
     NICKNAME_FIELD_NUMBER: _builtins.int
     QUIZ_ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique ID of this event; redeliveries carry the same ID."""
     quiz_id: _builtins.str
@@ -47,6 +48,8 @@ class UserJoinedQuiz(_message.Message):
     """The player's nickname."""
     quiz_elapsed_ms: _builtins.int
     """Milliseconds since the quiz's creation at which the player joined; orders ties."""
+    user_id: _builtins.str
+    """The signed-in user the player is (the identity token's subject); empty for an anonymous player."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the event was produced."""
@@ -60,10 +63,11 @@ class UserJoinedQuiz(_message.Message):
         player_id: _builtins.str = ...,
         nickname: _builtins.str = ...,
         quiz_elapsed_ms: _builtins.int = ...,
+        user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "event_time", b"event_time", "nickname", b"nickname", "player_id", b"player_id", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "event_time", b"event_time", "nickname", b"nickname", "player_id", b"player_id", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

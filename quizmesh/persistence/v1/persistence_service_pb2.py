@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from quizmesh.quiz.v1 import answer_value_pb2 as quizmesh_dot_quiz_dot_v1_dot_answer__value__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1quizmesh/persistence/v1/persistence_service.proto\x12\x17quizmesh.persistence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#quizmesh/quiz/v1/answer_value.proto\"\xcb\x01\n\x0bParticipant\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x11\n\tplayer_id\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\x12-\n\tjoin_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nleave_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06kicked\x18\x06 \x01(\x08\x12\x17\n\x0fquiz_elapsed_ms\x18\x07 \x01(\x03\"\xe9\x02\n\x0cStoredAnswer\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x16\n\x0equestion_index\x18\x02 \x01(\x05\x12\x11\n\tplayer_id\x18\x03 \x01(\t\x12\x0e\n\x06\x63hoice\x18\x04 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x05 \x01(\x08\x12\x0e\n\x06points\x18\x06 \x01(\x03\x12\x18\n\x10response_time_ms\x18\x07 \x01(\x03\x12/\n\x0b\x61nswer_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\t \x01(\t\x12\x13\n\x0btotal_score\x18\n \x01(\x03\x12\x0e\n\x06streak\x18\x0b \x01(\x05\x12\x17\n\x0fquiz_elapsed_ms\x18\x0c \x01(\x03\x12,\n\x05value\x18\r \x01(\x0b\x32\x1d.quizmesh.quiz.v1.AnswerValue\x12\x13\n\x0b\x61nswer_text\x18\x0e \x01(\t\x12\x0e\n\x06\x63redit\x18\x0f \x01(\t\"d\n\x17ListParticipantsRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tcaught_up\x18\x04 \x01(\x08\"o\n\x18ListParticipantsResponse\x12:\n\x0cparticipants\x18\x01 \x03(\x0b\x32$.quizmesh.persistence.v1.Participant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\x12ListAnswersRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tcaught_up\x18\x04 \x01(\x08\"f\n\x13ListAnswersResponse\x12\x36\n\x07\x61nswers\x18\x01 \x03(\x0b\x32%.quizmesh.persistence.v1.StoredAnswer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf7\x01\n\x12PersistenceService\x12w\n\x10ListParticipants\x12\x30.quizmesh.persistence.v1.ListParticipantsRequest\x1a\x31.quizmesh.persistence.v1.ListParticipantsResponse\x12h\n\x0bListAnswers\x12+.quizmesh.persistence.v1.ListAnswersRequest\x1a,.quizmesh.persistence.v1.ListAnswersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1quizmesh/persistence/v1/persistence_service.proto\x12\x17quizmesh.persistence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#quizmesh/quiz/v1/answer_value.proto\"\xdc\x01\n\x0bParticipant\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x11\n\tplayer_id\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\x12-\n\tjoin_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nleave_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06kicked\x18\x06 \x01(\x08\x12\x17\n\x0fquiz_elapsed_ms\x18\x07 \x01(\x03\x12\x0f\n\x07user_id\x18\x08 \x01(\t\"\xe9\x02\n\x0cStoredAnswer\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x16\n\x0equestion_index\x18\x02 \x01(\x05\x12\x11\n\tplayer_id\x18\x03 \x01(\t\x12\x0e\n\x06\x63hoice\x18\x04 \x01(\x05\x12\x0f\n\x07\x63orrect\x18\x05 \x01(\x08\x12\x0e\n\x06points\x18\x06 \x01(\x03\x12\x18\n\x10response_time_ms\x18\x07 \x01(\x03\x12/\n\x0b\x61nswer_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\t \x01(\t\x12\x13\n\x0btotal_score\x18\n \x01(\x03\x12\x0e\n\x06streak\x18\x0b \x01(\x05\x12\x17\n\x0fquiz_elapsed_ms\x18\x0c \x01(\x03\x12,\n\x05value\x18\r \x01(\x0b\x32\x1d.quizmesh.quiz.v1.AnswerValue\x12\x13\n\x0b\x61nswer_text\x18\x0e \x01(\t\x12\x0e\n\x06\x63redit\x18\x0f \x01(\t\"d\n\x17ListParticipantsRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tcaught_up\x18\x04 \x01(\x08\"o\n\x18ListParticipantsResponse\x12:\n\x0cparticipants\x18\x01 \x03(\x0b\x32$.quizmesh.persistence.v1.Participant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\x12ListAnswersRequest\x12\x0f\n\x07quiz_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tcaught_up\x18\x04 \x01(\x08\"f\n\x13ListAnswersResponse\x12\x36\n\x07\x61nswers\x18\x01 \x03(\x0b\x32%.quizmesh.persistence.v1.StoredAnswer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x7f\n\x16ListUserResultsRequest\x12\x16\n\x0eidentity_token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\rservice_token\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"\xe6\x01\n\x11UserSessionResult\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tplayer_id\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\x12-\n\tjoin_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05score\x18\x05 \x01(\x03\x12\x0c\n\x04rank\x18\x06 \x01(\x05\x12\x14\n\x0cplayer_count\x18\x07 \x01(\x05\x12\x36\n\x07\x61nswers\x18\x08 \x03(\x0b\x32%.quizmesh.persistence.v1.StoredAnswer\"o\n\x17ListUserResultsResponse\x12;\n\x07results\x18\x01 \x03(\x0b\x32*.quizmesh.persistence.v1.UserSessionResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x15\x44\x65leteUserDataRequest\x12\x16\n\x0eidentity_token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\rservice_token\x18\x03 \x01(\t\"0\n\x16\x44\x65leteUserDataResponse\x12\x16\n\x0eparticipations\x18\x01 \x01(\x05\x32\xe0\x03\n\x12PersistenceService\x12w\n\x10ListParticipants\x12\x30.quizmesh.persistence.v1.ListParticipantsRequest\x1a\x31.quizmesh.persistence.v1.ListParticipantsResponse\x12h\n\x0bListAnswers\x12+.quizmesh.persistence.v1.ListAnswersRequest\x1a,.quizmesh.persistence.v1.ListAnswersResponse\x12t\n\x0fListUserResults\x12/.quizmesh.persistence.v1.ListUserResultsRequest\x1a\x30.quizmesh.persistence.v1.ListUserResultsResponse\x12q\n\x0e\x44\x65leteUserData\x12..quizmesh.persistence.v1.DeleteUserDataRequest\x1a/.quizmesh.persistence.v1.DeleteUserDataResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quizmesh.persistence.v1.per
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PARTICIPANT']._serialized_start=149
-  _globals['_PARTICIPANT']._serialized_end=352
-  _globals['_STOREDANSWER']._serialized_start=355
-  _globals['_STOREDANSWER']._serialized_end=716
-  _globals['_LISTPARTICIPANTSREQUEST']._serialized_start=718
-  _globals['_LISTPARTICIPANTSREQUEST']._serialized_end=818
-  _globals['_LISTPARTICIPANTSRESPONSE']._serialized_start=820
-  _globals['_LISTPARTICIPANTSRESPONSE']._serialized_end=931
-  _globals['_LISTANSWERSREQUEST']._serialized_start=933
-  _globals['_LISTANSWERSREQUEST']._serialized_end=1028
-  _globals['_LISTANSWERSRESPONSE']._serialized_start=1030
-  _globals['_LISTANSWERSRESPONSE']._serialized_end=1132
-  _globals['_PERSISTENCESERVICE']._serialized_start=1135
-  _globals['_PERSISTENCESERVICE']._serialized_end=1382
+  _globals['_PARTICIPANT']._serialized_end=369
+  _globals['_STOREDANSWER']._serialized_start=372
+  _globals['_STOREDANSWER']._serialized_end=733
+  _globals['_LISTPARTICIPANTSREQUEST']._serialized_start=735
+  _globals['_LISTPARTICIPANTSREQUEST']._serialized_end=835
+  _globals['_LISTPARTICIPANTSRESPONSE']._serialized_start=837
+  _globals['_LISTPARTICIPANTSRESPONSE']._serialized_end=948
+  _globals['_LISTANSWERSREQUEST']._serialized_start=950
+  _globals['_LISTANSWERSREQUEST']._serialized_end=1045
+  _globals['_LISTANSWERSRESPONSE']._serialized_start=1047
+  _globals['_LISTANSWERSRESPONSE']._serialized_end=1149
+  _globals['_LISTUSERRESULTSREQUEST']._serialized_start=1151
+  _globals['_LISTUSERRESULTSREQUEST']._serialized_end=1278
+  _globals['_USERSESSIONRESULT']._serialized_start=1281
+  _globals['_USERSESSIONRESULT']._serialized_end=1511
+  _globals['_LISTUSERRESULTSRESPONSE']._serialized_start=1513
+  _globals['_LISTUSERRESULTSRESPONSE']._serialized_end=1624
+  _globals['_DELETEUSERDATAREQUEST']._serialized_start=1626
+  _globals['_DELETEUSERDATAREQUEST']._serialized_end=1713
+  _globals['_DELETEUSERDATARESPONSE']._serialized_start=1715
+  _globals['_DELETEUSERDATARESPONSE']._serialized_end=1763
+  _globals['_PERSISTENCESERVICE']._serialized_start=1766
+  _globals['_PERSISTENCESERVICE']._serialized_end=2246
 # @@protoc_insertion_point(module_scope)

@@ -33,6 +33,7 @@ class Participant(_message.Message):
     LEAVE_TIME_FIELD_NUMBER: _builtins.int
     KICKED_FIELD_NUMBER: _builtins.int
     QUIZ_ELAPSED_MS_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     player_id: _builtins.str
@@ -43,6 +44,8 @@ class Participant(_message.Message):
     """Whether the host removed the player."""
     quiz_elapsed_ms: _builtins.int
     """Milliseconds since the quiz's creation at which the player joined; orders ties in a ranking."""
+    user_id: _builtins.str
+    """The signed-in user the player is (the identity token's subject); empty for an anonymous player."""
     @_builtins.property
     def join_time(self) -> _timestamp_pb2.Timestamp:
         """When the player joined."""
@@ -61,10 +64,11 @@ class Participant(_message.Message):
         leave_time: _timestamp_pb2.Timestamp | None = ...,
         kicked: _builtins.bool = ...,
         quiz_elapsed_ms: _builtins.int = ...,
+        user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "leave_time", b"leave_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "kicked", b"kicked", "leave_time", b"leave_time", "nickname", b"nickname", "player_id", b"player_id", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time", "kicked", b"kicked", "leave_time", b"leave_time", "nickname", b"nickname", "player_id", b"player_id", "quiz_elapsed_ms", b"quiz_elapsed_ms", "quiz_id", b"quiz_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,3 +285,177 @@ class ListAnswersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAnswersResponse: _TypeAlias = ListAnswersResponse  # noqa: Y015
+
+@_typing.final
+class ListUserResultsRequest(_message.Message):
+    """ListUserResultsRequest names a user, by their identity token or, for the application's backend, by ID."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_TOKEN_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    identity_token: _builtins.str
+    """The user's identity token: the user is its subject."""
+    user_id: _builtins.str
+    """The user's ID (an identity token's subject); honoured only with a valid service_token."""
+    service_token: _builtins.str
+    """The application backend's service credential (QUIZMESH_HISTORY_SERVICE_TOKEN)."""
+    page_size: _builtins.int
+    """Maximum number of sessions to return; 20 when unset, at most 100."""
+    page_token: _builtins.str
+    """Token from a previous response, to continue from."""
+    def __init__(
+        self,
+        *,
+        identity_token: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        service_token: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_token", b"identity_token", "page_size", b"page_size", "page_token", b"page_token", "service_token", b"service_token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUserResultsRequest: _TypeAlias = ListUserResultsRequest  # noqa: Y015
+
+@_typing.final
+class UserSessionResult(_message.Message):
+    """UserSessionResult is how one user did in one session."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    PLAYER_ID_FIELD_NUMBER: _builtins.int
+    NICKNAME_FIELD_NUMBER: _builtins.int
+    JOIN_TIME_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    PLAYER_COUNT_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session's ID (its join code)."""
+    player_id: _builtins.str
+    """The user's player in it."""
+    nickname: _builtins.str
+    """The name the user played under."""
+    score: _builtins.int
+    """The user's final score."""
+    rank: _builtins.int
+    """The user's one-based rank among the session's players, by the leaderboard's rule; 0 when the user
+    left or was removed (they are not ranked).
+    """
+    player_count: _builtins.int
+    """How many players are ranked in the session."""
+    @_builtins.property
+    def join_time(self) -> _timestamp_pb2.Timestamp:
+        """When the user joined."""
+
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoredAnswer]:
+        """The user's answers, by question: the answer, its correctness and its points."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        player_id: _builtins.str = ...,
+        nickname: _builtins.str = ...,
+        join_time: _timestamp_pb2.Timestamp | None = ...,
+        score: _builtins.int = ...,
+        rank: _builtins.int = ...,
+        player_count: _builtins.int = ...,
+        answers: _abc.Iterable[Global___StoredAnswer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "join_time", b"join_time", "nickname", b"nickname", "player_count", b"player_count", "player_id", b"player_id", "rank", b"rank", "score", b"score", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserSessionResult: _TypeAlias = UserSessionResult  # noqa: Y015
+
+@_typing.final
+class ListUserResultsResponse(_message.Message):
+    """ListUserResultsResponse returns a page of a user's sessions, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty at the end."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserSessionResult]:
+        """The user's sessions with their results."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___UserSessionResult] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUserResultsResponse: _TypeAlias = ListUserResultsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteUserDataRequest(_message.Message):
+    """DeleteUserDataRequest names a user, by their identity token or, for the application's backend, by ID."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_TOKEN_FIELD_NUMBER: _builtins.int
+    identity_token: _builtins.str
+    """The user's identity token: the user is its subject."""
+    user_id: _builtins.str
+    """The user's ID (an identity token's subject); honoured only with a valid service_token."""
+    service_token: _builtins.str
+    """The application backend's service credential (QUIZMESH_HISTORY_SERVICE_TOKEN)."""
+    def __init__(
+        self,
+        *,
+        identity_token: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        service_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_token", b"identity_token", "service_token", b"service_token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserDataRequest: _TypeAlias = DeleteUserDataRequest  # noqa: Y015
+
+@_typing.final
+class DeleteUserDataResponse(_message.Message):
+    """DeleteUserDataResponse says how much was anonymised."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTICIPATIONS_FIELD_NUMBER: _builtins.int
+    participations: _builtins.int
+    """How many of the user's participations were anonymised (0 when a repeat finds none left)."""
+    def __init__(
+        self,
+        *,
+        participations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["participations", b"participations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserDataResponse: _TypeAlias = DeleteUserDataResponse  # noqa: Y015

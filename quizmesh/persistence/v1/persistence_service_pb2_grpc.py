@@ -45,6 +45,16 @@ class PersistenceServiceStub:
                 request_serializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListAnswersRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListAnswersResponse.FromString,
                 _registered_method=True)
+        self.ListUserResults = channel.unary_unary(
+                '/quizmesh.persistence.v1.PersistenceService/ListUserResults',
+                request_serializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListUserResultsRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListUserResultsResponse.FromString,
+                _registered_method=True)
+        self.DeleteUserData = channel.unary_unary(
+                '/quizmesh.persistence.v1.PersistenceService/DeleteUserData',
+                request_serializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.DeleteUserDataRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.DeleteUserDataResponse.FromString,
+                _registered_method=True)
 
 
 class PersistenceServiceServicer:
@@ -65,6 +75,20 @@ class PersistenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUserResults(self, request, context):
+        """Lists one user's sessions with their results, newest first (the user's history).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUserData(self, request, context):
+        """Anonymises one user's participations: their user ID and name are removed, their scores kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PersistenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +101,16 @@ def add_PersistenceServiceServicer_to_server(servicer, server):
                     servicer.ListAnswers,
                     request_deserializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListAnswersRequest.FromString,
                     response_serializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListAnswersResponse.SerializeToString,
+            ),
+            'ListUserResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserResults,
+                    request_deserializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListUserResultsRequest.FromString,
+                    response_serializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListUserResultsResponse.SerializeToString,
+            ),
+            'DeleteUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUserData,
+                    request_deserializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.DeleteUserDataRequest.FromString,
+                    response_serializer=quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.DeleteUserDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +168,60 @@ class PersistenceService:
             '/quizmesh.persistence.v1.PersistenceService/ListAnswers',
             quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListAnswersRequest.SerializeToString,
             quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListAnswersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.persistence.v1.PersistenceService/ListUserResults',
+            quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListUserResultsRequest.SerializeToString,
+            quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.ListUserResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.persistence.v1.PersistenceService/DeleteUserData',
+            quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.DeleteUserDataRequest.SerializeToString,
+            quizmesh_dot_persistence_dot_v1_dot_persistence__service__pb2.DeleteUserDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

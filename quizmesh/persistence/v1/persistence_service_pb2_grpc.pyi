@@ -37,6 +37,10 @@ class PersistenceServiceStub:
     """Lists the players who joined a quiz."""
     ListAnswers: _grpc.UnaryUnaryMultiCallable[_persistence_service_pb2.ListAnswersRequest, _persistence_service_pb2.ListAnswersResponse]
     """Lists the accepted answers of a quiz, one per player per question."""
+    ListUserResults: _grpc.UnaryUnaryMultiCallable[_persistence_service_pb2.ListUserResultsRequest, _persistence_service_pb2.ListUserResultsResponse]
+    """Lists one user's sessions with their results, newest first (the user's history)."""
+    DeleteUserData: _grpc.UnaryUnaryMultiCallable[_persistence_service_pb2.DeleteUserDataRequest, _persistence_service_pb2.DeleteUserDataResponse]
+    """Anonymises one user's participations: their user ID and name are removed, their scores kept."""
 
 @_typing.type_check_only
 class PersistenceServiceAsyncStub(PersistenceServiceStub):
@@ -47,6 +51,10 @@ class PersistenceServiceAsyncStub(PersistenceServiceStub):
     """Lists the players who joined a quiz."""
     ListAnswers: _aio.UnaryUnaryMultiCallable[_persistence_service_pb2.ListAnswersRequest, _persistence_service_pb2.ListAnswersResponse]  # type: ignore[assignment]
     """Lists the accepted answers of a quiz, one per player per question."""
+    ListUserResults: _aio.UnaryUnaryMultiCallable[_persistence_service_pb2.ListUserResultsRequest, _persistence_service_pb2.ListUserResultsResponse]  # type: ignore[assignment]
+    """Lists one user's sessions with their results, newest first (the user's history)."""
+    DeleteUserData: _aio.UnaryUnaryMultiCallable[_persistence_service_pb2.DeleteUserDataRequest, _persistence_service_pb2.DeleteUserDataResponse]  # type: ignore[assignment]
+    """Anonymises one user's participations: their user ID and name are removed, their scores kept."""
 
 class PersistenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """PersistenceService reads what was durably stored from Kafka events: a quiz's participants and answers."""
@@ -66,5 +74,21 @@ class PersistenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_persistence_service_pb2.ListAnswersResponse, _abc.Awaitable[_persistence_service_pb2.ListAnswersResponse]]:
         """Lists the accepted answers of a quiz, one per player per question."""
+
+    @_abc_1.abstractmethod
+    def ListUserResults(
+        self,
+        request: _persistence_service_pb2.ListUserResultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_persistence_service_pb2.ListUserResultsResponse, _abc.Awaitable[_persistence_service_pb2.ListUserResultsResponse]]:
+        """Lists one user's sessions with their results, newest first (the user's history)."""
+
+    @_abc_1.abstractmethod
+    def DeleteUserData(
+        self,
+        request: _persistence_service_pb2.DeleteUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_persistence_service_pb2.DeleteUserDataResponse, _abc.Awaitable[_persistence_service_pb2.DeleteUserDataResponse]]:
+        """Anonymises one user's participations: their user ID and name are removed, their scores kept."""
 
 def add_PersistenceServiceServicer_to_server(servicer: PersistenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -424,19 +424,22 @@ class Quiz(_message.Message):
     QUESTIONS_FIELD_NUMBER: _builtins.int
     ALLOW_LATE_JOIN_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    REQUIRES_SIGN_IN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID, which players type to join."""
     title: _builtins.str
     """The quiz's title."""
     allow_late_join: _builtins.bool
     """Whether players may join after the quiz has started."""
+    requires_sign_in: _builtins.bool
+    """Whether only players signed in with an identity token may join its sessions."""
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Question]:
         """The questions, in order. Correct choices are empty unless read by the host."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
-        """When the quiz was created."""
+        """When the quiz was created (for a session's copy: when the session was started)."""
 
     def __init__(
         self,
@@ -446,14 +449,59 @@ class Quiz(_message.Message):
         questions: _abc.Iterable[Global___Question] | None = ...,
         allow_late_join: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        requires_sign_in: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_late_join", b"allow_late_join", "create_time", b"create_time", "questions", b"questions", "quiz_id", b"quiz_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_late_join", b"allow_late_join", "create_time", b"create_time", "questions", b"questions", "quiz_id", b"quiz_id", "requires_sign_in", b"requires_sign_in", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Quiz: _TypeAlias = Quiz  # noqa: Y015
+
+@_typing.final
+class Session(_message.Message):
+    """Session is one run of an authored quiz: its own join code, players, leaderboard and results."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    HOST_USER_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The session's ID, which players type to join; the `quiz_id` of every live call."""
+    quiz_id: _builtins.str
+    """The ID of the authored quiz it runs."""
+    title: _builtins.str
+    """The quiz's title."""
+    phase: Global___QuizPhase.ValueType
+    """Where the session stands, as last kept durably."""
+    host_user_id: _builtins.str
+    """The user who hosts it (the identity token's subject); empty when hosted with a host credential only."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the session was started."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        quiz_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        phase: Global___QuizPhase.ValueType = ...,
+        host_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "host_user_id", b"host_user_id", "phase", b"phase", "quiz_id", b"quiz_id", "session_id", b"session_id", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Session: _TypeAlias = Session  # noqa: Y015
 
 @_typing.final
 class QuizState(_message.Message):
@@ -770,12 +818,18 @@ class CreateQuizRequest(_message.Message):
     ALLOW_LATE_JOIN_FIELD_NUMBER: _builtins.int
     MEDIA_FIELD_NUMBER: _builtins.int
     VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
+    REQUIRES_SIGN_IN_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     """The quiz's title."""
     allow_late_join: _builtins.bool
     """Whether players may join after the quiz has started. Defaults to true when unset."""
     validate_only: _builtins.bool
     """When true, the quiz is only checked against the rules: nothing is stored and no quiz is returned."""
+    identity_token: _builtins.str
+    """The author's identity token; when set, the author (its subject) owns the quiz and hosts its sessions."""
+    requires_sign_in: _builtins.bool
+    """Whether only players signed in with an identity token may join the quiz's sessions."""
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Question]:
         """The questions, at least one."""
@@ -792,10 +846,12 @@ class CreateQuizRequest(_message.Message):
         allow_late_join: _builtins.bool | None = ...,
         media: _abc.Iterable[Global___MediaUpload] | None = ...,
         validate_only: _builtins.bool = ...,
+        identity_token: _builtins.str = ...,
+        requires_sign_in: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_late_join", b"_allow_late_join", "allow_late_join", b"allow_late_join"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_late_join", b"_allow_late_join", "allow_late_join", b"allow_late_join", "media", b"media", "questions", b"questions", "title", b"title", "validate_only", b"validate_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_late_join", b"_allow_late_join", "allow_late_join", b"allow_late_join", "identity_token", b"identity_token", "media", b"media", "questions", b"questions", "requires_sign_in", b"requires_sign_in", "title", b"title", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allow_late_join: _TypeAlias = _typing.Literal["allow_late_join"]  # noqa: Y015
     _WhichOneofArgType__allow_late_join: _TypeAlias = _typing.Literal["_allow_late_join", b"_allow_late_join"]  # noqa: Y015
@@ -839,19 +895,23 @@ class GetQuizRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential; when valid, correct choices are included."""
+    identity_token: _builtins.str
+    """An identity token; when its user hosts this session, correct choices are included."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -866,7 +926,9 @@ class GetQuizResponse(_message.Message):
     QUIZ_FIELD_NUMBER: _builtins.int
     HOST_VERIFIED_FIELD_NUMBER: _builtins.int
     host_verified: _builtins.bool
-    """True when the request's host_token is this quiz's valid host credential (its correct choices are then included)."""
+    """True when the request's host_token is this quiz's valid host credential, or its identity_token this
+    session's host (its correct choices are then included).
+    """
     @_builtins.property
     def quiz(self) -> Global___Quiz:
         """The quiz."""
@@ -893,19 +955,23 @@ class ListQuizzesRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum number of quizzes to return; 50 when unset, at most 1000."""
     page_token: _builtins.str
     """Token from a previous response, to continue from."""
+    identity_token: _builtins.str
+    """An identity token; when set, only the quizzes its subject owns are listed."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_token", b"identity_token", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -947,19 +1013,25 @@ class JoinQuizRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     NICKNAME_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     nickname: _builtins.str
-    """The nickname to play under, 1 to 24 characters after trimming."""
+    """The nickname to play under, 1 to 24 characters after trimming; with an identity token, empty to
+    play under the name its configured claim gives.
+    """
+    identity_token: _builtins.str
+    """The player's identity token; when set, the player is its subject: joining again resumes the same player."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         nickname: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["nickname", b"nickname", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_token", b"identity_token", "nickname", b"nickname", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1240,19 +1312,23 @@ class StartQuizRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1291,6 +1367,7 @@ class NextQuestionRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
     QUESTION_INDEX_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
@@ -1299,16 +1376,19 @@ class NextQuestionRequest(_message.Message):
     """The index of the question to open. When set, a retry is safe: if that question was already
     opened, the call succeeds with the current state instead of opening another one.
     """
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
         question_index: _builtins.int | None = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "question_index", b"question_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "identity_token", b"identity_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__question_index: _TypeAlias = _typing.Literal["question_index"]  # noqa: Y015
     _WhichOneofArgType__question_index: _TypeAlias = _typing.Literal["_question_index", b"_question_index"]  # noqa: Y015
@@ -1349,6 +1429,7 @@ class CloseQuestionRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
     QUESTION_INDEX_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
@@ -1357,16 +1438,19 @@ class CloseQuestionRequest(_message.Message):
     """The index of the question to close. When set, a retry is safe: if that question is already
     closed, the call succeeds with the current state and that question's results.
     """
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
         question_index: _builtins.int | None = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "question_index", b"question_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_question_index", b"_question_index", "host_token", b"host_token", "identity_token", b"identity_token", "question_index", b"question_index", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__question_index: _TypeAlias = _typing.Literal["question_index"]  # noqa: Y015
     _WhichOneofArgType__question_index: _TypeAlias = _typing.Literal["_question_index", b"_question_index"]  # noqa: Y015
@@ -1413,22 +1497,26 @@ class SetLeaderboardVisibilityRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
     VISIBLE_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
     visible: _builtins.bool
     """Whether players see the leaderboard."""
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
         visible: _builtins.bool = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id", "visible", b"visible"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id", "visible", b"visible"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1467,22 +1555,26 @@ class KickPlayerRequest(_message.Message):
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
     PLAYER_ID_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
     player_id: _builtins.str
     """The player to remove."""
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
         player_id: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1520,19 +1612,23 @@ class EndQuizRequest(_message.Message):
 
     QUIZ_ID_FIELD_NUMBER: _builtins.int
     HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
     quiz_id: _builtins.str
     """The quiz's ID."""
     host_token: _builtins.str
     """The host credential."""
+    identity_token: _builtins.str
+    """The host's identity token: its user hosts this session when they started it signed in."""
     def __init__(
         self,
         *,
         quiz_id: _builtins.str = ...,
         host_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1715,3 +1811,133 @@ class GetMediaResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMediaResponse: _TypeAlias = GetMediaResponse  # noqa: Y015
+
+@_typing.final
+class StartSessionRequest(_message.Message):
+    """StartSessionRequest asks for a new session of an authored quiz."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The authored quiz's ID."""
+    host_token: _builtins.str
+    """The quiz's host credential, for a quiz owned by whoever holds it (anonymous mode)."""
+    identity_token: _builtins.str
+    """The owner's identity token, for a quiz owned by a user."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+        host_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartSessionRequest: _TypeAlias = StartSessionRequest  # noqa: Y015
+
+@_typing.final
+class StartSessionResponse(_message.Message):
+    """StartSessionResponse returns the new session, ready for players to join."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_FIELD_NUMBER: _builtins.int
+    HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    host_token: _builtins.str
+    """The host credential of the new session; keep it secret."""
+    @_builtins.property
+    def quiz(self) -> Global___Quiz:
+        """The session's copy of the quiz, correct choices included; its quiz_id is the session's join code."""
+
+    @_builtins.property
+    def session(self) -> Global___Session:
+        """The new session."""
+
+    def __init__(
+        self,
+        *,
+        quiz: Global___Quiz | None = ...,
+        host_token: _builtins.str = ...,
+        session: Global___Session | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiz", b"quiz", "session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "quiz", b"quiz", "session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartSessionResponse: _TypeAlias = StartSessionResponse  # noqa: Y015
+
+@_typing.final
+class ListSessionsRequest(_message.Message):
+    """ListSessionsRequest asks for a page of an authored quiz's sessions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    HOST_TOKEN_FIELD_NUMBER: _builtins.int
+    IDENTITY_TOKEN_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The authored quiz's ID."""
+    host_token: _builtins.str
+    """The quiz's host credential, for a quiz owned by whoever holds it (anonymous mode)."""
+    identity_token: _builtins.str
+    """The owner's identity token, for a quiz owned by a user."""
+    page_size: _builtins.int
+    """Maximum number of sessions to return; 50 when unset, at most 1000."""
+    page_token: _builtins.str
+    """Token from a previous response, to continue from."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+        host_token: _builtins.str = ...,
+        identity_token: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["host_token", b"host_token", "identity_token", b"identity_token", "page_size", b"page_size", "page_token", b"page_token", "quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSessionsResponse(_message.Message):
+    """ListSessionsResponse returns a page of sessions, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty at the end."""
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Session]:
+        """The sessions."""
+
+    def __init__(
+        self,
+        *,
+        sessions: _abc.Iterable[Global___Session] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSessionsResponse: _TypeAlias = ListSessionsResponse  # noqa: Y015

@@ -52,6 +52,16 @@ class QuizServiceStub:
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListQuizzesRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListQuizzesResponse.FromString,
                 _registered_method=True)
+        self.StartSession = channel.unary_unary(
+                '/quizmesh.quiz.v1.QuizService/StartSession',
+                request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StartSessionRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StartSessionResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/quizmesh.quiz.v1.QuizService/ListSessions',
+                request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
         self.JoinQuiz = channel.unary_unary(
                 '/quizmesh.quiz.v1.QuizService/JoinQuiz',
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.JoinQuizRequest.SerializeToString,
@@ -145,7 +155,21 @@ class QuizServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListQuizzes(self, request, context):
-        """Lists quizzes, newest first.
+        """Lists authored quizzes (one entry per quiz, not per session), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartSession(self, request, context):
+        """Starts a new session (run) of an authored quiz, with its own join code and host credential (its owner only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Lists the sessions of an authored quiz, newest first (its owner only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -266,6 +290,16 @@ def add_QuizServiceServicer_to_server(servicer, server):
                     servicer.ListQuizzes,
                     request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListQuizzesRequest.FromString,
                     response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListQuizzesResponse.SerializeToString,
+            ),
+            'StartSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSession,
+                    request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StartSessionRequest.FromString,
+                    response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StartSessionResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListSessionsRequest.FromString,
+                    response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListSessionsResponse.SerializeToString,
             ),
             'JoinQuiz': grpc.unary_unary_rpc_method_handler(
                     servicer.JoinQuiz,
@@ -422,6 +456,60 @@ class QuizService:
             '/quizmesh.quiz.v1.QuizService/ListQuizzes',
             quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListQuizzesRequest.SerializeToString,
             quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListQuizzesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.quiz.v1.QuizService/StartSession',
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StartSessionRequest.SerializeToString,
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StartSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.quiz.v1.QuizService/ListSessions',
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListSessionsRequest.SerializeToString,
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

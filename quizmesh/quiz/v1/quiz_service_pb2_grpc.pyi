@@ -41,7 +41,11 @@ class QuizServiceStub:
     GetQuiz: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.GetQuizRequest, _quiz_service_pb2.GetQuizResponse]
     """Reads a quiz. Correct choices are included only for its host."""
     ListQuizzes: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.ListQuizzesRequest, _quiz_service_pb2.ListQuizzesResponse]
-    """Lists quizzes, newest first."""
+    """Lists authored quizzes (one entry per quiz, not per session), newest first."""
+    StartSession: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.StartSessionRequest, _quiz_service_pb2.StartSessionResponse]
+    """Starts a new session (run) of an authored quiz, with its own join code and host credential (its owner only)."""
+    ListSessions: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.ListSessionsRequest, _quiz_service_pb2.ListSessionsResponse]
+    """Lists the sessions of an authored quiz, newest first (its owner only)."""
     JoinQuiz: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.JoinQuizRequest, _quiz_service_pb2.JoinQuizResponse]
     """Admits a new player to a quiz under a nickname."""
     ResumeQuiz: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.ResumeQuizRequest, _quiz_service_pb2.ResumeQuizResponse]
@@ -84,7 +88,11 @@ class QuizServiceAsyncStub(QuizServiceStub):
     GetQuiz: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.GetQuizRequest, _quiz_service_pb2.GetQuizResponse]  # type: ignore[assignment]
     """Reads a quiz. Correct choices are included only for its host."""
     ListQuizzes: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.ListQuizzesRequest, _quiz_service_pb2.ListQuizzesResponse]  # type: ignore[assignment]
-    """Lists quizzes, newest first."""
+    """Lists authored quizzes (one entry per quiz, not per session), newest first."""
+    StartSession: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.StartSessionRequest, _quiz_service_pb2.StartSessionResponse]  # type: ignore[assignment]
+    """Starts a new session (run) of an authored quiz, with its own join code and host credential (its owner only)."""
+    ListSessions: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.ListSessionsRequest, _quiz_service_pb2.ListSessionsResponse]  # type: ignore[assignment]
+    """Lists the sessions of an authored quiz, newest first (its owner only)."""
     JoinQuiz: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.JoinQuizRequest, _quiz_service_pb2.JoinQuizResponse]  # type: ignore[assignment]
     """Admits a new player to a quiz under a nickname."""
     ResumeQuiz: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.ResumeQuizRequest, _quiz_service_pb2.ResumeQuizResponse]  # type: ignore[assignment]
@@ -142,7 +150,23 @@ class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _quiz_service_pb2.ListQuizzesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_quiz_service_pb2.ListQuizzesResponse, _abc.Awaitable[_quiz_service_pb2.ListQuizzesResponse]]:
-        """Lists quizzes, newest first."""
+        """Lists authored quizzes (one entry per quiz, not per session), newest first."""
+
+    @_abc_1.abstractmethod
+    def StartSession(
+        self,
+        request: _quiz_service_pb2.StartSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quiz_service_pb2.StartSessionResponse, _abc.Awaitable[_quiz_service_pb2.StartSessionResponse]]:
+        """Starts a new session (run) of an authored quiz, with its own join code and host credential (its owner only)."""
+
+    @_abc_1.abstractmethod
+    def ListSessions(
+        self,
+        request: _quiz_service_pb2.ListSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quiz_service_pb2.ListSessionsResponse, _abc.Awaitable[_quiz_service_pb2.ListSessionsResponse]]:
+        """Lists the sessions of an authored quiz, newest first (its owner only)."""
 
     @_abc_1.abstractmethod
     def JoinQuiz(

@@ -1,0 +1,140 @@
+"""Issue 16's acceptance: a learner signs in with a token of a test identity provider, plays two sessions
+of the same quiz run by a signed-in teacher, and sees both in their history with the right scores and
+ranks; the teacher lists both sessions and exports each. On the embedded stack and on the real one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+
+from quizmesh.quiz.v1 import quiz_service_pb2 as pb
+from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
+from tests.support.checks import wait_for_stored_answers
+from tests.support.client import EdgeClient
+from tests.support.identity import TestProvider
+from tests.support.stack import Stack, embedded_stack, process_stack
+
+pytestmark = pytest.mark.e2e
+
+QUESTIONS = [
+    pb.Question(text="2 + 2 = ?", choices=["3", "4"], correct_choices=[1], time_limit_seconds=60),
+    pb.Question(text="3 + 3 = ?", choices=["6", "7"], correct_choices=[0], time_limit_seconds=60),
+]
+
+
+@pytest.fixture
+def provider(tmp_path: Path) -> TestProvider:
+    directory = tmp_path / "idp"
+    directory.mkdir()
+    return TestProvider(directory)
+
+
+@pytest.fixture(params=["embedded", "processes"])
+async def stack(request: pytest.FixtureRequest, tmp_path: Path, provider: TestProvider) -> AsyncIterator[Stack]:
+    env = dict(provider.env("both"))
+    if request.param == "embedded":
+        async with embedded_stack(tmp_path, env) as running:
+            yield running
+    else:
+        async with process_stack(tmp_path / "logs", extra_env=env) as running:
+            yield running
+
+
+async def _play_session(
+    stack: Stack,
+    session: aiohttp.ClientSession,
+    session_id: str,
+    host_token: str,
+    learner_token: str,
+    choices: list[int],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The learner (signed in) and Bob (anonymous) play both questions: the learner picks `choices`, Bob
+    the opposite. Returns both players' answer results."""
+    host = await EdgeClient.connect(session, stack.ws_url())
+    await host.request("host_quiz", quiz_id=session_id, host_token=host_token)
+    learner = await EdgeClient.connect(session, stack.ws_url())
+    joined = await learner.request("join_quiz", quiz_id=session_id, nickname="Lea", identity_token=learner_token)
+    assert joined["type"] == "joined", joined
+    bob = await EdgeClient.connect(session, stack.ws_url())
+    assert (await bob.request("join_quiz", quiz_id=session_id, nickname="Bob"))["type"] == "joined"
+    await host.request("start_quiz")
+    mine, bobs = [], []
+    for index, choice in enumerate(choices):
+        if index:
+            await host.request("next_question", question_index=index)
+        mine.append(await learner.request("submit_answer", question_index=index, choice=choice))
+        bobs.append(await bob.request("submit_answer", question_index=index, choice=1 - choice))
+        assert mine[-1]["type"] == bobs[-1]["type"] == "answer_result", (mine[-1], bobs[-1])
+        await host.request("close_question", question_index=index)
+    await host.request("end_quiz")
+    for client in (host, learner, bob):
+        await client.close()
+    await wait_for_stored_answers(stack.persistence_addrs[0], session_id, expected=2 * len(choices))
+    return mine, bobs
+
+
+async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_exports_each(
+    stack: Stack, provider: TestProvider
+) -> None:
+    # Users of their own: the real stack's database keeps earlier runs' histories.
+    teacher_id, learner_id = f"teacher-{uuid.uuid4().hex}", f"learner-{uuid.uuid4().hex}"
+    teacher, learner = provider.token(teacher_id), provider.token(learner_id)
+    async with grpc.aio.insecure_channel(stack.quiz_addrs[0]) as channel, aiohttp.ClientSession() as session:
+        quizzes = pb_grpc.QuizServiceStub(channel)
+        created = await quizzes.CreateQuiz(
+            pb.CreateQuizRequest(title="Sums", questions=QUESTIONS, identity_token=teacher), timeout=10
+        )
+        quiz_id = created.quiz.quiz_id
+        # First session: the quiz's own join code. The learner is right twice, Bob wrong twice.
+        first_mine, _ = await _play_session(stack, session, quiz_id, created.host_token, learner, [1, 0])
+        # The teacher runs it again in one action; this time the learner is wrong twice.
+        again = await quizzes.StartSession(
+            pb.StartSessionRequest(quiz_id=quiz_id, identity_token=provider.token(teacher_id)), timeout=10
+        )
+        second_id = again.session.session_id
+        second_mine, second_bobs = await _play_session(stack, session, second_id, again.host_token, learner, [0, 1])
+
+        async with session.get(
+            f"{stack.edge_urls[0]}/api/v1/users/me/results", headers={"Authorization": f"Bearer {learner}"}
+        ) as response:
+            assert response.status == 200, await response.text()
+            history = await response.json()
+        assert [(r["session_id"], int(r["score"]), r["rank"], r["player_count"]) for r in history["results"]] == [
+            (second_id, second_mine[-1]["total_score"], 2, 2),
+            (quiz_id, first_mine[-1]["total_score"], 1, 2),
+        ]
+        assert first_mine[-1]["total_score"] > 0 and second_bobs[-1]["total_score"] > 0
+        assert [(a["question_index"], a["correct"], int(a["points"])) for a in history["results"][1]["answers"]] == [
+            (0, True, first_mine[0]["points"]),
+            (1, True, first_mine[1]["points"]),
+        ]
+        async with session.get(
+            f"{stack.edge_urls[0]}/api/v1/users/me/results", headers={"Authorization": "Bearer forged"}
+        ) as refused:
+            assert refused.status == 401
+
+        # The teacher hosts both sessions by signing in, without their host credentials.
+        for session_id in (quiz_id, second_id):
+            found = await quizzes.GetQuiz(pb.GetQuizRequest(quiz_id=session_id, identity_token=teacher), timeout=10)
+            assert found.host_verified and list(found.quiz.questions[0].correct_choices) == [1]
+        listed = await quizzes.ListSessions(pb.ListSessionsRequest(quiz_id=quiz_id, identity_token=teacher), timeout=10)
+        assert [(s.session_id, s.phase) for s in listed.sessions] == [
+            (second_id, pb.QUIZ_PHASE_ENDED),
+            (quiz_id, pb.QUIZ_PHASE_ENDED),
+        ]
+        for session_id, host_token in ((quiz_id, created.host_token), (second_id, again.host_token)):
+            async with session.get(
+                f"{stack.edge_urls[0]}/quizzes/{session_id}/results.csv",
+                headers={"Authorization": f"Bearer {host_token}"},
+            ) as export:
+                assert export.status == 200
+                rows = list(csv.DictReader(io.StringIO(await export.text())))
+            assert {(r["quiz_id"], r["nickname"]) for r in rows} == {(session_id, "Lea"), (session_id, "Bob")}
