@@ -6,7 +6,6 @@ The crash test runs twice: on the in-memory bus with SQLite, and on the real Kaf
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import pathlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +35,7 @@ from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines
 from tests.persistence_svc.persistence_factories import answered, joined, left, new_quiz_id
 from tests.support.infra import migrate_database
+from tests.support.loops import running
 
 FAST_RETRY = SinkTuning(retry_initial_s=0.05, retry_max_s=0.2)
 
@@ -119,17 +119,6 @@ async def _eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s
         await asyncio.sleep(0.02)
 
 
-@contextlib.asynccontextmanager
-async def _running(sink: ResultSink) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(sink.run(stop))
-    try:
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
 async def _answers(store: ResultStore, quiz_id: str) -> list[tuple[int, str]]:
     page = await store.list_answers(quiz_id, 10_000, None)
     return [(a.question_index, a.player_id) for a in page.items]
@@ -164,7 +153,7 @@ async def test_events_become_rows_and_offsets_are_committed(runtime: Runtime, sq
     await _publish(runtime.publisher("test"), _quiz_events(quiz))
     consumer = _Recording(runtime.consumer(group, SINK_TOPICS, "test"))
     await consumer.start()
-    async with _running(ResultSink(consumer, sqlite_store)):
+    async with running(ResultSink(consumer, sqlite_store).run):
         await _eventually(lambda: _has_answers(sqlite_store, quiz, 6), "6 stored answers")
         await _eventually(_async(lambda: consumer.commits > 0), "an offset commit")
     participants = (await sqlite_store.list_participants(quiz, 10, None)).items
@@ -181,7 +170,7 @@ async def test_undecodable_and_invalid_records_are_skipped(runtime: Runtime, sql
     await _publish(publisher, [answered(quiz, 0, "", 1), answered(quiz, 0, "p1", 2)])
     consumer = _Recording(runtime.consumer(group, SINK_TOPICS, "test"))
     await consumer.start()
-    async with _running(ResultSink(consumer, sqlite_store)):
+    async with running(ResultSink(consumer, sqlite_store).run):
         await _eventually(_async(lambda: consumer.commits > 0), "an offset commit")
     assert await _answers(sqlite_store, quiz) == [(0, "p1")]
     assert len(consumer.delivered) == 3
@@ -202,7 +191,7 @@ async def test_a_transient_store_error_retries_the_batch_before_committing(
     )
     consumer = _Recording(runtime.consumer(group, SINK_TOPICS, "test"))
     await consumer.start()
-    async with _running(ResultSink(consumer, flaky, FAST_RETRY)):
+    async with running(ResultSink(consumer, flaky, FAST_RETRY).run):
         await _eventually(_async(lambda: consumer.commits > 0), "an offset commit")
     assert flaky.attempts == 3
     assert all(sum(offsets) == 0 for offsets in committed_during_failures)
@@ -218,7 +207,7 @@ async def test_stopping_while_the_store_is_down_commits_nothing_and_does_not_spi
     down = _FlakyStore(sqlite_store, failures=1_000_000, on_failure=lambda: None)
     consumer = _Recording(runtime.consumer(group, SINK_TOPICS, "test"))
     await consumer.start()
-    async with _running(ResultSink(consumer, down, SinkTuning(retry_initial_s=0.05, retry_max_s=1.0))):
+    async with running(ResultSink(consumer, down, SinkTuning(retry_initial_s=0.05, retry_max_s=1.0)).run):
         await asyncio.sleep(0.5)
     # Backoff 0.05, 0.1, 0.2, 0.4: about five attempts in half a second, not thousands.
     assert 2 <= down.attempts <= 6
@@ -281,7 +270,7 @@ async def _crash_then_recover(
     second = _Recording(new_consumer())
     await second.start()
     try:
-        async with _running(ResultSink(second, store)):
+        async with running(ResultSink(second, store).run):
             await _eventually(
                 _async(lambda: len(second.delivered) >= len(events) and second.commits > 0),
                 "redelivery of every event and a commit",
