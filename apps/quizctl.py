@@ -55,7 +55,7 @@ _EXIT_CODES: Final[Mapping[grpc.StatusCode, int]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
 }
 _PAGE_SIZE: Final = 1000
-_T = TypeVar("_T")
+_M = TypeVar("_M", bound=Message)
 HOST_TOKEN: Final = Text(
     "QUIZMESH_HOST_TOKEN",
     "The host credential of the quiz a host command acts on; --host-token wins.",
@@ -162,14 +162,18 @@ async def _create(services: Services, args: argparse.Namespace) -> None:
 # --- list ---
 
 
-async def _listed(limit: int, page_of: Callable[[int, str], Awaitable[tuple[Sequence[_T], str]]]) -> AsyncIterator[_T]:
-    """Up to `limit` items, page after page: `page_of(page_size, page_token)` returns a page's items and
-    the next page's token (empty after the last page)."""
-    remaining, token = limit, ""
+async def _emit_listed(
+    args: argparse.Namespace,
+    page_of: Callable[[int, str], Awaitable[tuple[Sequence[_M], str]]],
+    line: Callable[[_M], str],
+) -> None:
+    """Prints up to --limit items, page after page, as JSON lines or as `line` says:
+    `page_of(page_size, page_token)` returns a page's items and the next page's token (empty after the last)."""
+    remaining, token = args.limit, ""
     while remaining > 0:
         items, token = await page_of(min(remaining, _PAGE_SIZE), token)
         for item in items:
-            yield item
+            _emit(json.dumps(_json(item)) if args.json else line(item))
         remaining -= len(items)
         if not token:
             break
@@ -183,11 +187,7 @@ async def _list(services: Services, args: argparse.Namespace) -> None:
         )
         return page.quizzes, page.next_page_token
 
-    async for quiz in _listed(args.limit, page_of):
-        if args.json:
-            _emit(json.dumps(_json(quiz)))
-        else:
-            _emit(f"{quiz.quiz_id}  {quiz.create_time.ToJsonString()}  {quiz.title}")
+    await _emit_listed(args, page_of, lambda quiz: f"{quiz.quiz_id}  {quiz.create_time.ToJsonString()}  {quiz.title}")
 
 
 # --- sessions: a quiz run again ---
@@ -232,12 +232,11 @@ async def _sessions(services: Services, args: argparse.Namespace) -> None:
         )
         return page.sessions, page.next_page_token
 
-    async for session in _listed(args.limit, page_of):
-        if args.json:
-            _emit(json.dumps(_json(session)))
-        else:
-            phase = PHASE_NAMES.get(session.phase, "lobby")
-            _emit(f"{session.session_id}  {session.create_time.ToJsonString()}  {phase}")
+    await _emit_listed(
+        args,
+        page_of,
+        lambda s: f"{s.session_id}  {s.create_time.ToJsonString()}  {PHASE_NAMES.get(s.phase, 'lobby')}",
+    )
 
 
 # --- host actions ---
