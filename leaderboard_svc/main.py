@@ -80,10 +80,8 @@ async def run(
             await store.ping()
             await consumer.start()
             await relay.start()
-        await server.set_serving(True)
+        await server.ready(on_ready)
         log.info("leaderboard_svc serving on port %d", server.port)
-        if on_ready is not None:
-            on_ready(server.port)
 
         async with asyncio.TaskGroup() as tasks:
             projecting = tasks.create_task(projector.run(stop), name="projector")

@@ -81,10 +81,8 @@ async def run(
                 poll_timeout_s=settings.poll_timeout_ms / 1000,
             ),
         )
-        await server.set_serving(True)
+        await server.ready(on_ready)
         log.info("persistence_svc serving on port %d, consuming as group %r", server.port, settings.group)
-        if on_ready is not None:
-            on_ready(server.port)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(sink.run(stop))
             await stop.wait()

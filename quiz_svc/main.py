@@ -161,10 +161,8 @@ async def run(
         # take over their answers in progress.
         await game.heartbeat()
         await server.start()
-        await server.set_serving(True)
+        await server.ready(on_ready)
         log.info("quiz_svc serving on port %d", server.port)
-        if on_ready is not None:
-            on_ready(server.port)
         async with asyncio.TaskGroup() as loops:
             loops.create_task(_keep_alive(game, settings.heartbeat_ms / 1000, stop))
             loops.create_task(_schedule_deadlines(game, settings.scheduler_tick_ms / 1000, stop))
