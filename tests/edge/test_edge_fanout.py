@@ -143,13 +143,19 @@ async def test_hidden_leaderboard_reaches_hosts_only_and_players_once_revealed(
     assert ann_t.messages()[-1]["me"] == {"rank": 1, "score": 3000}
 
 
+def attached_to_a_hidden_board(hub: Fanout, pid: str) -> RecordingTransport:
+    """A player who joined while the leaderboard was hidden, after the first ranking arrived."""
+    recipient, transport = player(pid)
+    hub.attach(recipient, state(visible=False))
+    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    return transport
+
+
 async def test_the_final_ranking_reaches_players_even_when_the_leaderboard_was_hidden(
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann, ann_t = player("p2")
-    hub.attach(ann, state(visible=False))
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    ann_t = attached_to_a_hidden_board(hub, "p2")
     ended = state(visible=False, time_ms=2_000, phase=quiz_pb2.QUIZ_PHASE_ENDED)
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=ended))
     final = ann_t.messages()[-1]
@@ -161,9 +167,7 @@ async def test_a_reveal_seen_only_on_the_stream_still_shows_players_the_board(
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann, ann_t = player("p1")
-    hub.attach(ann, state(visible=False))
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    ann_t = attached_to_a_hidden_board(hub, "p1")
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=state(visible=True, time_ms=2_000)))
     assert [m["type"] for m in ann_t.messages()] == ["participants", "quiz_state", "leaderboard_updated"]
 
