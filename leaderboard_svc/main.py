@@ -18,7 +18,7 @@ from leaderboard_svc.rebuild import Rebuilder
 from leaderboard_svc.relay import Relay
 from leaderboard_svc.settings import Settings
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED, USER_JOINED_QUIZ, USER_LEFT_QUIZ
-from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.grpc_server import ServiceBinding
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc
 from quizmesh.runtime import Runtime
 
@@ -58,16 +58,13 @@ async def run(
     traces = runtime.telemetry.record_traces("leaderboard_svc apply", remember_links=True)
     projector = Projector(consumer, store, coalescer, rebuilder, traces=traces)
     leaderboard_publisher = LeaderboardPublisher(store, publisher, coalescer, traces=traces)
-    server = GrpcServer(
+    server = runtime.grpc_server(
         settings.address,
-        [
-            ServiceBinding(
-                SERVICE_NAME,
-                leaderboard_service_pb2_grpc.add_LeaderboardServiceServicer_to_server,
-                LeaderboardServicer(store, relay, rebuilder),
-            )
-        ],
-        interceptors=runtime.telemetry.grpc_server_interceptors(),
+        ServiceBinding(
+            SERVICE_NAME,
+            leaderboard_service_pb2_grpc.add_LeaderboardServiceServicer_to_server,
+            LeaderboardServicer(store, relay, rebuilder),
+        ),
     )
 
     stop_publishing = asyncio.Event()

@@ -16,7 +16,7 @@ from persistence_svc.ports import ResultStore, StoreUnavailable
 from persistence_svc.settings import Settings
 from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import EventConsumer
-from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.grpc_server import ServiceBinding
 from quizmesh.identity import Identities
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc
 from quizmesh.runtime import Runtime
@@ -54,21 +54,18 @@ async def run(
         progress = runtime.group_progress(_CLIENT_ID)
         resources.push_async_callback(progress.close)
 
-        server = GrpcServer(
+        server = runtime.grpc_server(
             settings.address,
-            [
-                ServiceBinding(
-                    SERVICE_NAME,
-                    persistence_service_pb2_grpc.add_PersistenceServiceServicer_to_server,
-                    PersistenceServicer(
-                        store,
-                        CatchUp(progress, settings.group),
-                        Identities(settings.identity.verifier()),
-                        settings.history_service_token,
-                    ),
-                )
-            ],
-            interceptors=runtime.telemetry.grpc_server_interceptors(),
+            ServiceBinding(
+                SERVICE_NAME,
+                persistence_service_pb2_grpc.add_PersistenceServiceServicer_to_server,
+                PersistenceServicer(
+                    store,
+                    CatchUp(progress, settings.group),
+                    Identities(settings.identity.verifier()),
+                    settings.history_service_token,
+                ),
+            ),
         )
         await server.start()
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)

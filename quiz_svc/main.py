@@ -19,7 +19,7 @@ from quiz_svc.ports import GameStore, InstanceRegistry, QuizRepository
 from quiz_svc.service import QuizGame, SystemClock, Timeouts
 from quiz_svc.settings import Settings
 from quizmesh.auth import Credentials
-from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.grpc_server import ServiceBinding
 from quizmesh.identity import Identities
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc
 from quizmesh.runtime import Runtime
@@ -142,16 +142,13 @@ async def run(
         # Popped in reverse: drain the replied answers' marks, then declare this process gone.
         resources.push_async_callback(game.retire)
         resources.push_async_callback(game.drain)
-        server = GrpcServer(
+        server = runtime.grpc_server(
             settings.address,
-            [
-                ServiceBinding(
-                    SERVICE_NAME,
-                    quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
-                    QuizServicer(game, feed, clock, runtime.telemetry),
-                )
-            ],
-            interceptors=runtime.telemetry.grpc_server_interceptors(),
+            ServiceBinding(
+                SERVICE_NAME,
+                quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
+                QuizServicer(game, feed, clock, runtime.telemetry),
+            ),
         )
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)
         await repository.ensure_schema()
