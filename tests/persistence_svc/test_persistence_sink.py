@@ -18,16 +18,9 @@ from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.adapters.sqlite import SqliteResultStore
 from persistence_svc.consumer import SINK_TOPICS, ResultSink, SinkTuning
 from persistence_svc.domain import (
-    AnswerCursor,
-    AnswerRow,
-    HistoryCursor,
-    Page,
-    ParticipantCursor,
-    ParticipantRow,
     StoreBatch,
-    UserSession,
 )
-from persistence_svc.ports import ResultStore, StoreUnavailable
+from persistence_svc.ports import ResultStore, ResultWriter, StoreUnavailable
 from quizmesh.eventbus.kafka import KafkaConsumer, KafkaPublisher
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, ConsumedRecord, EventConsumer, EventPublisher, Record
 from quizmesh.eventcodec import Event, to_record
@@ -72,14 +65,11 @@ class _Recording:
 class _FlakyStore:
     """A real store whose first `failures` saves fail as an unreachable database's would."""
 
-    def __init__(self, inner: ResultStore, failures: int, on_failure: Callable[[], None]) -> None:
+    def __init__(self, inner: ResultWriter, failures: int, on_failure: Callable[[], None]) -> None:
         self._inner = inner
         self._failures = failures
         self._on_failure = on_failure
         self.attempts = 0
-
-    async def ensure_schema(self) -> None:
-        await self._inner.ensure_schema()
 
     async def save(self, batch: StoreBatch) -> None:
         self.attempts += 1
@@ -88,27 +78,6 @@ class _FlakyStore:
             self._on_failure()
             raise StoreUnavailable("connection refused (simulated)")
         await self._inner.save(batch)
-
-    async def list_participants(
-        self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
-    ) -> Page[ParticipantRow, ParticipantCursor]:
-        return await self._inner.list_participants(quiz_id, limit, after, from_primary=from_primary)
-
-    async def list_answers(
-        self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
-    ) -> Page[AnswerRow, AnswerCursor]:
-        return await self._inner.list_answers(quiz_id, limit, after, from_primary=from_primary)
-
-    async def user_sessions(
-        self, user_id: str, limit: int, after: HistoryCursor | None
-    ) -> Page[UserSession, HistoryCursor]:
-        return await self._inner.user_sessions(user_id, limit, after)
-
-    async def forget_user(self, user_id: str, nickname: str) -> int:
-        return await self._inner.forget_user(user_id, nickname)
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 async def _eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 20.0) -> None:
