@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from multiprocessing.queues import Queue
 from typing import Any, cast
 
@@ -106,29 +106,29 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
     sample = Fanout(_NoFeed(), top_n=10, max_buffered_bytes=1 << 22)
     probe = _Probe()
     sample.attach(Recipient(probe, QUIZ, player_id=player_ids[clients // 2]), lobby)
-    sample.deliver_leaderboard(QUIZ, base)
+    await sample.deliver_leaderboard(QUIZ, base)
     raw_frame = probe.frames[-1]
     versions = iter(range(2, 2 + 2 * broadcasts))
 
-    def edge_broadcast() -> None:
+    async def edge_broadcast() -> None:
         board = lb_pb2.Leaderboard()
         board.CopyFrom(base)
         board.version = next(versions)
-        fanout.deliver_leaderboard(QUIZ, board)
+        await fanout.deliver_leaderboard(QUIZ, board)
 
-    def raw_broadcast() -> None:
+    async def raw_broadcast() -> None:
         for transport in transports:
             transport.write(raw_frame)
 
     rows: dict[str, list[tuple[float, float]]] = {"edge fan-out": [], "raw pre-built frame": []}
-    runs: list[tuple[str, Callable[[], None]]] = [
+    runs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("edge fan-out", edge_broadcast),
         ("raw pre-built frame", raw_broadcast),
     ]
     for round_number in range(broadcasts):
         for name, broadcast in runs if round_number % 2 == 0 else runs[::-1]:
             cpu_before, wall_before = time.process_time(), time.perf_counter()
-            broadcast()
+            await broadcast()
             await backlog.empty.wait()
             rows[name].append((time.process_time() - cpu_before, time.perf_counter() - wall_before))
             await asyncio.sleep(0.05)
