@@ -12,9 +12,10 @@ per update per protocol.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from typing import Final, Protocol, TypeVar
 
 import orjson
@@ -80,14 +81,15 @@ class Board:
     own CPU.
     """
 
-    __slots__ = ("_entries", "_frames", "_prefix", "_suffixes", "anonymous", "version")
+    __slots__ = ("_entries", "_frames", "_last_entry_before", "_prefix", "_suffix_steps", "anonymous", "version")
 
     def __init__(self, leaderboard: leaderboard_pb2.Leaderboard, top_n: int) -> None:
         entries = leaderboard.entries
         self.version = leaderboard.version
         self._entries = entries
-        self._suffixes: tuple[list[str], list[bytes]] | None = None  # built with the first personal frames
         self._frames: dict[Framing, dict[str, bytes]] = {}  # per protocol: each ranked player's frame
+        self._suffix_steps: dict[tuple[int, int], tuple[list[str], list[bytes]]] = {}  # by (first index, step)
+        self._last_entry_before: dict[int, bytes] = {}  # the entry JSON just above each step
         shared = orjson.dumps(
             {
                 "type": "leaderboard_updated",
@@ -109,24 +111,42 @@ class Board:
         """Each ranked player's frame in this protocol, by player ID (players not in it get `anonymous`)."""
         frames = self._frames.get(framing)
         if frames is None:
-            player_ids, suffixes = self._suffixes or self._build_suffixes()
-            opening, closing = framing.enclosure("leaderboard_updated")
-            if closing:
-                suffixes = [suffix + closing for suffix in suffixes]
-            frames = self._frames[framing] = dict(
-                zip(player_ids, text_frames(opening + self._prefix, suffixes), strict=True)
-            )
+            for _ in self.build_personal_frames(framing, len(self._entries) or 1):
+                pass
+            frames = self._frames[framing]
         return frames
 
-    def _build_suffixes(self) -> tuple[list[str], list[bytes]]:
+    def build_personal_frames(self, framing: Framing, step: int) -> Iterator[None]:
+        """Builds the personal frames in this protocol `step` ranked players at a time, yielding after
+        each step, so that a caller can let other work run between steps of a big quiz's building."""
+        if framing in self._frames:
+            return
+        opening, closing = framing.enclosure("leaderboard_updated")
+        prefix = opening + self._prefix
+        frames: dict[str, bytes] = {}
+        for start in range(0, len(self._entries), step):
+            player_ids, suffixes = self._suffixes(start, step)
+            if closing:
+                suffixes = [suffix + closing for suffix in suffixes]
+            frames.update(zip(player_ids, text_frames(prefix, suffixes), strict=True))
+            yield
+        self._frames[framing] = frames
+
+    def _suffixes(self, start: int, step: int) -> tuple[list[str], list[bytes]]:
+        """The player IDs and personal suffixes of ranking positions start to start + step, the same in
+        every protocol: built once, in order (each player's "ahead" is the entry one place up, the
+        leader has none, so a step needs the one before it)."""
+        built = self._suffix_steps.get((start, step))
+        if built is not None:
+            return built
         dumps = orjson.dumps
-        rows = [(e.rank, e.score, e.player_id, e.nickname) for e in self._entries]
+        rows = [(e.rank, e.score, e.player_id, e.nickname) for e in self._entries[start : start + step]]
         entries = [_ENTRY_JSON % (rank, dumps(pid), dumps(nickname), score) for rank, score, pid, nickname in rows]
-        # Each player's "ahead" is the entry one place up (the leader has none); the last entry is nobody's.
-        aheads = [b"null", *entries]
+        aheads = [self._last_entry_before.get(start, b"null"), *entries]
+        self._last_entry_before[start + step] = entries[-1]
         suffixes = [_PERSONAL_SUFFIX % (rank, score, up) for (rank, score, _, _), up in zip(rows, aheads, strict=False)]
-        self._suffixes = [row[2] for row in rows], suffixes
-        return self._suffixes
+        built = self._suffix_steps[start, step] = [row[2] for row in rows], suffixes
+        return built
 
 
 _PERSONAL_SUFFIX: Final = b',"me":{"rank":%d,"score":%d},"ahead":%b}'
@@ -320,14 +340,19 @@ class Fanout:
             self._send_board(feed, board, to_hosts=True, to_players=True)
             return
         everyone = list(recipients)
-        self._send_board(feed, board, to_hosts=True, to_players=True, recipients=everyone[:slice_size])
-        for start in range(slice_size, len(everyone), slice_size):
+        framings = {recipient.framing for recipient in everyone}
+        building = itertools.chain.from_iterable(board.build_personal_frames(f, slice_size) for f in framings)
+        for _ in building:
             await asyncio.sleep(0)
-            if feed.board is not board or self._feeds.get(feed.quiz_id) is not feed:
-                return  # superseded (its successor goes to everyone), or the quiz is no longer watched
+            if feed.board is not board:
+                return  # superseded: its successor goes to everyone
+        for start in range(0, len(everyone), slice_size):
             # Sockets that left while the loop ran other work are skipped.
             still_here = [r for r in everyone[start : start + slice_size] if r in feed.recipients]
             self._send_board(feed, board, to_hosts=True, to_players=True, recipients=still_here)
+            await asyncio.sleep(0)
+            if feed.board is not board:
+                return
 
     def _send_board(
         self,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from edge.fanout import Board, Fanout, Recipient
-from edge.wire import text_frame, text_frames
+from edge.wire import PLAIN_JSON, text_frame, text_frames
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from tests.edge.edge_fakes import RecordingTransport, board, decode_frames
@@ -80,20 +80,33 @@ def test_frames_built_together_match_frames_built_one_by_one() -> None:
     assert text_frames(long, []) == []
 
 
+def each_turn(work: Callable[[], bool]) -> None:
+    """Runs work once per turn of the event loop until it returns False."""
+
+    def turn() -> None:
+        if work():
+            asyncio.get_running_loop().call_soon(turn)
+
+    asyncio.get_running_loop().call_soon(turn)
+
+
 async def test_a_big_broadcast_lets_other_work_run_between_its_slices() -> None:
     hub = Fanout(SilentSource(), top_n=2, max_buffered_bytes=1000, broadcast_slice=2)
     members = [player(pid) for pid, _, _ in RANKING]
     for member, _ in members:
         hub.attach(member, state())
-    written_before_other_work: list[int] = []
+    written_at_each_turn: list[int] = []
 
-    def other_work() -> None:
-        written_before_other_work.append(sum(bool(t.messages()) for _, t in members))
+    def count() -> bool:
+        written_at_each_turn.append(sum(bool(t.messages()) for _, t in members))
+        return written_at_each_turn[-1] < len(members)
 
-    asyncio.get_running_loop().call_soon(other_work)
+    each_turn(count)
     await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    await asyncio.sleep(0)
     await hub.close()
-    assert written_before_other_work == [2]  # the first slice went out, then the loop ran the other work
+    # Two turns build the four frames two at a time, then each turn writes one slice; other work runs between.
+    assert written_at_each_turn == [0, 0, 2, 4]
     assert [t.messages()[0]["me"]["rank"] for _, t in members] == [1, 2, 3, 4]
 
 
@@ -104,23 +117,52 @@ async def test_a_socket_that_leaves_mid_broadcast_gets_nothing_more_and_a_newer_
         hub.attach(member, state())
     left: list[Recipient] = []
 
-    def one_still_waiting_leaves() -> None:
+    def one_leaves_once_one_got_it() -> bool:
+        if not any(t.messages() for _, t in members):
+            return True
         left.append([m for m, t in members if not t.messages()][-1])
         hub.detach(left[0])
+        return False
 
-    asyncio.get_running_loop().call_soon(one_still_waiting_leaves)
+    each_turn(one_leaves_once_one_got_it)
     await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
     stayed = [(m, t) for m, t in members if m is not left[0]]
     assert [len(t.messages()) for m, t in members if m is left[0]] == [0]
     assert all(len(t.messages()) == 1 for _, t in stayed)
 
-    second = asyncio.create_task(hub.deliver_leaderboard(QUIZ, board(QUIZ, 2, RANKING)))
-    await asyncio.sleep(0)  # version 2's first slice is out, the rest waits for the next turn
-    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 3, RANKING))
-    await second
+    newer: list[asyncio.Task[None]] = []
+
+    def a_newer_board_once_one_got_version_2() -> bool:
+        if not any(len(t.messages()) == 2 for _, t in stayed):
+            return True
+        newer.append(asyncio.create_task(hub.deliver_leaderboard(QUIZ, board(QUIZ, 3, RANKING))))
+        return False
+
+    each_turn(a_newer_board_once_one_got_version_2)
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 2, RANKING))
+    await newer[0]
     await hub.close()
-    versions = sorted([m["version"] for m in t.messages()[1:]] for _, t in stayed)
-    assert versions == [[2, 3], [3], [3]]
+    versions = [[m["version"] for m in t.messages()[1:]] for _, t in stayed]
+    # Version 2 stopped part-way, once version 3 took over; version 3 reached everyone, once.
+    assert all(v in ([2, 3], [3]) for v in versions)
+    assert 0 < sum(v == [2, 3] for v in versions) < len(stayed)
+
+
+def test_frames_built_in_steps_match_frames_built_at_once() -> None:
+    ranking = [(f"p{i}", f"N{i}", 100 - i) for i in range(7)]
+    stepwise = Board(board(QUIZ, 1, ranking), top_n=2)
+    for _ in stepwise.build_personal_frames(PLAIN_JSON, 3):
+        pass
+    at_once = Board(board(QUIZ, 1, ranking), top_n=2)
+    assert stepwise.personal_frames(PLAIN_JSON) == at_once.personal_frames(PLAIN_JSON)
+    assert len(at_once.personal_frames(PLAIN_JSON)) == 7
+    mixed = Board(board(QUIZ, 1, ranking), top_n=2)
+    steps = mixed.build_personal_frames(PLAIN_JSON, 3)
+    next(steps)  # a broadcast part-way through its building when a socket attaches
+    assert mixed.frame_for("p6") == at_once.frame_for("p6")
+    for _ in steps:
+        pass
+    assert mixed.personal_frames(PLAIN_JSON) == at_once.personal_frames(PLAIN_JSON)
 
 
 def test_personal_parts_for_first_middle_last_and_unranked_players() -> None:
