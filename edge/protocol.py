@@ -87,9 +87,18 @@ class CreateQuiz:
 
 
 @dataclass(frozen=True)
+class HostCredential:
+    """What proves a request hosts a session: the session's host credential, or the identity token of a
+    signed-in user (issue 16), whom quiz_svc checks against the session's host. At least one is given."""
+
+    host_token: str | None
+    identity_token: str | None = None
+
+
+@dataclass(frozen=True)
 class HostQuiz:
     quiz_id: str
-    host_token: str
+    credential: HostCredential
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,7 @@ class HostTarget:
     """The quiz a host action is for; None fields fall back to the socket's `host_quiz`."""
 
     quiz_id: str | None
-    host_token: str | None
+    credential: HostCredential
 
 
 @dataclass(frozen=True)
@@ -200,11 +209,27 @@ def _bool(fields: Fields, name: str) -> bool:
     return value
 
 
-def _host_target(fields: Fields) -> HostTarget:
-    return HostTarget(
-        quiz_id=_optional_str(fields, "quiz_id"),
+def _host_credential(fields: Fields) -> HostCredential:
+    return HostCredential(
         host_token=_optional_str(fields, "host_token", max_length=MAX_TOKEN_LENGTH),
+        identity_token=_optional_str(fields, "identity_token", max_length=MAX_TOKEN_LENGTH),
     )
+
+
+_HOST_CREDENTIALS: Final = ("host_token", "identity_token")
+
+
+def _host_quiz(fields: Fields) -> HostQuiz:
+    quiz_id = _str(fields, "quiz_id")
+    # Either credential, or both; each one given must be a token (null is not "not given" here).
+    given = {name: _str(fields, name, max_length=MAX_TOKEN_LENGTH) for name in _HOST_CREDENTIALS if name in fields}
+    if not given:
+        raise invalid_field("host_token", f"a non-empty string of at most {MAX_TOKEN_LENGTH} characters")
+    return HostQuiz(quiz_id, HostCredential(given.get("host_token"), given.get("identity_token")))
+
+
+def _host_target(fields: Fields) -> HostTarget:
+    return HostTarget(quiz_id=_optional_str(fields, "quiz_id"), credential=_host_credential(fields))
 
 
 def _question(raw: object, at: str) -> quiz_pb2.Question:
@@ -290,7 +315,7 @@ PARSERS: Final[Mapping[str, Callable[[Fields], ClientMessage]]] = {
     "submit_answer": _submit_answer,
     "leave_quiz": lambda f: LeaveQuiz(),
     "create_quiz": _create_quiz,
-    "host_quiz": lambda f: HostQuiz(_str(f, "quiz_id"), _str(f, "host_token", max_length=MAX_TOKEN_LENGTH)),
+    "host_quiz": _host_quiz,
     "start_quiz": _host_action("start_quiz"),
     "next_question": _question_action("next_question"),
     "close_question": _question_action("close_question"),

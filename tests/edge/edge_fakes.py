@@ -88,6 +88,7 @@ def _now() -> Any:
 class FakeQuiz:
     quiz: quiz_pb2.Quiz
     host_token: str
+    host_user: str = ""  # the signed-in user who started this session, if one did
     phase: int = quiz_pb2.QUIZ_PHASE_LOBBY
     question_index: int = -1
     leaderboard_visible: bool = True
@@ -151,14 +152,28 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
     def _quiz(self, quiz_id: str) -> FakeQuiz | None:
         return self.quizzes.get(quiz_id)
 
+    async def _hosts(self, quiz: FakeQuiz, request: Any, context: Any) -> bool:
+        """As quiz_svc decides: the session's host credential, or an identity token ("identity:<user>" is a
+        valid one here) of the user who started it; any other identity token is refused outright."""
+        if request.host_token and request.host_token == quiz.host_token:
+            return True
+        if not request.identity_token:
+            return False
+        user = request.identity_token.removeprefix("identity:")
+        if user == request.identity_token:
+            context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "invalid_identity"),))
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the identity token has expired; sign in again")
+        return bool(quiz.host_user) and user == quiz.host_user
+
     async def _host(self, request: Any, context: Any) -> FakeQuiz:
         self.host_requests.append(request)
         quiz = self._quiz(request.quiz_id)
         if quiz is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"quiz {request.quiz_id} does not exist")
         assert quiz is not None
-        if request.host_token != quiz.host_token:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the host_token is not valid for this quiz")
+        if not await self._hosts(quiz, request, context):
+            context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "permission_denied"),))
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the quiz's host may do this")
         return quiz
 
     def _publish(self, quiz: FakeQuiz, **extra: Any) -> None:
@@ -196,7 +211,7 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         assert quiz is not None
         shown = quiz_pb2.Quiz()
         shown.CopyFrom(quiz.quiz)
-        is_host = request.host_token == quiz.host_token
+        is_host = await self._hosts(quiz, request, context)
         if not is_host:
             for question in shown.questions:
                 del question.correct_choices[:]

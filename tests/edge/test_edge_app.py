@@ -262,6 +262,56 @@ async def test_a_quiz_whose_first_question_has_no_correct_choice_keeps_its_host(
     assert refused.status == 403
 
 
+def _signed_in_session(services: FakeServices) -> str:
+    """A session the user "teacher" started signed in, as quiz_svc's StartSession with an identity token."""
+    services.quiz.quizzes["q-signed"] = FakeQuiz(
+        quiz_pb2.Quiz(quiz_id="q-signed", title="Signed", questions=[quiz_pb2.Question(**q) for q in QUESTIONS]),
+        host_token="host-signed",
+        host_user="teacher",
+    )
+    return "q-signed"
+
+
+async def test_a_signed_in_host_hosts_their_session_with_their_identity_token(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    quiz_id = _signed_in_session(services)
+    client = await edge()
+    host = await connect(client)
+    hosting = await host.request("host_quiz", quiz_id=quiz_id, identity_token="identity:teacher")
+    assert hosting["type"] == "hosting", hosting
+    assert hosting["quiz"]["questions"][0]["correct_choices"] == [1]  # quiz_svc verified the host
+    started = await host.request("start_quiz")
+    closed = await host.request("close_question", question_index=0)
+    assert (started["type"], closed["type"]) == ("host_ack", "host_ack"), (started, closed)
+    # Every host action carries the socket's identity token, and no host credential it never had.
+    assert [(r.identity_token, r.host_token) for r in services.quiz.host_requests] == [("identity:teacher", "")] * 2
+    # A message naming its own credential acts with it, whatever the socket hosts with.
+    ended = await host.request("end_quiz", quiz_id=quiz_id, host_token="host-signed")
+    assert ended["state"]["phase"] == "ended", ended
+    assert services.quiz.host_requests[-1].host_token == "host-signed"
+
+
+async def test_hosting_by_identity_refuses_a_bad_token_and_another_users_with_stable_codes(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    quiz_id = _signed_in_session(services)
+    client = await edge()
+    intruder = await connect(client)
+    expired = await intruder.request("host_quiz", quiz_id=quiz_id, identity_token="expired-token")
+    assert (expired["code"], expired["reason"]) == ("unauthenticated", "invalid_identity"), expired
+    assert "sign in again" in expired["message"]
+    other = await intruder.request("host_quiz", quiz_id=quiz_id, identity_token="identity:someone-else")
+    assert other["code"] == "permission_denied", other
+    assert "does not host this session" in other["message"]
+    # Not seated by a refusal: a bare host action has nothing to act on.
+    assert (await intruder.request("start_quiz"))["code"] == "not_hosting"
+    for token, code in (("identity:someone-else", "permission_denied"), ("expired-token", "unauthenticated")):
+        refused = await intruder.request("start_quiz", quiz_id=quiz_id, identity_token=token)
+        assert refused["code"] == code, refused
+    assert services.quiz.quizzes[quiz_id].phase == quiz_pb2.QUIZ_PHASE_LOBBY  # nothing was done
+
+
 async def test_one_leaderboard_stream_serves_every_socket_of_a_quiz_with_its_own_standing(
     edge: EdgeFactory, services: FakeServices
 ) -> None:
