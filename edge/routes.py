@@ -163,6 +163,21 @@ async def host_quiz(session: Session, message: protocol.HostQuiz) -> Reply:
     )
 
 
+async def start_session(session: Session, message: protocol.StartSession) -> Reply:
+    """A new session of an authored quiz, for its owner; the socket hosts it once it sends host_quiz."""
+    started = await session.upstream.start_session(
+        quiz_pb2.StartSessionRequest(quiz_id=message.quiz_id, **_host_fields(message.credential))
+    )
+    return Reply(
+        "session_started",
+        {
+            "session": protocol.session_json(started.session),
+            "quiz": protocol.quiz_json(started.quiz),
+            "host_token": started.host_token,
+        },
+    )
+
+
 def _host_credentials(session: Session, target: protocol.HostTarget) -> tuple[str, protocol.HostCredential]:
     """The quiz and the credential a host action acts with: what the message names, else the socket's
     `host_quiz`."""
@@ -259,6 +274,7 @@ ROUTES: Final[Mapping[str, Handler]] = {
     "leave_quiz": leave_quiz,
     "create_quiz": create_quiz,
     "host_quiz": host_quiz,
+    "start_session": start_session,
     "start_quiz": host_action,
     "next_question": host_action,
     "close_question": host_action,

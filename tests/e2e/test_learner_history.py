@@ -98,11 +98,14 @@ async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_e
         quiz_id = created.quiz.quiz_id
         # First session: the quiz's own join code. The learner is right twice, Bob wrong twice.
         first_mine, _ = await _play_session(stack, session, quiz_id, teacher, learner, [1, 0])
-        # The teacher runs it again in one action; this time the learner is wrong twice.
-        again = await quizzes.StartSession(
-            pb.StartSessionRequest(quiz_id=quiz_id, identity_token=provider.token(teacher_id)), timeout=10
+        # The teacher runs it again in one action, over the WebSocket; this time the learner is wrong twice.
+        teacher_socket = await EdgeClient.connect(session, stack.ws_url())
+        again = await teacher_socket.request(
+            "start_session", quiz_id=quiz_id, identity_token=provider.token(teacher_id)
         )
-        second_id = again.session.session_id
+        await teacher_socket.close()
+        assert (again["type"], again["session"]["quiz_id"]) == ("session_started", quiz_id), again
+        second_id = again["session"]["session_id"]
         second_mine, second_bobs = await _play_session(
             stack, session, second_id, provider.token(teacher_id), learner, [0, 1]
         )
@@ -135,7 +138,7 @@ async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_e
             (second_id, pb.QUIZ_PHASE_ENDED),
             (quiz_id, pb.QUIZ_PHASE_ENDED),
         ]
-        for session_id, host_token in ((quiz_id, created.host_token), (second_id, again.host_token)):
+        for session_id, host_token in ((quiz_id, created.host_token), (second_id, again["host_token"])):
             async with session.get(
                 f"{stack.edge_urls[0]}/quizzes/{session_id}/results.csv",
                 headers={"Authorization": f"Bearer {host_token}"},

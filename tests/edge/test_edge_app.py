@@ -312,6 +312,49 @@ async def test_hosting_by_identity_refuses_a_bad_token_and_another_users_with_st
     assert services.quiz.quizzes[quiz_id].phase == quiz_pb2.QUIZ_PHASE_LOBBY  # nothing was done
 
 
+async def test_a_signed_in_owner_runs_their_quiz_again_and_hosts_the_new_session_signed_in(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    quiz_id = _signed_in_session(services)
+    client = await edge()
+    host = await connect(client)
+    started = await host.request("start_session", quiz_id=quiz_id, identity_token="identity:teacher")
+    assert started["type"] == "session_started", started
+    session_id = started["session"]["session_id"]
+    assert (started["session"]["quiz_id"], started["session"]["phase"]) == (quiz_id, "lobby")
+    assert session_id != quiz_id and started["quiz"]["quiz_id"] == session_id and started["host_token"]
+    hosting = await host.request("host_quiz", quiz_id=session_id, identity_token="identity:teacher")
+    assert hosting["state"]["quiz_id"] == session_id, hosting
+    other = await host.request("start_session", quiz_id=quiz_id, identity_token="identity:someone-else")
+    assert other["code"] == "permission_denied", other
+    refused = await host.request("start_session", quiz_id=quiz_id, identity_token="expired-token")
+    assert (refused["code"], refused["reason"]) == ("unauthenticated", "invalid_identity"), refused
+    assert len(services.quiz.quizzes) == 2  # the refused ones started nothing
+
+
+async def test_a_quiz_posted_with_an_identity_token_is_its_users(edge: EdgeFactory, services: FakeServices) -> None:
+    client = await edge()
+
+    def form() -> aiohttp.FormData:
+        body = aiohttp.FormData()
+        document = orjson.dumps({"title": "Mine", "questions": QUESTIONS}).decode()
+        body.add_field("quiz", document, filename="quiz.json", content_type="application/json")
+        return body
+
+    created = await client.post("/quizzes", data=form(), headers={"Authorization": "Bearer identity:teacher"})
+    assert created.status == 200, await created.text()
+    quiz_id = (await created.json())["quiz"]["quiz_id"]
+    assert services.quiz.quizzes[quiz_id].host_user == "teacher"
+    host = await connect(client)
+    assert (await host.request("host_quiz", quiz_id=quiz_id, identity_token="identity:teacher"))["type"] == "hosting"
+    refused = await client.post("/quizzes", data=form(), headers={"Authorization": "Bearer expired-token"})
+    assert refused.status == 401 and "sign in again" in await refused.text()
+    anonymous = await client.post("/quizzes", data=form())
+    assert anonymous.status == 200
+    assert services.quiz.quizzes[(await anonymous.json())["quiz"]["quiz_id"]].host_user == ""
+    assert len(services.quiz.quizzes) == 2
+
+
 async def test_one_leaderboard_stream_serves_every_socket_of_a_quiz_with_its_own_standing(
     edge: EdgeFactory, services: FakeServices
 ) -> None:

@@ -1,7 +1,7 @@
-"""Hosting by sign-in over the WebSocket (issue 16): quiz_svc verifies the identity token a host_quiz or a
-host action carries, so a forged, expired or foreign token, or another user's valid one, hosts nothing
-and changes nothing; the teacher's own token hosts their session. Against the embedded stack's real
-quiz_svc and a test identity provider."""
+"""Hosting by sign-in over the WebSocket (issue 16): quiz_svc verifies the identity token a host_quiz, a
+start_session or a host action carries, so a forged, expired or foreign token, or another user's valid
+one, hosts nothing, starts nothing and changes nothing; the teacher's own token hosts their session.
+Against the embedded stack's real quiz_svc and a test identity provider."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ async def test_a_wrong_identity_token_hosts_nothing_and_changes_nothing(stack: S
         intruder = await EdgeClient.connect(http, stack.ws_url())
 
         for case, token in _bad_tokens(provider).items():
-            for message_type in ("host_quiz", "start_quiz", "end_quiz"):
+            for message_type in ("host_quiz", "start_quiz", "end_quiz", "start_session"):
                 refused = await intruder.request(message_type, quiz_id=quiz_id, identity_token=token)
                 assert (refused["type"], refused["code"], refused.get("reason")) == (
                     "error",
@@ -71,7 +71,7 @@ async def test_a_wrong_identity_token_hosts_nothing_and_changes_nothing(stack: S
                     "invalid_identity",
                 ), (case, message_type, refused)
         someone_else = provider.token("learner")
-        for message_type in ("host_quiz", "start_quiz", "end_quiz"):
+        for message_type in ("host_quiz", "start_quiz", "end_quiz", "start_session"):
             refused = await intruder.request(message_type, quiz_id=quiz_id, identity_token=someone_else)
             assert (refused["type"], refused["code"]) == ("error", "permission_denied"), (message_type, refused)
         # Another quiz's host credential is no key to this one, and a refusal seats no one.
@@ -81,6 +81,10 @@ async def test_a_wrong_identity_token_hosts_nothing_and_changes_nothing(stack: S
 
         state = await intruder.request("get_state", quiz_id=quiz_id)
         assert state["state"]["phase"] == "lobby", state
+        sessions = await quizzes.ListSessions(
+            pb.ListSessionsRequest(quiz_id=quiz_id, identity_token=provider.token("teacher")), timeout=10
+        )
+        assert [s.session_id for s in sessions.sessions] == [quiz_id]  # no session was started
 
         teacher = await EdgeClient.connect(http, stack.ws_url())
         hosting = await teacher.request("host_quiz", quiz_id=quiz_id, identity_token=provider.token("teacher"))

@@ -61,6 +61,8 @@ VALID: list[dict[str, Any]] = [
     {"type": "host_quiz", "quiz_id": "G8KWN4BS", "host_token": "eyJ.h.t", "identity_token": "eyJ.i.t"},
     {"type": "start_quiz"},
     {"type": "start_quiz", "quiz_id": "G8KWN4BS", "identity_token": "eyJ.i.t"},
+    {"type": "start_session", "id": "s", "quiz_id": "G8KWN4BS", "identity_token": "eyJ.i.t"},
+    {"type": "start_session", "quiz_id": "G8KWN4BS", "host_token": "eyJ.h.t"},
     {"type": "next_question", "quiz_id": "G8KWN4BS", "host_token": "eyJ.h.t"},
     {"type": "close_question", "quiz_id": None},
     {"type": "end_quiz", "host_token": "eyJ.h.t"},
