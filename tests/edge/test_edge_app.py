@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from edge.app import origin_allowed
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.quiz_document import question_from_json
 from tests.edge.conftest import EdgeFactory
 from tests.edge.edge_fakes import FakeQuiz, FakeServices, board
 
@@ -265,7 +266,11 @@ async def test_a_quiz_whose_first_question_has_no_correct_choice_keeps_its_host(
 def _signed_in_session(services: FakeServices) -> str:
     """A session the user "teacher" started signed in, as quiz_svc's StartSession with an identity token."""
     services.quiz.quizzes["q-signed"] = FakeQuiz(
-        quiz_pb2.Quiz(quiz_id="q-signed", title="Signed", questions=[quiz_pb2.Question(**q) for q in QUESTIONS]),
+        quiz_pb2.Quiz(
+            quiz_id="q-signed",
+            title="Signed",
+            questions=[question_from_json(q, f"questions[{i}].") for i, q in enumerate(QUESTIONS)],
+        ),
         host_token="host-signed",
         host_user="teacher",
     )
