@@ -26,10 +26,6 @@ class Seat:
     # (question index, ms) of the last question this seat answered, and when its first attempt arrived.
     _receipt: tuple[int, int] | None = field(default=None, repr=False)
 
-    @property
-    def is_host(self) -> bool:
-        return self.host is not None
-
     def receipt_ms(self, question_index: int) -> int:
         """When this seat's answer to the question first reached the edge, on the edge's clock: stamped
         at the first attempt and kept for its retries."""
