@@ -614,12 +614,19 @@ $("#new-quiz-button").addEventListener("click", () => {
   showCreate();
 });
 
-// The host token goes in a header, never in a URL, so the download is a fetch turned into a file.
+/** What proves the host to the export: the session's host credential, or the teacher's sign-in (a
+ * session hosted by sign-in from a link has no host credential in this tab). */
+function exportCredential() {
+  const stored = JSON.parse(sessionStorage.getItem(HOSTING_KEY) || "{}");
+  return hosting.hostToken || (stored.signed_in ? identityToken : null);
+}
+
+// The credential goes in a header, never in a URL, so the download is a fetch turned into a file.
 $("#csv-button").addEventListener("click", async () => {
   showError("");
   try {
     const response = await fetch(`/quizzes/${encodeURIComponent(hosting.quizId)}/results.csv`, {
-      headers: { Authorization: `Bearer ${hosting.hostToken}` },
+      headers: { Authorization: `Bearer ${exportCredential()}` },
       cache: "no-store",
     });
     if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
@@ -775,9 +782,7 @@ function renderControls(state) {
     ? "Hide leaderboard from players"
     : "Show leaderboard to players";
   $("#new-quiz-button").hidden = phase !== "ended";
-  // The export proves the host with the session's host credential; a session hosted by sign-in from a
-  // link has none in this tab.
-  $("#csv-button").hidden = !hosting.hostToken;
+  $("#csv-button").hidden = !exportCredential();
   $("#run-again-button").hidden = phase !== "ended" || !JSON.parse(sessionStorage.getItem(HOSTING_KEY) || "{}").owner;
 }
 

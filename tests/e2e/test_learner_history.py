@@ -138,11 +138,17 @@ async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_e
             (second_id, pb.QUIZ_PHASE_ENDED),
             (quiz_id, pb.QUIZ_PHASE_ENDED),
         ]
+        # Each session is exported with its host credential, or by the teacher signed in; not by the learner.
         for session_id, host_token in ((quiz_id, created.host_token), (second_id, again["host_token"])):
+            for credential in (host_token, teacher):
+                async with session.get(
+                    f"{stack.edge_urls[0]}/quizzes/{session_id}/results.csv",
+                    headers={"Authorization": f"Bearer {credential}"},
+                ) as export:
+                    assert export.status == 200, await export.text()
+                    rows = list(csv.DictReader(io.StringIO(await export.text())))
+                assert {(r["quiz_id"], r["nickname"]) for r in rows} == {(session_id, "Lea"), (session_id, "Bob")}
             async with session.get(
-                f"{stack.edge_urls[0]}/quizzes/{session_id}/results.csv",
-                headers={"Authorization": f"Bearer {host_token}"},
-            ) as export:
-                assert export.status == 200
-                rows = list(csv.DictReader(io.StringIO(await export.text())))
-            assert {(r["quiz_id"], r["nickname"]) for r in rows} == {(session_id, "Lea"), (session_id, "Bob")}
+                f"{stack.edge_urls[0]}/quizzes/{session_id}/results.csv", headers={"Authorization": f"Bearer {learner}"}
+            ) as refused:
+                assert refused.status == 403

@@ -79,6 +79,12 @@ async def test_a_wrong_identity_token_hosts_nothing_and_changes_nothing(stack: S
         assert refused["code"] == "permission_denied", refused
         assert (await intruder.request("start_quiz"))["code"] == "not_hosting"
 
+        # The same over HTTP: the export and running the quiz again, with the token as the bearer.
+        for path, method in ((f"/quizzes/{quiz_id}/results.csv", "GET"), (f"/quizzes/{quiz_id}/sessions", "POST")):
+            for token, status in ((_bad_tokens(provider)["expired"], 401), (someone_else, 403)):
+                headers = {"Authorization": f"Bearer {token}"}
+                async with http.request(method, f"{stack.edge_urls[0]}{path}", headers=headers) as refused:
+                    assert refused.status == status, (path, await refused.text())
         state = await intruder.request("get_state", quiz_id=quiz_id)
         assert state["state"]["phase"] == "lobby", state
         sessions = await quizzes.ListSessions(
@@ -86,6 +92,9 @@ async def test_a_wrong_identity_token_hosts_nothing_and_changes_nothing(stack: S
         )
         assert [s.session_id for s in sessions.sessions] == [quiz_id]  # no session was started
 
+        teacher_bearer = {"Authorization": f"Bearer {provider.token('teacher')}"}
+        async with http.post(f"{stack.edge_urls[0]}/quizzes/{quiz_id}/sessions", headers=teacher_bearer) as again:
+            assert again.status == 201, await again.text()
         teacher = await EdgeClient.connect(http, stack.ws_url())
         hosting = await teacher.request("host_quiz", quiz_id=quiz_id, identity_token=provider.token("teacher"))
         assert hosting["type"] == "hosting", hosting
