@@ -83,8 +83,8 @@ async def test_a_wrong_identity_token_hosts_nothing_and_changes_nothing(stack: S
         for path, method in ((f"/quizzes/{quiz_id}/results.csv", "GET"), (f"/quizzes/{quiz_id}/sessions", "POST")):
             for token, status in ((_bad_tokens(provider)["expired"], 401), (someone_else, 403)):
                 headers = {"Authorization": f"Bearer {token}"}
-                async with http.request(method, f"{stack.edge_urls[0]}{path}", headers=headers) as refused:
-                    assert refused.status == status, (path, await refused.text())
+                async with http.request(method, f"{stack.edge_urls[0]}{path}", headers=headers) as response:
+                    assert response.status == status, (path, await response.text())
         state = await intruder.request("get_state", quiz_id=quiz_id)
         assert state["state"]["phase"] == "lobby", state
         sessions = await quizzes.ListSessions(
