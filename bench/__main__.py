@@ -1,4 +1,4 @@
-"""`python -m bench [fanout|floor|pipeline|batching|fetch|sessions|topology|all]`: benchmarks.
+"""`python -m bench [fanout|floor|pipeline|batching|fetch|sessions|topology|profile|all]`: benchmarks.
 
 Each writes its part of bench/out/results.json."""
 
@@ -54,6 +54,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             big_quizzes=args.big_quizzes,
             big_quiz_duration_s=args.big_quiz_duration,
         )
+    if args.what == "profile":
+        from bench.profile import run as run_profile
+
+        results["profile"] = await run_profile(logs, services_from=args.services_from)
     if args.what in ("sessions", "all"):
         from bench.sessions import run as run_sessions
 
@@ -65,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "what",
-        choices=["fanout", "floor", "pipeline", "batching", "fetch", "sessions", "topology", "all"],
+        choices=["fanout", "floor", "pipeline", "batching", "fetch", "sessions", "topology", "profile", "all"],
         nargs="?",
         default="all",
     )
@@ -99,7 +103,7 @@ def main() -> None:
         "--services-from",
         type=lambda s: Path(s).resolve(),
         default=None,
-        help="pipeline: run the services from this checkout (e.g. a git worktree of an earlier commit)",
+        help="pipeline, profile: run the services from this checkout (e.g. a git worktree of an earlier commit)",
     )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,7 @@ async def _upstream_lifetime(app: web.Application) -> AsyncIterator[None]:
         upstream,
         top_n=settings.leaderboard_top_n,
         max_buffered_bytes=settings.max_buffered_bytes,
+        broadcast_slice=settings.broadcast_slice,
         telemetry=upstream.telemetry,
     )
     yield

@@ -87,9 +87,26 @@ class CreateQuiz:
 
 
 @dataclass(frozen=True)
+class HostCredential:
+    """What proves a request hosts a session: the session's host credential, or the identity token of a
+    signed-in user (issue 16), whom quiz_svc checks against the session's host. At least one is given."""
+
+    host_token: str | None
+    identity_token: str | None = None
+
+
+@dataclass(frozen=True)
 class HostQuiz:
     quiz_id: str
-    host_token: str
+    credential: HostCredential
+
+
+@dataclass(frozen=True)
+class StartSession:
+    """Run an authored quiz again (issue 16): a new session with its own join code, for the quiz's owner."""
+
+    quiz_id: str
+    credential: HostCredential
 
 
 @dataclass(frozen=True)
@@ -97,7 +114,7 @@ class HostTarget:
     """The quiz a host action is for; None fields fall back to the socket's `host_quiz`."""
 
     quiz_id: str | None
-    host_token: str | None
+    credential: HostCredential
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,7 @@ ClientMessage = (
     | LeaveQuiz
     | CreateQuiz
     | HostQuiz
+    | StartSession
     | HostAction
     | SetLeaderboardVisibility
     | KickPlayer
@@ -200,11 +218,36 @@ def _bool(fields: Fields, name: str) -> bool:
     return value
 
 
-def _host_target(fields: Fields) -> HostTarget:
-    return HostTarget(
-        quiz_id=_optional_str(fields, "quiz_id"),
+def _host_credential(fields: Fields) -> HostCredential:
+    return HostCredential(
         host_token=_optional_str(fields, "host_token", max_length=MAX_TOKEN_LENGTH),
+        identity_token=_optional_str(fields, "identity_token", max_length=MAX_TOKEN_LENGTH),
     )
+
+
+_HOST_CREDENTIALS: Final = ("host_token", "identity_token")
+
+
+def _required_credential(fields: Fields) -> HostCredential:
+    """Either credential, or both; each one given must be a token (null is not "not given" here)."""
+    given = {name: _str(fields, name, max_length=MAX_TOKEN_LENGTH) for name in _HOST_CREDENTIALS if name in fields}
+    if not given:
+        raise invalid_field("host_token", f"a non-empty string of at most {MAX_TOKEN_LENGTH} characters")
+    return HostCredential(given.get("host_token"), given.get("identity_token"))
+
+
+def _host_quiz(fields: Fields) -> HostQuiz:
+    quiz_id = _str(fields, "quiz_id")
+    return HostQuiz(quiz_id, _required_credential(fields))
+
+
+def _start_session(fields: Fields) -> StartSession:
+    quiz_id = _str(fields, "quiz_id")
+    return StartSession(quiz_id, _required_credential(fields))
+
+
+def _host_target(fields: Fields) -> HostTarget:
+    return HostTarget(quiz_id=_optional_str(fields, "quiz_id"), credential=_host_credential(fields))
 
 
 def _question(raw: object, at: str) -> quiz_pb2.Question:
@@ -290,7 +333,8 @@ PARSERS: Final[Mapping[str, Callable[[Fields], ClientMessage]]] = {
     "submit_answer": _submit_answer,
     "leave_quiz": lambda f: LeaveQuiz(),
     "create_quiz": _create_quiz,
-    "host_quiz": lambda f: HostQuiz(_str(f, "quiz_id"), _str(f, "host_token", max_length=MAX_TOKEN_LENGTH)),
+    "host_quiz": _host_quiz,
+    "start_session": _start_session,
     "start_quiz": _host_action("start_quiz"),
     "next_question": _question_action("next_question"),
     "close_question": _question_action("close_question"),
@@ -441,6 +485,17 @@ def quiz_json(quiz: quiz_pb2.Quiz) -> dict[str, Any]:
         "allow_late_join": quiz.allow_late_join,
         "create_time_ms": timestamp_ms(quiz.create_time),
         "questions": [question_to_json(q) for q in quiz.questions],
+    }
+
+
+def session_json(session: quiz_pb2.Session) -> dict[str, Any]:
+    """A session of an authored quiz: its join code (`session_id`), the quiz it runs and where it stands."""
+    return {
+        "session_id": session.session_id,
+        "quiz_id": session.quiz_id,
+        "title": session.title,
+        "create_time_ms": timestamp_ms(session.create_time),
+        "phase": PHASE_NAMES.get(session.phase, "lobby"),
     }
 
 

@@ -2,6 +2,8 @@
 XLSX) and checks it against quiz_svc's rules without creating it; `POST /quizzes` creates a quiz with
 the pictures and clips its questions name. Both take multipart/form-data: the document (`document`,
 or `quiz`, create_quiz's JSON) and media files, each part's file name being the name questions use.
+With `Authorization: Bearer <identity token>`, `POST /quizzes` creates the quiz for that signed-in user,
+its owner (quiz_svc verifies the token; a refused one is a 401 and creates nothing).
 
 A WebSocket frame is at most 64 KiB, too small for pictures, hence HTTP. Every refusal is a 400 whose
 text names the row (or JSON path) at fault and why; nothing is created unless all of it is valid.
@@ -69,6 +71,12 @@ async def _parts(request: web.Request) -> tuple[tuple[str, bytes] | None, dict[s
     raise _refused(f"an upload has at most {MAX_PARTS} parts")
 
 
+def _identity_token(request: web.Request) -> str:
+    """The signed-in author's identity token (`Authorization: Bearer <token>`); empty when none is sent."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def _read(document: tuple[str, bytes] | None) -> QuizDocument:
     if document is None:
         raise _refused("the upload has no quiz document (a part named 'document' or 'quiz')")
@@ -83,6 +91,11 @@ async def _create(upstream: Upstream, document: QuizDocument) -> quiz_pb2.Create
     try:
         return await upstream.create_quiz(document.request)
     except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise web.HTTPUnauthorized(
+                text=exc.details() or "the identity token was refused",
+                headers={"WWW-Authenticate": 'Bearer realm="quizmesh"'},
+            ) from None
         if exc.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
             raise
         trailers = exc.trailing_metadata() or ()
@@ -121,7 +134,9 @@ def import_handler(upstream: Upstream) -> Handler:
 def create_handler(upstream: Upstream) -> Handler:
     async def create_quiz(request: web.Request) -> web.StreamResponse:
         raw, media = await _parts(request)
-        created = await _create(upstream, _with_media(_read(raw), media))
+        document = _with_media(_read(raw), media)
+        document.request.identity_token = _identity_token(request)
+        created = await _create(upstream, document)
         body = {"type": "quiz_created", "quiz": protocol.quiz_json(created.quiz), "host_token": created.host_token}
         return web.Response(body=orjson.dumps(body), content_type=_JSON, headers={"Cache-Control": "no-store"})
 

@@ -2,9 +2,9 @@
 `POST /quizzes/{quiz_id}/sessions`; and a signed-in learner's history: `GET /api/v1/users/me/results`.
 
 The rows are `quizmesh.results.results_csv`'s, from what persistence_svc stored. The host proves who
-they are with `Authorization: Bearer <host_token>`, the learner with `Authorization: Bearer
-<identity token>` (verified by persistence_svc), never in the URL, where it would end up in logs and
-browser history.
+they are with `Authorization: Bearer <host_token>` or, signed in, `Bearer <identity token>` (verified by
+quiz_svc), the learner with `Authorization: Bearer <identity token>` (verified by persistence_svc), never
+in the URL, where it would end up in logs and browser history.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from edge.upstream import Upstream
+from quizmesh.identity import is_identity_token
 from quizmesh.persistence.v1 import persistence_service_pb2 as persistence_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from quizmesh.results import read_stored_quiz, results_csv
@@ -29,6 +30,13 @@ def _bearer(request: web.Request, what: str) -> str:
             headers={"WWW-Authenticate": 'Bearer realm="quizmesh"'},
         )
     return token.strip()
+
+
+def _host_credential(token: str) -> dict[str, str]:
+    """A host's bearer token as the host requests of QuizService carry it: an identity token (RS256 or
+    ES256) in `identity_token`, one of quizmesh's host credentials (HS256) in `host_token`. Either way
+    quiz_svc verifies it; the header only says which field it belongs in."""
+    return {"identity_token": token} if is_identity_token(token) else {"host_token": token}
 
 
 def _http_error(exc: grpc.aio.AioRpcError) -> web.HTTPException:
@@ -55,13 +63,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def csv_handler(upstream: Upstream) -> Handler:
     async def results(request: web.Request) -> web.StreamResponse:
-        host_token = _bearer(request, "quiz's host token")
+        host = _host_credential(_bearer(request, "quiz's host token, or the identity token of its signed-in host"))
         try:
-            found = await upstream.get_quiz(
-                quiz_pb2.GetQuizRequest(quiz_id=request.match_info["quiz_id"], host_token=host_token)
-            )
+            found = await upstream.get_quiz(quiz_pb2.GetQuizRequest(quiz_id=request.match_info["quiz_id"], **host))
             if not found.host_verified:
-                raise web.HTTPForbidden(text="the host token is not valid for this quiz")
+                raise web.HTTPForbidden(text="the credential does not host this quiz")
             quiz = found.quiz
             state = (await upstream.get_quiz_state(quiz_pb2.GetQuizStateRequest(quiz_id=quiz.quiz_id))).state
             stored = await read_stored_quiz(quiz.quiz_id, upstream.list_participants, upstream.list_answers)
@@ -83,14 +89,16 @@ def csv_handler(upstream: Upstream) -> Handler:
 
 def session_handler(upstream: Upstream) -> Handler:
     """Starts a new session of a quiz for its owner, who proves it with the quiz's first host credential
-    (`Authorization: Bearer <host_token>`): StartSession's reply as JSON, the new session's join code
-    and host credential included."""
+    (`Authorization: Bearer <host_token>`) or, signed in, their identity token: StartSession's reply as
+    JSON, the new session's join code and host credential included."""
 
     async def run_again(request: web.Request) -> web.StreamResponse:
-        host_token = _bearer(request, "quiz's host token, as issued when it was created")
+        owner = _host_credential(
+            _bearer(request, "quiz's host token as issued at its creation, or its owner's identity token")
+        )
         try:
             started = await upstream.start_session(
-                quiz_pb2.StartSessionRequest(quiz_id=request.match_info["quiz_id"], host_token=host_token)
+                quiz_pb2.StartSessionRequest(quiz_id=request.match_info["quiz_id"], **owner)
             )
         except grpc.aio.AioRpcError as exc:
             raise _http_error(exc) from None

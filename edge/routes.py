@@ -135,15 +135,27 @@ async def create_quiz(session: Session, message: protocol.CreateQuiz) -> Reply:
     return Reply("quiz_created", {"quiz": protocol.quiz_json(response.quiz), "host_token": response.host_token})
 
 
+def _host_fields(host: protocol.HostCredential) -> dict[str, str]:
+    """The credential as every host request of QuizService carries it."""
+    return {"host_token": host.host_token or "", "identity_token": host.identity_token or ""}
+
+
 async def host_quiz(session: Session, message: protocol.HostQuiz) -> Reply:
-    found = await session.upstream.get_quiz(
-        quiz_pb2.GetQuizRequest(quiz_id=message.quiz_id, host_token=message.host_token)
-    )
+    host = message.credential
+    found = await session.upstream.get_quiz(quiz_pb2.GetQuizRequest(quiz_id=message.quiz_id, **_host_fields(host)))
     if not found.host_verified:
-        raise ClientError("permission_denied", "the host_token is not valid for this quiz")
+        # Signed in only, the token was valid (quiz_svc refuses a bad one with invalid_identity) but its
+        # user does not host this session.
+        raise ClientError(
+            "permission_denied",
+            "the host_token is not valid for this quiz"
+            if host.host_token
+            else "the identity token's user does not host this session: sign in as the user who started it, "
+            "or present the session's host credential",
+        )
     quiz = found.quiz
     state = (await session.upstream.get_quiz_state(quiz_pb2.GetQuizStateRequest(quiz_id=message.quiz_id))).state
-    session.take_host_seat(message.quiz_id, message.host_token)
+    session.take_host_seat(message.quiz_id, host)
     return Reply(
         "hosting",
         {"state": protocol.state_json(state), "quiz": protocol.quiz_json(quiz)},
@@ -151,14 +163,32 @@ async def host_quiz(session: Session, message: protocol.HostQuiz) -> Reply:
     )
 
 
-def _host_credentials(session: Session, target: protocol.HostTarget) -> tuple[str, str]:
+async def start_session(session: Session, message: protocol.StartSession) -> Reply:
+    """A new session of an authored quiz, for its owner; the socket hosts it once it sends host_quiz."""
+    started = await session.upstream.start_session(
+        quiz_pb2.StartSessionRequest(quiz_id=message.quiz_id, **_host_fields(message.credential))
+    )
+    return Reply(
+        "session_started",
+        {
+            "session": protocol.session_json(started.session),
+            "quiz": protocol.quiz_json(started.quiz),
+            "host_token": started.host_token,
+        },
+    )
+
+
+def _host_credentials(session: Session, target: protocol.HostTarget) -> tuple[str, protocol.HostCredential]:
+    """The quiz and the credential a host action acts with: what the message names, else the socket's
+    `host_quiz`."""
     seat = session.seat
-    hosted = seat if seat is not None and seat.is_host else None
-    quiz_id = target.quiz_id or (hosted.quiz_id if hosted else None)
-    host_token = target.host_token or (hosted.host_token if hosted else None)
-    if not quiz_id or not host_token:
-        raise ClientError("not_hosting", "send host_quiz first, or give quiz_id and host_token")
-    return quiz_id, host_token
+    hosted = seat.host if seat is not None else None
+    quiz_id = target.quiz_id or (seat.quiz_id if seat is not None and hosted is not None else None)
+    named = target.credential
+    host = named if named.host_token or named.identity_token else hosted
+    if not quiz_id or host is None:
+        raise ClientError("not_hosting", "send host_quiz first, or give quiz_id and host_token (or identity_token)")
+    return quiz_id, host
 
 
 class _HostResponse(Protocol):
@@ -174,33 +204,31 @@ async def _host_call(session: Session, action: str, response: Awaitable[_HostRes
     return Reply("host_ack", {"action": action, "state": protocol.state_json(state)})
 
 
-# The host actions of HostAction: each one's QuizService call, given the quiz, the host's credential and
-# the question it names (next and close name the question they mean, so a retry that already took
-# effect is told so).
-_HostRpc = Callable[[Upstream, str, str, int | None], Awaitable[_HostResponse]]
+# The host actions of HostAction: each one's QuizService call, given the quiz, the host's credential
+# (its fields as every host request names them) and the question it names (next and close name the
+# question they mean, so a retry that already took effect is told so).
+_HostRpc = Callable[[Upstream, str, Mapping[str, str], int | None], Awaitable[_HostResponse]]
 _HOST_RPCS: Final[Mapping[str, _HostRpc]] = {
-    "start_quiz": lambda upstream, quiz_id, host_token, _: upstream.start_quiz(
-        quiz_pb2.StartQuizRequest(quiz_id=quiz_id, host_token=host_token)
+    "start_quiz": lambda upstream, quiz_id, host, _: upstream.start_quiz(
+        quiz_pb2.StartQuizRequest(quiz_id=quiz_id, **host)
     ),
-    "next_question": lambda upstream, quiz_id, host_token, index: upstream.next_question(
-        quiz_pb2.NextQuestionRequest(quiz_id=quiz_id, host_token=host_token, question_index=index)
+    "next_question": lambda upstream, quiz_id, host, index: upstream.next_question(
+        quiz_pb2.NextQuestionRequest(quiz_id=quiz_id, question_index=index, **host)
     ),
-    "end_quiz": lambda upstream, quiz_id, host_token, _: upstream.end_quiz(
-        quiz_pb2.EndQuizRequest(quiz_id=quiz_id, host_token=host_token)
-    ),
+    "end_quiz": lambda upstream, quiz_id, host, _: upstream.end_quiz(quiz_pb2.EndQuizRequest(quiz_id=quiz_id, **host)),
 }
 
 
 async def host_action(session: Session, message: protocol.HostAction) -> Reply:
-    quiz_id, host_token = _host_credentials(session, message.target)
+    quiz_id, host = _host_credentials(session, message.target)
     if message.action != "close_question":
         rpc = _HOST_RPCS[message.action]
         return await _host_call(
-            session, message.action, rpc(session.upstream, quiz_id, host_token, message.question_index)
+            session, message.action, rpc(session.upstream, quiz_id, _host_fields(host), message.question_index)
         )
     # The one host action whose reply carries more than the state: the closed question's results.
     response = await session.upstream.close_question(
-        quiz_pb2.CloseQuestionRequest(quiz_id=quiz_id, host_token=host_token, question_index=message.question_index)
+        quiz_pb2.CloseQuestionRequest(quiz_id=quiz_id, question_index=message.question_index, **_host_fields(host))
     )
     session.fanout.observe_state(response.state)
     fields = {
@@ -212,14 +240,14 @@ async def host_action(session: Session, message: protocol.HostAction) -> Reply:
 
 
 async def set_leaderboard_visibility(session: Session, message: protocol.SetLeaderboardVisibility) -> Reply:
-    quiz_id, host_token = _host_credentials(session, message.target)
-    request = quiz_pb2.SetLeaderboardVisibilityRequest(quiz_id=quiz_id, host_token=host_token, visible=message.visible)
+    quiz_id, host = _host_credentials(session, message.target)
+    request = quiz_pb2.SetLeaderboardVisibilityRequest(quiz_id=quiz_id, visible=message.visible, **_host_fields(host))
     return await _host_call(session, "set_leaderboard_visibility", session.upstream.set_leaderboard_visibility(request))
 
 
 async def kick_player(session: Session, message: protocol.KickPlayer) -> Reply:
-    quiz_id, host_token = _host_credentials(session, message.target)
-    request = quiz_pb2.KickPlayerRequest(quiz_id=quiz_id, host_token=host_token, player_id=message.player_id)
+    quiz_id, host = _host_credentials(session, message.target)
+    request = quiz_pb2.KickPlayerRequest(quiz_id=quiz_id, player_id=message.player_id, **_host_fields(host))
     return await _host_call(session, "kick_player", session.upstream.kick_player(request))
 
 
@@ -246,6 +274,7 @@ ROUTES: Final[Mapping[str, Handler]] = {
     "leave_quiz": leave_quiz,
     "create_quiz": create_quiz,
     "host_quiz": host_quiz,
+    "start_session": start_session,
     "start_quiz": host_action,
     "next_question": host_action,
     "close_question": host_action,

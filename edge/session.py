@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from edge.fanout import Fanout, Recipient
+from edge.protocol import HostCredential
 from edge.settings import Settings
 from edge.upstream import Upstream
 from edge.wire import PLAIN_JSON, Framing, Transport, send_text
@@ -21,13 +22,9 @@ class Seat:
     quiz_id: str
     recipient: Recipient
     player_token: str = ""  # set for players
-    host_token: str = ""  # set for hosts
+    host: HostCredential | None = None  # set for hosts
     # (question index, ms) of the last question this seat answered, and when its first attempt arrived.
     _receipt: tuple[int, int] | None = field(default=None, repr=False)
-
-    @property
-    def is_host(self) -> bool:
-        return bool(self.host_token)
 
     def receipt_ms(self, question_index: int) -> int:
         """When this seat's answer to the question first reached the edge, on the edge's clock: stamped
@@ -71,10 +68,10 @@ class Session:
         recipient.on_kicked = lambda: self._drop(seat)
         return seat
 
-    def take_host_seat(self, quiz_id: str, host_token: str) -> Seat:
+    def take_host_seat(self, quiz_id: str, host: HostCredential) -> Seat:
         self.leave_seat()
         recipient = Recipient(self.transport, quiz_id, is_host=True, framing=self.framing)
-        seat = self.seat = Seat(quiz_id, recipient, host_token=host_token)
+        seat = self.seat = Seat(quiz_id, recipient, host=host)
         return seat
 
     def attach(self, state: quiz_pb2.QuizState) -> None:

@@ -30,6 +30,13 @@ ALLOWED_ORIGINS = Text(
 LEADERBOARD_TOP_N = Integer(
     "QUIZMESH_EDGE_LEADERBOARD_TOP_N", "Entries in each leaderboard_updated.", default=10, minimum=1, maximum=1000
 )
+BROADCAST_SLICE = Integer(
+    "QUIZMESH_EDGE_BROADCAST_SLICE",
+    "Sockets a leaderboard fan-out writes before letting the edge's other work run (replies, reads); smaller "
+    "slices answer sooner during a big quiz's broadcast, larger ones cost slightly less CPU.",
+    default=500,
+    minimum=1,
+)
 ANSWER_BATCH_SIZE = Integer(
     "QUIZMESH_EDGE_ANSWER_BATCH_SIZE",
     "At most this many answers share one BatchSubmitAnswers call.",
@@ -88,6 +95,7 @@ class Settings:
         PERSISTENCE_ADDR,
         ALLOWED_ORIGINS,
         LEADERBOARD_TOP_N,
+        BROADCAST_SLICE,
         ANSWER_BATCH_SIZE,
         ANSWER_BATCH_LINGER_MS,
         ANSWER_BATCHES_IN_FLIGHT,
@@ -108,6 +116,7 @@ class Settings:
     # Read only by the results export (GET /quizzes/{quiz_id}/results.csv); not needed to play.
     persistence_addr: str = "127.0.0.1:50053"
     leaderboard_top_n: int = 10
+    broadcast_slice: int = 500
     answer_batch_size: int = 256
     answer_batch_linger_ms: int = 2
     # Beyond this many answer calls in flight, answers wait for one to return (edge/upstream.py AnswerBatcher).
@@ -153,6 +162,7 @@ class Settings:
             persistence_addr=PERSISTENCE_ADDR.read(env),
             allowed_origins=parse_origins(ALLOWED_ORIGINS.read(env)),
             leaderboard_top_n=LEADERBOARD_TOP_N.read(env),
+            broadcast_slice=BROADCAST_SLICE.read(env),
             answer_batch_size=ANSWER_BATCH_SIZE.read(env),
             answer_batch_linger_ms=ANSWER_BATCH_LINGER_MS.read(env),
             answer_batches_in_flight=ANSWER_BATCHES_IN_FLIGHT.read(env),

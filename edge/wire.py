@@ -33,6 +33,16 @@ def text_frame(payload: bytes, suffix: bytes = b"") -> bytes:
     return b"".join((_frame_header(len(payload) + len(suffix)), payload, suffix))
 
 
+def text_frames(prefix: bytes, suffixes: list[bytes]) -> list[bytes]:
+    """The frames carrying prefix + each suffix, built together: a broadcast's personal frames. Their
+    lengths almost always share the 16-bit header form, which is then packed without a call per frame."""
+    base = len(prefix)
+    lengths = [base + len(suffix) for suffix in suffixes]
+    if lengths and min(lengths) >= 126 and max(lengths) < 65536:
+        return [_PACK_LEN2(_TEXT_FIN, 126, n) + prefix + s for n, s in zip(lengths, suffixes, strict=True)]
+    return [_frame_header(n) + prefix + s for n, s in zip(lengths, suffixes, strict=True)]
+
+
 class Transport(Protocol):
     """The part of asyncio.Transport the edge writes its frames through."""
 

@@ -100,6 +100,17 @@ IDENTITY_VARIABLES: Variables = (
 )
 
 
+def is_identity_token(token: str) -> bool:
+    """Whether a bearer token has the shape of an identity token (a JWT whose header names an algorithm
+    identity tokens may be signed with) rather than of quizmesh's own host and player credentials
+    (HS256). Reads the header unverified: it says which check a token goes to, never that it passes."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        return False
+    return header.get("alg") in ALLOWED_ALGORITHMS
+
+
 class InvalidIdentity(Exception):
     """The identity token is missing, malformed, forged, expired, or for another issuer or audience."""
 

@@ -77,6 +77,7 @@ export class RequestError extends Error {
   constructor(reply) {
     super(reply.message || reply.code);
     this.code = reply.code;
+    this.reason = reply.reason ?? "";
     this.retryable = Boolean(reply.retryable);
   }
 }
@@ -339,4 +340,19 @@ export function renderResults(node, question, results) {
     return;
   }
   renderChoiceCounts(node, question.choices, results);
+}
+
+// A signed-in user's identity token, handed over by the host application in the URL's fragment
+// (`#identity_token=…`), which browsers never send to a server: kept for this tab under `key`, then
+// taken out of the address bar so that it is not bookmarked or shared.
+export function takeIdentityToken(key) {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const given = fragment.get("identity_token");
+  if (given) {
+    sessionStorage.setItem(key, given);
+    fragment.delete("identity_token");
+    const rest = fragment.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  }
+  return sessionStorage.getItem(key);
 }

@@ -16,9 +16,15 @@ import {
   renderResults,
   showView,
   statusBanner,
+  takeIdentityToken,
 } from "./common.js";
 
+// What this tab hosts: {quiz_id, host_token?, signed_in?, owner?}, owner being the authored quiz that
+// "Run this quiz again" starts a session of ({quiz_id, host_token?, signed_in?}).
 const HOSTING_KEY = "quizmesh.hosting";
+// A signed-in teacher's identity token, handed over by the host application (`/host#identity_token=…`);
+// kept apart from the player page's, whose tab may be another user's.
+const IDENTITY_KEY = "quizmesh.host_identity_token";
 const FINAL_HOST_ERRORS = new Set(["permission_denied", "unauthenticated", "quiz_not_found", "invalid_field"]);
 const MAX_CHOICES = 6;
 
@@ -31,6 +37,32 @@ const hosting = {
   board: null,
   shown: null, // the question whose media the question view shows
 };
+
+const identityToken = takeIdentityToken(IDENTITY_KEY);
+
+// The application links a signed-in teacher to a quiz or session of theirs (`/host?quiz=CODE`): this
+// tab hosts it by sign-in, and runs it again if it is the quiz's own code. Taken out of the address so
+// that a reload keeps hosting whatever this tab runs by then.
+function takeLinkedQuiz() {
+  const params = new URLSearchParams(location.search);
+  const linked = params.get("quiz");
+  if (!linked || !identityToken) return;
+  const signedIn = { quiz_id: linked, signed_in: true };
+  sessionStorage.setItem(HOSTING_KEY, JSON.stringify({ ...signedIn, owner: signedIn }));
+  params.delete("quiz");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+}
+
+takeLinkedQuiz();
+
+/** The credentials a stored quiz is hosted with: its host credential, and the teacher's sign-in. */
+function hostCredential(stored) {
+  const credential = {};
+  if (stored.host_token) credential.host_token = stored.host_token;
+  if (stored.signed_in && identityToken) credential.identity_token = identityToken;
+  return credential;
+}
 
 const connection = new Connection({
   onOpen: hostIfStored,
@@ -48,9 +80,9 @@ async function hostIfStored() {
   const stored = JSON.parse(sessionStorage.getItem(HOSTING_KEY) || "null");
   if (!stored) return;
   try {
-    const reply = await connection.request("host_quiz", { quiz_id: stored.quiz_id, host_token: stored.host_token });
+    const reply = await connection.request("host_quiz", { quiz_id: stored.quiz_id, ...hostCredential(stored) });
     hosting.quizId = reply.state.quiz_id;
-    hosting.hostToken = stored.host_token;
+    hosting.hostToken = stored.host_token ?? null;
     hosting.quiz = reply.quiz;
     adoptState(reply.state);
     showError("");
@@ -59,7 +91,8 @@ async function hostIfStored() {
     if (FINAL_HOST_ERRORS.has(error.code)) {
       sessionStorage.removeItem(HOSTING_KEY);
       showCreate();
-      showError(`Could not host the stored quiz: ${error.message}`);
+      const signIn = error.reason === "invalid_identity" ? " Open the host page from the application again." : "";
+      showError(`Could not host the stored quiz: ${error.message}.${signIn}`);
     }
   }
 }
@@ -411,8 +444,8 @@ function upload(documentField, document, documentName) {
   return form;
 }
 
-async function postForm(url, form) {
-  const response = await fetch(url, { method: "POST", body: form, cache: "no-store" });
+async function postForm(url, form, headers = {}) {
+  const response = await fetch(url, { method: "POST", body: form, headers, cache: "no-store" });
   if (!response.ok) throw new Error(await response.text());
   return response.json();
 }
@@ -479,10 +512,12 @@ $("#create-form").addEventListener("submit", async (event) => {
       allow_late_join: $("#late-join").checked,
     };
     const body = new Blob([JSON.stringify(quiz)], { type: "application/json" });
-    const created = await postForm("/quizzes", upload("quiz", body, "quiz.json"));
-    // The quiz's own ID and first host credential stay with every later session: they own the quiz,
-    // which "Run this quiz again" needs.
-    const owner = { quiz_id: created.quiz.quiz_id, host_token: created.host_token };
+    // Signed in, the quiz is the teacher's: they host it, and run it again, by signing in.
+    const author = identityToken ? { Authorization: `Bearer ${identityToken}` } : {};
+    const created = await postForm("/quizzes", upload("quiz", body, "quiz.json"), author);
+    // The quiz's own ID and first credentials stay with every later session: they own the quiz, which
+    // "Run this quiz again" needs.
+    const owner = { quiz_id: created.quiz.quiz_id, host_token: created.host_token, signed_in: Boolean(identityToken) };
     sessionStorage.setItem(HOSTING_KEY, JSON.stringify({ ...owner, owner }));
     hosting.board = null;
     hosting.results = null;
@@ -541,23 +576,30 @@ $("#end-button").addEventListener("click", () => act("end_quiz"));
 $("#board-toggle").addEventListener("click", () =>
   act("set_leaderboard_visibility", { visible: !hosting.state.leaderboard_visible }),
 );
-// A new session of the same quiz (POST /quizzes/{quiz_id}/sessions): a new join code, in the lobby.
+/** A new session of the owner's quiz: signed in over the socket (start_session), else with the quiz's
+ * first host credential (POST /quizzes/{quiz_id}/sessions). */
+async function startSession(owner) {
+  if (owner.signed_in && identityToken) {
+    return connection.request("start_session", { quiz_id: owner.quiz_id, identity_token: identityToken });
+  }
+  const response = await fetch(`/quizzes/${encodeURIComponent(owner.quiz_id)}/sessions`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${owner.host_token}` },
+    cache: "no-store",
+  });
+  if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
+  return response.json();
+}
+
+// A new session of the same quiz: a new join code, in the lobby.
 $("#run-again-button").addEventListener("click", async () => {
   showError("");
   const owner = JSON.parse(sessionStorage.getItem(HOSTING_KEY) || "null")?.owner;
   if (!owner) return;
   try {
-    const response = await fetch(`/quizzes/${encodeURIComponent(owner.quiz_id)}/sessions`, {
-      method: "POST",
-      headers: { Authorization: `Bearer ${owner.host_token}` },
-      cache: "no-store",
-    });
-    if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
-    const started = await response.json();
-    sessionStorage.setItem(
-      HOSTING_KEY,
-      JSON.stringify({ quiz_id: started.session.session_id, host_token: started.host_token, owner }),
-    );
+    const started = await startSession(owner);
+    const session = { quiz_id: started.session.session_id, host_token: started.host_token };
+    sessionStorage.setItem(HOSTING_KEY, JSON.stringify({ ...session, signed_in: owner.signed_in, owner }));
     hosting.board = null;
     hosting.results = null;
     hosting.state = null;
@@ -572,12 +614,19 @@ $("#new-quiz-button").addEventListener("click", () => {
   showCreate();
 });
 
-// The host token goes in a header, never in a URL, so the download is a fetch turned into a file.
+/** What proves the host to the export: the session's host credential, or the teacher's sign-in (a
+ * session hosted by sign-in from a link has no host credential in this tab). */
+function exportCredential() {
+  const stored = JSON.parse(sessionStorage.getItem(HOSTING_KEY) || "{}");
+  return hosting.hostToken || (stored.signed_in ? identityToken : null);
+}
+
+// The credential goes in a header, never in a URL, so the download is a fetch turned into a file.
 $("#csv-button").addEventListener("click", async () => {
   showError("");
   try {
     const response = await fetch(`/quizzes/${encodeURIComponent(hosting.quizId)}/results.csv`, {
-      headers: { Authorization: `Bearer ${hosting.hostToken}` },
+      headers: { Authorization: `Bearer ${exportCredential()}` },
       cache: "no-store",
     });
     if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
@@ -733,6 +782,7 @@ function renderControls(state) {
     ? "Hide leaderboard from players"
     : "Show leaderboard to players";
   $("#new-quiz-button").hidden = phase !== "ended";
+  $("#csv-button").hidden = !exportCredential();
   $("#run-again-button").hidden = phase !== "ended" || !JSON.parse(sessionStorage.getItem(HOSTING_KEY) || "{}").owner;
 }
 
@@ -747,6 +797,8 @@ function renderBoard(state) {
 }
 
 // --- start ---
+
+$("#signed-in").hidden = !identityToken;
 
 if (sessionStorage.getItem(HOSTING_KEY)) showView("resuming");
 else showCreate();

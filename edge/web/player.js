@@ -17,6 +17,7 @@ import {
   renderResults,
   showView,
   statusBanner,
+  takeIdentityToken,
 } from "./common.js";
 
 const TOKEN_KEY = "quizmesh.player_token";
@@ -42,22 +43,8 @@ const game = {
   total: 0,
 };
 
-// A signed-in learner's identity token, handed over by the host application in the URL's fragment
-// (`/#identity_token=…`), which browsers never send to a server: kept for this tab, then taken out of
-// the address bar so that it is not bookmarked or shared.
-function takeIdentityToken() {
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const given = fragment.get("identity_token");
-  if (given) {
-    sessionStorage.setItem(IDENTITY_KEY, given);
-    fragment.delete("identity_token");
-    const rest = fragment.toString();
-    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
-  }
-  return sessionStorage.getItem(IDENTITY_KEY);
-}
-
-const identityToken = takeIdentityToken();
+// A signed-in learner's identity token, handed over by the host application (`/#identity_token=…`).
+const identityToken = takeIdentityToken(IDENTITY_KEY);
 
 const connection = new Connection({
   onOpen: resumeIfJoined,

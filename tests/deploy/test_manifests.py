@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from quizmesh import identity
+
 from . import istio_authz
 from .conftest import DEPLOY, OVERLAYS, PLAIN, ROOTS, SCRIPT, Rendered
 from .istio_authz import Request, Workload
@@ -170,6 +172,9 @@ def test_the_script_fails_on_a_kustomization_that_does_not_build(tools: SchemaSe
 # --------------------------------------------------------------------------- authorization
 
 
+APP_BACKEND = "cluster.local/ns/app/sa/app-backend"
+
+
 def _principals(ns: str) -> dict[str, str | None]:
     return {
         "edge": f"cluster.local/ns/{ns}/sa/edge",
@@ -183,6 +188,11 @@ def _principals(ns: str) -> dict[str, str | None]:
         # The same service account name in another namespace (another environment) is a stranger.
         "other-ns-edge": "cluster.local/ns/elsewhere/sa/edge",
         "ingressgateway": "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+        # The application's backend (the documented placeholder app/app-backend), and strangers that
+        # share its namespace or its service account's name.
+        "app-backend": APP_BACKEND,
+        "app-default": "cluster.local/ns/app/sa/default",
+        "other-ns-app-backend": "cluster.local/ns/elsewhere/sa/app-backend",
         "plaintext": None,
     }
 
@@ -213,7 +223,7 @@ _KNOWN_RPCS = {
         "SetLeaderboardVisibility",
     ],
     "leaderboard-svc": ["GetLeaderboard", "WatchLeaderboard"],
-    "persistence-svc": ["ListAnswers", "ListParticipants"],
+    "persistence-svc": ["ListAnswers", "ListParticipants", "ListUserResults", "DeleteUserData"],
 }
 _PROTO = {
     "quiz-svc": "protos/quizmesh/quiz/v1/quiz_service.proto",
@@ -259,6 +269,9 @@ def _intended(caller: str, target: str, label: str) -> bool:
         return False
     if caller == "quizctl":
         return True
+    if caller == "app-backend":
+        # A learner's history and the deletion of their data, by user ID with the service credential.
+        return target == "persistence-svc" and label in ("ListUserResults", "DeleteUserData")
     if caller in ("quiz-svc", "leaderboard-svc") and target == "persistence-svc":
         # Rebuilding live state or a ranking from the source of truth.
         return label in ("ListAnswers", "ListParticipants")
@@ -297,6 +310,25 @@ def test_authorization_policies_allow_exactly_the_intended_calls(overlay: Render
     assert len(rows) > 300
     assert sorted(actual - intended) == [], "allowed but not intended"
     assert sorted(intended - actual) == [], "intended but denied"
+
+
+def test_the_application_backend_may_call_two_methods_of_persistence_svc_and_nothing_else(overlay: Rendered) -> None:
+    """Every path the backend could try, methods not in the contract and other services' included: only
+    ListUserResults and DeleteUserData on persistence-svc's gRPC port pass."""
+    policies = list(overlay.by_kind("AuthorizationPolicy").values())
+    methods = {*(m for t in GRPC_PORT for m in _rpcs(t)), "DeleteEverything", "ListUserResultsV2", "DeleteUserDataNow"}
+    paths = [f"/{service}/{method}" for service in SERVICE_OF.values() for method in sorted(methods)]
+    paths += ["/", "/ws", "/grpc.health.v1.Health/Check", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"]
+    allowed = set()
+    for target, port in [*GRPC_PORT.items(), ("edge", 8080)]:
+        for path, method, at in itertools.product(paths, ("POST", "GET"), (port, 9464)):
+            if istio_authz.is_allowed(policies, _workload(overlay, target), Request(APP_BACKEND, at, path, method)):
+                allowed.add((target, at, path, method))
+    persistence = "/quizmesh.persistence.v1.PersistenceService"
+    assert allowed == {
+        ("persistence-svc", 50053, f"{persistence}/ListUserResults", "POST"),
+        ("persistence-svc", 50053, f"{persistence}/DeleteUserData", "POST"),
+    }
 
 
 def test_the_namespace_is_default_deny(overlay: Rendered) -> None:
@@ -468,7 +500,7 @@ _SECRETS = {
     "edge": set(),
     "quiz-svc": {"postgres-dsn", "signing-key", "kafka-password", "kafka-ca.crt", "redis-password", "redis-ca.crt"},
     "leaderboard-svc": {"kafka-password", "kafka-ca.crt", "redis-password", "redis-ca.crt"},
-    "persistence-svc": {"postgres-dsn", "kafka-password", "kafka-ca.crt"},
+    "persistence-svc": {"postgres-dsn", "kafka-password", "kafka-ca.crt", "history-service-token"},
 }
 
 
@@ -494,6 +526,28 @@ def test_every_secret_is_a_file_of_the_documented_secret(overlay: Rendered, name
         assert env["QUIZMESH_KAFKA_BOOTSTRAP"].endswith(":9093")
     if "redis-password" in _SECRETS[name]:
         assert env["QUIZMESH_REDIS_URL"].startswith("rediss://") and env["QUIZMESH_REDIS_USERNAME"] == "quizmesh"
+
+
+# Who verifies identity tokens (quiz-svc: joins and owners; persistence-svc: histories and deletions);
+# the edge and leaderboard-svc read none of the identity variables.
+_IDENTITY_READERS = ("quiz-svc", "persistence-svc")
+
+
+def test_the_services_that_verify_identity_tokens_trust_one_provider(overlay: Rendered) -> None:
+    declared = {variable.name for variable in identity.IDENTITY_VARIABLES}
+    configured = {}
+    for name in SERVICES:
+        given = {k: v for k, v in _env(overlay, name).items() if k.startswith("QUIZMESH_IDENTITY_")}
+        if name not in _IDENTITY_READERS:
+            assert given == {}, f"{name} reads no identity variable"
+            continue
+        assert set(given) <= declared
+        settings = identity.IdentitySettings.from_env(given)  # the services' own start-up check
+        assert settings.mode != "anonymous" and settings.jwks.startswith("https://")
+        assert settings.verifier() is not None
+        configured[name] = given
+    assert configured["quiz-svc"] == configured["persistence-svc"]
+    assert {v.name for v in (identity.IDENTITY_ALGORITHM, identity.IDENTITY_NAME_CLAIM)} <= set(configured["quiz-svc"])
 
 
 def test_the_service_monitor_scrapes_every_service_over_mesh_tls(overlay: Rendered) -> None:

@@ -16,7 +16,7 @@ from .netpol import Connection, Pod
 
 WORKLOADS = ["edge", "quiz-svc", "leaderboard-svc", "persistence-svc"]
 SERVICE_PORT = {"edge": 8080, "quiz-svc": 50051, "leaderboard-svc": 50052, "persistence-svc": 50053}
-PORTS = [22, 53, 4317, 5432, 6379, 8080, 9092, 9093, 9464, 15010, 15012, 15017, 50051, 50052, 50053]
+PORTS = [22, 53, 443, 4317, 5432, 6379, 8080, 9092, 9093, 9464, 15010, 15012, 15017, 50051, 50052, 50053]
 DATA = "quizmesh-data"
 
 
@@ -35,6 +35,12 @@ def _outside() -> dict[str, Pod]:
         "postgres": Pod(DATA, {"cnpg.io/cluster": "quizmesh-pg"}),
         # The same workload in another environment's namespace is a stranger.
         "other-env-edge": Pod("elsewhere", {"app": "edge"}),
+        # The application's backend (the documented placeholder: namespace app, app: app-backend), and
+        # another pod of its namespace.
+        "app-backend": Pod("app", {"app": "app-backend"}),
+        "app-web": Pod("app", {"app": "web"}),
+        # An identity provider running in the cluster (its JWKS on 443).
+        "identity-provider": Pod("keycloak", {"app.kubernetes.io/name": "keycloak"}),
     }
 
 
@@ -67,6 +73,7 @@ _FLOWS = {
     ("quizctl", "quiz-svc", 50051),
     ("quizctl", "leaderboard-svc", 50052),
     ("quizctl", "persistence-svc", 50053),
+    ("app-backend", "persistence-svc", 50053),
     *((service, "kafka-broker", 9093) for service in ("quiz-svc", "leaderboard-svc", "persistence-svc")),
     *(("prometheus", workload, 9464) for workload in WORKLOADS),
     *((workload, "otel-collector", 4317) for workload in WORKLOADS),
@@ -79,10 +86,14 @@ _DATA_PORTS = {
     "quizmesh-migrate": {5432},
 }
 _MESHED = {*WORKLOADS, "quizctl"}
+_VERIFY_IDENTITY_TOKENS = {"quiz-svc", "persistence-svc"}
 
 
 def _intended(source: str, target: str, pods: dict[str, Pod], port: int, protocol: str, app_ns: str) -> bool:
     """The allow-set of the brief, written independently of the manifests."""
+    if (port, protocol) == (443, "TCP") and source in _VERIFY_IDENTITY_TOKENS:
+        # The identity provider's JWKS URL, wherever it runs; not the application's own pods.
+        return pods[target].namespace != app_ns
     if target == "kube-dns":
         return pods[source].namespace == app_ns and port == 53
     if protocol != "TCP":

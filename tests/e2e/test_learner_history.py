@@ -1,6 +1,7 @@
 """Issue 16's acceptance: a learner signs in with a token of a test identity provider, plays two sessions
-of the same quiz run by a signed-in teacher, and sees both in their history with the right scores and
-ranks; the teacher lists both sessions and exports each. On the embedded stack and on the real one."""
+of the same quiz run by a signed-in teacher (who hosts over the WebSocket with their identity token), and
+sees both in their history with the right scores and ranks; the teacher lists both sessions and exports
+each. On the embedded stack and on the real one."""
 
 from __future__ import annotations
 
@@ -52,29 +53,31 @@ async def _play_session(
     stack: Stack,
     session: aiohttp.ClientSession,
     session_id: str,
-    host_token: str,
+    teacher_token: str,
     learner_token: str,
     choices: list[int],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The learner (signed in) and Bob (anonymous) play both questions: the learner picks `choices`, Bob
-    the opposite. Returns both players' answer results."""
+    """The teacher hosts over the WebSocket, signed in; the learner (signed in) and Bob (anonymous) play
+    both questions: the learner picks `choices`, Bob the opposite. Returns both players' answer results."""
     host = await EdgeClient.connect(session, stack.ws_url())
-    await host.request("host_quiz", quiz_id=session_id, host_token=host_token)
+    hosting = await host.request("host_quiz", quiz_id=session_id, identity_token=teacher_token)
+    assert hosting["type"] == "hosting", hosting
+    assert hosting["quiz"]["questions"][0]["correct_choices"] == [1]  # shown to the verified host only
     learner = await EdgeClient.connect(session, stack.ws_url())
     joined = await learner.request("join_quiz", quiz_id=session_id, nickname="Lea", identity_token=learner_token)
     assert joined["type"] == "joined", joined
     bob = await EdgeClient.connect(session, stack.ws_url())
     assert (await bob.request("join_quiz", quiz_id=session_id, nickname="Bob"))["type"] == "joined"
-    await host.request("start_quiz")
+    assert (await host.request("start_quiz"))["type"] == "host_ack"
     mine, bobs = [], []
     for index, choice in enumerate(choices):
         if index:
-            await host.request("next_question", question_index=index)
+            assert (await host.request("next_question", question_index=index))["type"] == "host_ack"
         mine.append(await learner.request("submit_answer", question_index=index, choice=choice))
         bobs.append(await bob.request("submit_answer", question_index=index, choice=1 - choice))
         assert mine[-1]["type"] == bobs[-1]["type"] == "answer_result", (mine[-1], bobs[-1])
-        await host.request("close_question", question_index=index)
-    await host.request("end_quiz")
+        assert (await host.request("close_question", question_index=index))["type"] == "host_ack"
+    assert (await host.request("end_quiz"))["state"]["phase"] == "ended"
     for client in (host, learner, bob):
         await client.close()
     await wait_for_stored_answers(stack.persistence_addrs[0], session_id, expected=2 * len(choices))
@@ -94,13 +97,18 @@ async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_e
         )
         quiz_id = created.quiz.quiz_id
         # First session: the quiz's own join code. The learner is right twice, Bob wrong twice.
-        first_mine, _ = await _play_session(stack, session, quiz_id, created.host_token, learner, [1, 0])
-        # The teacher runs it again in one action; this time the learner is wrong twice.
-        again = await quizzes.StartSession(
-            pb.StartSessionRequest(quiz_id=quiz_id, identity_token=provider.token(teacher_id)), timeout=10
+        first_mine, _ = await _play_session(stack, session, quiz_id, teacher, learner, [1, 0])
+        # The teacher runs it again in one action, over the WebSocket; this time the learner is wrong twice.
+        teacher_socket = await EdgeClient.connect(session, stack.ws_url())
+        again = await teacher_socket.request(
+            "start_session", quiz_id=quiz_id, identity_token=provider.token(teacher_id)
         )
-        second_id = again.session.session_id
-        second_mine, second_bobs = await _play_session(stack, session, second_id, again.host_token, learner, [0, 1])
+        await teacher_socket.close()
+        assert (again["type"], again["session"]["quiz_id"]) == ("session_started", quiz_id), again
+        second_id = again["session"]["session_id"]
+        second_mine, second_bobs = await _play_session(
+            stack, session, second_id, provider.token(teacher_id), learner, [0, 1]
+        )
 
         async with session.get(
             f"{stack.edge_urls[0]}/api/v1/users/me/results", headers={"Authorization": f"Bearer {learner}"}
@@ -121,7 +129,7 @@ async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_e
         ) as refused:
             assert refused.status == 401
 
-        # The teacher hosts both sessions by signing in, without their host credentials.
+        # Over gRPC too, the teacher hosts both sessions by signing in, without their host credentials.
         for session_id in (quiz_id, second_id):
             found = await quizzes.GetQuiz(pb.GetQuizRequest(quiz_id=session_id, identity_token=teacher), timeout=10)
             assert found.host_verified and list(found.quiz.questions[0].correct_choices) == [1]
@@ -130,11 +138,17 @@ async def test_a_learner_sees_both_sessions_of_a_teachers_quiz_and_the_teacher_e
             (second_id, pb.QUIZ_PHASE_ENDED),
             (quiz_id, pb.QUIZ_PHASE_ENDED),
         ]
-        for session_id, host_token in ((quiz_id, created.host_token), (second_id, again.host_token)):
+        # Each session is exported with its host credential, or by the teacher signed in; not by the learner.
+        for session_id, host_token in ((quiz_id, created.host_token), (second_id, again["host_token"])):
+            for credential in (host_token, teacher):
+                async with session.get(
+                    f"{stack.edge_urls[0]}/quizzes/{session_id}/results.csv",
+                    headers={"Authorization": f"Bearer {credential}"},
+                ) as export:
+                    assert export.status == 200, await export.text()
+                    rows = list(csv.DictReader(io.StringIO(await export.text())))
+                assert {(r["quiz_id"], r["nickname"]) for r in rows} == {(session_id, "Lea"), (session_id, "Bob")}
             async with session.get(
-                f"{stack.edge_urls[0]}/quizzes/{session_id}/results.csv",
-                headers={"Authorization": f"Bearer {host_token}"},
-            ) as export:
-                assert export.status == 200
-                rows = list(csv.DictReader(io.StringIO(await export.text())))
-            assert {(r["quiz_id"], r["nickname"]) for r in rows} == {(session_id, "Lea"), (session_id, "Bob")}
+                f"{stack.edge_urls[0]}/quizzes/{session_id}/results.csv", headers={"Authorization": f"Bearer {learner}"}
+            ) as refused:
+                assert refused.status == 403

@@ -88,6 +88,7 @@ def _now() -> Any:
 class FakeQuiz:
     quiz: quiz_pb2.Quiz
     host_token: str
+    host_user: str = ""  # the signed-in user who started this session, if one did
     phase: int = quiz_pb2.QUIZ_PHASE_LOBBY
     question_index: int = -1
     leaderboard_visible: bool = True
@@ -151,14 +152,32 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
     def _quiz(self, quiz_id: str) -> FakeQuiz | None:
         return self.quizzes.get(quiz_id)
 
+    async def _user(self, identity_token: str, context: Any) -> str:
+        """The user of an identity token ("identity:<user>" is a valid one here), "" for none; any other
+        token is refused as quiz_svc refuses an expired one."""
+        user = identity_token.removeprefix("identity:")
+        if user == identity_token and identity_token:
+            context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "invalid_identity"),))
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the identity token has expired; sign in again")
+        return user
+
+    async def _hosts(self, quiz: FakeQuiz, request: Any, context: Any) -> bool:
+        """As quiz_svc decides: the session's host credential, or the identity token of the user who
+        started it."""
+        if request.host_token and request.host_token == quiz.host_token:
+            return True
+        user = await self._user(request.identity_token, context)
+        return bool(user) and user == quiz.host_user
+
     async def _host(self, request: Any, context: Any) -> FakeQuiz:
         self.host_requests.append(request)
         quiz = self._quiz(request.quiz_id)
         if quiz is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"quiz {request.quiz_id} does not exist")
         assert quiz is not None
-        if request.host_token != quiz.host_token:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the host_token is not valid for this quiz")
+        if not await self._hosts(quiz, request, context):
+            context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, "permission_denied"),))
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the quiz's host may do this")
         return quiz
 
     def _publish(self, quiz: FakeQuiz, **extra: Any) -> None:
@@ -186,7 +205,8 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         quiz_id = f"q-{uuid.uuid4().hex[:8]}"
         quiz = quiz_pb2.Quiz(quiz_id=quiz_id, title=request.title, questions=request.questions)
         quiz.allow_late_join = request.allow_late_join if request.HasField("allow_late_join") else True
-        self.quizzes[quiz_id] = FakeQuiz(quiz, host_token=f"host-{uuid.uuid4().hex}")
+        owner = await self._user(request.identity_token, context)
+        self.quizzes[quiz_id] = FakeQuiz(quiz, host_token=f"host-{uuid.uuid4().hex}", host_user=owner)
         return quiz_pb2.CreateQuizResponse(quiz=quiz, host_token=self.quizzes[quiz_id].host_token)
 
     async def GetQuiz(self, request: Any, context: Any) -> quiz_pb2.GetQuizResponse:
@@ -196,7 +216,7 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         assert quiz is not None
         shown = quiz_pb2.Quiz()
         shown.CopyFrom(quiz.quiz)
-        is_host = request.host_token == quiz.host_token
+        is_host = await self._hosts(quiz, request, context)
         if not is_host:
             for question in shown.questions:
                 del question.correct_choices[:]
@@ -277,10 +297,18 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
     async def ListQuizzes(self, request: Any, context: Any) -> quiz_pb2.ListQuizzesResponse:
         return quiz_pb2.ListQuizzesResponse(quizzes=[q.quiz for q in self.quizzes.values()])
 
-    # Sessions are quiz_svc's (tests/quiz_svc/test_sessions.py); the edge's tests here never start one.
+    # Sessions are quiz_svc's (tests/quiz_svc/test_sessions.py); here a new session is a copy of the quiz
+    # under a new ID, started by its owner only (a user-owned quiz's first session is hosted by its user).
     async def StartSession(self, request: Any, context: Any) -> quiz_pb2.StartSessionResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake quiz_svc runs no sessions")
-        raise AssertionError("context.abort returned")
+        quiz = await self._host(request, context)
+        self.host_requests.pop()  # not a host action on a session
+        copy = quiz_pb2.Quiz()
+        copy.CopyFrom(quiz.quiz)
+        copy.quiz_id = f"s-{uuid.uuid4().hex[:8]}"
+        started = FakeQuiz(copy, host_token=f"host-{uuid.uuid4().hex}", host_user=quiz.host_user)
+        self.quizzes[copy.quiz_id] = started
+        session = quiz_pb2.Session(session_id=copy.quiz_id, quiz_id=quiz.quiz.quiz_id, title=copy.title)
+        return quiz_pb2.StartSessionResponse(quiz=copy, host_token=started.host_token, session=session)
 
     async def ListSessions(self, request: Any, context: Any) -> quiz_pb2.ListSessionsResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake quiz_svc runs no sessions")

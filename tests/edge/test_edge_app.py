@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from edge.app import origin_allowed
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
+from quizmesh.quiz_document import question_from_json
 from tests.edge.conftest import EdgeFactory
 from tests.edge.edge_fakes import FakeQuiz, FakeServices, board
 
@@ -260,6 +261,103 @@ async def test_a_quiz_whose_first_question_has_no_correct_choice_keeps_its_host(
     assert denied["code"] == "permission_denied"
     refused = await client.get("/quizzes/q-poll/results.csv", headers={"Authorization": "Bearer not-the-token"})
     assert refused.status == 403
+
+
+def _signed_in_session(services: FakeServices) -> str:
+    """A session the user "teacher" started signed in, as quiz_svc's StartSession with an identity token."""
+    services.quiz.quizzes["q-signed"] = FakeQuiz(
+        quiz_pb2.Quiz(
+            quiz_id="q-signed",
+            title="Signed",
+            questions=[question_from_json(q, f"questions[{i}].") for i, q in enumerate(QUESTIONS)],
+        ),
+        host_token="host-signed",
+        host_user="teacher",
+    )
+    return "q-signed"
+
+
+async def test_a_signed_in_host_hosts_their_session_with_their_identity_token(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    quiz_id = _signed_in_session(services)
+    client = await edge()
+    host = await connect(client)
+    hosting = await host.request("host_quiz", quiz_id=quiz_id, identity_token="identity:teacher")
+    assert hosting["type"] == "hosting", hosting
+    assert hosting["quiz"]["questions"][0]["correct_choices"] == [1]  # quiz_svc verified the host
+    started = await host.request("start_quiz")
+    closed = await host.request("close_question", question_index=0)
+    assert (started["type"], closed["type"]) == ("host_ack", "host_ack"), (started, closed)
+    # Every host action carries the socket's identity token, and no host credential it never had.
+    assert [(r.identity_token, r.host_token) for r in services.quiz.host_requests] == [("identity:teacher", "")] * 2
+    # A message naming its own credential acts with it, whatever the socket hosts with.
+    ended = await host.request("end_quiz", quiz_id=quiz_id, host_token="host-signed")
+    assert ended["state"]["phase"] == "ended", ended
+    assert services.quiz.host_requests[-1].host_token == "host-signed"
+
+
+async def test_hosting_by_identity_refuses_a_bad_token_and_another_users_with_stable_codes(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    quiz_id = _signed_in_session(services)
+    client = await edge()
+    intruder = await connect(client)
+    expired = await intruder.request("host_quiz", quiz_id=quiz_id, identity_token="expired-token")
+    assert (expired["code"], expired["reason"]) == ("unauthenticated", "invalid_identity"), expired
+    assert "sign in again" in expired["message"]
+    other = await intruder.request("host_quiz", quiz_id=quiz_id, identity_token="identity:someone-else")
+    assert other["code"] == "permission_denied", other
+    assert "does not host this session" in other["message"]
+    # Not seated by a refusal: a bare host action has nothing to act on.
+    assert (await intruder.request("start_quiz"))["code"] == "not_hosting"
+    for token, code in (("identity:someone-else", "permission_denied"), ("expired-token", "unauthenticated")):
+        refused = await intruder.request("start_quiz", quiz_id=quiz_id, identity_token=token)
+        assert refused["code"] == code, refused
+    assert services.quiz.quizzes[quiz_id].phase == quiz_pb2.QUIZ_PHASE_LOBBY  # nothing was done
+
+
+async def test_a_signed_in_owner_runs_their_quiz_again_and_hosts_the_new_session_signed_in(
+    edge: EdgeFactory, services: FakeServices
+) -> None:
+    quiz_id = _signed_in_session(services)
+    client = await edge()
+    host = await connect(client)
+    started = await host.request("start_session", quiz_id=quiz_id, identity_token="identity:teacher")
+    assert started["type"] == "session_started", started
+    session_id = started["session"]["session_id"]
+    assert (started["session"]["quiz_id"], started["session"]["phase"]) == (quiz_id, "lobby")
+    assert session_id != quiz_id and started["quiz"]["quiz_id"] == session_id and started["host_token"]
+    hosting = await host.request("host_quiz", quiz_id=session_id, identity_token="identity:teacher")
+    assert hosting["state"]["quiz_id"] == session_id, hosting
+    other = await host.request("start_session", quiz_id=quiz_id, identity_token="identity:someone-else")
+    assert other["code"] == "permission_denied", other
+    refused = await host.request("start_session", quiz_id=quiz_id, identity_token="expired-token")
+    assert (refused["code"], refused["reason"]) == ("unauthenticated", "invalid_identity"), refused
+    assert len(services.quiz.quizzes) == 2  # the refused ones started nothing
+
+
+async def test_a_quiz_posted_with_an_identity_token_is_its_users(edge: EdgeFactory, services: FakeServices) -> None:
+    client = await edge()
+
+    def form() -> aiohttp.FormData:
+        body = aiohttp.FormData()
+        document = orjson.dumps({"title": "Mine", "questions": QUESTIONS}).decode()
+        body.add_field("quiz", document, filename="quiz.json", content_type="application/json")
+        return body
+
+    created = await client.post("/quizzes", data=form(), headers={"Authorization": "Bearer identity:teacher"})
+    assert created.status == 200, await created.text()
+    quiz_id = (await created.json())["quiz"]["quiz_id"]
+    assert services.quiz.quizzes[quiz_id].host_user == "teacher"
+    host = await connect(client)
+    assert (await host.request("host_quiz", quiz_id=quiz_id, identity_token="identity:teacher"))["type"] == "hosting"
+    refused = await client.post("/quizzes", data=form(), headers={"Authorization": "Bearer expired-token"})
+    assert refused.status == 401 and "sign in again" in await refused.text()
+    anonymous = await client.post("/quizzes", data=form())
+    assert anonymous.status == 200
+    assert services.quiz.quizzes[(await anonymous.json())["quiz"]["quiz_id"]].host_user == ""
+    assert len(services.quiz.quizzes) == 2
 
 
 async def test_one_leaderboard_stream_serves_every_socket_of_a_quiz_with_its_own_standing(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from edge.fanout import Board, Fanout, Recipient
-from edge.wire import text_frame
+from edge.wire import PLAIN_JSON, text_frame, text_frames
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 from tests.edge.edge_fakes import RecordingTransport, board, decode_frames
@@ -79,6 +79,99 @@ def test_text_frames_use_the_right_length_encoding() -> None:
         assert decode_frames(text_frame(payload)) == [__import__("orjson").loads(payload)]
 
 
+def test_frames_built_together_match_frames_built_one_by_one() -> None:
+    short, long = b'{"a":1', b'{"a":"' + b"y" * 200
+    for prefix in (short, long, b'{"a":"' + b"z" * 70_000):
+        suffixes = [b"}", b',"b":' + b"9" * 130 + b"}", b',"c":"' + b"w" * 60_000 + b'"}']
+        assert text_frames(prefix, suffixes) == [text_frame(prefix, suffix) for suffix in suffixes]
+    assert text_frames(long, []) == []
+
+
+def each_turn(work: Callable[[], bool]) -> None:
+    """Runs work once per turn of the event loop until it returns False."""
+
+    def turn() -> None:
+        if work():
+            asyncio.get_running_loop().call_soon(turn)
+
+    asyncio.get_running_loop().call_soon(turn)
+
+
+async def test_a_big_broadcast_lets_other_work_run_between_its_slices() -> None:
+    hub = Fanout(SilentSource(), top_n=2, max_buffered_bytes=1000, broadcast_slice=2)
+    members = [player(pid) for pid, _, _ in RANKING]
+    for member, _ in members:
+        hub.attach(member, state())
+    written_at_each_turn: list[int] = []
+
+    def count() -> bool:
+        written_at_each_turn.append(sum(bool(t.messages()) for _, t in members))
+        return written_at_each_turn[-1] < len(members)
+
+    each_turn(count)
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    await asyncio.sleep(0)
+    await hub.close()
+    # Two turns build the four frames two at a time, then each turn writes one slice; other work runs between.
+    assert written_at_each_turn == [0, 0, 2, 4]
+    assert [t.messages()[0]["me"]["rank"] for _, t in members] == [1, 2, 3, 4]
+
+
+async def test_a_socket_that_leaves_mid_broadcast_gets_nothing_more_and_a_newer_board_supersedes() -> None:
+    hub = Fanout(SilentSource(), top_n=2, max_buffered_bytes=1000, broadcast_slice=1)
+    members = [player(pid) for pid, _, _ in RANKING]
+    for member, _ in members:
+        hub.attach(member, state())
+    left: list[Recipient] = []
+
+    def one_leaves_once_one_got_it() -> bool:
+        if not any(t.messages() for _, t in members):
+            return True
+        left.append([m for m, t in members if not t.messages()][-1])
+        hub.detach(left[0])
+        return False
+
+    each_turn(one_leaves_once_one_got_it)
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    stayed = [(m, t) for m, t in members if m is not left[0]]
+    assert [len(t.messages()) for m, t in members if m is left[0]] == [0]
+    assert all(len(t.messages()) == 1 for _, t in stayed)
+
+    newer: list[asyncio.Task[None]] = []
+
+    def a_newer_board_once_one_got_version_2() -> bool:
+        if not any(len(t.messages()) == 2 for _, t in stayed):
+            return True
+        newer.append(asyncio.create_task(hub.deliver_leaderboard(QUIZ, board(QUIZ, 3, RANKING))))
+        return False
+
+    each_turn(a_newer_board_once_one_got_version_2)
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 2, RANKING))
+    await newer[0]
+    await hub.close()
+    versions = [[m["version"] for m in t.messages()[1:]] for _, t in stayed]
+    # Version 2 stopped part-way, once version 3 took over; version 3 reached everyone, once.
+    assert all(v in ([2, 3], [3]) for v in versions)
+    assert 0 < sum(v == [2, 3] for v in versions) < len(stayed)
+
+
+def test_frames_built_in_steps_match_frames_built_at_once() -> None:
+    ranking = [(f"p{i}", f"N{i}", 100 - i) for i in range(7)]
+    stepwise = Board(board(QUIZ, 1, ranking), top_n=2)
+    for _ in stepwise.build_personal_frames(PLAIN_JSON, 3):
+        pass
+    at_once = Board(board(QUIZ, 1, ranking), top_n=2)
+    assert stepwise.personal_frames(PLAIN_JSON) == at_once.personal_frames(PLAIN_JSON)
+    assert len(at_once.personal_frames(PLAIN_JSON)) == 7
+    mixed = Board(board(QUIZ, 1, ranking), top_n=2)
+    steps = mixed.build_personal_frames(PLAIN_JSON, 3)
+    next(steps)  # a broadcast part-way through its building when a socket attaches
+    assert mixed.frame_for("p6") == at_once.frame_for("p6")
+    for _ in steps:
+        pass
+    assert mixed.personal_frames(PLAIN_JSON) == at_once.personal_frames(PLAIN_JSON)
+
+
 def test_personal_parts_for_first_middle_last_and_unranked_players() -> None:
     encoded = Board(board(QUIZ, 7, RANKING), top_n=2)
     first, middle, last, unranked = (decode_frames(encoded.frame_for(pid))[0] for pid in ("p1", 'p"3', "p4", "p-new"))
@@ -124,7 +217,7 @@ async def test_each_player_gets_its_own_standing_and_the_host_gets_none(
     (ann, ann_t), (cy, cy_t), (dee, dee_t), (boss, boss_t) = player("p1"), player('p"3'), player("p4"), host()
     for member in (ann, cy, dee, boss):
         hub.attach(member, state())
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
 
     assert ann_t.messages()[0]["me"] == {"rank": 1, "score": 3000}
     assert cy_t.messages()[0]["ahead"]["player_id"] == "p2"
@@ -140,8 +233,8 @@ async def test_hidden_leaderboard_reaches_hosts_only_and_players_once_revealed(
     (ann, ann_t), (boss, boss_t) = player("p1"), host()
     hub.attach(ann, state(visible=False))
     hub.attach(boss, state(visible=False))
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 2, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 2, RANKING))
     # Players see only the participant count, and only when it changed.
     assert ann_t.messages() == [{"type": "participants", "quiz_id": QUIZ, "player_count": 4}]
     assert len(boss_t.messages()) == 2
@@ -150,10 +243,10 @@ async def test_hidden_leaderboard_reaches_hosts_only_and_players_once_revealed(
     assert ann_t.messages()[-1]["me"] == {"rank": 1, "score": 3000}
 
 
-def attached_to_a_hidden_board(hub: Fanout, pid: str) -> RecordingTransport:
+async def attached_to_a_hidden_board(hub: Fanout, pid: str) -> RecordingTransport:
     """A player who joined while the leaderboard was hidden, after the first ranking arrived."""
     transport = attached(hub, pid, state(visible=False))
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
     return transport
 
 
@@ -161,7 +254,7 @@ async def test_the_final_ranking_reaches_players_even_when_the_leaderboard_was_h
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann_t = attached_to_a_hidden_board(hub, "p2")
+    ann_t = await attached_to_a_hidden_board(hub, "p2")
     ended = state(visible=False, time_ms=2_000, phase=quiz_pb2.QUIZ_PHASE_ENDED)
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=ended))
     final = ann_t.messages()[-1]
@@ -173,7 +266,7 @@ async def test_a_reveal_seen_only_on_the_stream_still_shows_players_the_board(
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann_t = attached_to_a_hidden_board(hub, "p1")
+    ann_t = await attached_to_a_hidden_board(hub, "p1")
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=state(visible=True, time_ms=2_000)))
     assert [m["type"] for m in ann_t.messages()] == ["participants", "quiz_state", "leaderboard_updated"]
 
@@ -181,9 +274,9 @@ async def test_a_reveal_seen_only_on_the_stream_still_shows_players_the_board(
 async def test_stale_or_replayed_leaderboards_are_dropped(fanout: tuple[Fanout, SilentSource]) -> None:
     hub, _ = fanout
     ann_t = attached(hub, "p1", state())
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 5, RANKING))
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 5, RANKING))  # the first message after a reconnect
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 4, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 5, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 5, RANKING))  # the first message after a reconnect
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 4, RANKING))
     assert [m["version"] for m in ann_t.messages()] == [5]
 
 
@@ -215,7 +308,7 @@ async def test_a_late_joiner_gets_what_happened_after_its_reply_state(
     attached(hub, "p1", state(time_ms=1_000))
     opened = state(time_ms=5_000, phase=quiz_pb2.QUIZ_PHASE_QUESTION_OPEN)
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=opened))
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
 
     bob, bob_t = player("p2")
     hub.attach(bob, state(time_ms=4_000))  # its join read the state before the question opened
@@ -233,7 +326,7 @@ async def test_slow_readers_skip_leaderboards_and_are_cut_off_for_quiz_states(
     hub, _ = fanout
     ann_t = attached(hub, "p1", state())
     ann_t.buffered = 10_000
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
     assert ann_t.messages() == []
     assert not ann_t.aborted
     opened = state(time_ms=2_000, phase=quiz_pb2.QUIZ_PHASE_QUESTION_OPEN)

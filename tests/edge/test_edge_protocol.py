@@ -55,6 +55,9 @@ def test_bad_envelopes_get_stable_codes(raw: str | bytes, code: str) -> None:
         ({"type": "kick_player"}, "player_id"),
         ({"type": "start_quiz", "quiz_id": 5}, "quiz_id"),
         ({"type": "host_quiz", "quiz_id": "q"}, "host_token"),
+        ({"type": "host_quiz", "quiz_id": "q", "host_token": None, "identity_token": None}, "host_token"),
+        ({"type": "host_quiz", "quiz_id": "q", "identity_token": ""}, "identity_token"),
+        ({"type": "start_quiz", "identity_token": 7}, "identity_token"),
         ({"type": "create_quiz", "title": "t", "questions": []}, "questions"),
         ({"type": "create_quiz", "title": "t", "questions": [{}]}, "questions[0].choices"),
         ({"type": "ping", "id": {"nested": 1}}, "id"),
@@ -107,7 +110,10 @@ def test_valid_messages_become_typed_commands() -> None:
     assert create.allow_late_join is False
 
     host = protocol.parse_message('{"type": "close_question"}').message
-    assert host == protocol.HostAction("close_question", protocol.HostTarget(None, None))
+    assert host == protocol.HostAction("close_question", protocol.HostTarget(None, protocol.HostCredential(None)))
+
+    signed_in = protocol.parse_message('{"type": "host_quiz", "quiz_id": "Q1", "identity_token": "eyJ.a.b"}').message
+    assert signed_in == protocol.HostQuiz("Q1", protocol.HostCredential(None, "eyJ.a.b"))
 
 
 def test_unknown_extra_fields_are_ignored_for_forward_compatibility() -> None:

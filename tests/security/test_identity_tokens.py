@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from quizmesh.identity import FileKeys, IdentitySettings, IdentityVerifier, InvalidIdentity, User
+from quizmesh.auth import Credentials
+from quizmesh.identity import FileKeys, IdentitySettings, IdentityVerifier, InvalidIdentity, User, is_identity_token
 from quizmesh.settings import SettingsError
 from tests.support.identity import (
     AUDIENCE,
@@ -213,3 +214,18 @@ async def test_the_jwks_is_fetched_from_the_providers_url(provider: TestProvider
         for _ in range(3):
             assert (await verifier.verify(provider.token("u"))).user_id == "u"
     assert served == 1
+
+
+def test_identity_tokens_are_told_from_quizmeshs_own_credentials_by_their_header(provider: TestProvider) -> None:
+    # Where the edge puts a host's bearer token (host_token or identity_token): quiz_svc verifies it there.
+    assert is_identity_token(provider.token("teacher"))
+    claims = provider.claims("teacher")
+    public = public_pem(provider.keys[provider.kid])
+    for other in (
+        Credentials(b"k" * 32).issue("host", "QUIZ1234"),  # HS256
+        hmac_token_with(public, claims, provider.kid),
+        unsigned_token(claims, provider.kid),
+        "not-a-token",
+        "",
+    ):
+        assert not is_identity_token(other)

@@ -132,7 +132,7 @@ async def test_one_broadcast_to_plain_and_socketio_sockets_encodes_its_json_once
                 hub.attach(socketio_recipient(transport, QUIZ, is_host=True), lobby())
 
     encoded = counting_dumps(monkeypatch)
-    hub.deliver_leaderboard(QUIZ, board(QUIZ, 3, RANKING))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 3, RANKING))
     messages = [value for value in encoded if isinstance(value, dict)]  # not the event names, once per process
     assert len([message for message in messages if "top" in message]) == 1
     assert len(messages) == 1
