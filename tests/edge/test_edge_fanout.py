@@ -53,6 +53,14 @@ def player(pid: str) -> tuple[Recipient, RecordingTransport]:
     return Recipient(transport, QUIZ, player_id=pid), transport
 
 
+def everyone_in_the_ranking(hub: Fanout) -> list[tuple[Recipient, RecordingTransport]]:
+    """Every player of RANKING attached to the hub, in ranking order."""
+    members = [player(pid) for pid, _, _ in RANKING]
+    for member, _ in members:
+        hub.attach(member, state())
+    return members
+
+
 def attached(hub: Fanout, pid: str, reply: Any) -> RecordingTransport:
     """A player attached with the state its join reply carried; what the hub sends it is recorded."""
     recipient, transport = player(pid)
@@ -99,9 +107,7 @@ def each_turn(work: Callable[[], bool]) -> None:
 
 async def test_a_big_broadcast_lets_other_work_run_between_its_slices() -> None:
     hub = Fanout(SilentSource(), top_n=2, max_buffered_bytes=1000, broadcast_slice=2)
-    members = [player(pid) for pid, _, _ in RANKING]
-    for member, _ in members:
-        hub.attach(member, state())
+    members = everyone_in_the_ranking(hub)
     written_at_each_turn: list[int] = []
 
     def count() -> bool:
@@ -119,9 +125,7 @@ async def test_a_big_broadcast_lets_other_work_run_between_its_slices() -> None:
 
 async def test_a_socket_that_leaves_mid_broadcast_gets_nothing_more_and_a_newer_board_supersedes() -> None:
     hub = Fanout(SilentSource(), top_n=2, max_buffered_bytes=1000, broadcast_slice=1)
-    members = [player(pid) for pid, _, _ in RANKING]
-    for member, _ in members:
-        hub.attach(member, state())
+    members = everyone_in_the_ranking(hub)
     left: list[Recipient] = []
 
     def one_leaves_once_one_got_it() -> bool:
