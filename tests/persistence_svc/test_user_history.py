@@ -4,24 +4,34 @@ credential. The store tests run on SQLite and the real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
 import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import grpc
 import pytest
 
 from leaderboard_svc import domain as leaderboard
 from persistence_svc.catch_up import CatchUp
-from persistence_svc.domain import DELETED_NICKNAME, UserSession, batch_of, final_standings
+from persistence_svc.domain import (
+    DELETED_NICKNAME,
+    Page,
+    ParticipantCursor,
+    ParticipantRow,
+    UserSession,
+    batch_of,
+    final_standings,
+)
 from persistence_svc.event_rows import row_from_event
 from persistence_svc.grpc_api import PersistenceServicer
 from persistence_svc.history import user_results
 from persistence_svc.main import SERVICE_NAME
-from persistence_svc.ports import LiveCopyUnavailable, ResultStore
+from persistence_svc.ports import LiveCopyUnavailable, ResultStore, StoreUnavailable
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryGroupProgress
 from quizmesh.eventcodec import Event
 from quizmesh.events.v1 import events_pb2
@@ -375,3 +385,55 @@ async def test_a_page_token_does_not_continue_another_users_history(
             pb.ListUserResultsRequest(identity_token=provider.token("mallory"), page_token=page.next_page_token)
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- a page's sessions, read concurrently ---
+
+
+class _ReverseStore:
+    """Delegates to a store, but each session's read finishes only after the next (older) session's
+    has: the reads complete in the reverse of the page's order."""
+
+    def __init__(self, inner: ResultStore, order: list[str], fail: str | None = None) -> None:
+        self._inner = inner
+        self._done = {quiz_id: asyncio.Event() for quiz_id in order}
+        self._after = dict(itertools.pairwise(order))
+        self._fail = fail
+        self.finished: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def list_participants(
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
+    ) -> Page[ParticipantRow, ParticipantCursor]:
+        if quiz_id == self._fail:
+            raise StoreUnavailable("PostgreSQL: connection lost")
+        older = self._after.get(quiz_id)
+        if older is not None:
+            await self._done[older].wait()
+        page = await self._inner.list_participants(quiz_id, limit, after, from_primary=from_primary)
+        self.finished.append(quiz_id)
+        self._done[quiz_id].set()
+        return page
+
+
+async def test_a_pages_sessions_keep_their_order_whatever_order_their_reads_finish_in(store: ResultStore) -> None:
+    user = uuid.uuid4().hex
+    sessions = await _three_sessions(store, user)
+    expected, _ = await user_results(store, user, 10, None)
+    reverse = _ReverseStore(store, sessions[::-1])
+
+    results, _ = await user_results(cast("ResultStore", reverse), user, 10, None)
+
+    assert reverse.finished == sessions  # oldest first: the reads did run at once
+    assert results == expected
+
+
+async def test_a_failed_session_read_fails_the_page_with_the_stores_error(store: ResultStore) -> None:
+    user = uuid.uuid4().hex
+    sessions = await _three_sessions(store, user)
+    failing = _ReverseStore(store, sessions[::-1], fail=sessions[1])
+
+    with pytest.raises(StoreUnavailable):
+        await user_results(cast("ResultStore", failing), user, 10, None)
