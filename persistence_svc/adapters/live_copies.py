@@ -22,49 +22,55 @@ from quizmesh.quiz.v1 import quiz_service_pb2_grpc as quiz_grpc
 TIMEOUT_S = 10.0
 
 
-def _unavailable(service: str, exc: grpc.aio.AioRpcError) -> LiveCopyUnavailable:
-    return LiveCopyUnavailable(f"{service} could not rename the players ({exc.code().name}: {exc.details()})")
+class _GrpcCopies:
+    """One service's ErasePlayers behind the LiveCopies port; subclasses build its request."""
+
+    service = ""
+
+    def __init__(self, address: str, *, timeout_s: float = TIMEOUT_S) -> None:
+        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._timeout_s = timeout_s
+
+    async def erase(self, players: Sequence[UserSession], nickname: str) -> None:
+        try:
+            await self._erase(players, nickname, self._timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise LiveCopyUnavailable(
+                f"{self.service} could not rename the players ({exc.code().name}: {exc.details()})"
+            ) from exc
+
+    async def _erase(self, players: Sequence[UserSession], nickname: str, timeout_s: float) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self._channel.close()
 
 
-class QuizServiceCopies:
+class QuizServiceCopies(_GrpcCopies):
     """quiz_svc's game state: each session's players, under their nicknames."""
 
-    def __init__(self, address: str, *, timeout_s: float = TIMEOUT_S) -> None:
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self._stub = quiz_grpc.QuizServiceStub(self._channel)
-        self._timeout_s = timeout_s
+    service = "quiz_svc"
 
-    async def erase(self, players: Sequence[UserSession], nickname: str) -> None:
-        request = quiz_pb.ErasePlayersRequest(
-            players=[quiz_pb.ErasedPlayer(quiz_id=p.quiz_id, player_id=p.player_id) for p in players],
-            replacement_nickname=nickname,
+    async def _erase(self, players: Sequence[UserSession], nickname: str, timeout_s: float) -> None:
+        await quiz_grpc.QuizServiceStub(self._channel).ErasePlayers(
+            quiz_pb.ErasePlayersRequest(
+                players=[quiz_pb.ErasedPlayer(quiz_id=p.quiz_id, player_id=p.player_id) for p in players],
+                replacement_nickname=nickname,
+            ),
+            timeout=timeout_s,
         )
-        try:
-            await self._stub.ErasePlayers(request, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise _unavailable("quiz_svc", exc) from exc
-
-    async def close(self) -> None:
-        await self._channel.close()
 
 
-class LeaderboardServiceCopies:
+class LeaderboardServiceCopies(_GrpcCopies):
     """leaderboard_svc's rankings: each session's players, under their nicknames."""
 
-    def __init__(self, address: str, *, timeout_s: float = TIMEOUT_S) -> None:
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self._stub = leaderboard_grpc.LeaderboardServiceStub(self._channel)
-        self._timeout_s = timeout_s
+    service = "leaderboard_svc"
 
-    async def erase(self, players: Sequence[UserSession], nickname: str) -> None:
-        request = leaderboard_pb.ErasePlayersRequest(
-            players=[leaderboard_pb.ErasedPlayer(quiz_id=p.quiz_id, player_id=p.player_id) for p in players],
-            replacement_nickname=nickname,
+    async def _erase(self, players: Sequence[UserSession], nickname: str, timeout_s: float) -> None:
+        await leaderboard_grpc.LeaderboardServiceStub(self._channel).ErasePlayers(
+            leaderboard_pb.ErasePlayersRequest(
+                players=[leaderboard_pb.ErasedPlayer(quiz_id=p.quiz_id, player_id=p.player_id) for p in players],
+                replacement_nickname=nickname,
+            ),
+            timeout=timeout_s,
         )
-        try:
-            await self._stub.ErasePlayers(request, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            raise _unavailable("leaderboard_svc", exc) from exc
-
-    async def close(self) -> None:
-        await self._channel.close()
