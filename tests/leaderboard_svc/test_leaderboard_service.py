@@ -212,7 +212,10 @@ async def test_erasing_a_player_publishes_the_ranking_with_the_replacement_and_e
     erased = await service.stub.ErasePlayers(erase, timeout=5)
 
     assert list(erased.quiz_ids) == [quiz_id]
-    assert standings(await read(call)) == [(1, "ann", "Deleted player", 500), (2, "bob", "Bob", 0)]
+    # A publication already under way may come first, with the old names.
+    while (now := standings(await read(call))) == before:
+        pass
+    assert now == [(1, "ann", "Deleted player", 500), (2, "bob", "Bob", 0)]
     # A repeat changes nothing, and a join of hers replayed from Kafka does not bring the name back.
     assert list((await service.stub.ErasePlayers(erase, timeout=5)).quiz_ids) == []
     # Cy's join follows hers on the same topic and partition: once Cy is ranked, her replay was applied.
