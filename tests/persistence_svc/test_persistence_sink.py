@@ -104,8 +104,11 @@ class _FlakyStore:
     ) -> Page[UserSession, HistoryCursor]:
         return await self._inner.user_sessions(user_id, limit, after)
 
-    async def forget_user(self, user_id: str, nickname: str) -> int:
-        return await self._inner.forget_user(user_id, nickname)
+    async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
+        return await self._inner.anonymise_user(user_id, nickname)
+
+    async def forget_user(self, user_id: str) -> int:
+        return await self._inner.forget_user(user_id)
 
     async def close(self) -> None:
         await self._inner.close()
