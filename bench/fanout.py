@@ -188,6 +188,13 @@ class Feed(lb_grpc.LeaderboardServiceServicer):
         context.set_details("the fan-out feed only streams")
         return lb_pb2.GetLeaderboardResponse()
 
+    async def ErasePlayers(
+        self, request: lb_pb2.ErasePlayersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> lb_pb2.ErasePlayersResponse:
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("the fan-out feed only streams")
+        return lb_pb2.ErasePlayersResponse()
+
     def push(self, board: lb_pb2.Leaderboard) -> None:
         for queue in self.watchers:
             queue.put_nowait(board)

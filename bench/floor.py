@@ -137,7 +137,7 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
     for round_number in range(broadcasts):
         for name, broadcast in runs if round_number % 2 == 0 else runs[::-1]:
             cpu_before, wall_before = time.process_time(), time.perf_counter()
-            loop.call_soon(lambda w=reply_waits[name], t=wall_before: w.append(time.perf_counter() - t))
+            loop.call_soon(_waited, reply_waits[name], wall_before)
             await broadcast()
             await backlog.empty.wait()
             rows[name].append((time.process_time() - cpu_before, time.perf_counter() - wall_before))
@@ -161,6 +161,10 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
         2,
     )
     return result
+
+
+def _waited(waits: list[float], since: float) -> None:
+    waits.append(time.perf_counter() - since)
 
 
 class _Probe:

@@ -81,7 +81,17 @@ class PlayerLeft:
     player_id: str
 
 
-RankingEvent = PlayerJoined | AnswerScored | PlayerLeft
+@dataclass(frozen=True)
+class PlayerErased:
+    """The player's user asked for their data to be deleted (persistence_svc's DeleteUserData): the player
+    keeps their place under `replacement`, which no later event replaces."""
+
+    quiz_id: str
+    player_id: str
+    replacement: str
+
+
+RankingEvent = PlayerJoined | AnswerScored | PlayerLeft | PlayerErased
 
 
 def after_join(current: Standing | None, joined: PlayerJoined, has_left: bool) -> Standing | None:
@@ -113,6 +123,25 @@ def after_answer(current: Standing | None, answer: AnswerScored, has_left: bool)
     # A zero-point answer leaves the score, and with it the moment it was reached, as it was.
     reached_ms = answer.quiz_elapsed_ms if answer.total_score != current.score else current.reached_ms
     return Standing(current.player_id, current.nickname, answer.total_score, reached_ms, answer.question_index)
+
+
+def after_erase(current: Standing | None, erased: PlayerErased, has_left: bool, ranking_held: bool) -> Standing | None:
+    """The standing after an erasure, or None when it changes nothing.
+
+    Score, time and rank stay, so finished rankings stay consistent; only the name changes, and
+    `after_join` never replaces a name already set. A player whose join is not applied yet (the
+    projector lags behind persistence_svc) is held at 0 under the replacement, as an answer before
+    its join is, so the join dates them and keeps the name. A ranking not held (expired, or lost with
+    Redis) is not recreated: its rebuild reads the already anonymised history. A player who left is
+    in no ranking.
+    """
+    if has_left:
+        return None
+    if current is None:
+        return Standing(erased.player_id, erased.replacement, 0, MAX_REACHED_MS) if ranking_held else None
+    if current.nickname == erased.replacement:
+        return None
+    return Standing(current.player_id, erased.replacement, current.score, current.reached_ms, current.last_question)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from leaderboard_svc.codec import entry_to_pb, watch_response_from_snapshot, watch_response_from_update
+from leaderboard_svc.domain import Coalescer, PlayerErased
 from leaderboard_svc.ports import LeaderboardStore, StoreUnavailable
 from leaderboard_svc.rebuild import Rebuilder
 from leaderboard_svc.relay import Relay
@@ -22,10 +23,17 @@ async def _abort_unavailable(context: grpc.aio.ServicerContext[object, object], 
 
 
 class LeaderboardServicer(pb_grpc.LeaderboardServiceServicer):
-    def __init__(self, store: LeaderboardStore, relay: Relay, rebuilder: Rebuilder | None = None) -> None:
+    def __init__(
+        self,
+        store: LeaderboardStore,
+        relay: Relay,
+        rebuilder: Rebuilder | None = None,
+        coalescer: Coalescer | None = None,
+    ) -> None:
         self._store = store
         self._relay = relay
         self._rebuilder = rebuilder
+        self._coalescer = coalescer
 
     async def _rebuild_if_lost(self, quiz_id: str) -> None:
         """A read of a ranking that was lost (no events may ever come again for an ended quiz) queues its
@@ -81,3 +89,24 @@ class LeaderboardServicer(pb_grpc.LeaderboardServiceServicer):
             grpc.StatusCode.UNAVAILABLE,
             "leaderboard_svc is shutting down; watch again to reach another replica",
         )
+
+    async def ErasePlayers(
+        self, request: pb.ErasePlayersRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ErasePlayersResponse:
+        if not request.replacement_nickname:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "replacement_nickname is required: the name erased players get"
+            )
+        if any(not p.quiz_id or not p.player_id for p in request.players):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "every erased player needs its quiz_id and player_id")
+        events = [PlayerErased(p.quiz_id, p.player_id, request.replacement_nickname) for p in request.players]
+        try:
+            # Applied like the projector's events: durably marked for publication first, so the next
+            # leaderboard update of each changed ranking carries the new names even if this process stops.
+            changed = await self._store.apply(events)
+        except StoreUnavailable as exc:
+            await _abort_unavailable(context, exc)
+            raise  # unreachable: abort raises
+        if self._coalescer is not None:
+            self._coalescer.mark(changed)
+        return pb.ErasePlayersResponse(quiz_ids=sorted(changed))

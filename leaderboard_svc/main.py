@@ -63,7 +63,7 @@ async def run(
         ServiceBinding(
             SERVICE_NAME,
             leaderboard_service_pb2_grpc.add_LeaderboardServiceServicer_to_server,
-            LeaderboardServicer(store, relay, rebuilder),
+            LeaderboardServicer(store, relay, rebuilder, coalescer),
         ),
     )
 

@@ -10,7 +10,7 @@ import base64
 import binascii
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
@@ -20,15 +20,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from persistence_svc.catch_up import CatchUp, NotCaughtUp
 from persistence_svc.domain import (
-    DELETED_NICKNAME,
     AnswerCursor,
     AnswerRow,
     HistoryCursor,
     ParticipantCursor,
     ParticipantRow,
 )
+from persistence_svc.erasure import delete_user_data
 from persistence_svc.history import SessionResult, user_results
-from persistence_svc.ports import Listing, ResultStore, StoreUnavailable
+from persistence_svc.ports import Listing, LiveCopies, LiveCopyUnavailable, ResultStore, StoreUnavailable
 from quizmesh.answer_values import from_json
 from quizmesh.identity import ANONYMOUS, Identities, InvalidIdentity
 from quizmesh.persistence.v1 import persistence_service_pb2 as pb
@@ -70,11 +70,17 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> NoReturn:
         )
     elif isinstance(exc, NotCaughtUp):
         await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry with backoff")
+    elif isinstance(exc, LiveCopyUnavailable):
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"the deletion is not finished: {exc}; repeat DeleteUserData with backoff, it finishes what was begun",
+        )
     raise exc
 
 
 class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
-    """Reads stored participants and answers. Never writes: the sink loop does."""
+    """Reads stored participants and answers; the sink loop writes them. DeleteUserData alone changes
+    them, and renames the players in the live copies too."""
 
     def __init__(
         self,
@@ -82,11 +88,13 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
         catch_up: CatchUp,
         identities: Identities = ANONYMOUS,
         service_token: str | None = None,
+        live_copies: Sequence[LiveCopies] = (),
     ) -> None:
         self._store = store
         self._catch_up = catch_up
         self._identities = identities
         self._service_token = service_token
+        self._live_copies = live_copies
 
     async def _user_id(self, identity_token: str, user_id: str, service_token: str) -> str:
         """The user a history request may read: the identity token's subject, or, for the application's
@@ -113,8 +121,8 @@ class PersistenceServicer(pb_grpc.PersistenceServiceServicer):
     ) -> pb.DeleteUserDataResponse:
         try:
             user_id = await self._user_id(request.identity_token, request.user_id, request.service_token)
-            forgotten = await self._store.forget_user(user_id, DELETED_NICKNAME)
-        except (InvalidRequest, Unauthenticated, StoreUnavailable) as exc:
+            forgotten = await delete_user_data(self._store, self._live_copies, user_id)
+        except (InvalidRequest, Unauthenticated, StoreUnavailable, LiveCopyUnavailable) as exc:
             await _abort(context, exc)
         return pb.DeleteUserDataResponse(participations=forgotten)
 

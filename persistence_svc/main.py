@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from persistence_svc.adapters.live_copies import LeaderboardServiceCopies, QuizServiceCopies
 from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.adapters.sqlite import SqliteResultStore
 from persistence_svc.catch_up import CatchUp
@@ -54,6 +55,9 @@ async def run(
         progress = runtime.group_progress(_CLIENT_ID)
         resources.push_async_callback(progress.close)
 
+        live_copies = (QuizServiceCopies(settings.quiz_address), LeaderboardServiceCopies(settings.leaderboard_address))
+        for copy in live_copies:
+            resources.push_async_callback(copy.close)
         server = runtime.grpc_server(
             settings.address,
             ServiceBinding(
@@ -64,6 +68,7 @@ async def run(
                     CatchUp(progress, settings.group),
                     Identities(settings.identity.verifier()),
                     settings.history_service_token,
+                    live_copies,
                 ),
             ),
         )

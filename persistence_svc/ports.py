@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 from persistence_svc.domain import (
@@ -69,10 +70,31 @@ class ResultStore(ResultWriter, Protocol):
         index range of user_sessions, whatever the number of sessions stored."""
         ...
 
-    async def forget_user(self, user_id: str, nickname: str) -> int:
-        """Anonymises a user's participations in one transaction: their user ID is removed from them, their
-        name replaced by `nickname`, their user_sessions rows deleted; scores and answers stay. Returns how
-        many were anonymised. A join of theirs delivered again later adds nothing back."""
+    async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
+        """Anonymises, in one transaction, every participation user_sessions lists for the user: their user
+        ID is removed from it and their name replaced by `nickname`; scores and answers stay. Returns those
+        participations, which user_sessions keeps until forget_user, so a deletion interrupted in between
+        finds them again. Running it again changes nothing more."""
+        ...
+
+    async def forget_user(self, user_id: str) -> int:
+        """Deletes the user's user_sessions rows (the last trace linking them to their participations);
+        returns how many. A join of theirs delivered again later adds nothing back."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LiveCopyUnavailable(Exception):
+    """A service holding live copies of players' names could not rename them now; retrying is safe."""
+
+
+class LiveCopies(Protocol):
+    """A service keeping players' names outside PostgreSQL: quiz_svc's game state, leaderboard_svc's rankings."""
+
+    async def erase(self, players: Sequence[UserSession], nickname: str) -> None:
+        """Renames the players to `nickname` there (scores and ranks stay), or raises LiveCopyUnavailable.
+        Erasing the same players again changes nothing."""
         ...
 
     async def close(self) -> None: ...

@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from quizmesh.identity import IDENTITY_VARIABLES, IdentitySettings
-from quizmesh.settings import PERSISTENCE_ADDR, Integer, Secret, SettingsError, Text, Variables
+from quizmesh.settings import (
+    LEADERBOARD_ADDR,
+    PERSISTENCE_ADDR,
+    QUIZ_ADDR,
+    Integer,
+    Secret,
+    SettingsError,
+    Text,
+    Variables,
+)
 
 GROUP = Text(
     "QUIZMESH_PERSISTENCE_GROUP",
@@ -68,6 +77,8 @@ class Settings:
 
     VARIABLES: ClassVar[Variables] = (
         PERSISTENCE_ADDR,
+        QUIZ_ADDR,
+        LEADERBOARD_ADDR,
         GROUP,
         BATCH_MAX_RECORDS,
         POLL_TIMEOUT_MS,
@@ -92,6 +103,9 @@ class Settings:
     replica_max_lag_ms: int = 1000
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     history_service_token: str | None = None
+    # Where DeleteUserData renames a user's players in the live copies (game state, rankings).
+    quiz_address: str = "127.0.0.1:50051"
+    leaderboard_address: str = "127.0.0.1:50052"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -107,6 +121,8 @@ class Settings:
             replica_max_lag_ms=REPLICA_MAX_LAG_MS.read(env),
             identity=IdentitySettings.from_env(env),
             history_service_token=HISTORY_SERVICE_TOKEN.read(env),
+            quiz_address=QUIZ_ADDR.read(env),
+            leaderboard_address=LEADERBOARD_ADDR.read(env),
         )
         token = settings.history_service_token
         if token is not None and len(token) < _MIN_SERVICE_TOKEN:

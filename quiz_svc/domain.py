@@ -331,6 +331,14 @@ def sanitize_nickname(raw: str) -> str:
     return text
 
 
+def erased_nickname(replacement: str) -> str:
+    """The name a player is shown under once their user's data was deleted (persistence_svc's
+    DeleteUserData names it): a nickname under the same rules as any other, but held by no one, so
+    several erased players of a session share it and nobody's join is refused because of it. The player
+    keeps their seat, score and answers: a finished session's ranking does not change."""
+    return sanitize_nickname(replacement)
+
+
 # --- scoring ---
 
 

@@ -194,6 +194,20 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             await _abort_for(context, exc)
         return pb.GetMediaResponse(media_id=found.media_id, content_type=found.content_type, content=found.content)
 
+    async def ErasePlayers(
+        self, request: pb.ErasePlayersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ErasePlayersResponse:
+        try:
+            for player in request.players:
+                _require(player.quiz_id, "players.quiz_id")
+                _require(player.player_id, "players.player_id")
+            erased = await self._game.erase_players(
+                [(p.quiz_id, p.player_id) for p in request.players], request.replacement_nickname
+            )
+        except domain.QuizError as exc:
+            await _abort_for(context, exc)
+        return pb.ErasePlayersResponse(erased=erased)
+
     async def GetQuiz(self, request: pb.GetQuizRequest, context: grpc.aio.ServicerContext) -> pb.GetQuizResponse:
         try:
             _require(request.quiz_id, "quiz_id")

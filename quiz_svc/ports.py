@@ -200,6 +200,11 @@ class GameStore(Protocol):
 
     async def player(self, quiz_id: str, player_id: str) -> PlayerRecord | None: ...
 
+    async def erase_player(self, quiz_id: str, player_id: str, nickname: str) -> bool:
+        """Renames a player to `nickname` (see domain.erased_nickname) and frees their own nickname in the
+        quiz; seat, score and answers stay. False when the player is not held or already bears it."""
+        ...
+
     async def claim_answers(self, claims: Sequence[AnswerClaim], claimant: Claimant) -> list[ClaimOutcome]:
         """Checks the answer window on the receipt time and answer-once, and reserves each first answer
         for the claimant.

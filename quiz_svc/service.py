@@ -51,6 +51,7 @@ from quiz_svc.domain import (
     close_question,
     closed_question,
     correct_choices,
+    erased_nickname,
     host_action_done,
     initial_state,
     is_past_close,
@@ -487,6 +488,17 @@ class QuizGame:
         record = await self._store.player(quiz.quiz_id, player_id)
         assert record is not None
         return record, self._credentials.issue("player", quiz.quiz_id, player_id), joined
+
+    async def erase_players(self, players: Sequence[tuple[str, str]], replacement: str) -> int:
+        """Renames the (session, player) pairs of a user whose data was deleted (persistence_svc's
+        DeleteUserData, which has already anonymised the durable records): a session whose live state is
+        gone has nothing left to rename, and its rebuild reads the anonymised records. Safe to repeat;
+        returns how many players were renamed."""
+        name = erased_nickname(replacement)
+        erased = 0
+        for quiz_id, player_id in players:
+            erased += await self._store.erase_player(quiz_id, player_id, name)
+        return erased
 
     async def _rejoin(self, quiz_id: str, player_id: str) -> tuple[PlayerRecord, str, GameState]:
         """A signed-in user's player, as resuming it gives it (a removed or departed one is refused)."""

@@ -2,8 +2,8 @@
 -- KEYS: rank (zset of composite scores), players (hash player -> "score|reached_ms|last_question"),
 --       nick (hash), left (set), last_answer (string, ms), version and built (strings; only their TTLs
 --       are refreshed)
--- ARGV: ttl_s, reached_slots (domain.REACHED_SLOTS), then 7 fields per event: kind (J|A|L), player_id,
---       nickname, question_index, total_score, quiz_elapsed_ms, answer_time_ms (fields an event kind
+-- ARGV: ttl_s, reached_slots (domain.REACHED_SLOTS), then 7 fields per event: kind (J|A|L|E), player_id,
+--       nickname (the replacement for E), question_index, total_score, quiz_elapsed_ms, answer_time_ms (fields an event kind
 --       lacks are empty)
 -- Returns 1 if the ranking changed, else 0.
 local rank_key, players_key, nick_key, left_key, last_answer_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -61,6 +61,20 @@ for i = 3, #ARGV, 7 do
           changed = 1
         end
         if nickname ~= '' and redis.call('HSETNX', nick_key, player, nickname) == 1 then changed = 1 end
+      end
+    elseif kind == 'E' then
+      -- domain.after_erase: the name alone changes; a player not projected yet is held at 0 under it
+      -- while the ranking exists, so their join keeps it (HSETNX above).
+      local replacement = ARGV[i + 2]
+      if raw then
+        if redis.call('HGET', nick_key, player) ~= replacement then
+          redis.call('HSET', nick_key, player, replacement)
+          changed = 1
+        end
+      elseif redis.call('EXISTS', rank_key) == 1 then
+        write(player, 0, MAX_MS, -1)
+        redis.call('HSET', nick_key, player, replacement)
+        changed = 1
       end
     else
       local question, total, elapsed = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])

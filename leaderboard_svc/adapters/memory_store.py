@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from leaderboard_svc.domain import (
     AnswerScored,
     LeaderboardPage,
+    PlayerErased,
     PlayerJoined,
     PlayerLeft,
     RankingEvent,
     RankingSnapshot,
     Standing,
     after_answer,
+    after_erase,
     after_join,
     rank,
     ranked,
@@ -62,6 +64,8 @@ class MemoryLeaderboardStore:
             return quiz.standings.pop(event.player_id, None) is not None
         if isinstance(event, PlayerJoined):
             updated = after_join(current, event, has_left)
+        elif isinstance(event, PlayerErased):
+            updated = after_erase(current, event, has_left, bool(quiz.standings))
         else:
             updated = after_answer(current, event, has_left)
         if updated is None:

@@ -18,6 +18,7 @@ from leaderboard_svc.domain import (
     REACHED_SLOTS,
     AnswerScored,
     LeaderboardPage,
+    PlayerErased,
     PlayerJoined,
     RankedEntry,
     RankingEvent,
@@ -91,6 +92,8 @@ def _arguments(event: RankingEvent) -> tuple[str | int, ...]:
             event.quiz_elapsed_ms,
             event.answer_time_ms,
         )
+    if isinstance(event, PlayerErased):
+        return ("E", event.player_id, event.replacement, "", "", "", "")
     return ("L", event.player_id, "", "", "", "", "")
 
 

@@ -76,11 +76,14 @@ SELECT user_id, quiz_id, player_id, joined_at FROM joined WHERE user_id IS NOT N
 ON CONFLICT DO NOTHING
 """
 
-_FORGET_USER = """
-WITH mine AS (DELETE FROM user_sessions WHERE user_id = $1 RETURNING quiz_id, player_id)
+_ANONYMISE_USER = """
 UPDATE participants p SET user_id = NULL, nickname = $2
-FROM mine WHERE p.quiz_id = mine.quiz_id AND p.player_id = mine.player_id
+FROM user_sessions s WHERE s.user_id = $1 AND p.quiz_id = s.quiz_id AND p.player_id = s.player_id
 """
+
+_USER_PARTICIPATIONS = "SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions WHERE user_id = $1"
+
+_FORGET_USER = "DELETE FROM user_sessions WHERE user_id = $1"
 
 _LIST_USER_SESSIONS = """
 SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
@@ -274,9 +277,18 @@ class PostgresResultStore:
         rows = tuple(AnswerRow(**dict(r)) for r in records[:limit])
         return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
 
-    async def forget_user(self, user_id: str, nickname: str) -> int:
+    async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
+        async def anonymise(conn: asyncpg.Connection) -> tuple[UserSession, ...]:
+            async with conn.transaction():
+                await conn.execute(_ANONYMISE_USER, user_id, nickname)
+                records = await conn.fetch(_USER_PARTICIPATIONS, user_id)
+            return tuple(UserSession(**dict(r)) for r in records)
+
+        return await self._with_connection(anonymise)
+
+    async def forget_user(self, user_id: str) -> int:
         async def forget(conn: asyncpg.Connection) -> int:
-            status: str = await conn.execute(_FORGET_USER, user_id, nickname)
+            status: str = await conn.execute(_FORGET_USER, user_id)
             return int(status.rsplit(maxsplit=1)[-1])
 
         return await self._with_connection(forget)

@@ -338,27 +338,35 @@ class SqliteResultStore:
         )
         return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
 
-    async def forget_user(self, user_id: str, nickname: str) -> int:
+    async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
         async with self._turn:
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     async with self._conn.execute(
-                        "SELECT quiz_id, player_id FROM user_sessions WHERE user_id = ?", (user_id,)
+                        "SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions WHERE user_id = ?",
+                        (user_id,),
                     ) as cursor:
-                        mine = list(await cursor.fetchall())
+                        mine = tuple(UserSession(r[0], r[1], r[2], _instant(r[3])) for r in await cursor.fetchall())
                     await self._conn.executemany(
                         "UPDATE participants SET user_id = NULL, nickname = ? WHERE quiz_id = ? AND player_id = ?",
-                        [(nickname, quiz_id, player_id) for quiz_id, player_id in mine],
+                        [(nickname, session.quiz_id, session.player_id) for session in mine],
                     )
-                    await self._conn.execute("DELETE FROM user_sessions WHERE user_id = ?", (user_id,))
                     await self._conn.execute("COMMIT")
                 except BaseException:
                     await self._conn.execute("ROLLBACK")
                     raise
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"SQLite: {exc}") from exc
-        return len(mine)
+        return mine
+
+    async def forget_user(self, user_id: str) -> int:
+        async with self._turn:
+            try:
+                cursor = await self._conn.execute("DELETE FROM user_sessions WHERE user_id = ?", (user_id,))
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"SQLite: {exc}") from exc
+        return cursor.rowcount
 
     async def close(self) -> None:
         async with self._turn:

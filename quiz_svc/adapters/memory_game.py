@@ -118,6 +118,17 @@ class InMemoryGameStore:
         game = self._games.get(quiz_id)
         return game.players.get(player_id) if game else None
 
+    async def erase_player(self, quiz_id: str, player_id: str, nickname: str) -> bool:
+        game = self._games.get(quiz_id)
+        record = game.players.get(player_id) if game else None
+        if game is None or record is None or record.nickname == nickname:
+            return False
+        game.players[player_id] = dataclasses.replace(record, nickname=nickname)
+        folded = record.nickname.casefold()
+        if game.nicknames.get(folded) == player_id:
+            del game.nicknames[folded]
+        return True
+
     async def claim_answers(self, claims: Sequence[AnswerClaim], claimant: Claimant) -> list[ClaimOutcome]:
         return [self._claim(c, claimant) for c in claims]
 

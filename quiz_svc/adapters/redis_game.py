@@ -123,6 +123,7 @@ class RedisGameStore:
         self._effects_done = redis.register_script(_script("effects_done.lua"))
         self._add_player = redis.register_script(_script("add_player.lua"))
         self._remove_player = redis.register_script(_script("remove_player.lua"))
+        self._erase_player = redis.register_script(_script("erase_player.lua"))
         self._claim = redis.register_script(_script("claim_answers.lua"))
         self._record = redis.register_script(_script("record_verdicts.lua"))
         self._settle = redis.register_script(_script("settle_answers.lua"))
@@ -190,6 +191,19 @@ class RedisGameStore:
             return None
         p = orjson.loads(raw)
         return PlayerRecord(player_id, p["n"], _standing(p), bool(p["a"]), bool(p["k"]))
+
+    async def erase_player(self, quiz_id: str, player_id: str, nickname: str) -> bool:
+        try:
+            record = await self.player(quiz_id, player_id)
+            if record is None or record.nickname == nickname:
+                return False
+            # The folded name is computed here: Lua's lower() is not Python's casefold().
+            [done] = await self._run_per_quiz(
+                self._erase_player, [(_prefix(quiz_id), [player_id, nickname, record.nickname.casefold()])]
+            )
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"Redis: {exc!r}") from exc
+        return bool(done)
 
     async def claim_answers(self, claims: Sequence[AnswerClaim], claimant: Claimant) -> list[ClaimOutcome]:
         by_quiz: dict[str, list[int]] = defaultdict(list)

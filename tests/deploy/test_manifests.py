@@ -221,8 +221,9 @@ _KNOWN_RPCS = {
         "GetQuizState",
         "WatchQuiz",
         "SetLeaderboardVisibility",
+        "ErasePlayers",
     ],
-    "leaderboard-svc": ["GetLeaderboard", "WatchLeaderboard"],
+    "leaderboard-svc": ["GetLeaderboard", "WatchLeaderboard", "ErasePlayers"],
     "persistence-svc": ["ListAnswers", "ListParticipants", "ListUserResults", "DeleteUserData"],
 }
 _PROTO = {
@@ -267,6 +268,9 @@ def _intended(caller: str, target: str, label: str) -> bool:
         return caller == "ingressgateway" and label in ("ws", "ws-root")
     if label in ("health-check", "foreign-path", "rpc-on-metrics-port"):
         return False
+    if label == "ErasePlayers":
+        # Renaming a deleted user's players: persistence-svc's DeleteUserData alone, not even quizctl.
+        return caller == "persistence-svc"
     if caller == "quizctl":
         return True
     if caller == "app-backend":

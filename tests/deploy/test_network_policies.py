@@ -70,6 +70,8 @@ _FLOWS = {
     ("edge", "persistence-svc", 50053),
     ("quiz-svc", "persistence-svc", 50053),
     ("leaderboard-svc", "persistence-svc", 50053),
+    ("persistence-svc", "quiz-svc", 50051),
+    ("persistence-svc", "leaderboard-svc", 50052),
     ("quizctl", "quiz-svc", 50051),
     ("quizctl", "leaderboard-svc", 50052),
     ("quizctl", "persistence-svc", 50053),

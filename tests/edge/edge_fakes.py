@@ -314,6 +314,11 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the fake quiz_svc runs no sessions")
         raise AssertionError("context.abort returned")
 
+    # Only persistence_svc erases players (tests/persistence_svc/test_user_erasure.py); the edge never does.
+    async def ErasePlayers(self, request: Any, context: Any) -> quiz_pb2.ErasePlayersResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the edge never erases players")
+        raise AssertionError("context.abort returned")
+
     async def BatchSubmitAnswers(self, request: Any, context: Any) -> quiz_pb2.BatchSubmitAnswersResponse:
         self.batch_sizes.append(len(request.answers))
         self.answers.extend(request.answers)
@@ -412,6 +417,10 @@ class FakeLeaderboardService(leaderboard_grpc.LeaderboardServiceServicer):
             player_count=len(current.entries),
             version=current.version,
         )
+
+    async def ErasePlayers(self, request: Any, context: Any) -> leaderboard_pb2.ErasePlayersResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the edge never erases players")
+        raise AssertionError("context.abort returned")
 
     async def WatchLeaderboard(
         self, request: Any, context: Any

@@ -195,6 +195,53 @@ async def test_invalid_get_leaderboard_says_what_to_fix(
     assert mentions in (raised.value.details() or "")
 
 
+async def test_erasing_a_player_publishes_the_ranking_with_the_replacement_and_every_rank_kept(
+    service: Service,
+) -> None:
+    quiz_id = f"quiz-{uuid.uuid4().hex}"
+    call = service.stub.WatchLeaderboard(pb.WatchLeaderboardRequest(quiz_id=quiz_id))
+    await read(call)
+    await service.publish(joined(quiz_id, "ann", 10), joined(quiz_id, "bob", 20), answered(quiz_id, "ann", 0, 500, 900))
+    before = [(1, "ann", "Ann", 500), (2, "bob", "Bob", 0)]
+    while standings(await read(call)) != before:
+        pass
+    erase = pb.ErasePlayersRequest(
+        players=[pb.ErasedPlayer(quiz_id=quiz_id, player_id="ann")], replacement_nickname="Deleted player"
+    )
+
+    erased = await service.stub.ErasePlayers(erase, timeout=5)
+
+    assert list(erased.quiz_ids) == [quiz_id]
+    # A publication already under way may come first, with the old names.
+    while (now := standings(await read(call))) == before:
+        pass
+    assert now == [(1, "ann", "Deleted player", 500), (2, "bob", "Bob", 0)]
+    # A repeat changes nothing, and a join of hers replayed from Kafka does not bring the name back.
+    assert list((await service.stub.ErasePlayers(erase, timeout=5)).quiz_ids) == []
+    # Cy's join follows hers on the same topic and partition: once Cy is ranked, her replay was applied.
+    await service.publish(joined(quiz_id, "ann", 10), joined(quiz_id, "cy", 30))
+    while len(now := standings(await read(call))) < 3:
+        pass
+    assert now == [(1, "ann", "Deleted player", 500), (2, "bob", "Bob", 0), (3, "cy", "Cy", 0)]
+    call.cancel()
+
+
+@pytest.mark.parametrize(
+    ("request_message", "mentions"),
+    [
+        (pb.ErasePlayersRequest(players=[pb.ErasedPlayer(quiz_id="q", player_id="p")]), "replacement_nickname"),
+        (pb.ErasePlayersRequest(players=[pb.ErasedPlayer(quiz_id="q")], replacement_nickname="X"), "player_id"),
+    ],
+)
+async def test_invalid_erase_players_says_what_to_fix(
+    service: Service, request_message: pb.ErasePlayersRequest, mentions: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.stub.ErasePlayers(request_message, timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert mentions in (raised.value.details() or "")
+
+
 async def test_watch_without_quiz_is_rejected(service: Service) -> None:
     call = service.stub.WatchLeaderboard(pb.WatchLeaderboardRequest())
     with pytest.raises(grpc.aio.AioRpcError) as raised:

@@ -4,24 +4,34 @@ credential. The store tests run on SQLite and the real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import grpc
 import pytest
 
 from leaderboard_svc import domain as leaderboard
 from persistence_svc.catch_up import CatchUp
-from persistence_svc.domain import DELETED_NICKNAME, batch_of, final_standings
+from persistence_svc.domain import (
+    DELETED_NICKNAME,
+    Page,
+    ParticipantCursor,
+    ParticipantRow,
+    UserSession,
+    batch_of,
+    final_standings,
+)
 from persistence_svc.event_rows import row_from_event
 from persistence_svc.grpc_api import PersistenceServicer
 from persistence_svc.history import user_results
 from persistence_svc.main import SERVICE_NAME
-from persistence_svc.ports import ResultStore
+from persistence_svc.ports import LiveCopyUnavailable, ResultStore, StoreUnavailable
 from quizmesh.eventbus.memory import InMemoryBus, InMemoryGroupProgress
 from quizmesh.eventcodec import Event
 from quizmesh.events.v1 import events_pb2
@@ -110,7 +120,10 @@ async def test_deleting_a_users_data_anonymises_them_and_keeps_every_ranking(sto
     sessions = await _three_sessions(store, user)
     before = {q: await _ranking(store, q) for q in sessions}
 
-    assert await store.forget_user(user, DELETED_NICKNAME) == 3
+    anonymised = await store.anonymise_user(user, DELETED_NICKNAME)
+    mine = set(zip(sessions, ["me", "me2", "me3"], strict=True))
+    assert {(s.quiz_id, s.player_id) for s in anonymised} == mine
+    assert await store.forget_user(user) == 3
 
     assert (await user_results(store, user, 10, None))[0] == []
     for quiz_id in sessions:
@@ -121,7 +134,21 @@ async def test_deleting_a_users_data_anonymises_them_and_keeps_every_ranking(sto
     # A join of theirs delivered again (a replay of Kafka) adds nothing back; a repeat finds nothing left.
     await _save(store, [_joined_as(user, sessions[0], "me", 60_000)])
     assert (await user_results(store, user, 10, None))[0] == []
-    assert await store.forget_user(user, DELETED_NICKNAME) == 0
+    assert await store.anonymise_user(user, DELETED_NICKNAME) == ()
+    assert await store.forget_user(user) == 0
+
+
+async def test_an_anonymisation_not_yet_forgotten_finds_the_same_participations_again(store: ResultStore) -> None:
+    """What lets a DeleteUserData interrupted between its steps finish when repeated."""
+    user = uuid.uuid4().hex
+    sessions = await _three_sessions(store, user)
+    first = await store.anonymise_user(user, DELETED_NICKNAME)
+
+    again = await store.anonymise_user(user, DELETED_NICKNAME)
+
+    assert set(again) == set(first) and {s.quiz_id for s in again} == set(sessions)
+    participants = (await store.list_participants(sessions[0], 100, None)).items
+    assert [(p.nickname, p.user_id) for p in participants if p.player_id == "me"] == [(DELETED_NICKNAME, None)]
 
 
 async def _ranking(store: ResultStore, quiz_id: str) -> list[tuple[str, int]]:
@@ -201,10 +228,44 @@ def provider(tmp_path: Path) -> TestProvider:
     return TestProvider(tmp_path)
 
 
+class _LiveCopy:
+    """A live copy of players' names (quiz_svc's game state or leaderboard_svc's rankings) that records
+    what it was asked to rename and what the durable store said of those players at that moment."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self._store = store
+        self.renamed: dict[tuple[str, str], str] = {}
+        self.stored_names_then: set[str] = set()
+        self.failures = 0
+
+    async def erase(self, players: Sequence[UserSession], nickname: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise LiveCopyUnavailable("quiz_svc could not rename the players (UNAVAILABLE: connection refused)")
+        for p in players:
+            stored = (await self._store.list_participants(p.quiz_id, 100, None)).items
+            self.stored_names_then |= {s.nickname for s in stored if s.player_id == p.player_id}
+            self.renamed[(p.quiz_id, p.player_id)] = nickname
+
+    async def close(self) -> None:
+        return None
+
+
 @pytest.fixture
-async def stub(store: ResultStore, provider: TestProvider) -> AsyncIterator[pb_grpc.PersistenceServiceAsyncStub]:
+def copies(store: ResultStore) -> list[_LiveCopy]:
+    return [_LiveCopy(store), _LiveCopy(store)]
+
+
+@pytest.fixture
+async def stub(
+    store: ResultStore, provider: TestProvider, copies: list[_LiveCopy]
+) -> AsyncIterator[pb_grpc.PersistenceServiceAsyncStub]:
     servicer = PersistenceServicer(
-        store, CatchUp(InMemoryGroupProgress(InMemoryBus()), "g"), provider.identities(), SERVICE_TOKEN
+        store,
+        CatchUp(InMemoryGroupProgress(InMemoryBus()), "g"),
+        provider.identities(),
+        SERVICE_TOKEN,
+        live_copies=copies,
     )
     server = GrpcServer(
         "127.0.0.1:0", [ServiceBinding(SERVICE_NAME, pb_grpc.add_PersistenceServiceServicer_to_server, servicer)]
@@ -271,6 +332,48 @@ async def test_a_user_deletes_their_data_with_their_token_and_nobody_else_can(
     assert (await stub.ListUserResults(pb.ListUserResultsRequest(identity_token=provider.token(user)))).results == []
 
 
+async def test_deleting_renames_the_live_copies_after_the_durable_records(
+    store: ResultStore, stub: pb_grpc.PersistenceServiceAsyncStub, copies: list[_LiveCopy]
+) -> None:
+    user = uuid.uuid4().hex
+    sessions = await _three_sessions(store, user)
+
+    await stub.DeleteUserData(pb.DeleteUserDataRequest(user_id=user, service_token=SERVICE_TOKEN))
+
+    mine = dict(zip(sessions, ["me", "me2", "me3"], strict=True))
+    for copy in copies:
+        assert copy.renamed == {(q, p): DELETED_NICKNAME for q, p in mine.items()}
+        # A rebuild of a live copy reads the durable records: they were anonymous before any copy was renamed.
+        assert copy.stored_names_then == {DELETED_NICKNAME}
+
+
+async def test_a_deletion_a_live_copy_failed_is_unavailable_and_its_repeat_finishes_it(
+    store: ResultStore,
+    stub: pb_grpc.PersistenceServiceAsyncStub,
+    copies: list[_LiveCopy],
+    provider: TestProvider,
+) -> None:
+    user = uuid.uuid4().hex
+    sessions = await _three_sessions(store, user)
+    copies[1].failures = 1
+
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await stub.DeleteUserData(pb.DeleteUserDataRequest(identity_token=provider.token(user)))
+
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "repeat DeleteUserData" in (failed.value.details() or "")
+    assert copies[1].renamed == {}
+    # Not a silent partial success: the link from the user to their players is still there...
+    assert len((await user_results(store, user, 10, None))[0]) == 3
+    # ...so the repeat finds every participation again and finishes.
+    repeated = await stub.DeleteUserData(pb.DeleteUserDataRequest(identity_token=provider.token(user)))
+    assert repeated.participations == 3
+    assert set(copies[1].renamed) == set(zip(sessions, ["me", "me2", "me3"], strict=True))
+    assert (await user_results(store, user, 10, None))[0] == []
+    again = await stub.DeleteUserData(pb.DeleteUserDataRequest(identity_token=provider.token(user)))
+    assert again.participations == 0
+
+
 async def test_a_page_token_does_not_continue_another_users_history(
     store: ResultStore, stub: pb_grpc.PersistenceServiceAsyncStub, provider: TestProvider
 ) -> None:
@@ -282,3 +385,55 @@ async def test_a_page_token_does_not_continue_another_users_history(
             pb.ListUserResultsRequest(identity_token=provider.token("mallory"), page_token=page.next_page_token)
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- a page's sessions, read concurrently ---
+
+
+class _ReverseStore:
+    """Delegates to a store, but each session's read finishes only after the next (older) session's
+    has: the reads complete in the reverse of the page's order."""
+
+    def __init__(self, inner: ResultStore, order: list[str], fail: str | None = None) -> None:
+        self._inner = inner
+        self._done = {quiz_id: asyncio.Event() for quiz_id in order}
+        self._after = dict(itertools.pairwise(order))
+        self._fail = fail
+        self.finished: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def list_participants(
+        self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
+    ) -> Page[ParticipantRow, ParticipantCursor]:
+        if quiz_id == self._fail:
+            raise StoreUnavailable("PostgreSQL: connection lost")
+        older = self._after.get(quiz_id)
+        if older is not None:
+            await self._done[older].wait()
+        page = await self._inner.list_participants(quiz_id, limit, after, from_primary=from_primary)
+        self.finished.append(quiz_id)
+        self._done[quiz_id].set()
+        return page
+
+
+async def test_a_pages_sessions_keep_their_order_whatever_order_their_reads_finish_in(store: ResultStore) -> None:
+    user = uuid.uuid4().hex
+    sessions = await _three_sessions(store, user)
+    expected, _ = await user_results(store, user, 10, None)
+    reverse = _ReverseStore(store, sessions[::-1])
+
+    results, _ = await user_results(cast("ResultStore", reverse), user, 10, None)
+
+    assert reverse.finished == sessions  # oldest first: the reads did run at once
+    assert results == expected
+
+
+async def test_a_failed_session_read_fails_the_page_with_the_stores_error(store: ResultStore) -> None:
+    user = uuid.uuid4().hex
+    sessions = await _three_sessions(store, user)
+    failing = _ReverseStore(store, sessions[::-1], fail=sessions[1])
+
+    with pytest.raises(StoreUnavailable):
+        await user_results(cast("ResultStore", failing), user, 10, None)

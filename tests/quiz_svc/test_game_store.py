@@ -257,6 +257,52 @@ async def test_removed_players_cannot_answer(game_store: GameStore) -> None:
     assert await game_store.add_player(q.quiz_id, "p2", "ada") is not None
 
 
+async def test_an_erased_player_keeps_seat_and_score_under_the_replacement_and_frees_their_nickname(
+    game_store: GameStore,
+) -> None:
+    q = await started(game_store)
+    await game_store.add_player(q.quiz_id, "p1", "Ada Lovelace")
+    await game_store.add_player(q.quiz_id, "p2", "Bob")
+    [fresh] = await game_store.claim_answers([claim(q, "p1")], ME)
+    assert isinstance(fresh, Fresh)
+    await game_store.record_verdicts([(key(q, "p1"), judged(900))], "me")
+    await game_store.acknowledge([key(q, "p1")])
+    before = await game_store.player(q.quiz_id, "p1")
+
+    assert await game_store.erase_player(q.quiz_id, "p1", "Deleted player")
+
+    after = await game_store.player(q.quiz_id, "p1")
+    assert before is not None and after is not None
+    assert after == dataclasses.replace(before, nickname="Deleted player")
+    state = await game_store.state(q.quiz_id)
+    assert state is not None and state.participant_count == 2
+    # Their own nickname is free; the replacement is nobody's, so erasing another player shares it.
+    assert await game_store.add_player(q.quiz_id, "p3", "ada lovelace") is not None
+    assert await game_store.erase_player(q.quiz_id, "p2", "Deleted player")
+    assert await game_store.add_player(q.quiz_id, "p4", "Bob") is not None
+    # Again, or for a player or a session not held: nothing to change.
+    assert not await game_store.erase_player(q.quiz_id, "p1", "Deleted player")
+    assert not await game_store.erase_player(q.quiz_id, "nobody", "Deleted player")
+    assert not await game_store.erase_player("no-such-session", "p1", "Deleted player")
+    # Still the same player, whose answer stays theirs.
+    [again] = await game_store.claim_answers([claim(q, "p1")], ME)
+    assert again == AnswerRefusal.ALREADY_ANSWERED
+
+
+async def test_an_erased_player_who_left_keeps_the_nickname_they_freed_free(game_store: GameStore) -> None:
+    q = await started(game_store)
+    await game_store.add_player(q.quiz_id, "p1", "Ada")
+    await game_store.remove_player(q.quiz_id, "p1", kicked=False)
+    assert await game_store.add_player(q.quiz_id, "p2", "ADA") is not None
+
+    assert await game_store.erase_player(q.quiz_id, "p1", "Deleted player")
+
+    taken = await game_store.add_player(q.quiz_id, "p3", "ada")
+    assert taken is None, "p2 still holds the nickname: erasing p1 must not free it"
+    record = await game_store.player(q.quiz_id, "p1")
+    assert record is not None and (record.nickname, record.active) == ("Deleted player", False)
+
+
 async def test_state_changes_are_compare_and_set(game_store: GameStore) -> None:
     q = await started(game_store)
     state = await game_store.state(q.quiz_id)

@@ -245,7 +245,14 @@ async def process_stack(
             }
             spawn("leaderboard-svc", leaderboard_env, i)
         for i, address in enumerate(persistence_addrs):
-            spawn("persistence-svc", {**common, "QUIZMESH_PERSISTENCE_ADDR": address}, i)
+            # persistence_svc's DeleteUserData renames the user's players in quiz_svc and leaderboard_svc.
+            persistence_env = {
+                **common,
+                "QUIZMESH_PERSISTENCE_ADDR": address,
+                "QUIZMESH_QUIZ_ADDR": target(quiz_addrs),
+                "QUIZMESH_LEADERBOARD_ADDR": target(leaderboard_addrs),
+            }
+            spawn("persistence-svc", persistence_env, i)
         for i, port in enumerate(edge_ports):
             edge_env = {
                 **common,

@@ -238,3 +238,81 @@ class WatchLeaderboardResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchLeaderboardResponse: _TypeAlias = WatchLeaderboardResponse  # noqa: Y015
+
+@_typing.final
+class ErasedPlayer(_message.Message):
+    """ErasedPlayer names one player of one ranking whose user asked for their data to be deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    PLAYER_ID_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The session's ID (the quiz ID the ranking is kept under)."""
+    player_id: _builtins.str
+    """The player's ID in that session."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+        player_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasedPlayer: _TypeAlias = ErasedPlayer  # noqa: Y015
+
+@_typing.final
+class ErasePlayersRequest(_message.Message):
+    """ErasePlayersRequest lists players whose nicknames are replaced, keeping their ranks and scores."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAYERS_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_NICKNAME_FIELD_NUMBER: _builtins.int
+    replacement_nickname: _builtins.str
+    """The name the players are shown under from now on."""
+    @_builtins.property
+    def players(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErasedPlayer]:
+        """The players to erase; erasing a player again changes nothing."""
+
+    def __init__(
+        self,
+        *,
+        players: _abc.Iterable[Global___ErasedPlayer] | None = ...,
+        replacement_nickname: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["players", b"players", "replacement_nickname", b"replacement_nickname"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasePlayersRequest: _TypeAlias = ErasePlayersRequest  # noqa: Y015
+
+@_typing.final
+class ErasePlayersResponse(_message.Message):
+    """ErasePlayersResponse says which rankings changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quiz_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The sessions whose ranking changed; each publishes its next leaderboard update with the new names."""
+
+    def __init__(
+        self,
+        *,
+        quiz_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quiz_ids", b"quiz_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasePlayersResponse: _TypeAlias = ErasePlayersResponse  # noqa: Y015

@@ -45,6 +45,11 @@ class LeaderboardServiceStub:
                 request_serializer=quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.WatchLeaderboardRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.WatchLeaderboardResponse.FromString,
                 _registered_method=True)
+        self.ErasePlayers = channel.unary_unary(
+                '/quizmesh.leaderboard.v1.LeaderboardService/ErasePlayers',
+                request_serializer=quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.ErasePlayersRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.ErasePlayersResponse.FromString,
+                _registered_method=True)
 
 
 class LeaderboardServiceServicer:
@@ -65,6 +70,13 @@ class LeaderboardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ErasePlayers(self, request, context):
+        """Replaces erased players' nicknames in their rankings; internal, called by persistence_svc's DeleteUserData.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LeaderboardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +89,11 @@ def add_LeaderboardServiceServicer_to_server(servicer, server):
                     servicer.WatchLeaderboard,
                     request_deserializer=quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.WatchLeaderboardRequest.FromString,
                     response_serializer=quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.WatchLeaderboardResponse.SerializeToString,
+            ),
+            'ErasePlayers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ErasePlayers,
+                    request_deserializer=quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.ErasePlayersRequest.FromString,
+                    response_serializer=quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.ErasePlayersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +151,33 @@ class LeaderboardService:
             '/quizmesh.leaderboard.v1.LeaderboardService/WatchLeaderboard',
             quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.WatchLeaderboardRequest.SerializeToString,
             quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.WatchLeaderboardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ErasePlayers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.leaderboard.v1.LeaderboardService/ErasePlayers',
+            quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.ErasePlayersRequest.SerializeToString,
+            quizmesh_dot_leaderboard_dot_v1_dot_leaderboard__service__pb2.ErasePlayersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,8 @@ class LeaderboardServiceStub:
     """Reads a quiz's current top N and, optionally, one player's standing."""
     WatchLeaderboard: _grpc.UnaryStreamMultiCallable[_leaderboard_service_pb2.WatchLeaderboardRequest, _leaderboard_service_pb2.WatchLeaderboardResponse]
     """Streams a quiz's leaderboard: the current one first, then one per coalescing interval while it changes."""
+    ErasePlayers: _grpc.UnaryUnaryMultiCallable[_leaderboard_service_pb2.ErasePlayersRequest, _leaderboard_service_pb2.ErasePlayersResponse]
+    """Replaces erased players' nicknames in their rankings; internal, called by persistence_svc's DeleteUserData."""
 
 @_typing.type_check_only
 class LeaderboardServiceAsyncStub(LeaderboardServiceStub):
@@ -47,6 +49,8 @@ class LeaderboardServiceAsyncStub(LeaderboardServiceStub):
     """Reads a quiz's current top N and, optionally, one player's standing."""
     WatchLeaderboard: _aio.UnaryStreamMultiCallable[_leaderboard_service_pb2.WatchLeaderboardRequest, _leaderboard_service_pb2.WatchLeaderboardResponse]  # type: ignore[assignment]
     """Streams a quiz's leaderboard: the current one first, then one per coalescing interval while it changes."""
+    ErasePlayers: _aio.UnaryUnaryMultiCallable[_leaderboard_service_pb2.ErasePlayersRequest, _leaderboard_service_pb2.ErasePlayersResponse]  # type: ignore[assignment]
+    """Replaces erased players' nicknames in their rankings; internal, called by persistence_svc's DeleteUserData."""
 
 class LeaderboardServiceServicer(metaclass=_abc_1.ABCMeta):
     """LeaderboardService serves quizzes' live rankings, projected from Kafka events."""
@@ -66,5 +70,13 @@ class LeaderboardServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_leaderboard_service_pb2.WatchLeaderboardResponse], _abc.AsyncIterator[_leaderboard_service_pb2.WatchLeaderboardResponse]]:
         """Streams a quiz's leaderboard: the current one first, then one per coalescing interval while it changes."""
+
+    @_abc_1.abstractmethod
+    def ErasePlayers(
+        self,
+        request: _leaderboard_service_pb2.ErasePlayersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_leaderboard_service_pb2.ErasePlayersResponse, _abc.Awaitable[_leaderboard_service_pb2.ErasePlayersResponse]]:
+        """Replaces erased players' nicknames in their rankings; internal, called by persistence_svc's DeleteUserData."""
 
 def add_LeaderboardServiceServicer_to_server(servicer: LeaderboardServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1941,3 +1941,79 @@ class ListSessionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListSessionsResponse: _TypeAlias = ListSessionsResponse  # noqa: Y015
+
+@_typing.final
+class ErasedPlayer(_message.Message):
+    """ErasedPlayer names one player of one session whose user asked for their data to be deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIZ_ID_FIELD_NUMBER: _builtins.int
+    PLAYER_ID_FIELD_NUMBER: _builtins.int
+    quiz_id: _builtins.str
+    """The session's ID (its join code)."""
+    player_id: _builtins.str
+    """The player's ID in that session."""
+    def __init__(
+        self,
+        *,
+        quiz_id: _builtins.str = ...,
+        player_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["player_id", b"player_id", "quiz_id", b"quiz_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasedPlayer: _TypeAlias = ErasedPlayer  # noqa: Y015
+
+@_typing.final
+class ErasePlayersRequest(_message.Message):
+    """ErasePlayersRequest lists players whose nicknames are replaced, keeping their seats and scores."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAYERS_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_NICKNAME_FIELD_NUMBER: _builtins.int
+    replacement_nickname: _builtins.str
+    """The name the players are shown under from now on."""
+    @_builtins.property
+    def players(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErasedPlayer]:
+        """The players to erase; erasing a player again, or one no longer held, changes nothing."""
+
+    def __init__(
+        self,
+        *,
+        players: _abc.Iterable[Global___ErasedPlayer] | None = ...,
+        replacement_nickname: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["players", b"players", "replacement_nickname", b"replacement_nickname"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasePlayersRequest: _TypeAlias = ErasePlayersRequest  # noqa: Y015
+
+@_typing.final
+class ErasePlayersResponse(_message.Message):
+    """ErasePlayersResponse says how many players' game state changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERASED_FIELD_NUMBER: _builtins.int
+    erased: _builtins.int
+    """How many of the players were renamed (0 when a repeat finds nothing left to change)."""
+    def __init__(
+        self,
+        *,
+        erased: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["erased", b"erased"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErasePlayersResponse: _TypeAlias = ErasePlayersResponse  # noqa: Y015

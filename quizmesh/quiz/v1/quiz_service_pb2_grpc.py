@@ -132,6 +132,11 @@ class QuizServiceStub:
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaResponse.FromString,
                 _registered_method=True)
+        self.ErasePlayers = channel.unary_unary(
+                '/quizmesh.quiz.v1.QuizService/ErasePlayers',
+                request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ErasePlayersRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ErasePlayersResponse.FromString,
+                _registered_method=True)
 
 
 class QuizServiceServicer:
@@ -273,6 +278,13 @@ class QuizServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ErasePlayers(self, request, context):
+        """Replaces erased players' nicknames in live game state; internal, called by persistence_svc's DeleteUserData.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QuizServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -370,6 +382,11 @@ def add_QuizServiceServicer_to_server(servicer, server):
                     servicer.GetMedia,
                     request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaRequest.FromString,
                     response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaResponse.SerializeToString,
+            ),
+            'ErasePlayers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ErasePlayers,
+                    request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ErasePlayersRequest.FromString,
+                    response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ErasePlayersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -888,6 +905,33 @@ class QuizService:
             '/quizmesh.quiz.v1.QuizService/GetMedia',
             quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaRequest.SerializeToString,
             quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.GetMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ErasePlayers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/quizmesh.quiz.v1.QuizService/ErasePlayers',
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ErasePlayersRequest.SerializeToString,
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.ErasePlayersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,8 @@ class QuizServiceStub:
     """Streams a quiz's state changes: questions opened and closed, kicks, the end."""
     GetMedia: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.GetMediaRequest, _quiz_service_pb2.GetMediaResponse]
     """Reads one stored picture or audio clip by its media ID (the SHA-256 of its bytes)."""
+    ErasePlayers: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.ErasePlayersRequest, _quiz_service_pb2.ErasePlayersResponse]
+    """Replaces erased players' nicknames in live game state; internal, called by persistence_svc's DeleteUserData."""
 
 @_typing.type_check_only
 class QuizServiceAsyncStub(QuizServiceStub):
@@ -121,6 +123,8 @@ class QuizServiceAsyncStub(QuizServiceStub):
     """Streams a quiz's state changes: questions opened and closed, kicks, the end."""
     GetMedia: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.GetMediaRequest, _quiz_service_pb2.GetMediaResponse]  # type: ignore[assignment]
     """Reads one stored picture or audio clip by its media ID (the SHA-256 of its bytes)."""
+    ErasePlayers: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.ErasePlayersRequest, _quiz_service_pb2.ErasePlayersResponse]  # type: ignore[assignment]
+    """Replaces erased players' nicknames in live game state; internal, called by persistence_svc's DeleteUserData."""
 
 class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
     """QuizService authors quizzes, admits players and judges their answers. It is
@@ -279,5 +283,13 @@ class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_quiz_service_pb2.GetMediaResponse, _abc.Awaitable[_quiz_service_pb2.GetMediaResponse]]:
         """Reads one stored picture or audio clip by its media ID (the SHA-256 of its bytes)."""
+
+    @_abc_1.abstractmethod
+    def ErasePlayers(
+        self,
+        request: _quiz_service_pb2.ErasePlayersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_quiz_service_pb2.ErasePlayersResponse, _abc.Awaitable[_quiz_service_pb2.ErasePlayersResponse]]:
+        """Replaces erased players' nicknames in live game state; internal, called by persistence_svc's DeleteUserData."""
 
 def add_QuizServiceServicer_to_server(servicer: QuizServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
