@@ -16,10 +16,10 @@ import functools
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -55,6 +55,7 @@ _EXIT_CODES: Final[Mapping[grpc.StatusCode, int]] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
 }
 _PAGE_SIZE: Final = 1000
+_M = TypeVar("_M", bound=Message)
 HOST_TOKEN: Final = Text(
     "QUIZMESH_HOST_TOKEN",
     "The host credential of the quiz a host command acts on; --host-token wins.",
@@ -161,24 +162,32 @@ async def _create(services: Services, args: argparse.Namespace) -> None:
 # --- list ---
 
 
-async def _list(services: Services, args: argparse.Namespace) -> None:
+async def _emit_listed(
+    args: argparse.Namespace,
+    page_of: Callable[[int, str], Awaitable[tuple[Sequence[_M], str]]],
+    line: Callable[[_M], str],
+) -> None:
+    """Prints up to --limit items, page after page, as JSON lines or as `line` says:
+    `page_of(page_size, page_token)` returns a page's items and the next page's token (empty after the last)."""
     remaining, token = args.limit, ""
     while remaining > 0:
-        page = await services.quiz.ListQuizzes(
-            quiz_pb2.ListQuizzesRequest(
-                page_size=min(remaining, _PAGE_SIZE), page_token=token, identity_token=_identity_token(args)
-            ),
-            timeout=services.timeout_s,
-        )
-        for quiz in page.quizzes:
-            if args.json:
-                _emit(json.dumps(_json(quiz)))
-            else:
-                _emit(f"{quiz.quiz_id}  {quiz.create_time.ToJsonString()}  {quiz.title}")
-        remaining -= len(page.quizzes)
-        token = page.next_page_token
+        items, token = await page_of(min(remaining, _PAGE_SIZE), token)
+        for item in items:
+            _emit(json.dumps(_json(item)) if args.json else line(item))
+        remaining -= len(items)
         if not token:
             break
+
+
+async def _list(services: Services, args: argparse.Namespace) -> None:
+    async def page_of(size: int, token: str) -> tuple[Sequence[quiz_pb2.Quiz], str]:
+        page = await services.quiz.ListQuizzes(
+            quiz_pb2.ListQuizzesRequest(page_size=size, page_token=token, identity_token=_identity_token(args)),
+            timeout=services.timeout_s,
+        )
+        return page.quizzes, page.next_page_token
+
+    await _emit_listed(args, page_of, lambda quiz: f"{quiz.quiz_id}  {quiz.create_time.ToJsonString()}  {quiz.title}")
 
 
 # --- sessions: a quiz run again ---
@@ -214,24 +223,20 @@ async def _run_again(services: Services, args: argparse.Namespace) -> None:
 
 
 async def _sessions(services: Services, args: argparse.Namespace) -> None:
-    owner, remaining, token = _owner(args), args.limit, ""
-    while remaining > 0:
+    owner = _owner(args)
+
+    async def page_of(size: int, token: str) -> tuple[Sequence[quiz_pb2.Session], str]:
         page = await services.quiz.ListSessions(
-            quiz_pb2.ListSessionsRequest(
-                quiz_id=args.quiz_id, page_size=min(remaining, _PAGE_SIZE), page_token=token, **owner
-            ),
+            quiz_pb2.ListSessionsRequest(quiz_id=args.quiz_id, page_size=size, page_token=token, **owner),
             timeout=services.timeout_s,
         )
-        for session in page.sessions:
-            if args.json:
-                _emit(json.dumps(_json(session)))
-            else:
-                phase = PHASE_NAMES.get(session.phase, "lobby")
-                _emit(f"{session.session_id}  {session.create_time.ToJsonString()}  {phase}")
-        remaining -= len(page.sessions)
-        token = page.next_page_token
-        if not token:
-            break
+        return page.sessions, page.next_page_token
+
+    await _emit_listed(
+        args,
+        page_of,
+        lambda s: f"{s.session_id}  {s.create_time.ToJsonString()}  {PHASE_NAMES.get(s.phase, 'lobby')}",
+    )
 
 
 # --- host actions ---

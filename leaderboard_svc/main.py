@@ -18,7 +18,7 @@ from leaderboard_svc.rebuild import Rebuilder
 from leaderboard_svc.relay import Relay
 from leaderboard_svc.settings import Settings
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, LEADERBOARD_UPDATED, USER_JOINED_QUIZ, USER_LEFT_QUIZ
-from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.grpc_server import ServiceBinding
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc
 from quizmesh.runtime import Runtime
 
@@ -58,16 +58,13 @@ async def run(
     traces = runtime.telemetry.record_traces("leaderboard_svc apply", remember_links=True)
     projector = Projector(consumer, store, coalescer, rebuilder, traces=traces)
     leaderboard_publisher = LeaderboardPublisher(store, publisher, coalescer, traces=traces)
-    server = GrpcServer(
+    server = runtime.grpc_server(
         settings.address,
-        [
-            ServiceBinding(
-                SERVICE_NAME,
-                leaderboard_service_pb2_grpc.add_LeaderboardServiceServicer_to_server,
-                LeaderboardServicer(store, relay, rebuilder, coalescer),
-            )
-        ],
-        interceptors=runtime.telemetry.grpc_server_interceptors(),
+        ServiceBinding(
+            SERVICE_NAME,
+            leaderboard_service_pb2_grpc.add_LeaderboardServiceServicer_to_server,
+            LeaderboardServicer(store, relay, rebuilder, coalescer),
+        ),
     )
 
     stop_publishing = asyncio.Event()
@@ -80,10 +77,8 @@ async def run(
             await store.ping()
             await consumer.start()
             await relay.start()
-        await server.set_serving(True)
+        await server.ready(on_ready)
         log.info("leaderboard_svc serving on port %d", server.port)
-        if on_ready is not None:
-            on_ready(server.port)
 
         async with asyncio.TaskGroup() as tasks:
             projecting = tasks.create_task(projector.run(stop), name="projector")

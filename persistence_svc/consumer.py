@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from persistence_svc.domain import InvalidEvent, Row, StoreBatch, batch_of
 from persistence_svc.event_rows import row_from_event
-from persistence_svc.ports import ResultStore, StoreUnavailable
+from persistence_svc.ports import ResultWriter, StoreUnavailable
 from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import (
     ANSWER_SUBMITTED,
@@ -42,9 +42,9 @@ class SinkTuning:
 
 
 class ResultSink:
-    """Consumes SINK_TOPICS into a ResultStore. Offsets are committed only after the batch is stored."""
+    """Consumes SINK_TOPICS into a result store. Offsets are committed only after the batch is stored."""
 
-    def __init__(self, consumer: EventConsumer, store: ResultStore, tuning: SinkTuning = SinkTuning()) -> None:
+    def __init__(self, consumer: EventConsumer, store: ResultWriter, tuning: SinkTuning = SinkTuning()) -> None:
         self._consumer = consumer
         self._store = store
         self._tuning = tuning

@@ -267,13 +267,20 @@ def _history_token(user_id: str, cursor: HistoryCursor) -> str:
 
 
 def _history_cursor(token: str, user_id: str) -> HistoryCursor | None:
+    found = _time_and_key(token, "u", user_id, "s")
+    return None if found is None else HistoryCursor(*found)
+
+
+def _time_and_key(token: str, kind: str, scope: str, key: str) -> tuple[datetime, str] | None:
+    """The instant and the string key (in field `key`) that a join-ordered listing's token carries; None
+    for no token (the first page)."""
     if not token:
         return None
-    fields = _decode(token, "u", user_id)
-    joined_at, quiz_id = fields.get("t"), fields.get("s")
-    if not isinstance(joined_at, int) or not isinstance(quiz_id, str):
-        raise _bad_token("u")
-    return HistoryCursor(_instant(joined_at, "u"), quiz_id)
+    fields = _decode(token, kind, scope)
+    at, value = fields.get("t"), fields.get(key)
+    if not isinstance(at, int) or not isinstance(value, str):
+        raise _bad_token(kind)
+    return _instant(at, kind), value
 
 
 def _micros(at: datetime) -> int:
@@ -313,13 +320,8 @@ def _participant_token(quiz_id: str, cursor: ParticipantCursor) -> str:
 
 
 def _participant_cursor(token: str, quiz_id: str) -> ParticipantCursor | None:
-    if not token:
-        return None
-    fields = _decode(token, "p", quiz_id)
-    joined_at, player_id = fields.get("t"), fields.get("p")
-    if not isinstance(joined_at, int) or not isinstance(player_id, str):
-        raise _bad_token("p")
-    return ParticipantCursor(_instant(joined_at, "p"), player_id)
+    found = _time_and_key(token, "p", quiz_id, "p")
+    return None if found is None else ParticipantCursor(*found)
 
 
 def _answer_token(quiz_id: str, cursor: AnswerCursor) -> str:

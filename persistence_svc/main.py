@@ -17,7 +17,7 @@ from persistence_svc.ports import ResultStore, StoreUnavailable
 from persistence_svc.settings import Settings
 from quizmesh.backoff import Backoff
 from quizmesh.eventbus.ports import EventConsumer
-from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.grpc_server import ServiceBinding
 from quizmesh.identity import Identities
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc
 from quizmesh.runtime import Runtime
@@ -58,22 +58,19 @@ async def run(
         live_copies = (QuizServiceCopies(settings.quiz_address), LeaderboardServiceCopies(settings.leaderboard_address))
         for copy in live_copies:
             resources.push_async_callback(copy.close)
-        server = GrpcServer(
+        server = runtime.grpc_server(
             settings.address,
-            [
-                ServiceBinding(
-                    SERVICE_NAME,
-                    persistence_service_pb2_grpc.add_PersistenceServiceServicer_to_server,
-                    PersistenceServicer(
-                        store,
-                        CatchUp(progress, settings.group),
-                        Identities(settings.identity.verifier()),
-                        settings.history_service_token,
-                        live_copies,
-                    ),
-                )
-            ],
-            interceptors=runtime.telemetry.grpc_server_interceptors(),
+            ServiceBinding(
+                SERVICE_NAME,
+                persistence_service_pb2_grpc.add_PersistenceServiceServicer_to_server,
+                PersistenceServicer(
+                    store,
+                    CatchUp(progress, settings.group),
+                    Identities(settings.identity.verifier()),
+                    settings.history_service_token,
+                    live_copies,
+                ),
+            ),
         )
         await server.start()
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)
@@ -86,10 +83,8 @@ async def run(
                 poll_timeout_s=settings.poll_timeout_ms / 1000,
             ),
         )
-        await server.set_serving(True)
+        await server.ready(on_ready)
         log.info("persistence_svc serving on port %d, consuming as group %r", server.port, settings.group)
-        if on_ready is not None:
-            on_ready(server.port)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(sink.run(stop))
             await stop.wait()

@@ -33,16 +33,20 @@ class StoreUnavailable(Exception):
     Nothing was written; retrying the same operation later is safe."""
 
 
-class ResultStore(Protocol):
-    async def ensure_schema(self) -> None:
-        """Makes sure the tables are those this code needs. SQLite (the embedded mode) creates what is
-        missing itself; PostgreSQL's migrations are applied by `quizmesh migrate`, and are only checked
-        here (quizmesh.migrations.SchemaOutOfDate names a missing one). Safe to run concurrently."""
-        ...
+class ResultWriter(Protocol):
+    """What the sink (consumer.ResultSink) needs of a store."""
 
     async def save(self, batch: StoreBatch) -> None:
         """Writes the whole batch in one transaction or nothing. Rows already stored are left as they
         are, so saving a batch again changes nothing."""
+        ...
+
+
+class ResultStore(ResultWriter, Protocol):
+    async def ensure_schema(self) -> None:
+        """Makes sure the tables are those this code needs. SQLite (the embedded mode) creates what is
+        missing itself; PostgreSQL's migrations are applied by `quizmesh migrate`, and are only checked
+        here (quizmesh.migrations.SchemaOutOfDate names a missing one). Safe to run concurrently."""
         ...
 
     async def list_participants(

@@ -19,7 +19,7 @@ from quiz_svc.ports import GameStore, InstanceRegistry, QuizRepository
 from quiz_svc.service import QuizGame, SystemClock, Timeouts
 from quiz_svc.settings import Settings
 from quizmesh.auth import Credentials
-from quizmesh.grpc_server import GrpcServer, ServiceBinding
+from quizmesh.grpc_server import ServiceBinding
 from quizmesh.identity import Identities
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc
 from quizmesh.runtime import Runtime
@@ -142,16 +142,13 @@ async def run(
         # Popped in reverse: drain the replied answers' marks, then declare this process gone.
         resources.push_async_callback(game.retire)
         resources.push_async_callback(game.drain)
-        server = GrpcServer(
+        server = runtime.grpc_server(
             settings.address,
-            [
-                ServiceBinding(
-                    SERVICE_NAME,
-                    quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
-                    QuizServicer(game, feed, clock, runtime.telemetry),
-                )
-            ],
-            interceptors=runtime.telemetry.grpc_server_interceptors(),
+            ServiceBinding(
+                SERVICE_NAME,
+                quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
+                QuizServicer(game, feed, clock, runtime.telemetry),
+            ),
         )
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)
         await repository.ensure_schema()
@@ -161,10 +158,8 @@ async def run(
         # take over their answers in progress.
         await game.heartbeat()
         await server.start()
-        await server.set_serving(True)
+        await server.ready(on_ready)
         log.info("quiz_svc serving on port %d", server.port)
-        if on_ready is not None:
-            on_ready(server.port)
         async with asyncio.TaskGroup() as loops:
             loops.create_task(_keep_alive(game, settings.heartbeat_ms / 1000, stop))
             loops.create_task(_schedule_deadlines(game, settings.scheduler_tick_ms / 1000, stop))

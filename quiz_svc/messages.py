@@ -49,12 +49,7 @@ _POINTS = {
     PointsMode.DOUBLE: pb.POINTS_MODE_DOUBLE,
     PointsMode.NONE: pb.POINTS_MODE_NONE,
 }
-_POINTS_IN = {
-    pb.POINTS_MODE_UNSPECIFIED: PointsMode.STANDARD,
-    pb.POINTS_MODE_STANDARD: PointsMode.STANDARD,
-    pb.POINTS_MODE_DOUBLE: PointsMode.DOUBLE,
-    pb.POINTS_MODE_NONE: PointsMode.NONE,
-}
+_POINTS_IN = {pb.POINTS_MODE_UNSPECIFIED: PointsMode.STANDARD, **{v: k for k, v in _POINTS.items()}}
 
 
 _KINDS = {

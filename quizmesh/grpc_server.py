@@ -114,6 +114,12 @@ class GrpcServer:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         await self._set_all(status)
 
+    async def ready(self, on_ready: Callable[[int], None] | None) -> None:
+        """SERVING from now on, and the port told to whoever started the service (apps/launcher.py waits for it)."""
+        await self.set_serving(True)
+        if on_ready is not None:
+            on_ready(self.port)
+
     async def _set_all(self, status: int) -> None:
         for name in ["", *self._names]:
             await self._health.set(name, status)

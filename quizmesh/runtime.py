@@ -20,6 +20,7 @@ from quizmesh.eventbus.memory import (
     InMemoryTailReader,
 )
 from quizmesh.eventbus.ports import EventConsumer, EventPublisher, GroupProgress, TailReader
+from quizmesh.grpc_server import GrpcServer, ServiceBinding
 from quizmesh.pubsub import Channels, InMemoryChannels, RedisChannels
 from quizmesh.redis_client import (
     REDIS_MAX_CONNECTIONS,
@@ -40,6 +41,10 @@ class Runtime:
     memory_bus: InMemoryBus = field(default_factory=InMemoryBus)
     memory_channels: InMemoryChannels = field(default_factory=InMemoryChannels)
     telemetry: Telemetry = field(default_factory=Telemetry.disabled)
+
+    def grpc_server(self, address: str, binding: ServiceBinding) -> GrpcServer:
+        """A service's gRPC server, traced and measured by this process's telemetry."""
+        return GrpcServer(address, [binding], interceptors=self.telemetry.grpc_server_interceptors())
 
     def publisher(self, client_id: str) -> EventPublisher:
         if self.engines.event_bus == "memory":

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Final, NotRequired, TypedDict
+from typing import Final
 
 import aiohttp
 import pytest
@@ -22,6 +22,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser.pages import PHONE, PROJECTOR, PageErrors, join, open_page, screenshot
 from tests.support.checks import stored_participants, wait_for_stored_answers
 from tests.support.client import EdgeClient
+from tests.support.game import QUESTIONS
 from tests.support.stack import embedded_stack
 
 pytestmark = pytest.mark.e2e
@@ -29,24 +30,6 @@ pytestmark = pytest.mark.e2e
 LOCKED_IN: Final = "Answer locked in — waiting for the others…"
 
 
-class QuestionJson(TypedDict):
-    text: str
-    choices: list[str]
-    correct_choices: list[int]
-    time_limit_seconds: int
-    points: NotRequired[str]
-
-
-QUESTIONS: Final[list[QuestionJson]] = [
-    {"text": "2 + 2 = ?", "choices": ["3", "4", "5"], "correct_choices": [1], "time_limit_seconds": 60},
-    {
-        "text": "Capital of Italy?",
-        "choices": ["Rome", "Milan"],
-        "correct_choices": [0],
-        "time_limit_seconds": 60,
-        "points": "double",
-    },
-]
 # (nickname, choice for question 1, choice for question 2): Bob ends first, Cy second, Ada third.
 PLAYERS: Final = [("Ada", 1, 1), ("Bob", 1, 0), ("Cy", 0, 0)]
 

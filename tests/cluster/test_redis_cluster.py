@@ -126,65 +126,64 @@ async def _player_in(store: RedisGameStore, q: QuizDefinition, *players: str) ->
         assert await store.add_player(q.quiz_id, player, player) is not None
 
 
-async def test_a_failover_moves_a_quiz_to_the_promoted_replica_and_its_reservations_hold() -> None:
+@pytest.fixture
+async def redis() -> AsyncIterator[RedisCluster]:
     require_cluster()
     redis = real_redis()
     assert isinstance(redis, RedisCluster)
     try:
-        store = RedisGameStore(redis)
-        q = await started(store)
-        await _player_in(store, q, "p1", "p2")
-        [first] = await store.claim_answers([claim(q, "p1")], ME)
-        assert isinstance(first, Fresh)
-        primary, replica = await _owner(redis, f"qz:{{{q.quiz_id}}}")
-        # Scripts are not replicated, so a replica that never served as primary has none (this one
-        # may have, in an earlier test: it starts afresh).
-        async with contextlib.aclosing(replica.client()) as client:
-            await client.script_flush()
-        async with _failed_over(primary, replica):
-            assert await _cached_scripts(replica) == 0
-            # The client still sends to the old primary, now a replica: MOVED, then the new primary.
-            again, second = await store.claim_answers([claim(q, "p1"), claim(q, "p2")], ME)
-            # p1's reservation survived the failover: still in progress (judged by nobody yet), so a
-            # repeat is refused as retryable, not reserved a second time.
-            assert again == AnswerRefusal.UNAVAILABLE
-            assert isinstance(second, Fresh)
-            state = await store.state(q.quiz_id)
-            assert state is not None and state.participant_count == 2
-            assert await _cached_scripts(replica) > 0
+        yield redis
     finally:
         await redis.aclose()
 
 
-async def test_a_quiz_whose_slot_migrates_to_another_primary_is_found_there() -> None:
-    require_cluster()
-    redis = real_redis()
-    assert isinstance(redis, RedisCluster)
+async def test_a_failover_moves_a_quiz_to_the_promoted_replica_and_its_reservations_hold(redis: RedisCluster) -> None:
+    store = RedisGameStore(redis)
+    q = await started(store)
+    await _player_in(store, q, "p1", "p2")
+    [first] = await store.claim_answers([claim(q, "p1")], ME)
+    assert isinstance(first, Fresh)
+    primary, replica = await _owner(redis, f"qz:{{{q.quiz_id}}}")
+    # Scripts are not replicated, so a replica that never served as primary has none (this one
+    # may have, in an earlier test: it starts afresh).
+    async with contextlib.aclosing(replica.client()) as client:
+        await client.script_flush()
+    async with _failed_over(primary, replica):
+        assert await _cached_scripts(replica) == 0
+        # The client still sends to the old primary, now a replica: MOVED, then the new primary.
+        again, second = await store.claim_answers([claim(q, "p1"), claim(q, "p2")], ME)
+        # p1's reservation survived the failover: still in progress (judged by nobody yet), so a
+        # repeat is refused as retryable, not reserved a second time.
+        assert again == AnswerRefusal.UNAVAILABLE
+        assert isinstance(second, Fresh)
+        state = await store.state(q.quiz_id)
+        assert state is not None and state.participant_count == 2
+        assert await _cached_scripts(replica) > 0
+
+
+async def test_a_quiz_whose_slot_migrates_to_another_primary_is_found_there(redis: RedisCluster) -> None:
+    game = RedisGameStore(redis)
+    rankings = RedisLeaderboardStore(redis, ttl_s=600)
+    q = await started(game)
+    await _player_in(game, q, "p1")
+    await rankings.apply([PlayerJoined(q.quiz_id, "p1", "Ada", 0)])
+    slot = redis.keyslot(f"qz:{{{q.quiz_id}}}")
+    assert slot == redis.keyslot(f"lb:{{{q.quiz_id}}}")
+    source, _ = await _owner(redis, f"qz:{{{q.quiz_id}}}")
+    async with contextlib.aclosing(source.client()) as admin:
+        target = next(n for n in await _nodes(admin) if n.primary_id == "-" and n.node_id != source.node_id)
+    await _migrate(slot, source, target)
     try:
-        game = RedisGameStore(redis)
-        rankings = RedisLeaderboardStore(redis, ttl_s=600)
-        q = await started(game)
-        await _player_in(game, q, "p1")
-        await rankings.apply([PlayerJoined(q.quiz_id, "p1", "Ada", 0)])
-        slot = redis.keyslot(f"qz:{{{q.quiz_id}}}")
-        assert slot == redis.keyslot(f"lb:{{{q.quiz_id}}}")
-        source, _ = await _owner(redis, f"qz:{{{q.quiz_id}}}")
-        async with contextlib.aclosing(source.client()) as admin:
-            target = next(n for n in await _nodes(admin) if n.primary_id == "-" and n.node_id != source.node_id)
-        await _migrate(slot, source, target)
-        try:
-            # The client's slot map still names the source, which answers MOVED.
-            [outcome] = await game.claim_answers([claim(q, "p1")], ME)
-            assert isinstance(outcome, Fresh)
-            changed = await rankings.apply([AnswerScored(q.quiz_id, "p1", 0, 900, 1_000, 2_000)])
-            assert changed == {q.quiz_id}
-            page = await rankings.top(q.quiz_id, 10, "p1")
-            assert [(e.player_id, e.score) for e in page.top] == [("p1", 900)]
-            assert _address(redis, f"qz:{{{q.quiz_id}}}") == (target.host, target.port)
-        finally:
-            await _migrate(slot, target, source)
+        # The client's slot map still names the source, which answers MOVED.
+        [outcome] = await game.claim_answers([claim(q, "p1")], ME)
+        assert isinstance(outcome, Fresh)
+        changed = await rankings.apply([AnswerScored(q.quiz_id, "p1", 0, 900, 1_000, 2_000)])
+        assert changed == {q.quiz_id}
+        page = await rankings.top(q.quiz_id, 10, "p1")
+        assert [(e.player_id, e.score) for e in page.top] == [("p1", 900)]
+        assert _address(redis, f"qz:{{{q.quiz_id}}}") == (target.host, target.port)
     finally:
-        await redis.aclose()
+        await _migrate(slot, target, source)
 
 
 async def _migrate(slot: int, source: Node, target: Node) -> None:

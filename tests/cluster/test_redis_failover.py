@@ -41,6 +41,7 @@ from tests.cluster.test_kafka_brokers import _infra
 from tests.cluster.test_redis_cluster import Node, _agreed, _command, _owner, _take_over
 from tests.faults.harness import GrpcGame, choice_of, converge, write_report
 from tests.support.infra import REAL, real_redis, require_cluster
+from tests.support.loops import running
 from tests.support.stack import process_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.cluster, pytest.mark.timeout(400)]
@@ -109,13 +110,10 @@ class Resender:
 async def _resending(game: GrpcGame, quiz_addrs: list[str]) -> AsyncIterator[Resender]:
     channels = [grpc.aio.insecure_channel(a) for a in quiz_addrs]
     resender = Resender(game, [pb_grpc.QuizServiceStub(c) for c in channels])
-    stop = asyncio.Event()
-    task = asyncio.create_task(resender.run(stop))
     try:
-        yield resender
+        async with running(resender.run):
+            yield resender
     finally:
-        stop.set()
-        await task
         for channel in channels:
             await channel.close()
 

@@ -16,21 +16,11 @@ import pytest
 
 from tests.support.checks import leaderboard_scores, recomputed_scores, wait_for_stored_answers
 from tests.support.client import EdgeClient, Message
+from tests.support.game import QUESTIONS
 from tests.support.infra import REAL, real_redis
 from tests.support.stack import Stack, stack_of_kind
 
 pytestmark = pytest.mark.e2e
-
-QUESTIONS = [
-    {"text": "2 + 2 = ?", "choices": ["3", "4", "5"], "correct_choices": [1], "time_limit_seconds": 30},
-    {
-        "text": "Capital of Italy?",
-        "choices": ["Rome", "Milan"],
-        "correct_choices": [0],
-        "time_limit_seconds": 30,
-        "points": "double",
-    },
-]
 
 
 @pytest.fixture(params=["embedded", "processes"])

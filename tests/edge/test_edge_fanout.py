@@ -53,6 +53,21 @@ def player(pid: str) -> tuple[Recipient, RecordingTransport]:
     return Recipient(transport, QUIZ, player_id=pid), transport
 
 
+def everyone_in_the_ranking(hub: Fanout) -> list[tuple[Recipient, RecordingTransport]]:
+    """Every player of RANKING attached to the hub, in ranking order."""
+    members = [player(pid) for pid, _, _ in RANKING]
+    for member, _ in members:
+        hub.attach(member, state())
+    return members
+
+
+def attached(hub: Fanout, pid: str, reply: Any) -> RecordingTransport:
+    """A player attached with the state its join reply carried; what the hub sends it is recorded."""
+    recipient, transport = player(pid)
+    hub.attach(recipient, reply)
+    return transport
+
+
 def host() -> tuple[Recipient, RecordingTransport]:
     transport = RecordingTransport()
     return Recipient(transport, QUIZ, is_host=True), transport
@@ -92,9 +107,7 @@ def each_turn(work: Callable[[], bool]) -> None:
 
 async def test_a_big_broadcast_lets_other_work_run_between_its_slices() -> None:
     hub = Fanout(SilentSource(), top_n=2, max_buffered_bytes=1000, broadcast_slice=2)
-    members = [player(pid) for pid, _, _ in RANKING]
-    for member, _ in members:
-        hub.attach(member, state())
+    members = everyone_in_the_ranking(hub)
     written_at_each_turn: list[int] = []
 
     def count() -> bool:
@@ -112,9 +125,7 @@ async def test_a_big_broadcast_lets_other_work_run_between_its_slices() -> None:
 
 async def test_a_socket_that_leaves_mid_broadcast_gets_nothing_more_and_a_newer_board_supersedes() -> None:
     hub = Fanout(SilentSource(), top_n=2, max_buffered_bytes=1000, broadcast_slice=1)
-    members = [player(pid) for pid, _, _ in RANKING]
-    for member, _ in members:
-        hub.attach(member, state())
+    members = everyone_in_the_ranking(hub)
     left: list[Recipient] = []
 
     def one_leaves_once_one_got_it() -> bool:
@@ -236,13 +247,18 @@ async def test_hidden_leaderboard_reaches_hosts_only_and_players_once_revealed(
     assert ann_t.messages()[-1]["me"] == {"rank": 1, "score": 3000}
 
 
+async def attached_to_a_hidden_board(hub: Fanout, pid: str) -> RecordingTransport:
+    """A player who joined while the leaderboard was hidden, after the first ranking arrived."""
+    transport = attached(hub, pid, state(visible=False))
+    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    return transport
+
+
 async def test_the_final_ranking_reaches_players_even_when_the_leaderboard_was_hidden(
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann, ann_t = player("p2")
-    hub.attach(ann, state(visible=False))
-    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    ann_t = await attached_to_a_hidden_board(hub, "p2")
     ended = state(visible=False, time_ms=2_000, phase=quiz_pb2.QUIZ_PHASE_ENDED)
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=ended))
     final = ann_t.messages()[-1]
@@ -254,17 +270,14 @@ async def test_a_reveal_seen_only_on_the_stream_still_shows_players_the_board(
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann, ann_t = player("p1")
-    hub.attach(ann, state(visible=False))
-    await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
+    ann_t = await attached_to_a_hidden_board(hub, "p1")
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=state(visible=True, time_ms=2_000)))
     assert [m["type"] for m in ann_t.messages()] == ["participants", "quiz_state", "leaderboard_updated"]
 
 
 async def test_stale_or_replayed_leaderboards_are_dropped(fanout: tuple[Fanout, SilentSource]) -> None:
     hub, _ = fanout
-    ann, ann_t = player("p1")
-    hub.attach(ann, state())
+    ann_t = attached(hub, "p1", state())
     await hub.deliver_leaderboard(QUIZ, board(QUIZ, 5, RANKING))
     await hub.deliver_leaderboard(QUIZ, board(QUIZ, 5, RANKING))  # the first message after a reconnect
     await hub.deliver_leaderboard(QUIZ, board(QUIZ, 4, RANKING))
@@ -296,8 +309,7 @@ async def test_a_late_joiner_gets_what_happened_after_its_reply_state(
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann, _ann_t = player("p1")
-    hub.attach(ann, state(time_ms=1_000))
+    attached(hub, "p1", state(time_ms=1_000))
     opened = state(time_ms=5_000, phase=quiz_pb2.QUIZ_PHASE_QUESTION_OPEN)
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=opened))
     await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
@@ -308,8 +320,7 @@ async def test_a_late_joiner_gets_what_happened_after_its_reply_state(
     assert received[0]["state"]["phase"] == "question_open"
     assert received[1]["me"] == {"rank": 2, "score": 2000}
 
-    cy, cy_t = player('p"3')
-    hub.attach(cy, state(time_ms=6_000))
+    cy_t = attached(hub, 'p"3', state(time_ms=6_000))
     assert [m["type"] for m in cy_t.messages()] == ["leaderboard_updated"]
 
 
@@ -317,8 +328,7 @@ async def test_slow_readers_skip_leaderboards_and_are_cut_off_for_quiz_states(
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann, ann_t = player("p1")
-    hub.attach(ann, state())
+    ann_t = attached(hub, "p1", state())
     ann_t.buffered = 10_000
     await hub.deliver_leaderboard(QUIZ, board(QUIZ, 1, RANKING))
     assert ann_t.messages() == []
@@ -332,8 +342,7 @@ async def test_a_stream_opening_with_the_state_sockets_already_have_sends_nothin
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann, ann_t = player("p1")
-    hub.attach(ann, state(time_ms=1_000))
+    ann_t = attached(hub, "p1", state(time_ms=1_000))
     hub.deliver_quiz_update(QUIZ, quiz_pb2.WatchQuizResponse(state=state(time_ms=1_500)))
     assert ann_t.messages() == []
     opened = state(time_ms=2_000, phase=quiz_pb2.QUIZ_PHASE_QUESTION_OPEN)
@@ -381,8 +390,7 @@ async def test_a_close_missed_while_the_stream_was_down_arrives_with_its_results
     fanout: tuple[Fanout, SilentSource],
 ) -> None:
     hub, _ = fanout
-    ann, ann_t = player("p1")
-    hub.attach(ann, numbered(1, quiz_pb2.QUIZ_PHASE_QUESTION_OPEN, 0, 1_000))
+    ann_t = attached(hub, "p1", numbered(1, quiz_pb2.QUIZ_PHASE_QUESTION_OPEN, 0, 1_000))
     # The stream broke before the close was pushed; the new stream opens with the closed state and results.
     hub.deliver_quiz_update(QUIZ, closing(2, 0, 5_000))
     [message] = ann_t.messages()
@@ -395,8 +403,7 @@ async def test_a_close_missed_while_the_stream_was_down_arrives_with_its_results
         "tallies": {},
     }
     # A socket seated after the close (its reply carried the closed state) gets the results too, once.
-    bob, bob_t = player("p2")
-    hub.attach(bob, numbered(2, quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED, 0, 4_000))
+    bob_t = attached(hub, "p2", numbered(2, quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED, 0, 4_000))
     assert [m.get("results", {}).get("question_index") for m in bob_t.messages()] == [0]
 
 
@@ -433,8 +440,7 @@ async def test_a_broken_stream_is_opened_again_at_once_and_only_a_stream_failing
     )
     # A pause outlasts the test: every reopening it sees happened without one.
     hub = Fanout(source, top_n=2, max_buffered_bytes=1000, retry_pause_s=3600, retry_pause_max_s=3600)
-    ann, ann_t = player("p1")
-    hub.attach(ann, opened)
+    ann_t = attached(hub, "p1", opened)
     try:
         for _ in range(500):
             if source.opened == 3:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from leaderboard_svc.adapters.memory_store import MemoryLeaderboardStore
 from leaderboard_svc.domain import Coalescer, PlayerJoined, RankingEvent
@@ -15,6 +15,7 @@ from quizmesh.eventbus.memory import InMemoryBus, InMemoryConsumer, InMemoryPubl
 from quizmesh.eventbus.ports import LEADERBOARD_UPDATED, USER_JOINED_QUIZ, EventBusUnavailable, Record
 from quizmesh.eventcodec import decode, to_record
 from quizmesh.events.v1 import events_pb2
+from tests.support.loops import until
 
 GROUP = "leaderboard_svc"
 
@@ -47,15 +48,6 @@ class FlakyPublisher(InMemoryPublisher):
 
 def joined(quiz_id: str, player_id: str) -> events_pb2.UserJoinedQuiz:
     return events_pb2.UserJoinedQuiz(event_id=player_id, quiz_id=quiz_id, player_id=player_id, nickname=player_id)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Waits (up to 10 s) for a condition the code under test makes true in its own time."""
-    async with asyncio.timeout(10):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
 
 
 async def test_projector_skips_undecodable_records_and_commits_after_applying() -> None:

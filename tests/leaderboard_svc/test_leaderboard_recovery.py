@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -31,6 +31,7 @@ from quizmesh.grpc_server import GrpcServer, ServiceBinding
 from quizmesh.persistence.v1 import persistence_service_pb2_grpc as pb_grpc
 from tests.persistence_svc import persistence_factories as events
 from tests.support.infra import migrate_database
+from tests.support.loops import until
 
 HISTORY: list[RankingEvent] = [
     PlayerJoined("q", "ann", "Ann", 10),
@@ -58,15 +59,6 @@ class FakeHistory:
 
     async def close(self) -> None:
         return None
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Waits (up to 10 s) for a condition the code under test makes true in its own time."""
-    async with asyncio.timeout(10):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def ranking(store: LeaderboardStore, quiz_id: str = "q") -> list[tuple[str, str, int]]:

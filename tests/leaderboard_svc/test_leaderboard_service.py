@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,6 +182,14 @@ async def test_get_leaderboard_returns_the_top_and_the_players_standing(service:
     assert not small.HasField("player_entry")
 
 
+async def refused_as_invalid(call: Awaitable[Any], mentions: str) -> None:
+    """The call fails with INVALID_ARGUMENT, and its message names the field to fix."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert mentions in (raised.value.details() or "")
+
+
 @pytest.mark.parametrize(
     ("request_message", "mentions"),
     [(pb.GetLeaderboardRequest(), "quiz_id"), (pb.GetLeaderboardRequest(quiz_id="q", top_n=-1), "top_n")],
@@ -189,10 +197,7 @@ async def test_get_leaderboard_returns_the_top_and_the_players_standing(service:
 async def test_invalid_get_leaderboard_says_what_to_fix(
     service: Service, request_message: pb.GetLeaderboardRequest, mentions: str
 ) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.GetLeaderboard(request_message, timeout=5)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert mentions in (raised.value.details() or "")
+    await refused_as_invalid(service.stub.GetLeaderboard(request_message, timeout=5), mentions)
 
 
 async def test_erasing_a_player_publishes_the_ranking_with_the_replacement_and_every_rank_kept(
@@ -236,10 +241,7 @@ async def test_erasing_a_player_publishes_the_ranking_with_the_replacement_and_e
 async def test_invalid_erase_players_says_what_to_fix(
     service: Service, request_message: pb.ErasePlayersRequest, mentions: str
 ) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.ErasePlayers(request_message, timeout=5)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert mentions in (raised.value.details() or "")
+    await refused_as_invalid(service.stub.ErasePlayers(request_message, timeout=5), mentions)
 
 
 async def test_watch_without_quiz_is_rejected(service: Service) -> None:

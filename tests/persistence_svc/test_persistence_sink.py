@@ -6,7 +6,6 @@ The crash test runs twice: on the in-memory bus with SQLite, and on the real Kaf
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import pathlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,16 +18,9 @@ from persistence_svc.adapters.postgres import PostgresResultStore
 from persistence_svc.adapters.sqlite import SqliteResultStore
 from persistence_svc.consumer import SINK_TOPICS, ResultSink, SinkTuning
 from persistence_svc.domain import (
-    AnswerCursor,
-    AnswerRow,
-    HistoryCursor,
-    Page,
-    ParticipantCursor,
-    ParticipantRow,
     StoreBatch,
-    UserSession,
 )
-from persistence_svc.ports import ResultStore, StoreUnavailable
+from persistence_svc.ports import ResultStore, ResultWriter, StoreUnavailable
 from quizmesh.eventbus.kafka import KafkaConsumer, KafkaPublisher
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, ConsumedRecord, EventConsumer, EventPublisher, Record
 from quizmesh.eventcodec import Event, to_record
@@ -36,6 +28,7 @@ from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines
 from tests.persistence_svc.persistence_factories import answered, joined, left, new_quiz_id
 from tests.support.infra import migrate_database
+from tests.support.loops import running
 
 FAST_RETRY = SinkTuning(retry_initial_s=0.05, retry_max_s=0.2)
 
@@ -72,14 +65,11 @@ class _Recording:
 class _FlakyStore:
     """A real store whose first `failures` saves fail as an unreachable database's would."""
 
-    def __init__(self, inner: ResultStore, failures: int, on_failure: Callable[[], None]) -> None:
+    def __init__(self, inner: ResultWriter, failures: int, on_failure: Callable[[], None]) -> None:
         self._inner = inner
         self._failures = failures
         self._on_failure = on_failure
         self.attempts = 0
-
-    async def ensure_schema(self) -> None:
-        await self._inner.ensure_schema()
 
     async def save(self, batch: StoreBatch) -> None:
         self.attempts += 1
@@ -89,30 +79,6 @@ class _FlakyStore:
             raise StoreUnavailable("connection refused (simulated)")
         await self._inner.save(batch)
 
-    async def list_participants(
-        self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
-    ) -> Page[ParticipantRow, ParticipantCursor]:
-        return await self._inner.list_participants(quiz_id, limit, after, from_primary=from_primary)
-
-    async def list_answers(
-        self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
-    ) -> Page[AnswerRow, AnswerCursor]:
-        return await self._inner.list_answers(quiz_id, limit, after, from_primary=from_primary)
-
-    async def user_sessions(
-        self, user_id: str, limit: int, after: HistoryCursor | None
-    ) -> Page[UserSession, HistoryCursor]:
-        return await self._inner.user_sessions(user_id, limit, after)
-
-    async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
-        return await self._inner.anonymise_user(user_id, nickname)
-
-    async def forget_user(self, user_id: str) -> int:
-        return await self._inner.forget_user(user_id)
-
-    async def close(self) -> None:
-        await self._inner.close()
-
 
 async def _eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -120,17 +86,6 @@ async def _eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def _running(sink: ResultSink) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(sink.run(stop))
-    try:
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def _answers(store: ResultStore, quiz_id: str) -> list[tuple[int, str]]:
@@ -167,7 +122,7 @@ async def test_events_become_rows_and_offsets_are_committed(runtime: Runtime, sq
     await _publish(runtime.publisher("test"), _quiz_events(quiz))
     consumer = _Recording(runtime.consumer(group, SINK_TOPICS, "test"))
     await consumer.start()
-    async with _running(ResultSink(consumer, sqlite_store)):
+    async with running(ResultSink(consumer, sqlite_store).run):
         await _eventually(lambda: _has_answers(sqlite_store, quiz, 6), "6 stored answers")
         await _eventually(_async(lambda: consumer.commits > 0), "an offset commit")
     participants = (await sqlite_store.list_participants(quiz, 10, None)).items
@@ -184,7 +139,7 @@ async def test_undecodable_and_invalid_records_are_skipped(runtime: Runtime, sql
     await _publish(publisher, [answered(quiz, 0, "", 1), answered(quiz, 0, "p1", 2)])
     consumer = _Recording(runtime.consumer(group, SINK_TOPICS, "test"))
     await consumer.start()
-    async with _running(ResultSink(consumer, sqlite_store)):
+    async with running(ResultSink(consumer, sqlite_store).run):
         await _eventually(_async(lambda: consumer.commits > 0), "an offset commit")
     assert await _answers(sqlite_store, quiz) == [(0, "p1")]
     assert len(consumer.delivered) == 3
@@ -205,7 +160,7 @@ async def test_a_transient_store_error_retries_the_batch_before_committing(
     )
     consumer = _Recording(runtime.consumer(group, SINK_TOPICS, "test"))
     await consumer.start()
-    async with _running(ResultSink(consumer, flaky, FAST_RETRY)):
+    async with running(ResultSink(consumer, flaky, FAST_RETRY).run):
         await _eventually(_async(lambda: consumer.commits > 0), "an offset commit")
     assert flaky.attempts == 3
     assert all(sum(offsets) == 0 for offsets in committed_during_failures)
@@ -221,7 +176,7 @@ async def test_stopping_while_the_store_is_down_commits_nothing_and_does_not_spi
     down = _FlakyStore(sqlite_store, failures=1_000_000, on_failure=lambda: None)
     consumer = _Recording(runtime.consumer(group, SINK_TOPICS, "test"))
     await consumer.start()
-    async with _running(ResultSink(consumer, down, SinkTuning(retry_initial_s=0.05, retry_max_s=1.0))):
+    async with running(ResultSink(consumer, down, SinkTuning(retry_initial_s=0.05, retry_max_s=1.0)).run):
         await asyncio.sleep(0.5)
     # Backoff 0.05, 0.1, 0.2, 0.4: about five attempts in half a second, not thousands.
     assert 2 <= down.attempts <= 6
@@ -284,7 +239,7 @@ async def _crash_then_recover(
     second = _Recording(new_consumer())
     await second.start()
     try:
-        async with _running(ResultSink(second, store)):
+        async with running(ResultSink(second, store).run):
             await _eventually(
                 _async(lambda: len(second.delivered) >= len(events) and second.commits > 0),
                 "redelivery of every event and a commit",

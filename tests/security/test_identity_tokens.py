@@ -138,7 +138,9 @@ class Clock:
         return self.now
 
 
-def _counted(provider: TestProvider, clock: Clock) -> tuple[IdentityVerifier, CountingKeys]:
+def _counted(provider: TestProvider) -> tuple[IdentityVerifier, CountingKeys, Clock]:
+    """A verifier on a clock the test moves, and the count of its fetches of the provider's keys."""
+    clock = Clock()
     keys = CountingKeys(provider)
     verifier = IdentityVerifier(
         keys,
@@ -149,12 +151,11 @@ def _counted(provider: TestProvider, clock: Clock) -> tuple[IdentityVerifier, Co
         max_age_s=3600,
         monotonic=clock,
     )
-    return verifier, keys
+    return verifier, keys, clock
 
 
 async def test_keys_are_cached_and_a_rotated_key_is_fetched_once(provider: TestProvider) -> None:
-    clock = Clock()
-    verifier, keys = _counted(provider, clock)
+    verifier, keys, clock = _counted(provider)
     for _ in range(3):
         await verifier.verify(provider.token("u"))
     assert keys.fetches == 1
@@ -166,8 +167,7 @@ async def test_keys_are_cached_and_a_rotated_key_is_fetched_once(provider: TestP
 
 
 async def test_unknown_key_ids_cannot_make_the_verifier_fetch_more_than_once_per_floor(provider: TestProvider) -> None:
-    clock = Clock()
-    verifier, keys = _counted(provider, clock)
+    verifier, keys, clock = _counted(provider)
     await verifier.verify(provider.token("u"))
     clock.now += 61
     for n in range(20):
@@ -184,8 +184,7 @@ async def test_unknown_key_ids_cannot_make_the_verifier_fetch_more_than_once_per
 
 
 async def test_a_key_the_provider_withdrew_stops_working_once_the_cache_is_old(provider: TestProvider) -> None:
-    clock = Clock()
-    verifier, _ = _counted(provider, clock)
+    verifier, _, clock = _counted(provider)
     old_kid = provider.kid
     old = provider.token("u")
     await verifier.verify(old)

@@ -63,6 +63,12 @@ def ping_of(size: int, pad: str = "x") -> str:
     return frame[:-2] + pad * ((size - len(frame)) // width) + '"}'
 
 
+async def closed_as_too_big(ws: aiohttp.ClientWebSocketResponse) -> None:
+    closing = await ws.receive(timeout=5)
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
+    assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
 async def test_a_frame_of_64_kib_is_answered_and_one_byte_more_closes_the_socket_with_1009(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         ws = await session.ws_connect(stack.ws_url())
@@ -72,9 +78,7 @@ async def test_a_frame_of_64_kib_is_answered_and_one_byte_more_closes_the_socket
             assert reply.type == aiohttp.WSMsgType.TEXT, (size, reply)
             assert orjson.loads(reply.data)["type"] == "pong"
         await ws.send_str(ping_of(MAX_FRAME_BYTES + 1))
-        closing = await ws.receive(timeout=5)
-        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
-        assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        await closed_as_too_big(ws)
 
 
 async def test_the_frame_limit_counts_bytes_not_characters(stack: Stack) -> None:
@@ -83,9 +87,7 @@ async def test_the_frame_limit_counts_bytes_not_characters(stack: Stack) -> None
         frame = ping_of(MAX_FRAME_BYTES + 1, pad="é")  # two bytes each: far fewer than 65,536 characters
         assert len(frame) < MAX_FRAME_BYTES
         await ws.send_str(frame)
-        closing = await ws.receive(timeout=5)
-        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
-        assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        await closed_as_too_big(ws)
 
 
 async def test_a_message_flood_is_refused_past_the_connection_limit(stack: Stack) -> None:

@@ -5,13 +5,34 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, NotRequired, TypedDict
 
 import aiohttp
 
 from tests.support.checks import recomputed_scores, stored_participants, wait_for_stored_answers
 from tests.support.client import EdgeClient, Message
 from tests.support.stack import Stack
+
+
+class QuestionJson(TypedDict):
+    text: str
+    choices: list[str]
+    correct_choices: list[int]
+    time_limit_seconds: int
+    points: NotRequired[str]
+
+
+# Two questions whose scores tell players apart: the second counts double.
+QUESTIONS: Final[list[QuestionJson]] = [
+    {"text": "2 + 2 = ?", "choices": ["3", "4", "5"], "correct_choices": [1], "time_limit_seconds": 60},
+    {
+        "text": "Capital of Italy?",
+        "choices": ["Rome", "Milan"],
+        "correct_choices": [0],
+        "time_limit_seconds": 60,
+        "points": "double",
+    },
+]
 
 
 @dataclass

@@ -27,11 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from apps.launcher import embedded_env, run_embedded
+from bench.procs import grpc_serving, http_ready
 from quizmesh.grpc_retry import target
 from tests.support.infra import REAL, REAL_MIGRATION_DSN, migrate_database, require_real_stack
 
@@ -128,26 +125,6 @@ async def embedded_stack(tmp_path: Path, extra_env: Mapping[str, str] | None = N
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-
-
-async def _grpc_serving(address: str) -> bool:
-    try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-    except grpc.aio.AioRpcError:
-        return False
-
-
-async def _http_ready(url: str) -> bool:
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{url}/readyz", timeout=aiohttp.ClientTimeout(total=1)) as r,
-        ):
-            return r.status == 200
-    except (aiohttp.ClientError, TimeoutError):
-        return False
 
 
 def _spawn(service: str, env: Mapping[str, str], log_dir: Path, n: int) -> subprocess.Popen[bytes]:
@@ -364,7 +341,7 @@ async def wait_ready(stack: Stack, log_dir: Path, timeout_s: float = 60) -> None
                 raise RuntimeError(f"a process exited with {process.returncode}; see the logs in {log_dir}")
         still = []
         for kind, where in pending:
-            ok = await (_grpc_serving(where) if kind == "grpc" else _http_ready(where))
+            ok = await (grpc_serving(where) if kind == "grpc" else http_ready(f"{where}/readyz"))
             if not ok:
                 still.append((kind, where))
         pending = still
