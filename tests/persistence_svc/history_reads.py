@@ -2,9 +2,10 @@
 the real PostgreSQL: a user who played `sessions` sessions of `players` players and `questions`
 questions each, read `runs` times after `warmup` unmeasured reads; prints the median and p90 in ms.
 
-Runs in a scratch database of its own (tests.support.infra.scratch_database, dropped afterwards). To
-compare two checkouts, run this file with the other's tree first on PYTHONPATH:
-`PYTHONPATH=/tmp/before python bench/history_reads.py` reads through that tree's history.py.
+Runs in a scratch database of its own (tests.support.infra.scratch_database, dropped afterwards). It
+builds its sessions with the tests' event factories, so it lives beside them rather than in the
+installed `bench` package. To compare two checkouts, run it with the other's tree first on PYTHONPATH:
+`PYTHONPATH=/tmp/before python -m tests.persistence_svc.history_reads` reads through that tree's history.py.
 """
 
 from __future__ import annotations
