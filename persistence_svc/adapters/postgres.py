@@ -20,6 +20,7 @@ from persistence_svc.adapters.replica import ReplicaRouter
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
+    Cursor,
     HistoryCursor,
     Page,
     ParticipantCursor,
@@ -28,6 +29,8 @@ from persistence_svc.domain import (
     UserSession,
     answer_cursor,
     history_cursor,
+    listing_params,
+    page_of,
     participant_cursor,
 )
 from persistence_svc.migrations import SCHEMA
@@ -228,54 +231,26 @@ class PostgresResultStore:
     async def list_participants(
         self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
-        if after is None:
-            query: tuple[Any, ...] = (_LIST_PARTICIPANTS, quiz_id, limit + 1)
-        else:
-            query = (_LIST_PARTICIPANTS_AFTER, quiz_id, limit + 1, after.joined_at, after.player_id)
-        records = await self._read(*query, from_primary=from_primary)
-        rows = tuple(
-            ParticipantRow(
-                quiz_id=r["quiz_id"],
-                player_id=r["player_id"],
-                nickname=r["nickname"],
-                joined_at=r["joined_at"],
-                quiz_elapsed_ms=r["quiz_elapsed_ms"],
-                left_at=r["left_at"],
-                kicked=r["kicked"],
-                user_id=r["user_id"],
-            )
-            for r in records[:limit]
+        records = await self._listing(
+            _LIST_PARTICIPANTS, _LIST_PARTICIPANTS_AFTER, quiz_id, limit, after, from_primary=from_primary
         )
-        return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+        return page_of([ParticipantRow(**dict(r)) for r in records], limit, participant_cursor)
 
     async def user_sessions(
         self, user_id: str, limit: int, after: HistoryCursor | None
     ) -> Page[UserSession, HistoryCursor]:
-        if after is None:
-            query: tuple[Any, ...] = (_LIST_USER_SESSIONS, user_id, limit + 1)
-        else:
-            query = (_LIST_USER_SESSIONS_AFTER, user_id, limit + 1, after.joined_at, after.quiz_id)
-        records = await self._read(*query, from_primary=False)
-        rows = tuple(UserSession(**dict(r)) for r in records[:limit])
-        return Page(rows, history_cursor(rows[-1]) if len(records) > limit else None)
+        records = await self._listing(
+            _LIST_USER_SESSIONS, _LIST_USER_SESSIONS_AFTER, user_id, limit, after, from_primary=False
+        )
+        return page_of([UserSession(**dict(r)) for r in records], limit, history_cursor)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
     ) -> Page[AnswerRow, AnswerCursor]:
-        if after is None:
-            query: tuple[Any, ...] = (_LIST_ANSWERS, quiz_id, limit + 1)
-        else:
-            query = (
-                _LIST_ANSWERS_AFTER,
-                quiz_id,
-                limit + 1,
-                after.question_index,
-                after.answered_at,
-                after.player_id,
-            )
-        records = await self._read(*query, from_primary=from_primary)
-        rows = tuple(AnswerRow(**dict(r)) for r in records[:limit])
-        return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+        records = await self._listing(
+            _LIST_ANSWERS, _LIST_ANSWERS_AFTER, quiz_id, limit, after, from_primary=from_primary
+        )
+        return page_of([AnswerRow(**dict(r)) for r in records], limit, answer_cursor)
 
     async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
         async def anonymise(conn: asyncpg.Connection) -> tuple[UserSession, ...]:
@@ -303,6 +278,13 @@ class PostgresResultStore:
                 await asyncio.wait_for(pool.close(), self._acquire_timeout_s)
             except TimeoutError:
                 pool.terminate()
+
+    async def _listing(
+        self, first: str, following: str, owner: str, limit: int, after: Cursor | None, *, from_primary: bool
+    ) -> list[asyncpg.Record]:
+        """Keyset paging's read: the first page's query, or the following pages' after the cursor."""
+        query = first if after is None else following
+        return await self._read(query, *listing_params(owner, limit, after), from_primary=from_primary)
 
     async def _read(self, query: str, *args: Any, from_primary: bool) -> list[asyncpg.Record]:
         async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:

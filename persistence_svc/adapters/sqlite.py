@@ -17,6 +17,7 @@ import aiosqlite
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
+    Cursor,
     HistoryCursor,
     Page,
     ParticipantCursor,
@@ -25,6 +26,8 @@ from persistence_svc.domain import (
     UserSession,
     answer_cursor,
     history_cursor,
+    listing_params,
+    page_of,
     participant_cursor,
 )
 from persistence_svc.ports import StoreUnavailable
@@ -90,12 +93,12 @@ INSERT INTO user_sessions (user_id, quiz_id, player_id, joined_at) VALUES (?, ?,
 
 _LIST_USER_SESSIONS = """
 SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
-WHERE user_id = ? ORDER BY joined_at DESC, quiz_id DESC LIMIT ?
+WHERE user_id = ?1 ORDER BY joined_at DESC, quiz_id DESC LIMIT ?2
 """
 
 _LIST_USER_SESSIONS_AFTER = """
 SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
-WHERE user_id = ? AND (joined_at, quiz_id) < (?, ?) ORDER BY joined_at DESC, quiz_id DESC LIMIT ?
+WHERE user_id = ?1 AND (joined_at, quiz_id) < (?3, ?4) ORDER BY joined_at DESC, quiz_id DESC LIMIT ?2
 """
 
 _INSERT_LEAVE = """
@@ -119,14 +122,14 @@ _PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms
 
 _LIST_PARTICIPANTS = f"""
 SELECT {_PARTICIPANT_COLUMNS} FROM participants
-WHERE quiz_id = ? AND joined_at IS NOT NULL
-ORDER BY joined_at, player_id LIMIT ?
+WHERE quiz_id = ?1 AND joined_at IS NOT NULL
+ORDER BY joined_at, player_id LIMIT ?2
 """
 
 _LIST_PARTICIPANTS_AFTER = f"""
 SELECT {_PARTICIPANT_COLUMNS} FROM participants
-WHERE quiz_id = ? AND joined_at IS NOT NULL AND (joined_at, player_id) > (?, ?)
-ORDER BY joined_at, player_id LIMIT ?
+WHERE quiz_id = ?1 AND joined_at IS NOT NULL AND (joined_at, player_id) > (?3, ?4)
+ORDER BY joined_at, player_id LIMIT ?2
 """
 
 _ANSWER_COLUMNS = (
@@ -145,14 +148,14 @@ UPDATE answers SET answer = json_object('choice', choice), answer_text = CAST(ch
 
 _LIST_ANSWERS = f"""
 SELECT {_ANSWER_COLUMNS} FROM answers
-WHERE quiz_id = ?
-ORDER BY question_index, answered_at, player_id LIMIT ?
+WHERE quiz_id = ?1
+ORDER BY question_index, answered_at, player_id LIMIT ?2
 """
 
 _LIST_ANSWERS_AFTER = f"""
 SELECT {_ANSWER_COLUMNS} FROM answers
-WHERE quiz_id = ? AND (question_index, answered_at, player_id) > (?, ?, ?)
-ORDER BY question_index, answered_at, player_id LIMIT ?
+WHERE quiz_id = ?1 AND (question_index, answered_at, player_id) > (?3, ?4, ?5)
+ORDER BY question_index, answered_at, player_id LIMIT ?2
 """
 
 
@@ -189,17 +192,9 @@ class SqliteResultStore:
         async with self._turn:
             try:
                 await self._conn.executescript(_SCHEMA)
-                async with self._conn.execute(
-                    "SELECT count(*) FROM pragma_table_info('answers') WHERE name = 'answer'"
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is not None and row[0] == 0:
+                if not await self._has_column("answers", "answer"):
                     await self._conn.executescript(_ANSWER_VALUE_COLUMNS)
-                async with self._conn.execute(
-                    "SELECT count(*) FROM pragma_table_info('participants') WHERE name = 'user_id'"
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is not None and row[0] == 0:
+                if not await self._has_column("participants", "user_id"):
                     await self._conn.executescript(_USER_ID_COLUMN)
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"SQLite: {exc}") from exc
@@ -273,13 +268,8 @@ class SqliteResultStore:
         self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
         # One file, no replica: every read is from the primary.
-        if after is None:
-            records = await self._fetch(_LIST_PARTICIPANTS, (quiz_id, limit + 1))
-        else:
-            records = await self._fetch(
-                _LIST_PARTICIPANTS_AFTER, (quiz_id, _micros(after.joined_at), after.player_id, limit + 1)
-            )
-        rows = tuple(
+        records = await self._listing(_LIST_PARTICIPANTS, _LIST_PARTICIPANTS_AFTER, quiz_id, limit, after)
+        rows = [
             ParticipantRow(
                 quiz_id=quiz,
                 player_id=player,
@@ -290,33 +280,21 @@ class SqliteResultStore:
                 kicked=bool(kicked),
                 user_id=user_id,
             )
-            for quiz, player, nickname, joined_at, elapsed, left_at, kicked, user_id in records[:limit]
-        )
-        return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+            for quiz, player, nickname, joined_at, elapsed, left_at, kicked, user_id in records
+        ]
+        return page_of(rows, limit, participant_cursor)
 
     async def user_sessions(
         self, user_id: str, limit: int, after: HistoryCursor | None
     ) -> Page[UserSession, HistoryCursor]:
-        if after is None:
-            records = await self._fetch(_LIST_USER_SESSIONS, (user_id, limit + 1))
-        else:
-            records = await self._fetch(
-                _LIST_USER_SESSIONS_AFTER, (user_id, _micros(after.joined_at), after.quiz_id, limit + 1)
-            )
-        rows = tuple(UserSession(r[0], r[1], r[2], _instant(r[3])) for r in records[:limit])
-        return Page(rows, history_cursor(rows[-1]) if len(records) > limit else None)
+        records = await self._listing(_LIST_USER_SESSIONS, _LIST_USER_SESSIONS_AFTER, user_id, limit, after)
+        return page_of([UserSession(r[0], r[1], r[2], _instant(r[3])) for r in records], limit, history_cursor)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
     ) -> Page[AnswerRow, AnswerCursor]:
-        if after is None:
-            records = await self._fetch(_LIST_ANSWERS, (quiz_id, limit + 1))
-        else:
-            records = await self._fetch(
-                _LIST_ANSWERS_AFTER,
-                (quiz_id, after.question_index, _micros(after.answered_at), after.player_id, limit + 1),
-            )
-        rows = tuple(
+        records = await self._listing(_LIST_ANSWERS, _LIST_ANSWERS_AFTER, quiz_id, limit, after)
+        rows = [
             AnswerRow(
                 quiz_id=r[0],
                 question_index=r[1],
@@ -334,9 +312,9 @@ class SqliteResultStore:
                 answer_text=r[13],
                 credit=r[14],
             )
-            for r in records[:limit]
-        )
-        return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+            for r in records
+        ]
+        return page_of(rows, limit, answer_cursor)
 
     async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
         async with self._turn:
@@ -371,6 +349,23 @@ class SqliteResultStore:
     async def close(self) -> None:
         async with self._turn:
             await self._conn.close()
+
+    async def _has_column(self, table: str, column: str) -> bool:
+        async with self._conn.execute(
+            "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", (table, column)
+        ) as cur:
+            row = await cur.fetchone()
+        return row is None or row[0] > 0
+
+    async def _listing(
+        self, first: str, following: str, owner: str, limit: int, after: Cursor | None
+    ) -> list[sqlite3.Row]:
+        """Keyset paging's read: the first page's query, or the following pages' after the cursor, whose
+        times SQLite holds as microseconds."""
+        params = listing_params(owner, limit, after)
+        return await self._fetch(
+            first if after is None else following, (_micros(p) if isinstance(p, datetime) else p for p in params)
+        )
 
     async def _fetch(self, query: str, params: Iterable[Any]) -> list[sqlite3.Row]:
         async with self._turn:
