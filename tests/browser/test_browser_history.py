@@ -155,9 +155,7 @@ async def test_a_signed_in_teacher_hosts_and_runs_again_from_the_host_page_by_si
     )
     quiz_id = created.quiz.quiz_id
     # The application links the teacher to their quiz; the page holds no host credential of it.
-    host = await open_page(
-        browser, f"{edge_url}/host?quiz={quiz_id}#identity_token={teacher}", PROJECTOR, errors
-    )
+    host = await open_page(browser, f"{edge_url}/host?quiz={quiz_id}#identity_token={teacher}", PROJECTOR, errors)
     await expect(host.locator("#quiz-code")).to_have_text(quiz_id)
     await expect(host.locator("#signed-in")).to_be_visible()
     assert "identity_token" not in host.url and "quiz=" not in host.url
