@@ -20,7 +20,6 @@ from persistence_svc.adapters.replica import ReplicaRouter
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
-    Cursor,
     HistoryCursor,
     Page,
     ParticipantCursor,
@@ -34,7 +33,7 @@ from persistence_svc.domain import (
     participant_cursor,
 )
 from persistence_svc.migrations import SCHEMA
-from persistence_svc.ports import StoreUnavailable
+from persistence_svc.ports import KeysetListing, KeyT, RowT, StoreUnavailable
 from quizmesh.migrations import require_applied
 
 T = TypeVar("T")
@@ -151,6 +150,15 @@ WHERE quiz_id = $1 AND (question_index, answered_at, player_id) > ($3, $4, $5)
 ORDER BY question_index, answered_at, player_id LIMIT $2
 """
 
+# The listings, each read a page at a time (see _page); the records' columns are named as the rows' fields.
+_PARTICIPANTS: Final = KeysetListing(
+    _LIST_PARTICIPANTS, _LIST_PARTICIPANTS_AFTER, lambda r: ParticipantRow(**dict(r)), participant_cursor
+)
+_USER_SESSIONS: Final = KeysetListing(
+    _LIST_USER_SESSIONS, _LIST_USER_SESSIONS_AFTER, lambda r: UserSession(**dict(r)), history_cursor
+)
+_ANSWERS: Final = KeysetListing(_LIST_ANSWERS, _LIST_ANSWERS_AFTER, lambda r: AnswerRow(**dict(r)), answer_cursor)
+
 # SQLSTATE classes after which the same statement may succeed later: connection exception,
 # transaction rollback (serialization failure, deadlock), insufficient resources, operator
 # intervention (admin shutdown, statement timeout), system error.
@@ -231,26 +239,17 @@ class PostgresResultStore:
     async def list_participants(
         self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
-        records = await self._listing(
-            _LIST_PARTICIPANTS, _LIST_PARTICIPANTS_AFTER, quiz_id, limit, after, from_primary=from_primary
-        )
-        return page_of([ParticipantRow(**dict(r)) for r in records], limit, participant_cursor)
+        return await self._page(_PARTICIPANTS, quiz_id, limit, after, from_primary=from_primary)
 
     async def user_sessions(
         self, user_id: str, limit: int, after: HistoryCursor | None
     ) -> Page[UserSession, HistoryCursor]:
-        records = await self._listing(
-            _LIST_USER_SESSIONS, _LIST_USER_SESSIONS_AFTER, user_id, limit, after, from_primary=False
-        )
-        return page_of([UserSession(**dict(r)) for r in records], limit, history_cursor)
+        return await self._page(_USER_SESSIONS, user_id, limit, after, from_primary=False)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
     ) -> Page[AnswerRow, AnswerCursor]:
-        records = await self._listing(
-            _LIST_ANSWERS, _LIST_ANSWERS_AFTER, quiz_id, limit, after, from_primary=from_primary
-        )
-        return page_of([AnswerRow(**dict(r)) for r in records], limit, answer_cursor)
+        return await self._page(_ANSWERS, quiz_id, limit, after, from_primary=from_primary)
 
     async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
         async def anonymise(conn: asyncpg.Connection) -> tuple[UserSession, ...]:
@@ -279,12 +278,12 @@ class PostgresResultStore:
             except TimeoutError:
                 pool.terminate()
 
-    async def _listing(
-        self, first: str, following: str, owner: str, limit: int, after: Cursor | None, *, from_primary: bool
-    ) -> list[asyncpg.Record]:
-        """Keyset paging's read: the first page's query, or the following pages' after the cursor."""
-        query = first if after is None else following
-        return await self._read(query, *listing_params(owner, limit, after), from_primary=from_primary)
+    async def _page(
+        self, listing: KeysetListing[RowT, KeyT], owner: str, limit: int, after: KeyT | None, *, from_primary: bool
+    ) -> Page[RowT, KeyT]:
+        query = listing.first if after is None else listing.following
+        records = await self._read(query, *listing_params(owner, limit, after), from_primary=from_primary)
+        return page_of([listing.row(r) for r in records], limit, listing.cursor)
 
     async def _read(self, query: str, *args: Any, from_primary: bool) -> list[asyncpg.Record]:
         async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:

@@ -10,14 +10,13 @@ import asyncio
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import aiosqlite
 
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
-    Cursor,
     HistoryCursor,
     Page,
     ParticipantCursor,
@@ -30,7 +29,7 @@ from persistence_svc.domain import (
     page_of,
     participant_cursor,
 )
-from persistence_svc.ports import StoreUnavailable
+from persistence_svc.ports import KeysetListing, KeyT, RowT, StoreUnavailable
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -167,6 +166,51 @@ def _instant(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
+def _participant_row(r: sqlite3.Row) -> ParticipantRow:
+    quiz, player, nickname, joined_at, elapsed, left_at, kicked, user_id = r
+    return ParticipantRow(
+        quiz_id=quiz,
+        player_id=player,
+        nickname=nickname,
+        joined_at=_instant(joined_at),
+        quiz_elapsed_ms=elapsed,
+        left_at=None if left_at is None else _instant(left_at),
+        kicked=bool(kicked),
+        user_id=user_id,
+    )
+
+
+def _answer_row(r: sqlite3.Row) -> AnswerRow:
+    return AnswerRow(
+        quiz_id=r[0],
+        question_index=r[1],
+        player_id=r[2],
+        choice=r[3],
+        correct=bool(r[4]),
+        points=r[5],
+        total_score=r[6],
+        streak=r[7],
+        response_time_ms=r[8],
+        answered_at=_instant(r[9]),
+        quiz_elapsed_ms=r[10],
+        event_id=r[11],
+        answer=r[12],
+        answer_text=r[13],
+        credit=r[14],
+    )
+
+
+# The listings, each read a page at a time (see SqliteResultStore._page).
+_PARTICIPANTS: Final = KeysetListing(_LIST_PARTICIPANTS, _LIST_PARTICIPANTS_AFTER, _participant_row, participant_cursor)
+_USER_SESSIONS: Final = KeysetListing(
+    _LIST_USER_SESSIONS,
+    _LIST_USER_SESSIONS_AFTER,
+    lambda r: UserSession(r[0], r[1], r[2], _instant(r[3])),
+    history_cursor,
+)
+_ANSWERS: Final = KeysetListing(_LIST_ANSWERS, _LIST_ANSWERS_AFTER, _answer_row, answer_cursor)
+
+
 class SqliteResultStore:
     """A ResultStore on one SQLite file in WAL mode."""
 
@@ -268,53 +312,17 @@ class SqliteResultStore:
         self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
         # One file, no replica: every read is from the primary.
-        records = await self._listing(_LIST_PARTICIPANTS, _LIST_PARTICIPANTS_AFTER, quiz_id, limit, after)
-        rows = [
-            ParticipantRow(
-                quiz_id=quiz,
-                player_id=player,
-                nickname=nickname,
-                joined_at=_instant(joined_at),
-                quiz_elapsed_ms=elapsed,
-                left_at=None if left_at is None else _instant(left_at),
-                kicked=bool(kicked),
-                user_id=user_id,
-            )
-            for quiz, player, nickname, joined_at, elapsed, left_at, kicked, user_id in records
-        ]
-        return page_of(rows, limit, participant_cursor)
+        return await self._page(_PARTICIPANTS, quiz_id, limit, after)
 
     async def user_sessions(
         self, user_id: str, limit: int, after: HistoryCursor | None
     ) -> Page[UserSession, HistoryCursor]:
-        records = await self._listing(_LIST_USER_SESSIONS, _LIST_USER_SESSIONS_AFTER, user_id, limit, after)
-        return page_of([UserSession(r[0], r[1], r[2], _instant(r[3])) for r in records], limit, history_cursor)
+        return await self._page(_USER_SESSIONS, user_id, limit, after)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
     ) -> Page[AnswerRow, AnswerCursor]:
-        records = await self._listing(_LIST_ANSWERS, _LIST_ANSWERS_AFTER, quiz_id, limit, after)
-        rows = [
-            AnswerRow(
-                quiz_id=r[0],
-                question_index=r[1],
-                player_id=r[2],
-                choice=r[3],
-                correct=bool(r[4]),
-                points=r[5],
-                total_score=r[6],
-                streak=r[7],
-                response_time_ms=r[8],
-                answered_at=_instant(r[9]),
-                quiz_elapsed_ms=r[10],
-                event_id=r[11],
-                answer=r[12],
-                answer_text=r[13],
-                credit=r[14],
-            )
-            for r in records
-        ]
-        return page_of(rows, limit, answer_cursor)
+        return await self._page(_ANSWERS, quiz_id, limit, after)
 
     async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
         async with self._turn:
@@ -357,15 +365,14 @@ class SqliteResultStore:
             row = await cur.fetchone()
         return row is None or row[0] > 0
 
-    async def _listing(
-        self, first: str, following: str, owner: str, limit: int, after: Cursor | None
-    ) -> list[sqlite3.Row]:
-        """Keyset paging's read: the first page's query, or the following pages' after the cursor, whose
-        times SQLite holds as microseconds."""
-        params = listing_params(owner, limit, after)
-        return await self._fetch(
-            first if after is None else following, (_micros(p) if isinstance(p, datetime) else p for p in params)
-        )
+    async def _page(
+        self, listing: KeysetListing[RowT, KeyT], owner: str, limit: int, after: KeyT | None
+    ) -> Page[RowT, KeyT]:
+        query = listing.first if after is None else listing.following
+        # A cursor's times as SQLite holds them: microseconds.
+        params = (_micros(p) if isinstance(p, datetime) else p for p in listing_params(owner, limit, after))
+        records = await self._fetch(query, params)
+        return page_of([listing.row(r) for r in records], limit, listing.cursor)
 
     async def _fetch(self, query: str, params: Iterable[Any]) -> list[sqlite3.Row]:
         async with self._turn:
