@@ -34,7 +34,7 @@ class Listing(Protocol[RowT, CursorT]):
 @dataclass(frozen=True)
 class KeysetListing(Generic[RowT, KeyT]):
     """How a store reads one listing by keyset paging (see domain.listing_params): the first page's
-    query, the following pages' query after a cursor, a row from a record, and the cursor a row ends."""
+    query, the following pages' query after a cursor, a row from a record, and the cursor just after a row."""
 
     first: str
     following: str
