@@ -7,8 +7,8 @@ what the database does with a redelivery of a row it already holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -190,6 +190,27 @@ class HistoryCursor:
 
 def history_cursor(row: UserSession) -> HistoryCursor:
     return HistoryCursor(row.joined_at, row.quiz_id)
+
+
+# --- keyset paging, the same for every listing and store ---
+
+
+Cursor = ParticipantCursor | AnswerCursor | HistoryCursor
+
+
+def listing_params(owner: str, limit: int, after: Cursor | None) -> tuple[object, ...]:
+    """A listing query's parameters: whose rows, one row more than the page (so the store learns
+    whether another page follows without counting), then the cursor's fields, which are the listing's
+    sort columns in order."""
+    if after is None:
+        return (owner, limit + 1)
+    return (owner, limit + 1, *astuple(after))
+
+
+def page_of(rows: Sequence[ItemT], limit: int, cursor: Callable[[ItemT], CursorT]) -> Page[ItemT, CursorT]:
+    """The page of a listing read with listing_params: a row past the limit means another page."""
+    items = tuple(rows[:limit])
+    return Page(items, cursor(items[-1]) if len(rows) > limit else None)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from persistence_svc.domain import (
     AnswerCursor,
     AnswerRow,
+    Cursor,
     HistoryCursor,
     Page,
     ParticipantCursor,
@@ -18,6 +20,7 @@ from persistence_svc.domain import (
 
 RowT = TypeVar("RowT")
 CursorT = TypeVar("CursorT")
+KeyT = TypeVar("KeyT", bound=Cursor)
 
 
 class Listing(Protocol[RowT, CursorT]):
@@ -26,6 +29,17 @@ class Listing(Protocol[RowT, CursorT]):
     async def __call__(
         self, quiz_id: str, limit: int, after: CursorT | None, *, from_primary: bool = False
     ) -> Page[RowT, CursorT]: ...
+
+
+@dataclass(frozen=True)
+class KeysetListing(Generic[RowT, KeyT]):
+    """How a store reads one listing by keyset paging (see domain.listing_params): the first page's
+    query, the following pages' query after a cursor, a row from a record, and the cursor just after a row."""
+
+    first: str
+    following: str
+    row: Callable[[Any], RowT]
+    cursor: Callable[[RowT], KeyT]
 
 
 class StoreUnavailable(Exception):

@@ -212,27 +212,30 @@ def state_to_pb(quiz: QuizDefinition, state: GameState, now_ms: int) -> pb.QuizS
         version=state.version,
     )
     if state.phase in (Phase.QUESTION_OPEN, Phase.QUESTION_CLOSED) and state.question_index >= 0:
-        q = quiz.questions[state.question_index]
-        # Players' view: the answers are deliberately absent until results are published.
-        shown = question_to_pb(q, with_answers=False)
-        message.question.CopyFrom(
-            pb.PlayerQuestion(
-                index=state.question_index,
-                text=q.text,
-                choices=q.choices,
-                time_limit_seconds=q.time_limit_s,
-                points_mode=_POINTS[q.points],
-                open_time=timestamp_ms(state.open_ms),
-                close_time=timestamp_ms(state.close_ms),
-                kind=shown.kind,
-                items=shown.items,
-                estimate=shown.estimate if shown.HasField("estimate") else None,
-                image=q.media.image,
-                audio=q.media.audio,
-                choice_images=q.media.choice_images,
-            )
-        )
+        question = quiz.questions[state.question_index]
+        message.question.CopyFrom(player_question(question, state.question_index, state.open_ms, state.close_ms))
     return message
+
+
+def player_question(q: Question, index: int, open_ms: int, close_ms: int) -> pb.PlayerQuestion:
+    """The open (or just closed) question of a quiz state, as players see it."""
+    # Players' view: the answers are deliberately absent until results are published.
+    shown = question_to_pb(q, with_answers=False)
+    return pb.PlayerQuestion(
+        index=index,
+        text=q.text,
+        choices=q.choices,
+        time_limit_seconds=q.time_limit_s,
+        points_mode=_POINTS[q.points],
+        open_time=timestamp_ms(open_ms),
+        close_time=timestamp_ms(close_ms),
+        kind=shown.kind,
+        items=shown.items,
+        estimate=shown.estimate if shown.HasField("estimate") else None,
+        image=q.media.image,
+        audio=q.media.audio,
+        choice_images=q.media.choice_images,
+    )
 
 
 def results_to_pb(quiz: QuizDefinition, results: QuestionResults) -> pb.QuestionResults:

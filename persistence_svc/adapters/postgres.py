@@ -28,10 +28,12 @@ from persistence_svc.domain import (
     UserSession,
     answer_cursor,
     history_cursor,
+    listing_params,
+    page_of,
     participant_cursor,
 )
 from persistence_svc.migrations import SCHEMA
-from persistence_svc.ports import StoreUnavailable
+from persistence_svc.ports import KeysetListing, KeyT, RowT, StoreUnavailable
 from quizmesh.migrations import require_applied
 
 T = TypeVar("T")
@@ -148,6 +150,15 @@ WHERE quiz_id = $1 AND (question_index, answered_at, player_id) > ($3, $4, $5)
 ORDER BY question_index, answered_at, player_id LIMIT $2
 """
 
+# The listings, each read a page at a time (see _page); the records' columns are named as the rows' fields.
+_PARTICIPANTS: Final = KeysetListing(
+    _LIST_PARTICIPANTS, _LIST_PARTICIPANTS_AFTER, lambda r: ParticipantRow(**dict(r)), participant_cursor
+)
+_USER_SESSIONS: Final = KeysetListing(
+    _LIST_USER_SESSIONS, _LIST_USER_SESSIONS_AFTER, lambda r: UserSession(**dict(r)), history_cursor
+)
+_ANSWERS: Final = KeysetListing(_LIST_ANSWERS, _LIST_ANSWERS_AFTER, lambda r: AnswerRow(**dict(r)), answer_cursor)
+
 # SQLSTATE classes after which the same statement may succeed later: connection exception,
 # transaction rollback (serialization failure, deadlock), insufficient resources, operator
 # intervention (admin shutdown, statement timeout), system error.
@@ -228,54 +239,17 @@ class PostgresResultStore:
     async def list_participants(
         self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
-        if after is None:
-            query: tuple[Any, ...] = (_LIST_PARTICIPANTS, quiz_id, limit + 1)
-        else:
-            query = (_LIST_PARTICIPANTS_AFTER, quiz_id, limit + 1, after.joined_at, after.player_id)
-        records = await self._read(*query, from_primary=from_primary)
-        rows = tuple(
-            ParticipantRow(
-                quiz_id=r["quiz_id"],
-                player_id=r["player_id"],
-                nickname=r["nickname"],
-                joined_at=r["joined_at"],
-                quiz_elapsed_ms=r["quiz_elapsed_ms"],
-                left_at=r["left_at"],
-                kicked=r["kicked"],
-                user_id=r["user_id"],
-            )
-            for r in records[:limit]
-        )
-        return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+        return await self._page(_PARTICIPANTS, quiz_id, limit, after, from_primary=from_primary)
 
     async def user_sessions(
         self, user_id: str, limit: int, after: HistoryCursor | None
     ) -> Page[UserSession, HistoryCursor]:
-        if after is None:
-            query: tuple[Any, ...] = (_LIST_USER_SESSIONS, user_id, limit + 1)
-        else:
-            query = (_LIST_USER_SESSIONS_AFTER, user_id, limit + 1, after.joined_at, after.quiz_id)
-        records = await self._read(*query, from_primary=False)
-        rows = tuple(UserSession(**dict(r)) for r in records[:limit])
-        return Page(rows, history_cursor(rows[-1]) if len(records) > limit else None)
+        return await self._page(_USER_SESSIONS, user_id, limit, after, from_primary=False)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
     ) -> Page[AnswerRow, AnswerCursor]:
-        if after is None:
-            query: tuple[Any, ...] = (_LIST_ANSWERS, quiz_id, limit + 1)
-        else:
-            query = (
-                _LIST_ANSWERS_AFTER,
-                quiz_id,
-                limit + 1,
-                after.question_index,
-                after.answered_at,
-                after.player_id,
-            )
-        records = await self._read(*query, from_primary=from_primary)
-        rows = tuple(AnswerRow(**dict(r)) for r in records[:limit])
-        return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+        return await self._page(_ANSWERS, quiz_id, limit, after, from_primary=from_primary)
 
     async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
         async def anonymise(conn: asyncpg.Connection) -> tuple[UserSession, ...]:
@@ -303,6 +277,13 @@ class PostgresResultStore:
                 await asyncio.wait_for(pool.close(), self._acquire_timeout_s)
             except TimeoutError:
                 pool.terminate()
+
+    async def _page(
+        self, listing: KeysetListing[RowT, KeyT], owner: str, limit: int, after: KeyT | None, *, from_primary: bool
+    ) -> Page[RowT, KeyT]:
+        query = listing.first if after is None else listing.following
+        records = await self._read(query, *listing_params(owner, limit, after), from_primary=from_primary)
+        return page_of([listing.row(r) for r in records], limit, listing.cursor)
 
     async def _read(self, query: str, *args: Any, from_primary: bool) -> list[asyncpg.Record]:
         async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:

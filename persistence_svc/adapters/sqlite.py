@@ -10,7 +10,7 @@ import asyncio
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import aiosqlite
 
@@ -25,9 +25,11 @@ from persistence_svc.domain import (
     UserSession,
     answer_cursor,
     history_cursor,
+    listing_params,
+    page_of,
     participant_cursor,
 )
-from persistence_svc.ports import StoreUnavailable
+from persistence_svc.ports import KeysetListing, KeyT, RowT, StoreUnavailable
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -90,12 +92,12 @@ INSERT INTO user_sessions (user_id, quiz_id, player_id, joined_at) VALUES (?, ?,
 
 _LIST_USER_SESSIONS = """
 SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
-WHERE user_id = ? ORDER BY joined_at DESC, quiz_id DESC LIMIT ?
+WHERE user_id = ?1 ORDER BY joined_at DESC, quiz_id DESC LIMIT ?2
 """
 
 _LIST_USER_SESSIONS_AFTER = """
 SELECT user_id, quiz_id, player_id, joined_at FROM user_sessions
-WHERE user_id = ? AND (joined_at, quiz_id) < (?, ?) ORDER BY joined_at DESC, quiz_id DESC LIMIT ?
+WHERE user_id = ?1 AND (joined_at, quiz_id) < (?3, ?4) ORDER BY joined_at DESC, quiz_id DESC LIMIT ?2
 """
 
 _INSERT_LEAVE = """
@@ -119,14 +121,14 @@ _PARTICIPANT_COLUMNS = "quiz_id, player_id, nickname, joined_at, quiz_elapsed_ms
 
 _LIST_PARTICIPANTS = f"""
 SELECT {_PARTICIPANT_COLUMNS} FROM participants
-WHERE quiz_id = ? AND joined_at IS NOT NULL
-ORDER BY joined_at, player_id LIMIT ?
+WHERE quiz_id = ?1 AND joined_at IS NOT NULL
+ORDER BY joined_at, player_id LIMIT ?2
 """
 
 _LIST_PARTICIPANTS_AFTER = f"""
 SELECT {_PARTICIPANT_COLUMNS} FROM participants
-WHERE quiz_id = ? AND joined_at IS NOT NULL AND (joined_at, player_id) > (?, ?)
-ORDER BY joined_at, player_id LIMIT ?
+WHERE quiz_id = ?1 AND joined_at IS NOT NULL AND (joined_at, player_id) > (?3, ?4)
+ORDER BY joined_at, player_id LIMIT ?2
 """
 
 _ANSWER_COLUMNS = (
@@ -145,14 +147,14 @@ UPDATE answers SET answer = json_object('choice', choice), answer_text = CAST(ch
 
 _LIST_ANSWERS = f"""
 SELECT {_ANSWER_COLUMNS} FROM answers
-WHERE quiz_id = ?
-ORDER BY question_index, answered_at, player_id LIMIT ?
+WHERE quiz_id = ?1
+ORDER BY question_index, answered_at, player_id LIMIT ?2
 """
 
 _LIST_ANSWERS_AFTER = f"""
 SELECT {_ANSWER_COLUMNS} FROM answers
-WHERE quiz_id = ? AND (question_index, answered_at, player_id) > (?, ?, ?)
-ORDER BY question_index, answered_at, player_id LIMIT ?
+WHERE quiz_id = ?1 AND (question_index, answered_at, player_id) > (?3, ?4, ?5)
+ORDER BY question_index, answered_at, player_id LIMIT ?2
 """
 
 
@@ -162,6 +164,51 @@ def _micros(at: datetime) -> int:
 
 def _instant(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
+
+
+def _participant_row(r: sqlite3.Row) -> ParticipantRow:
+    quiz, player, nickname, joined_at, elapsed, left_at, kicked, user_id = r
+    return ParticipantRow(
+        quiz_id=quiz,
+        player_id=player,
+        nickname=nickname,
+        joined_at=_instant(joined_at),
+        quiz_elapsed_ms=elapsed,
+        left_at=None if left_at is None else _instant(left_at),
+        kicked=bool(kicked),
+        user_id=user_id,
+    )
+
+
+def _answer_row(r: sqlite3.Row) -> AnswerRow:
+    return AnswerRow(
+        quiz_id=r[0],
+        question_index=r[1],
+        player_id=r[2],
+        choice=r[3],
+        correct=bool(r[4]),
+        points=r[5],
+        total_score=r[6],
+        streak=r[7],
+        response_time_ms=r[8],
+        answered_at=_instant(r[9]),
+        quiz_elapsed_ms=r[10],
+        event_id=r[11],
+        answer=r[12],
+        answer_text=r[13],
+        credit=r[14],
+    )
+
+
+# The listings, each read a page at a time (see SqliteResultStore._page).
+_PARTICIPANTS: Final = KeysetListing(_LIST_PARTICIPANTS, _LIST_PARTICIPANTS_AFTER, _participant_row, participant_cursor)
+_USER_SESSIONS: Final = KeysetListing(
+    _LIST_USER_SESSIONS,
+    _LIST_USER_SESSIONS_AFTER,
+    lambda r: UserSession(r[0], r[1], r[2], _instant(r[3])),
+    history_cursor,
+)
+_ANSWERS: Final = KeysetListing(_LIST_ANSWERS, _LIST_ANSWERS_AFTER, _answer_row, answer_cursor)
 
 
 class SqliteResultStore:
@@ -189,17 +236,9 @@ class SqliteResultStore:
         async with self._turn:
             try:
                 await self._conn.executescript(_SCHEMA)
-                async with self._conn.execute(
-                    "SELECT count(*) FROM pragma_table_info('answers') WHERE name = 'answer'"
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is not None and row[0] == 0:
+                if not await self._has_column("answers", "answer"):
                     await self._conn.executescript(_ANSWER_VALUE_COLUMNS)
-                async with self._conn.execute(
-                    "SELECT count(*) FROM pragma_table_info('participants') WHERE name = 'user_id'"
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is not None and row[0] == 0:
+                if not await self._has_column("participants", "user_id"):
                     await self._conn.executescript(_USER_ID_COLUMN)
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"SQLite: {exc}") from exc
@@ -273,70 +312,17 @@ class SqliteResultStore:
         self, quiz_id: str, limit: int, after: ParticipantCursor | None, *, from_primary: bool = False
     ) -> Page[ParticipantRow, ParticipantCursor]:
         # One file, no replica: every read is from the primary.
-        if after is None:
-            records = await self._fetch(_LIST_PARTICIPANTS, (quiz_id, limit + 1))
-        else:
-            records = await self._fetch(
-                _LIST_PARTICIPANTS_AFTER, (quiz_id, _micros(after.joined_at), after.player_id, limit + 1)
-            )
-        rows = tuple(
-            ParticipantRow(
-                quiz_id=quiz,
-                player_id=player,
-                nickname=nickname,
-                joined_at=_instant(joined_at),
-                quiz_elapsed_ms=elapsed,
-                left_at=None if left_at is None else _instant(left_at),
-                kicked=bool(kicked),
-                user_id=user_id,
-            )
-            for quiz, player, nickname, joined_at, elapsed, left_at, kicked, user_id in records[:limit]
-        )
-        return Page(rows, participant_cursor(rows[-1]) if len(records) > limit else None)
+        return await self._page(_PARTICIPANTS, quiz_id, limit, after)
 
     async def user_sessions(
         self, user_id: str, limit: int, after: HistoryCursor | None
     ) -> Page[UserSession, HistoryCursor]:
-        if after is None:
-            records = await self._fetch(_LIST_USER_SESSIONS, (user_id, limit + 1))
-        else:
-            records = await self._fetch(
-                _LIST_USER_SESSIONS_AFTER, (user_id, _micros(after.joined_at), after.quiz_id, limit + 1)
-            )
-        rows = tuple(UserSession(r[0], r[1], r[2], _instant(r[3])) for r in records[:limit])
-        return Page(rows, history_cursor(rows[-1]) if len(records) > limit else None)
+        return await self._page(_USER_SESSIONS, user_id, limit, after)
 
     async def list_answers(
         self, quiz_id: str, limit: int, after: AnswerCursor | None, *, from_primary: bool = False
     ) -> Page[AnswerRow, AnswerCursor]:
-        if after is None:
-            records = await self._fetch(_LIST_ANSWERS, (quiz_id, limit + 1))
-        else:
-            records = await self._fetch(
-                _LIST_ANSWERS_AFTER,
-                (quiz_id, after.question_index, _micros(after.answered_at), after.player_id, limit + 1),
-            )
-        rows = tuple(
-            AnswerRow(
-                quiz_id=r[0],
-                question_index=r[1],
-                player_id=r[2],
-                choice=r[3],
-                correct=bool(r[4]),
-                points=r[5],
-                total_score=r[6],
-                streak=r[7],
-                response_time_ms=r[8],
-                answered_at=_instant(r[9]),
-                quiz_elapsed_ms=r[10],
-                event_id=r[11],
-                answer=r[12],
-                answer_text=r[13],
-                credit=r[14],
-            )
-            for r in records[:limit]
-        )
-        return Page(rows, answer_cursor(rows[-1]) if len(records) > limit else None)
+        return await self._page(_ANSWERS, quiz_id, limit, after)
 
     async def anonymise_user(self, user_id: str, nickname: str) -> tuple[UserSession, ...]:
         async with self._turn:
@@ -371,6 +357,22 @@ class SqliteResultStore:
     async def close(self) -> None:
         async with self._turn:
             await self._conn.close()
+
+    async def _has_column(self, table: str, column: str) -> bool:
+        async with self._conn.execute(
+            "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", (table, column)
+        ) as cur:
+            row = await cur.fetchone()
+        return row is None or row[0] > 0
+
+    async def _page(
+        self, listing: KeysetListing[RowT, KeyT], owner: str, limit: int, after: KeyT | None
+    ) -> Page[RowT, KeyT]:
+        query = listing.first if after is None else listing.following
+        # A cursor's times as SQLite holds them: microseconds.
+        params = (_micros(p) if isinstance(p, datetime) else p for p in listing_params(owner, limit, after))
+        records = await self._fetch(query, params)
+        return page_of([listing.row(r) for r in records], limit, listing.cursor)
 
     async def _fetch(self, query: str, params: Iterable[Any]) -> list[sqlite3.Row]:
         async with self._turn:

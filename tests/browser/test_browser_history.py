@@ -4,10 +4,13 @@ hands over in the URL's fragment, shows the learner's past sessions, and joins a
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import grpc
+import pytest
 from playwright.async_api import Browser, expect
 
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
@@ -16,24 +19,39 @@ from tests.browser.pages import PHONE, PROJECTOR, PageErrors, open_page, screens
 from tests.support.checks import stored_participants, wait_for_stored_answers
 from tests.support.client import EdgeClient
 from tests.support.identity import TestProvider
-from tests.support.stack import embedded_stack
+from tests.support.stack import Stack, embedded_stack
 
 QUESTION = pb.Question(text="2 + 2 = ?", choices=["3", "4"], correct_choices=[1], time_limit_seconds=60)
 
 
-async def test_a_signed_in_learner_sees_their_past_sessions_and_joins_as_themselves(
-    browser: Browser, tmp_path: Path
-) -> None:
-    errors = PageErrors()
+@dataclass(frozen=True)
+class SignedIn:
+    """An embedded stack that takes identity tokens for players and hosts, the provider that signs them,
+    and a quiz_svc client."""
+
+    provider: TestProvider
+    stack: Stack
+    quizzes: pb_grpc.QuizServiceStub
+
+
+@pytest.fixture
+async def signed_in(tmp_path: Path) -> AsyncIterator[SignedIn]:
     (tmp_path / "idp").mkdir()
     provider = TestProvider(tmp_path / "idp")
-    learner = provider.token("learner-7")
     async with (
         embedded_stack(tmp_path, provider.env("both")) as stack,
         grpc.aio.insecure_channel(stack.quiz_addrs[0]) as channel,
-        aiohttp.ClientSession() as session,
     ):
-        quizzes = pb_grpc.QuizServiceStub(channel)
+        yield SignedIn(provider, stack, pb_grpc.QuizServiceStub(channel))
+
+
+async def test_a_signed_in_learner_sees_their_past_sessions_and_joins_as_themselves(
+    browser: Browser, signed_in: SignedIn
+) -> None:
+    errors = PageErrors()
+    learner = signed_in.provider.token("learner-7")
+    stack, quizzes = signed_in.stack, signed_in.quizzes
+    async with aiohttp.ClientSession() as session:
         created = await quizzes.CreateQuiz(pb.CreateQuizRequest(title="Sums", questions=[QUESTION]), timeout=10)
         played = created.quiz.quiz_id
         # A session the learner played before, from another device.
@@ -127,57 +145,49 @@ async def test_the_host_runs_the_quiz_again_from_the_host_page(browser: Browser,
 
 
 async def test_a_signed_in_teacher_hosts_and_runs_again_from_the_host_page_by_signing_in(
-    browser: Browser, tmp_path: Path
+    browser: Browser, signed_in: SignedIn
 ) -> None:
     errors = PageErrors()
-    (tmp_path / "idp").mkdir()
-    provider = TestProvider(tmp_path / "idp")
-    teacher = provider.token("teacher-3")
-    async with (
-        embedded_stack(tmp_path, provider.env("both")) as stack,
-        grpc.aio.insecure_channel(stack.quiz_addrs[0]) as channel,
-    ):
-        quizzes = pb_grpc.QuizServiceStub(channel)
-        created = await quizzes.CreateQuiz(
-            pb.CreateQuizRequest(title="Sums", questions=[QUESTION], identity_token=teacher), timeout=10
-        )
-        quiz_id = created.quiz.quiz_id
-        # The application links the teacher to their quiz; the page holds no host credential of it.
-        host = await open_page(
-            browser, f"{stack.edge_urls[0]}/host?quiz={quiz_id}#identity_token={teacher}", PROJECTOR, errors
-        )
-        await expect(host.locator("#quiz-code")).to_have_text(quiz_id)
-        await expect(host.locator("#signed-in")).to_be_visible()
-        assert "identity_token" not in host.url and "quiz=" not in host.url
-        await host.click("#start-button")
-        await expect(host.locator("#close-button")).to_be_visible()
-        await host.click("#end-button")
-        # Exported by sign-in: the page holds no host credential of this session.
-        async with host.expect_download() as download:
-            await host.click("#csv-button")
-        exported = Path(await (await download.value).path()).read_text()
-        assert exported.splitlines()[0].startswith("quiz_id,"), exported
-        await host.click("#run-again-button")
-        await expect(host.locator("#quiz-code")).not_to_have_text(quiz_id)
-        await expect(host.locator("#start-button")).to_be_visible()
-        new_code = await host.locator("#quiz-code").inner_text()
-        listed = await quizzes.ListSessions(pb.ListSessionsRequest(quiz_id=quiz_id, identity_token=teacher), timeout=10)
-        assert [(s.session_id, s.host_user_id) for s in listed.sessions] == [
-            (new_code, "teacher-3"),
-            (quiz_id, "teacher-3"),
-        ]
-        await host.click("#start-button")
-        await expect(host.locator("#close-button")).to_be_visible()
+    teacher = signed_in.provider.token("teacher-3")
+    quizzes, edge_url = signed_in.quizzes, signed_in.stack.edge_urls[0]
+    created = await quizzes.CreateQuiz(
+        pb.CreateQuizRequest(title="Sums", questions=[QUESTION], identity_token=teacher), timeout=10
+    )
+    quiz_id = created.quiz.quiz_id
+    # The application links the teacher to their quiz; the page holds no host credential of it.
+    host = await open_page(browser, f"{edge_url}/host?quiz={quiz_id}#identity_token={teacher}", PROJECTOR, errors)
+    await expect(host.locator("#quiz-code")).to_have_text(quiz_id)
+    await expect(host.locator("#signed-in")).to_be_visible()
+    assert "identity_token" not in host.url and "quiz=" not in host.url
+    await host.click("#start-button")
+    await expect(host.locator("#close-button")).to_be_visible()
+    await host.click("#end-button")
+    # Exported by sign-in: the page holds no host credential of this session.
+    async with host.expect_download() as download:
+        await host.click("#csv-button")
+    exported = Path(await (await download.value).path()).read_text()
+    assert exported.splitlines()[0].startswith("quiz_id,"), exported
+    await host.click("#run-again-button")
+    await expect(host.locator("#quiz-code")).not_to_have_text(quiz_id)
+    await expect(host.locator("#start-button")).to_be_visible()
+    new_code = await host.locator("#quiz-code").inner_text()
+    listed = await quizzes.ListSessions(pb.ListSessionsRequest(quiz_id=quiz_id, identity_token=teacher), timeout=10)
+    assert [(s.session_id, s.host_user_id) for s in listed.sessions] == [
+        (new_code, "teacher-3"),
+        (quiz_id, "teacher-3"),
+    ]
+    await host.click("#start-button")
+    await expect(host.locator("#close-button")).to_be_visible()
 
-        # Another teacher's sign-in hosts nothing of it.
-        other = await open_page(
-            browser,
-            f"{stack.edge_urls[0]}/host?quiz={quiz_id}#identity_token={provider.token('teacher-4')}",
-            PROJECTOR,
-            errors,
-        )
-        await expect(other.locator("#host-error")).to_contain_text("does not host this session")
-        await expect(other.locator("[data-view=create]")).to_be_visible()
-        assert errors.errors == [] and errors.dialogs == []
-        for page in (host, other):
-            await page.context.close()
+    # Another teacher's sign-in hosts nothing of it.
+    other = await open_page(
+        browser,
+        f"{edge_url}/host?quiz={quiz_id}#identity_token={signed_in.provider.token('teacher-4')}",
+        PROJECTOR,
+        errors,
+    )
+    await expect(other.locator("#host-error")).to_contain_text("does not host this session")
+    await expect(other.locator("[data-view=create]")).to_be_visible()
+    assert errors.errors == [] and errors.dialogs == []
+    for page in (host, other):
+        await page.context.close()

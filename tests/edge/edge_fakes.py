@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import struct
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import orjson
 from grpc_health.v1 import health_pb2
 
 from edge.upstream import LEADERBOARD_SERVICE, QUIZ_SERVICE
+from quiz_svc.messages import player_question, question_from_pb
 from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as leaderboard_pb2
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2_grpc as leaderboard_grpc
@@ -108,18 +110,10 @@ class FakeQuiz:
             server_time=_now(),
         )
         if self.phase in (quiz_pb2.QUIZ_PHASE_QUESTION_OPEN, quiz_pb2.QUIZ_PHASE_QUESTION_CLOSED):
-            q = self.quiz.questions[self.question_index]
-            state.question.CopyFrom(
-                quiz_pb2.PlayerQuestion(
-                    index=self.question_index,
-                    text=q.text,
-                    choices=q.choices,
-                    time_limit_seconds=q.time_limit_seconds,
-                    points_mode=q.points_mode,
-                    open_time=_now(),
-                    close_time=_now(),
-                )
-            )
+            # As quiz_svc shows it: the contract's question read into the domain's, then the players' view.
+            question = question_from_pb(self.quiz.questions[self.question_index], self.question_index)
+            now_ms = time.time_ns() // 1_000_000
+            state.question.CopyFrom(player_question(question, self.question_index, now_ms, now_ms))
         return state
 
     def results(self) -> quiz_pb2.QuestionResults:

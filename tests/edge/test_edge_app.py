@@ -263,8 +263,10 @@ async def test_a_quiz_whose_first_question_has_no_correct_choice_keeps_its_host(
     assert refused.status == 403
 
 
-def _signed_in_session(services: FakeServices) -> str:
-    """A session the user "teacher" started signed in, as quiz_svc's StartSession with an identity token."""
+@pytest.fixture
+async def signed_in(edge: EdgeFactory, services: FakeServices) -> tuple[str, Socket]:
+    """A session the user "teacher" started signed in (as quiz_svc's StartSession with an identity
+    token) and a socket to the edge that has not said who it is yet."""
     services.quiz.quizzes["q-signed"] = FakeQuiz(
         quiz_pb2.Quiz(
             quiz_id="q-signed",
@@ -274,15 +276,13 @@ def _signed_in_session(services: FakeServices) -> str:
         host_token="host-signed",
         host_user="teacher",
     )
-    return "q-signed"
+    return "q-signed", await connect(await edge())
 
 
 async def test_a_signed_in_host_hosts_their_session_with_their_identity_token(
-    edge: EdgeFactory, services: FakeServices
+    signed_in: tuple[str, Socket], services: FakeServices
 ) -> None:
-    quiz_id = _signed_in_session(services)
-    client = await edge()
-    host = await connect(client)
+    quiz_id, host = signed_in
     hosting = await host.request("host_quiz", quiz_id=quiz_id, identity_token="identity:teacher")
     assert hosting["type"] == "hosting", hosting
     assert hosting["quiz"]["questions"][0]["correct_choices"] == [1]  # quiz_svc verified the host
@@ -298,11 +298,9 @@ async def test_a_signed_in_host_hosts_their_session_with_their_identity_token(
 
 
 async def test_hosting_by_identity_refuses_a_bad_token_and_another_users_with_stable_codes(
-    edge: EdgeFactory, services: FakeServices
+    signed_in: tuple[str, Socket], services: FakeServices
 ) -> None:
-    quiz_id = _signed_in_session(services)
-    client = await edge()
-    intruder = await connect(client)
+    quiz_id, intruder = signed_in
     expired = await intruder.request("host_quiz", quiz_id=quiz_id, identity_token="expired-token")
     assert (expired["code"], expired["reason"]) == ("unauthenticated", "invalid_identity"), expired
     assert "sign in again" in expired["message"]
@@ -318,11 +316,9 @@ async def test_hosting_by_identity_refuses_a_bad_token_and_another_users_with_st
 
 
 async def test_a_signed_in_owner_runs_their_quiz_again_and_hosts_the_new_session_signed_in(
-    edge: EdgeFactory, services: FakeServices
+    signed_in: tuple[str, Socket], services: FakeServices
 ) -> None:
-    quiz_id = _signed_in_session(services)
-    client = await edge()
-    host = await connect(client)
+    quiz_id, host = signed_in
     started = await host.request("start_session", quiz_id=quiz_id, identity_token="identity:teacher")
     assert started["type"] == "session_started", started
     session_id = started["session"]["session_id"]
