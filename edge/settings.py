@@ -10,15 +10,14 @@ from quizmesh.settings import (
     QUIZ_ADDR,
     FromEnvironment,
     Integer,
+    Port,
     SettingsError,
     Text,
     setting,
 )
 
 HOST = Text("QUIZMESH_EDGE_HOST", "The address the edge's HTTP and WebSocket server listens on.", default="127.0.0.1")
-PORT = Integer(
-    "QUIZMESH_EDGE_PORT", "The edge's HTTP and WebSocket port (0 picks a free one).", default=8080, maximum=65535
-)
+PORT = Port("QUIZMESH_EDGE_PORT", "The edge's HTTP and WebSocket port (0 picks a free one).", default=8080)
 ALLOWED_ORIGINS = Text(
     "QUIZMESH_EDGE_ALLOWED_ORIGINS",
     "Comma-separated origins (scheme://host[:port]) allowed to open a WebSocket; empty allows same-host pages "

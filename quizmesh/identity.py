@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import aiohttp
 import jwt
@@ -30,7 +30,7 @@ from quizmesh.settings import Choice, FromEnvironment, Integer, SettingsError, T
 IdentityMode = Literal["anonymous", "token", "both"]
 Algorithm = Literal["RS256", "ES256"]
 # Asymmetric algorithms only: with these, what verifies a token cannot sign one.
-ALLOWED_ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "ES256")
+ALLOWED_ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 _FETCH_TIMEOUT_S = 5.0
 
 IDENTITY_MODE: Choice[IdentityMode] = Choice(
@@ -39,7 +39,7 @@ IDENTITY_MODE: Choice[IdentityMode] = Choice(
     "`token` (players join with an identity token of the application's identity provider) or `both` "
     "(either; a quiz may still require sign-in).",
     default="anonymous",
-    choices=("anonymous", "token", "both"),
+    choices=get_args(IdentityMode),
 )
 IDENTITY_JWKS = Text(
     "QUIZMESH_IDENTITY_JWKS",

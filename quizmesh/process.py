@@ -4,6 +4,7 @@ collector, from settings read once. Telemetry follows, from `quizmesh.telemetry.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 from quizmesh.garbage_collector import GC_GEN0, tune_garbage_collector
 from quizmesh.logs import LogFormat, configure_logging
@@ -25,7 +26,7 @@ LOG_FORMAT: Choice[LogFormat] = Choice(
     "QUIZMESH_LOG_FORMAT",
     "How log lines are written: ECS JSON with trace IDs (for Filebeat), or plain text.",
     default="ecs",
-    choices=("ecs", "plain"),
+    choices=get_args(LogFormat),
     unset="`ecs` for the services, `plain` for `quizmesh dev` and the other commands",
 )
 

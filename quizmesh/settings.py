@@ -10,7 +10,7 @@ import pathlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any, Generic, Literal, Self, TypeVar, overload
+from typing import Any, Generic, Literal, Self, TypeVar, get_args, overload
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -107,6 +107,13 @@ class Integer(Variable[int]):
     def allowed_text(self) -> str:
         upper = f" to {self.maximum}" if self.maximum is not None else " or more"
         return f"An integer, {self.minimum}{upper}."
+
+
+@dataclass(frozen=True, kw_only=True)
+class Port(Integer):
+    """A TCP port."""
+
+    maximum: int | None = 65535
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,19 +317,19 @@ EVENT_BUS: Choice[EventBusEngine] = Choice(
     "QUIZMESH_EVENT_BUS",
     "The event bus: Kafka, or in memory (the embedded mode).",
     default="kafka",
-    choices=("kafka", "memory"),
+    choices=get_args(EventBusEngine),
 )
 STATE_STORE: Choice[StateEngine] = Choice(
     "QUIZMESH_STATE_STORE",
     "Game state and rankings: Redis, or in memory (the embedded mode).",
     default="redis",
-    choices=("redis", "memory"),
+    choices=get_args(StateEngine),
 )
 DATABASE: Choice[DatabaseEngine] = Choice(
     "QUIZMESH_DATABASE",
     "Durable data: PostgreSQL, or SQLite files (the embedded mode).",
     default="postgres",
-    choices=("postgres", "sqlite"),
+    choices=get_args(DatabaseEngine),
 )
 KAFKA_BOOTSTRAP = Text(
     "QUIZMESH_KAFKA_BOOTSTRAP", "Kafka's bootstrap servers, host:port[,host:port...].", default="127.0.0.1:19092"
@@ -337,7 +344,7 @@ REDIS_MODE: Choice[RedisMode] = Choice(
     "QUIZMESH_REDIS_MODE",
     "`single`: one Redis (or one primary); `cluster`: a Redis Cluster, reached through its seed nodes.",
     default="single",
-    choices=("single", "cluster"),
+    choices=get_args(RedisMode),
 )
 REDIS_PUBSUB_URL = Text(
     "QUIZMESH_REDIS_PUBSUB_URL",
@@ -364,13 +371,13 @@ KAFKA_SECURITY_PROTOCOL: Choice[KafkaProtocol] = Choice(
     "How the Kafka clients reach the brokers: in plain text, over TLS, with a SASL user (SCRAM), or both "
     "(`SASL_SSL`, e.g. a Strimzi listener with `tls: true` and `authentication: scram-sha-512`).",
     default="PLAINTEXT",
-    choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    choices=get_args(KafkaProtocol),
 )
 KAFKA_SASL_MECHANISM: Choice[KafkaSaslMechanism] = Choice(
     "QUIZMESH_KAFKA_SASL_MECHANISM",
     "With a SASL_* protocol: the SCRAM mechanism the brokers accept.",
     default="SCRAM-SHA-512",
-    choices=("SCRAM-SHA-512", "SCRAM-SHA-256"),
+    choices=get_args(KafkaSaslMechanism),
 )
 KAFKA_USERNAME = Text(
     "QUIZMESH_KAFKA_USERNAME",

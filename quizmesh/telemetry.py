@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from quizmesh.eventbus.ports import EventPublisher
 from quizmesh.eventbus.traced import RecordTraces, TracedPublisher
-from quizmesh.settings import FromEnvironment, Integer, Number, SettingsError, Text, optional_setting, reads, setting
+from quizmesh.settings import FromEnvironment, Number, Port, SettingsError, Text, optional_setting, reads, setting
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,10 @@ def seconds_histogram(meter: metrics.Meter, name: str, description: str) -> metr
     )
 
 
-METRICS_PORT = Integer(
+METRICS_PORT = Port(
     "QUIZMESH_METRICS_PORT",
     "The port of the process's Prometheus endpoint (/metrics); 0 picks a free one and logs it.",
     default=0,
-    maximum=65535,
     unset="no endpoint, and no-op instruments",
 )
 METRICS_HOST = Text("QUIZMESH_METRICS_HOST", "The address the metrics endpoint listens on.", default="127.0.0.1")
