@@ -10,7 +10,7 @@ import pathlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any, Generic, Literal, Self, TypeVar, get_args, overload
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, get_args, overload
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -221,21 +221,14 @@ def setting(variable: Variable[T]) -> T: ...
 def setting(variable: Variable[R], convert: Callable[[R], T]) -> T: ...
 
 
-def setting(variable: Variable[Any], convert: Callable[[Any], Any] | None = None) -> Any:
+def setting(variable: Variable[Any], convert: Callable[[Any], Any] = lambda value: value) -> Any:
     """A field read from `variable` (and converted, e.g. milliseconds to seconds), whose default is the
     variable's (converted) default: the value is declared once, in the variable. A secret stays out of
     the settings' repr."""
-    if convert is None:
-        return field(
-            default=variable.default,
-            repr=not isinstance(variable, Secret),
-            metadata=reads(variable, read=variable.read),
-        )
-    convert_ = convert
     return field(
-        default=convert_(variable.default),
+        default=convert(variable.default),
         repr=not isinstance(variable, Secret),
-        metadata=reads(variable, read=lambda env: convert_(variable.read(env))),
+        metadata=reads(variable, read=lambda env: convert(variable.read(env))),
     )
 
 
@@ -252,14 +245,15 @@ class _DeclaredVariables:
 
 
 def _reads_of(cls: type[FromEnvironment]) -> dict[str, Reads]:
-    declared: tuple[Field[Any], ...] = fields(cls)  # type: ignore[arg-type]
-    return {f.name: f.metadata[_READS] for f in declared if _READS in f.metadata}
+    return {f.name: f.metadata[_READS] for f in fields(cls) if _READS in f.metadata}
 
 
 class FromEnvironment:
     """The base of a settings dataclass whose fields say where they are read from (`setting`,
     `optional_setting`, `nested`, or `field(metadata=reads(...))`); fields without are plain tunables."""
 
+    # Set by @dataclass on each subclass; declared here so that `dataclasses.fields` accepts the class.
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
     VARIABLES = _DeclaredVariables()
 
     @classmethod
