@@ -16,7 +16,7 @@ from leaderboard_svc.settings import Settings as LeaderboardSettings
 from persistence_svc.settings import Settings as PersistenceSettings
 from quiz_svc.settings import Settings as QuizSettings
 from quizmesh.process import ProcessSettings
-from quizmesh.settings import Engines, Integer, Number, Text, Variable, Variables
+from quizmesh.settings import Engines, Integer, Number, Port, Text, Variable, Variables
 from quizmesh.telemetry import TelemetrySettings
 
 
@@ -37,20 +37,18 @@ SCRIPT_VARIABLES: Variables = (
         default="",
         unset="`.infra/` in the checkout",
     ),
-    Integer("QUIZMESH_INFRA_KAFKA_PORT", "scripts/infra.sh: the local Kafka's port.", default=19092, maximum=65535),
-    Integer(
+    Port("QUIZMESH_INFRA_KAFKA_PORT", "scripts/infra.sh: the local Kafka's port.", default=19092),
+    Port(
         "QUIZMESH_INFRA_KAFKA_CONTROLLER_PORT",
         "scripts/infra.sh: the local Kafka's KRaft controller port.",
         default=19093,
-        maximum=65535,
     ),
-    Integer("QUIZMESH_INFRA_REDIS_PORT", "scripts/infra.sh: the local Redis's port.", default=16379, maximum=65535),
-    Integer("QUIZMESH_INFRA_PG_PORT", "scripts/infra.sh: the local PostgreSQL's port.", default=15432, maximum=65535),
-    Integer(
+    Port("QUIZMESH_INFRA_REDIS_PORT", "scripts/infra.sh: the local Redis's port.", default=16379),
+    Port("QUIZMESH_INFRA_PG_PORT", "scripts/infra.sh: the local PostgreSQL's port.", default=15432),
+    Port(
         "QUIZMESH_INFRA_PGBOUNCER_PORT",
         "scripts/infra.sh: the port of the local PgBouncer (pool_mode=transaction) in front of PostgreSQL.",
         default=15433,
-        maximum=65535,
     ),
     Text(
         "QUIZMESH_INFRA_SECURE",
@@ -80,23 +78,20 @@ SCRIPT_VARIABLES: Variables = (
         "for its cluster bus), comma-separated.",
         default="16400,16401,16402,16403,16404,16405",
     ),
-    Integer(
+    Port(
         "QUIZMESH_INFRA_CLUSTER_REDIS_PUBSUB_PORT",
         "scripts/infra.sh --topology cluster: the port of the Redis kept for pub/sub.",
         default=16410,
-        maximum=65535,
     ),
-    Integer(
+    Port(
         "QUIZMESH_INFRA_CLUSTER_PG_PORT",
         "scripts/infra.sh --topology cluster: the PostgreSQL primary's port.",
         default=15442,
-        maximum=65535,
     ),
-    Integer(
+    Port(
         "QUIZMESH_INFRA_CLUSTER_PG_REPLICA_PORT",
         "scripts/infra.sh --topology cluster: the PostgreSQL streaming replica's port.",
         default=15443,
-        maximum=65535,
     ),
     Text(
         "QUIZMESH_LB_BIND",
@@ -127,14 +122,11 @@ SCRIPT_VARIABLES: Variables = (
         default="",
         unset="`.infra/prometheus/` in the checkout",
     ),
-    Integer(
-        "QUIZMESH_PROMETHEUS_PORT", "scripts/prometheus.sh: the local Prometheus's port.", default=19090, maximum=65535
-    ),
-    Integer(
+    Port("QUIZMESH_PROMETHEUS_PORT", "scripts/prometheus.sh: the local Prometheus's port.", default=19090),
+    Port(
         "QUIZMESH_KAFKA_EXPORTER_PORT",
         "scripts/prometheus.sh: the port of the local stand-in for Kafka Exporter (consumer group lag).",
         default=19308,
-        maximum=65535,
     ),
     Text(
         "QUIZMESH_PROMETHEUS_INTERVAL",

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
 
 from quizmesh.settings import (
     LEADERBOARD_ADDR,
     PERSISTENCE_ADDR,
     QUIZ_ADDR,
+    FromEnvironment,
     Integer,
+    Port,
     SettingsError,
     Text,
-    Variables,
+    setting,
 )
 
 HOST = Text("QUIZMESH_EDGE_HOST", "The address the edge's HTTP and WebSocket server listens on.", default="127.0.0.1")
-PORT = Integer(
-    "QUIZMESH_EDGE_PORT", "The edge's HTTP and WebSocket port (0 picks a free one).", default=8080, maximum=65535
-)
+PORT = Port("QUIZMESH_EDGE_PORT", "The edge's HTTP and WebSocket port (0 picks a free one).", default=8080)
 ALLOWED_ORIGINS = Text(
     "QUIZMESH_EDGE_ALLOWED_ORIGINS",
     "Comma-separated origins (scheme://host[:port]) allowed to open a WebSocket; empty allows same-host pages "
@@ -85,96 +82,6 @@ MEDIA_CACHE_MB = Integer(
 )
 
 
-@dataclass(frozen=True)
-class Settings:
-    VARIABLES: ClassVar[Variables] = (
-        HOST,
-        PORT,
-        QUIZ_ADDR,
-        LEADERBOARD_ADDR,
-        PERSISTENCE_ADDR,
-        ALLOWED_ORIGINS,
-        LEADERBOARD_TOP_N,
-        BROADCAST_SLICE,
-        ANSWER_BATCH_SIZE,
-        ANSWER_BATCH_LINGER_MS,
-        ANSWER_BATCHES_IN_FLIGHT,
-        MESSAGES_PER_S,
-        MESSAGES_BURST,
-        JOINS_PER_MIN,
-        DRAIN_MS,
-        TRUSTED_PROXY_HOPS,
-        MEDIA_CACHE_MB,
-    )
-
-    host: str
-    port: int
-    quiz_addr: str
-    leaderboard_addr: str
-    # Origins allowed to open a WebSocket; empty allows same-host pages and clients that send no Origin.
-    allowed_origins: frozenset[str]
-    # Read only by the results export (GET /quizzes/{quiz_id}/results.csv); not needed to play.
-    persistence_addr: str = "127.0.0.1:50053"
-    leaderboard_top_n: int = 10
-    broadcast_slice: int = 500
-    answer_batch_size: int = 256
-    answer_batch_linger_ms: int = 2
-    # Beyond this many answer calls in flight, answers wait for one to return (edge/upstream.py AnswerBatcher).
-    answer_batches_in_flight: int = 2
-    answer_deadline_s: float = 5.0
-    call_deadline_s: float = 5.0
-    readiness_deadline_s: float = 1.0
-    # The largest text frame a client may send, in bytes of UTF-8 (docs/protocol.md); larger closes with 1009.
-    max_frame_bytes: int = 64 * 1024
-    heartbeat_s: float = 20.0
-    # A socket whose unsent output exceeds this is skipped for leaderboards and cut off for quiz states.
-    max_buffered_bytes: int = 1024 * 1024
-    shutdown_grace_s: float = 5.0
-    # On SIGTERM the edge reports unready (/readyz 503) but keeps serving this long before it closes its
-    # sockets with 1012, so that a load balancer's health checks take it out of rotation first and
-    # reconnecting clients land on another edge.
-    drain_s: float = 0.0
-    # Proxies in front of the edge that append to X-Forwarded-For (edge/forwarded.py); 0 trusts none.
-    trusted_proxy_hops: int = 0
-    # Rate limits (edge/limits.py): messages per connection, joins (join_quiz, resume) per client address.
-    messages_per_s: int = 20
-    messages_burst: int = 40
-    joins_per_min: int = 10
-    media_cache_bytes: int = 64 * 1024 * 1024
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def aiohttp_max_msg_size(self) -> int:
-        """aiohttp's max_msg_size for max_frame_bytes: aiohttp refuses a message of max_msg_size bytes
-        or more, so the limit it is given is one byte above the largest frame accepted."""
-        return self.max_frame_bytes + 1
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        return cls(
-            host=HOST.read(env),
-            port=PORT.read(env),
-            quiz_addr=QUIZ_ADDR.read(env),
-            leaderboard_addr=LEADERBOARD_ADDR.read(env),
-            persistence_addr=PERSISTENCE_ADDR.read(env),
-            allowed_origins=parse_origins(ALLOWED_ORIGINS.read(env)),
-            leaderboard_top_n=LEADERBOARD_TOP_N.read(env),
-            broadcast_slice=BROADCAST_SLICE.read(env),
-            answer_batch_size=ANSWER_BATCH_SIZE.read(env),
-            answer_batch_linger_ms=ANSWER_BATCH_LINGER_MS.read(env),
-            answer_batches_in_flight=ANSWER_BATCHES_IN_FLIGHT.read(env),
-            messages_per_s=MESSAGES_PER_S.read(env),
-            messages_burst=MESSAGES_BURST.read(env),
-            joins_per_min=JOINS_PER_MIN.read(env),
-            drain_s=DRAIN_MS.read(env) / 1000,
-            trusted_proxy_hops=TRUSTED_PROXY_HOPS.read(env),
-            media_cache_bytes=MEDIA_CACHE_MB.read(env) * 1024 * 1024,
-        )
-
-
 def parse_origins(raw: str) -> frozenset[str]:
     """`https://a.example, https://b.example/` → normalized origins (lower case, no trailing slash)."""
     origins = set()
@@ -186,3 +93,51 @@ def parse_origins(raw: str) -> frozenset[str]:
             raise SettingsError(f"{ALLOWED_ORIGINS.name} entry {item.strip()!r} must be scheme://host[:port]")
         origins.add(origin)
     return frozenset(origins)
+
+
+@dataclass(frozen=True)
+class Settings(FromEnvironment):
+    host: str = setting(HOST)
+    port: int = setting(PORT)
+    quiz_addr: str = setting(QUIZ_ADDR)
+    leaderboard_addr: str = setting(LEADERBOARD_ADDR)
+    # Read only by the results export (GET /quizzes/{quiz_id}/results.csv); not needed to play.
+    persistence_addr: str = setting(PERSISTENCE_ADDR)
+    # Origins allowed to open a WebSocket; empty allows same-host pages and clients that send no Origin.
+    allowed_origins: frozenset[str] = setting(ALLOWED_ORIGINS, parse_origins)
+    leaderboard_top_n: int = setting(LEADERBOARD_TOP_N)
+    broadcast_slice: int = setting(BROADCAST_SLICE)
+    answer_batch_size: int = setting(ANSWER_BATCH_SIZE)
+    answer_batch_linger_ms: int = setting(ANSWER_BATCH_LINGER_MS)
+    # Beyond this many answer calls in flight, answers wait for one to return (edge/upstream.py AnswerBatcher).
+    answer_batches_in_flight: int = setting(ANSWER_BATCHES_IN_FLIGHT)
+    # Rate limits (edge/limits.py): messages per connection, joins (join_quiz, resume) per client address.
+    messages_per_s: int = setting(MESSAGES_PER_S)
+    messages_burst: int = setting(MESSAGES_BURST)
+    joins_per_min: int = setting(JOINS_PER_MIN)
+    # On SIGTERM the edge reports unready (/readyz 503) but keeps serving this long before it closes its
+    # sockets with 1012, so that a load balancer's health checks take it out of rotation first and
+    # reconnecting clients land on another edge.
+    drain_s: float = setting(DRAIN_MS, lambda ms: ms / 1000)
+    # Proxies in front of the edge that append to X-Forwarded-For (edge/forwarded.py); 0 trusts none.
+    trusted_proxy_hops: int = setting(TRUSTED_PROXY_HOPS)
+    media_cache_bytes: int = setting(MEDIA_CACHE_MB, lambda mb: mb * 1024 * 1024)
+    answer_deadline_s: float = 5.0
+    call_deadline_s: float = 5.0
+    readiness_deadline_s: float = 1.0
+    # The largest text frame a client may send, in bytes of UTF-8 (docs/protocol.md); larger closes with 1009.
+    max_frame_bytes: int = 64 * 1024
+    heartbeat_s: float = 20.0
+    # A socket whose unsent output exceeds this is skipped for leaderboards and cut off for quiz states.
+    max_buffered_bytes: int = 1024 * 1024
+    shutdown_grace_s: float = 5.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def aiohttp_max_msg_size(self) -> int:
+        """aiohttp's max_msg_size for max_frame_bytes: aiohttp refuses a message of max_msg_size bytes
+        or more, so the limit it is given is one byte above the largest frame accepted."""
+        return self.max_frame_bytes + 1

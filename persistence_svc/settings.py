@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
 
-from quizmesh.identity import IDENTITY_VARIABLES, IdentitySettings
+from quizmesh.identity import IdentitySettings
 from quizmesh.settings import (
     LEADERBOARD_ADDR,
     PERSISTENCE_ADDR,
     QUIZ_ADDR,
+    FromEnvironment,
     Integer,
     Secret,
     SettingsError,
     Text,
-    Variables,
+    nested,
+    setting,
 )
 
 GROUP = Text(
@@ -72,63 +72,30 @@ _MIN_SERVICE_TOKEN = 32
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(FromEnvironment):
     """Where to listen, which consumer group to join, and how to batch. Engines are chosen elsewhere."""
 
-    VARIABLES: ClassVar[Variables] = (
-        PERSISTENCE_ADDR,
-        QUIZ_ADDR,
-        LEADERBOARD_ADDR,
-        GROUP,
-        BATCH_MAX_RECORDS,
-        POLL_TIMEOUT_MS,
-        BATCH_WAIT_MS,
-        DB_POOL_SIZE,
-        DB_COMMAND_TIMEOUT_S,
-        SHUTDOWN_GRACE_S,
-        REPLICA_MAX_LAG_MS,
-        HISTORY_SERVICE_TOKEN,
-        *IDENTITY_VARIABLES,
-    )
-
-    address: str
-    group: str
-    batch_max_records: int
-    poll_timeout_ms: int
-    batch_wait_ms: int  # how long Kafka may hold a fetch for more records; larger batches, fewer commits
-    db_pool_size: int
-    db_command_timeout_s: int
-    shutdown_grace_s: int
-    # Listings read from the replica (Engines.postgres_replica_dsn) while it is less than this far behind.
-    replica_max_lag_ms: int = 1000
-    identity: IdentitySettings = field(default_factory=IdentitySettings)
-    history_service_token: str | None = None
+    address: str = setting(PERSISTENCE_ADDR)
     # Where DeleteUserData renames a user's players in the live copies (game state, rankings).
-    quiz_address: str = "127.0.0.1:50051"
-    leaderboard_address: str = "127.0.0.1:50052"
+    quiz_address: str = setting(QUIZ_ADDR)
+    leaderboard_address: str = setting(LEADERBOARD_ADDR)
+    group: str = setting(GROUP)
+    batch_max_records: int = setting(BATCH_MAX_RECORDS)
+    poll_timeout_ms: int = setting(POLL_TIMEOUT_MS)
+    batch_wait_ms: int = setting(BATCH_WAIT_MS)
+    db_pool_size: int = setting(DB_POOL_SIZE)
+    db_command_timeout_s: int = setting(DB_COMMAND_TIMEOUT_S)
+    shutdown_grace_s: int = setting(SHUTDOWN_GRACE_S)
+    # Listings read from the replica (Engines.postgres_replica_dsn) while it is less than this far behind.
+    replica_max_lag_ms: int = setting(REPLICA_MAX_LAG_MS)
+    identity: IdentitySettings = nested(IdentitySettings)
+    history_service_token: str | None = setting(HISTORY_SERVICE_TOKEN)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        settings = cls(
-            address=PERSISTENCE_ADDR.read(env),
-            group=GROUP.read(env),
-            batch_max_records=BATCH_MAX_RECORDS.read(env),
-            poll_timeout_ms=POLL_TIMEOUT_MS.read(env),
-            batch_wait_ms=BATCH_WAIT_MS.read(env),
-            db_pool_size=DB_POOL_SIZE.read(env),
-            db_command_timeout_s=DB_COMMAND_TIMEOUT_S.read(env),
-            shutdown_grace_s=SHUTDOWN_GRACE_S.read(env),
-            replica_max_lag_ms=REPLICA_MAX_LAG_MS.read(env),
-            identity=IdentitySettings.from_env(env),
-            history_service_token=HISTORY_SERVICE_TOKEN.read(env),
-            quiz_address=QUIZ_ADDR.read(env),
-            leaderboard_address=LEADERBOARD_ADDR.read(env),
-        )
-        token = settings.history_service_token
+    def check(self, env: Mapping[str, str]) -> None:
+        token = self.history_service_token
         if token is not None and len(token) < _MIN_SERVICE_TOKEN:
             raise SettingsError(f"{HISTORY_SERVICE_TOKEN.name} must be at least {_MIN_SERVICE_TOKEN} characters")
-        if not settings.address:
+        if not self.address:
             raise SettingsError(f"{PERSISTENCE_ADDR.name} is empty: set host:port, e.g. 127.0.0.1:50053")
-        if not settings.group:
+        if not self.group:
             raise SettingsError(f"{GROUP.name} is empty: set the Kafka consumer group ID")
-        return settings

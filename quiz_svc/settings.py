@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
 
-from quizmesh.identity import IDENTITY_VARIABLES, IdentitySettings
+from quizmesh.identity import IdentitySettings
 from quizmesh.settings import (
     PERSISTENCE_ADDR,
     QUIZ_ADDR,
     SIGNING_KEY,
+    FromEnvironment,
     Integer,
     SettingsError,
-    Variables,
+    nested,
+    reads,
+    setting,
     signing_key,
 )
 
@@ -58,45 +58,18 @@ RECEIPT_GRACE_MS = Integer(
 
 
 @dataclass(frozen=True)
-class Settings:
-    VARIABLES: ClassVar[Variables] = (
-        QUIZ_ADDR,
-        PERSISTENCE_ADDR,
-        SIGNING_KEY,
-        PUBLISH_TIMEOUT_MS,
-        SCHEDULER_TICK_MS,
-        SHUTDOWN_GRACE_S,
-        HEARTBEAT_MS,
-        LIVENESS_TTL_MS,
-        RECEIPT_GRACE_MS,
-        *IDENTITY_VARIABLES,
-    )
-
-    address: str
-    persistence_address: str
-    signing_key: bytes
-    publish_timeout_ms: int
-    scheduler_tick_ms: int
-    shutdown_grace_s: int
-    heartbeat_ms: int = 500
-    liveness_ttl_ms: int = 3000
-    receipt_grace_ms: int = 30_000
-    identity: IdentitySettings = field(default_factory=IdentitySettings)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        return cls(
-            address=QUIZ_ADDR.read(env),
-            persistence_address=PERSISTENCE_ADDR.read(env),
-            signing_key=signing_key(env),
-            publish_timeout_ms=PUBLISH_TIMEOUT_MS.read(env),
-            scheduler_tick_ms=SCHEDULER_TICK_MS.read(env),
-            shutdown_grace_s=SHUTDOWN_GRACE_S.read(env),
-            heartbeat_ms=HEARTBEAT_MS.read(env),
-            liveness_ttl_ms=LIVENESS_TTL_MS.read(env),
-            receipt_grace_ms=RECEIPT_GRACE_MS.read(env),
-            identity=IdentitySettings.from_env(env),
-        )
+class Settings(FromEnvironment):
+    address: str = setting(QUIZ_ADDR)
+    persistence_address: str = setting(PERSISTENCE_ADDR)
+    # Required, and never shown: `quizmesh.settings.signing_key` reads it and refuses a short one.
+    signing_key: bytes = field(kw_only=True, repr=False, metadata=reads(SIGNING_KEY, read=signing_key))
+    publish_timeout_ms: int = setting(PUBLISH_TIMEOUT_MS)
+    scheduler_tick_ms: int = setting(SCHEDULER_TICK_MS)
+    shutdown_grace_s: int = setting(SHUTDOWN_GRACE_S)
+    heartbeat_ms: int = setting(HEARTBEAT_MS)
+    liveness_ttl_ms: int = setting(LIVENESS_TTL_MS)
+    receipt_grace_ms: int = setting(RECEIPT_GRACE_MS)
+    identity: IdentitySettings = nested(IdentitySettings)
 
     def __post_init__(self) -> None:
         if self.liveness_ttl_ms < 3 * self.heartbeat_ms:

@@ -20,17 +20,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import aiohttp
 import jwt
 
-from quizmesh.settings import Choice, Integer, SettingsError, Text, Variables
+from quizmesh.settings import Choice, FromEnvironment, Integer, SettingsError, Text, setting
 
 IdentityMode = Literal["anonymous", "token", "both"]
 Algorithm = Literal["RS256", "ES256"]
 # Asymmetric algorithms only: with these, what verifies a token cannot sign one.
-ALLOWED_ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "ES256")
+ALLOWED_ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 _FETCH_TIMEOUT_S = 5.0
 
 IDENTITY_MODE: Choice[IdentityMode] = Choice(
@@ -39,7 +39,7 @@ IDENTITY_MODE: Choice[IdentityMode] = Choice(
     "`token` (players join with an identity token of the application's identity provider) or `both` "
     "(either; a quiz may still require sign-in).",
     default="anonymous",
-    choices=("anonymous", "token", "both"),
+    choices=get_args(IdentityMode),
 )
 IDENTITY_JWKS = Text(
     "QUIZMESH_IDENTITY_JWKS",
@@ -86,17 +86,6 @@ IDENTITY_JWKS_MAX_AGE_S = Integer(
     "How long fetched keys are used before the JWKS is fetched again.",
     default=3600,
     minimum=10,
-)
-IDENTITY_VARIABLES: Variables = (
-    IDENTITY_MODE,
-    IDENTITY_JWKS,
-    IDENTITY_ISSUER,
-    IDENTITY_AUDIENCE,
-    IDENTITY_ALGORITHM,
-    IDENTITY_NAME_CLAIM,
-    IDENTITY_LEEWAY_S,
-    IDENTITY_JWKS_MIN_REFETCH_S,
-    IDENTITY_JWKS_MAX_AGE_S,
 )
 
 
@@ -259,37 +248,22 @@ class IdentityVerifier:
 
 
 @dataclass(frozen=True)
-class IdentitySettings:
-    VARIABLES: ClassVar[Variables] = IDENTITY_VARIABLES
+class IdentitySettings(FromEnvironment):
+    mode: IdentityMode = setting(IDENTITY_MODE)
+    jwks: str = setting(IDENTITY_JWKS)
+    issuer: str = setting(IDENTITY_ISSUER)
+    audience: str = setting(IDENTITY_AUDIENCE)
+    algorithm: str = setting(IDENTITY_ALGORITHM)
+    name_claim: str = setting(IDENTITY_NAME_CLAIM)
+    leeway_s: int = setting(IDENTITY_LEEWAY_S)
+    min_refetch_s: int = setting(IDENTITY_JWKS_MIN_REFETCH_S)
+    max_age_s: int = setting(IDENTITY_JWKS_MAX_AGE_S)
 
-    mode: IdentityMode = "anonymous"
-    jwks: str = ""
-    issuer: str = ""
-    audience: str = ""
-    algorithm: str = "RS256"
-    name_claim: str = "name"
-    leeway_s: int = 30
-    min_refetch_s: int = 60
-    max_age_s: int = 3600
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> IdentitySettings:
-        settings = cls(
-            mode=IDENTITY_MODE.read(env),
-            jwks=IDENTITY_JWKS.read(env),
-            issuer=IDENTITY_ISSUER.read(env),
-            audience=IDENTITY_AUDIENCE.read(env),
-            algorithm=IDENTITY_ALGORITHM.read(env),
-            name_claim=IDENTITY_NAME_CLAIM.read(env),
-            leeway_s=IDENTITY_LEEWAY_S.read(env),
-            min_refetch_s=IDENTITY_JWKS_MIN_REFETCH_S.read(env),
-            max_age_s=IDENTITY_JWKS_MAX_AGE_S.read(env),
-        )
-        if settings.mode != "anonymous":
+    def check(self, env: Mapping[str, str]) -> None:
+        if self.mode != "anonymous":
             for variable in (IDENTITY_JWKS, IDENTITY_ISSUER, IDENTITY_AUDIENCE):
                 if not variable.read(env):
-                    raise SettingsError(f"{variable.name} is required with {IDENTITY_MODE.name}={settings.mode}")
-        return settings
+                    raise SettingsError(f"{variable.name} is required with {IDENTITY_MODE.name}={self.mode}")
 
     @property
     def anonymous_allowed(self) -> bool:

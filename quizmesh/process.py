@@ -3,14 +3,12 @@ collector, from settings read once. Telemetry follows, from `quizmesh.telemetry.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import get_args
 
 from quizmesh.garbage_collector import GC_GEN0, tune_garbage_collector
 from quizmesh.logs import LogFormat, configure_logging
-from quizmesh.settings import Choice, Text, Variables
+from quizmesh.settings import Choice, FromEnvironment, Text, optional_setting, setting
 
 
 class CannotStart(Exception):
@@ -28,26 +26,16 @@ LOG_FORMAT: Choice[LogFormat] = Choice(
     "QUIZMESH_LOG_FORMAT",
     "How log lines are written: ECS JSON with trace IDs (for Filebeat), or plain text.",
     default="ecs",
-    choices=("ecs", "plain"),
+    choices=get_args(LogFormat),
     unset="`ecs` for the services, `plain` for `quizmesh dev` and the other commands",
 )
 
 
 @dataclass(frozen=True)
-class ProcessSettings:
-    VARIABLES: ClassVar[Variables] = (LOG_LEVEL, LOG_FORMAT, GC_GEN0)
-
-    log_level: str
-    log_format: LogFormat | None  # None: the entry point's own default
-    gc_gen0_threshold: int
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ProcessSettings:
-        return cls(
-            log_level=LOG_LEVEL.read(env),
-            log_format=LOG_FORMAT.read_if_set(env),
-            gc_gen0_threshold=GC_GEN0.read(env),
-        )
+class ProcessSettings(FromEnvironment):
+    log_level: str = setting(LOG_LEVEL)
+    log_format: LogFormat | None = optional_setting(LOG_FORMAT)  # None: the entry point's own default
+    gc_gen0_threshold: int = setting(GC_GEN0)
 
 
 def start_process(settings: ProcessSettings, *, service_name: str, default_log_format: LogFormat) -> None:

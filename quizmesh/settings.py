@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import pathlib
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, get_args, overload
 
 T = TypeVar("T")
+R = TypeVar("R")
+N = TypeVar("N", int, float)
 E = TypeVar("E", bound=str)
 
 
@@ -33,6 +35,7 @@ class Variable(Generic[T]):
     name: str
     meaning: str
     unset: str = field(default="", kw_only=True)
+    default: T = field(kw_only=True)
 
     def read(self, env: Mapping[str, str]) -> T:
         raise NotImplementedError
@@ -64,8 +67,6 @@ class Variable(Generic[T]):
 
 @dataclass(frozen=True, kw_only=True)
 class Text(Variable[str]):
-    default: str
-
     def read(self, env: Mapping[str, str]) -> str:
         return env.get(self.name, self.default)
 
@@ -73,20 +74,26 @@ class Text(Variable[str]):
         return f"`{self.default}`" if self.default else "empty"
 
 
+def _parse(variable: Variable[N], env: Mapping[str, str], parse: Callable[[str], N], kind: str) -> N | None:
+    """The variable's value as a number; None when it is unset or empty."""
+    raw = env.get(variable.name, "")
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except ValueError:
+        raise SettingsError(f"{variable.name}={raw!r} is not {kind}") from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Integer(Variable[int]):
-    default: int
     minimum: int = 0
     maximum: int | None = None
 
     def read(self, env: Mapping[str, str]) -> int:
-        raw = env.get(self.name)
-        if raw is None or raw == "":
+        value = _parse(self, env, int, "an integer")
+        if value is None:
             return self.default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{self.name}={raw!r} is not an integer") from None
         if value < self.minimum:
             raise SettingsError(f"{self.name}={value} must be at least {self.minimum}")
         if self.maximum is not None and value > self.maximum:
@@ -103,19 +110,21 @@ class Integer(Variable[int]):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Port(Integer):
+    """A TCP port."""
+
+    maximum: int | None = 65535
+
+
+@dataclass(frozen=True, kw_only=True)
 class Number(Variable[float]):
-    default: float
     minimum: float
     maximum: float
 
     def read(self, env: Mapping[str, str]) -> float:
-        raw = env.get(self.name, "")
-        if not raw:
+        value = _parse(self, env, float, "a number")
+        if value is None:
             return self.default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{self.name}={raw!r} is not a number") from None
         if not self.minimum <= value <= self.maximum:
             raise SettingsError(f"{self.name}={value} must be between {self.minimum:g} and {self.maximum:g}")
         return value
@@ -130,7 +139,6 @@ class Number(Variable[float]):
 
 @dataclass(frozen=True, kw_only=True)
 class Choice(Variable[E]):
-    default: E
     choices: tuple[E, ...]
 
     def read(self, env: Mapping[str, str]) -> E:
@@ -184,6 +192,90 @@ class Secret(Variable[str | None]):
 Variables = tuple[Variable[Any], ...]
 
 
+# --- settings classes: each field names the variables it is read from ---
+
+
+@dataclass(frozen=True)
+class Reads:
+    """How one field of a settings class is read: the variables it declares, in the order the
+    configuration reference lists them, and the function that reads them from the environment."""
+
+    variables: Variables
+    read: Callable[[Mapping[str, str]], object]
+
+
+_READS = "quizmesh.settings.reads"
+
+
+def reads(*variables: Variable[Any], read: Callable[[Mapping[str, str]], object]) -> dict[str, Reads]:
+    """A field's metadata for a field read some other way than `setting` reads it (several variables,
+    or a check of its own): `field(default=..., metadata=reads(A, B, read=read_a_and_b))`."""
+    return {_READS: Reads(variables, read)}
+
+
+@overload
+def setting(variable: Variable[T]) -> T: ...
+
+
+@overload
+def setting(variable: Variable[R], convert: Callable[[R], T]) -> T: ...
+
+
+def setting(variable: Variable[Any], convert: Callable[[Any], Any] = lambda value: value) -> Any:
+    """A field read from `variable` (and converted, e.g. milliseconds to seconds), whose default is the
+    variable's (converted) default: the value is declared once, in the variable. A secret stays out of
+    the settings' repr."""
+    return field(
+        default=convert(variable.default),
+        repr=not isinstance(variable, Secret),
+        metadata=reads(variable, read=lambda env: convert(variable.read(env))),
+    )
+
+
+def optional_setting(variable: Variable[T]) -> T | None:
+    """A field read from `variable` that is None while the variable is unset (`Variable.read_if_set`)."""
+    return field(default=None, metadata=reads(variable, read=variable.read_if_set))
+
+
+class _DeclaredVariables:
+    """`VARIABLES` of a settings class: the variables its fields declare, in their order."""
+
+    def __get__(self, instance: object, owner: type[FromEnvironment]) -> Variables:
+        return tuple(variable for reads in _reads_of(owner).values() for variable in reads.variables)
+
+
+def _reads_of(cls: type[FromEnvironment]) -> dict[str, Reads]:
+    return {f.name: f.metadata[_READS] for f in fields(cls) if _READS in f.metadata}
+
+
+class FromEnvironment:
+    """The base of a settings dataclass whose fields say where they are read from (`setting`,
+    `optional_setting`, `nested`, or `field(metadata=reads(...))`); fields without are plain tunables."""
+
+    # Set by @dataclass on each subclass; declared here so that `dataclasses.fields` accepts the class.
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    VARIABLES = _DeclaredVariables()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
+        """Every declared field read from `env`, then checked together (`check`)."""
+        values = {name: reads.read(env) for name, reads in _reads_of(cls).items()}
+        settings = cls(**values)
+        settings.check(env)
+        return settings
+
+    def check(self, env: Mapping[str, str]) -> None:
+        """Refuses values that each variable allows but that do not go together; none by default."""
+
+
+S = TypeVar("S", bound=FromEnvironment)
+
+
+def nested(cls: type[S]) -> S:
+    """A field holding settings of their own (credentials, the identity provider), read with theirs."""
+    return field(default_factory=cls, metadata=reads(*cls.VARIABLES, read=cls.from_env))
+
+
 # --- the services' addresses, which every caller of a service reads too ---
 
 QUIZ_ADDR = Text(
@@ -219,19 +311,19 @@ EVENT_BUS: Choice[EventBusEngine] = Choice(
     "QUIZMESH_EVENT_BUS",
     "The event bus: Kafka, or in memory (the embedded mode).",
     default="kafka",
-    choices=("kafka", "memory"),
+    choices=get_args(EventBusEngine),
 )
 STATE_STORE: Choice[StateEngine] = Choice(
     "QUIZMESH_STATE_STORE",
     "Game state and rankings: Redis, or in memory (the embedded mode).",
     default="redis",
-    choices=("redis", "memory"),
+    choices=get_args(StateEngine),
 )
 DATABASE: Choice[DatabaseEngine] = Choice(
     "QUIZMESH_DATABASE",
     "Durable data: PostgreSQL, or SQLite files (the embedded mode).",
     default="postgres",
-    choices=("postgres", "sqlite"),
+    choices=get_args(DatabaseEngine),
 )
 KAFKA_BOOTSTRAP = Text(
     "QUIZMESH_KAFKA_BOOTSTRAP", "Kafka's bootstrap servers, host:port[,host:port...].", default="127.0.0.1:19092"
@@ -246,7 +338,7 @@ REDIS_MODE: Choice[RedisMode] = Choice(
     "QUIZMESH_REDIS_MODE",
     "`single`: one Redis (or one primary); `cluster`: a Redis Cluster, reached through its seed nodes.",
     default="single",
-    choices=("single", "cluster"),
+    choices=get_args(RedisMode),
 )
 REDIS_PUBSUB_URL = Text(
     "QUIZMESH_REDIS_PUBSUB_URL",
@@ -273,13 +365,13 @@ KAFKA_SECURITY_PROTOCOL: Choice[KafkaProtocol] = Choice(
     "How the Kafka clients reach the brokers: in plain text, over TLS, with a SASL user (SCRAM), or both "
     "(`SASL_SSL`, e.g. a Strimzi listener with `tls: true` and `authentication: scram-sha-512`).",
     default="PLAINTEXT",
-    choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    choices=get_args(KafkaProtocol),
 )
 KAFKA_SASL_MECHANISM: Choice[KafkaSaslMechanism] = Choice(
     "QUIZMESH_KAFKA_SASL_MECHANISM",
     "With a SASL_* protocol: the SCRAM mechanism the brokers accept.",
     default="SCRAM-SHA-512",
-    choices=("SCRAM-SHA-512", "SCRAM-SHA-256"),
+    choices=get_args(KafkaSaslMechanism),
 )
 KAFKA_USERNAME = Text(
     "QUIZMESH_KAFKA_USERNAME",
@@ -342,23 +434,19 @@ SQLITE_PATH = Text(
 )
 
 
+def _unless_unset(secret: str | None) -> str:
+    return secret or ""
+
+
 @dataclass(frozen=True)
-class KafkaCredentials:
+class KafkaCredentials(FromEnvironment):
     """How a Kafka client proves who it is and checks the brokers: TLS, a SASL/SCRAM user, or neither."""
 
-    VARIABLES: ClassVar[Variables] = (
-        KAFKA_SECURITY_PROTOCOL,
-        KAFKA_SASL_MECHANISM,
-        KAFKA_USERNAME,
-        KAFKA_PASSWORD,
-        KAFKA_CA_FILE,
-    )
-
-    security_protocol: KafkaProtocol = "PLAINTEXT"
-    sasl_mechanism: KafkaSaslMechanism = "SCRAM-SHA-512"
-    username: str = ""
-    password: str = field(default="", repr=False)
-    ca_file: str = ""
+    security_protocol: KafkaProtocol = setting(KAFKA_SECURITY_PROTOCOL)
+    sasl_mechanism: KafkaSaslMechanism = setting(KAFKA_SASL_MECHANISM)
+    username: str = setting(KAFKA_USERNAME)
+    password: str = setting(KAFKA_PASSWORD, _unless_unset)
+    ca_file: str = setting(KAFKA_CA_FILE)
 
     @property
     def uses_sasl(self) -> bool:
@@ -368,54 +456,38 @@ class KafkaCredentials:
     def uses_tls(self) -> bool:
         return self.security_protocol.endswith("SSL")
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> KafkaCredentials:
-        credentials = cls(
-            security_protocol=KAFKA_SECURITY_PROTOCOL.read(env),
-            sasl_mechanism=KAFKA_SASL_MECHANISM.read(env),
-            username=KAFKA_USERNAME.read(env),
-            password=KAFKA_PASSWORD.read(env) or "",
-            ca_file=KAFKA_CA_FILE.read(env),
-        )
-        protocol = f"{KAFKA_SECURITY_PROTOCOL.name}={credentials.security_protocol}"
-        if credentials.uses_sasl and not (credentials.username and credentials.password):
+    def check(self, env: Mapping[str, str]) -> None:
+        protocol = f"{KAFKA_SECURITY_PROTOCOL.name}={self.security_protocol}"
+        if self.uses_sasl and not (self.username and self.password):
             raise SettingsError(
                 f"{protocol} needs a user: set {KAFKA_USERNAME.name} and {KAFKA_PASSWORD.name} "
                 f"(or {KAFKA_PASSWORD.name}_FILE)"
             )
-        if not credentials.uses_sasl and (credentials.username or KAFKA_PASSWORD.is_set(env)):
+        if not self.uses_sasl and (self.username or KAFKA_PASSWORD.is_set(env)):
             raise SettingsError(
                 f"{KAFKA_USERNAME.name} or {KAFKA_PASSWORD.name} is set, but {protocol} sends no user: "
                 "choose SASL_SSL (or SASL_PLAINTEXT)"
             )
-        if credentials.ca_file and not credentials.uses_tls:
+        if self.ca_file and not self.uses_tls:
             raise SettingsError(f"{KAFKA_CA_FILE.name} is set, but {protocol} uses no TLS: choose SSL or SASL_SSL")
-        _require_readable(KAFKA_CA_FILE, credentials.ca_file)
-        return credentials
+        _require_readable(KAFKA_CA_FILE, self.ca_file)
 
 
 @dataclass(frozen=True)
-class RedisCredentials:
+class RedisCredentials(FromEnvironment):
     """The ACL user (and password) a Redis client logs in as, and the CAs it checks a TLS Redis against."""
 
-    VARIABLES: ClassVar[Variables] = (REDIS_USERNAME, REDIS_PASSWORD, REDIS_CA_FILE)
+    username: str = setting(REDIS_USERNAME)
+    password: str = setting(REDIS_PASSWORD, _unless_unset)
+    ca_file: str = setting(REDIS_CA_FILE)
 
-    username: str = ""
-    password: str = field(default="", repr=False)
-    ca_file: str = ""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> RedisCredentials:
-        credentials = cls(
-            username=REDIS_USERNAME.read(env), password=REDIS_PASSWORD.read(env) or "", ca_file=REDIS_CA_FILE.read(env)
-        )
-        if credentials.username and not credentials.password:
+    def check(self, env: Mapping[str, str]) -> None:
+        if self.username and not self.password:
             raise SettingsError(
                 f"{REDIS_USERNAME.name} is set without a password: set {REDIS_PASSWORD.name} "
                 f"(or {REDIS_PASSWORD.name}_FILE)"
             )
-        _require_readable(REDIS_CA_FILE, credentials.ca_file)
-        return credentials
+        _require_readable(REDIS_CA_FILE, self.ca_file)
 
 
 # Plain text, no user: what the clients do when nothing is configured (the local test set-up).
@@ -434,79 +506,42 @@ def _require_readable(variable: Variable[str], path: str) -> None:
 
 
 @dataclass(frozen=True)
-class Engines:
+class Engines(FromEnvironment):
     """Which engine backs each kind of infrastructure. Choosing them is configuration, not a code fork."""
 
-    VARIABLES: ClassVar[Variables] = (
-        EVENT_BUS,
-        STATE_STORE,
-        DATABASE,
-        KAFKA_BOOTSTRAP,
-        REDIS_URL,
-        POSTGRES_DSN,
-        SQLITE_PATH,
-        REDIS_MODE,
-        REDIS_PUBSUB_URL,
-        POSTGRES_REPLICA_DSN,
-        REDIS_WAIT_REPLICAS,
-        REDIS_WAIT_TIMEOUT_MS,
-        POSTGRES_STATEMENT_CACHE,
-        *KafkaCredentials.VARIABLES,
-        *RedisCredentials.VARIABLES,
-    )
-
-    event_bus: EventBusEngine
-    state: StateEngine
-    database: DatabaseEngine
-    kafka_bootstrap: str
-    redis_url: str
-    postgres_dsn: str
-    sqlite_path: str
+    event_bus: EventBusEngine = setting(EVENT_BUS)
+    state: StateEngine = setting(STATE_STORE)
+    database: DatabaseEngine = setting(DATABASE)
+    kafka_bootstrap: str = setting(KAFKA_BOOTSTRAP)
+    redis_url: str = setting(REDIS_URL)
+    postgres_dsn: str = setting(POSTGRES_DSN, _unless_unset)
+    sqlite_path: str = setting(SQLITE_PATH)
     # "cluster": redis_url lists seed nodes of a Redis Cluster, comma-separated.
-    redis_mode: RedisMode = "single"
+    redis_mode: RedisMode = setting(REDIS_MODE)
     # Pub/sub between processes on its own Redis, so broadcasts never compete with game state; empty
     # means redis_url's (single mode only: a cluster client does not carry the process-wide pub/sub).
-    redis_pubsub_url: str = ""
+    redis_pubsub_url: str = setting(REDIS_PUBSUB_URL)
     # A streaming replica that reads may go to while its lag is under a bound; empty reads the primary.
-    postgres_replica_dsn: str = ""
+    postgres_replica_dsn: str = setting(POSTGRES_REPLICA_DSN, _unless_unset)
     # Replicas of a Redis primary that must hold an answer's and a ranking's writes (WAIT), and how long
     # they get; 0 waits for none (quizmesh.redis_client.ReplicaAcks).
-    redis_wait_replicas: int = 0
-    redis_wait_timeout_ms: int = 500
+    redis_wait_replicas: int = setting(REDIS_WAIT_REPLICAS)
+    redis_wait_timeout_ms: int = setting(REDIS_WAIT_TIMEOUT_MS)
     # asyncpg's statement_cache_size: 0 behind a transaction-mode pooler.
-    postgres_statement_cache: int = 100
-    kafka_credentials: KafkaCredentials = KAFKA_WITHOUT_CREDENTIALS
-    redis_credentials: RedisCredentials = REDIS_WITHOUT_CREDENTIALS
+    postgres_statement_cache: int = setting(POSTGRES_STATEMENT_CACHE)
+    kafka_credentials: KafkaCredentials = nested(KafkaCredentials)
+    redis_credentials: RedisCredentials = nested(RedisCredentials)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Engines:
-        engines = cls(
-            event_bus=EVENT_BUS.read(env),
-            state=STATE_STORE.read(env),
-            database=DATABASE.read(env),
-            kafka_bootstrap=KAFKA_BOOTSTRAP.read(env),
-            redis_url=REDIS_URL.read(env),
-            postgres_dsn=POSTGRES_DSN.read(env) or "",
-            sqlite_path=SQLITE_PATH.read(env),
-            redis_mode=REDIS_MODE.read(env),
-            redis_pubsub_url=REDIS_PUBSUB_URL.read(env),
-            postgres_replica_dsn=POSTGRES_REPLICA_DSN.read(env) or "",
-            redis_wait_replicas=REDIS_WAIT_REPLICAS.read(env),
-            redis_wait_timeout_ms=REDIS_WAIT_TIMEOUT_MS.read(env),
-            postgres_statement_cache=POSTGRES_STATEMENT_CACHE.read(env),
-            kafka_credentials=KafkaCredentials.from_env(env),
-            redis_credentials=RedisCredentials.from_env(env),
-        )
-        if engines.redis_credentials.ca_file and not engines.redis_url.startswith("rediss://"):
+    def check(self, env: Mapping[str, str]) -> None:
+        if self.redis_credentials.ca_file and not self.redis_url.startswith("rediss://"):
             raise SettingsError(
                 f"{REDIS_CA_FILE.name} is set, but {REDIS_URL.name} is not a rediss:// URL: Redis would be reached "
                 "without TLS"
             )
-        if engines.state == "redis" and engines.redis_mode == "cluster" and not engines.redis_pubsub_url:
+        if self.state == "redis" and self.redis_mode == "cluster" and not self.redis_pubsub_url:
             raise SettingsError(
                 "QUIZMESH_REDIS_PUBSUB_URL must name a (non-cluster) Redis for pub/sub when QUIZMESH_REDIS_MODE=cluster"
             )
-        return engines
 
     def sqlite_file(self, owner: str) -> str:
         """The SQLite file of one service: each owns its own, as each owns its own tables.

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from opentelemetry import metrics, trace
@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from quizmesh.eventbus.ports import EventPublisher
 from quizmesh.eventbus.traced import RecordTraces, TracedPublisher
-from quizmesh.settings import Integer, Number, SettingsError, Text, Variables
+from quizmesh.settings import FromEnvironment, Number, Port, SettingsError, Text, optional_setting, reads, setting
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,10 @@ def seconds_histogram(meter: metrics.Meter, name: str, description: str) -> metr
     )
 
 
-METRICS_PORT = Integer(
+METRICS_PORT = Port(
     "QUIZMESH_METRICS_PORT",
     "The port of the process's Prometheus endpoint (/metrics); 0 picks a free one and logs it.",
     default=0,
-    maximum=65535,
     unset="no endpoint, and no-op instruments",
 )
 METRICS_HOST = Text("QUIZMESH_METRICS_HOST", "The address the metrics endpoint listens on.", default="127.0.0.1")
@@ -93,36 +92,24 @@ OTEL_TRACES_SAMPLER = Text(
 )
 
 
+def _sample_ratio(env: Mapping[str, str]) -> float | None:
+    """QUIZMESH_TRACE_SAMPLE_RATIO; None (the SDK's own sampler) when only OTEL_TRACES_SAMPLER is set."""
+    ratio = TRACE_SAMPLE_RATIO.read(env)
+    if not TRACE_SAMPLE_RATIO.is_set(env) and OTEL_TRACES_SAMPLER.is_set(env):
+        return None
+    return ratio
+
+
 @dataclass(frozen=True)
-class TelemetrySettings:
-    VARIABLES: ClassVar[Variables] = (
-        METRICS_PORT,
-        METRICS_HOST,
-        TRACE_SAMPLE_RATIO,
-        OTLP_ENDPOINT,
-        OTEL_SERVICE_NAME,
-        OTEL_TRACES_SAMPLER,
-    )
-
-    metrics_port: int | None  # None: no endpoint; 0: any free port
-    metrics_host: str
-    otlp_endpoint: str | None
+class TelemetrySettings(FromEnvironment):
+    metrics_port: int | None = optional_setting(METRICS_PORT)  # None: no endpoint; 0: any free port
+    metrics_host: str = setting(METRICS_HOST)
     # None: the SDK's sampler from the standard OTEL_TRACES_SAMPLER variables (set, and no ratio of ours)
-    sample_ratio: float | None
-    service_name: str | None  # None: the component's own name
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> TelemetrySettings:
-        sample_ratio: float | None = TRACE_SAMPLE_RATIO.read(env)
-        if not TRACE_SAMPLE_RATIO.is_set(env) and OTEL_TRACES_SAMPLER.is_set(env):
-            sample_ratio = None
-        return cls(
-            metrics_port=METRICS_PORT.read_if_set(env),
-            metrics_host=METRICS_HOST.read(env),
-            otlp_endpoint=OTLP_ENDPOINT.read_if_set(env),
-            sample_ratio=sample_ratio,
-            service_name=OTEL_SERVICE_NAME.read_if_set(env),
-        )
+    sample_ratio: float | None = field(
+        default=TRACE_SAMPLE_RATIO.default, metadata=reads(TRACE_SAMPLE_RATIO, OTEL_TRACES_SAMPLER, read=_sample_ratio)
+    )
+    otlp_endpoint: str | None = optional_setting(OTLP_ENDPOINT)
+    service_name: str | None = optional_setting(OTEL_SERVICE_NAME)  # None: the component's own name
 
     def sampler(self) -> Sampler | None:
         if self.sample_ratio is None:

@@ -17,7 +17,7 @@ from leaderboard_svc.settings import Settings as LeaderboardSettings
 from persistence_svc.settings import Settings as PersistenceSettings
 from quiz_svc.settings import Settings as QuizSettings
 from quizmesh.process import ProcessSettings
-from quizmesh.settings import Engines, Variables
+from quizmesh.settings import Engines, FromEnvironment, Variables
 from quizmesh.telemetry import TelemetrySettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +80,21 @@ def test_each_settings_class_reads_exactly_the_variables_it_declares(
     # A secret's NAME_FILE is read only when NAME is not set.
     assert recording.read <= {name for variable in declared for name in variable.names}
     assert {variable.name for variable in declared} <= recording.read
+
+
+@pytest.mark.parametrize(
+    "settings_class",
+    [ProcessSettings, TelemetrySettings, Engines, LeaderboardSettings, PersistenceSettings, EdgeSettings],
+)
+def test_a_settings_class_built_without_arguments_is_the_one_read_from_an_empty_environment(
+    settings_class: type[FromEnvironment],
+) -> None:
+    assert settings_class() == settings_class.from_env({})
+
+
+def test_quiz_svc_settings_need_only_a_signing_key_beside_the_declared_defaults() -> None:
+    key = "k" * 32
+    assert QuizSettings(signing_key=key.encode()) == QuizSettings.from_env({"QUIZMESH_SIGNING_KEY": key})
 
 
 def test_every_reader_of_the_reference_has_a_default_and_a_meaning_for_each_variable() -> None:

@@ -538,7 +538,7 @@ _IDENTITY_READERS = ("quiz-svc", "persistence-svc")
 
 
 def test_the_services_that_verify_identity_tokens_trust_one_provider(overlay: Rendered) -> None:
-    declared = {variable.name for variable in identity.IDENTITY_VARIABLES}
+    declared = {variable.name for variable in identity.IdentitySettings.VARIABLES}
     configured = {}
     for name in SERVICES:
         given = {k: v for k, v in _env(overlay, name).items() if k.startswith("QUIZMESH_IDENTITY_")}

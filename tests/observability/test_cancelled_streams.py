@@ -74,7 +74,7 @@ def detach_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 async def test_a_cancelled_watch_quiz_stream_logs_no_detach_error(caplog: pytest.LogCaptureFixture) -> None:
     async def serve(runtime: Runtime, stop: asyncio.Event, ready: Callable[[int], None]) -> None:
-        settings = QuizSettings("127.0.0.1:0", "127.0.0.1:9", b"t" * 32, 5000, 50, 1)
+        settings = QuizSettings("127.0.0.1:0", "127.0.0.1:9", 5000, 50, 1, signing_key=b"t" * 32)
         await quiz_main.run(runtime, settings, stop, ready)
 
     caplog.set_level(logging.WARNING)

@@ -41,7 +41,12 @@ async def quiz_service(request: pytest.FixtureRequest, tmp_path: object) -> Asyn
     stop = asyncio.Event()
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     settings = Settings(
-        "127.0.0.1:0", "127.0.0.1:9", b"t" * 32, publish_timeout_ms=5000, scheduler_tick_ms=50, shutdown_grace_s=1
+        "127.0.0.1:0",
+        "127.0.0.1:9",
+        signing_key=b"t" * 32,
+        publish_timeout_ms=5000,
+        scheduler_tick_ms=50,
+        shutdown_grace_s=1,
     )
     task = asyncio.create_task(main.run(runtime, settings, stop, port.set_result))
     bound = await asyncio.wait_for(port, 30)

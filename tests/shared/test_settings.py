@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from quizmesh.settings import Choice, Engines, Integer, Number, Secret, SettingsError, Text, Variable
+from quizmesh.settings import (
+    Choice,
+    Engines,
+    FromEnvironment,
+    Integer,
+    Number,
+    Secret,
+    SettingsError,
+    Text,
+    Variable,
+    nested,
+    optional_setting,
+    setting,
+)
 
 PORT = Integer("EXAMPLE_PORT", "A port.", default=8080, minimum=1, maximum=65535)
 RATIO = Number("EXAMPLE_RATIO", "A share.", default=0.5, minimum=0.0, maximum=1.0)
@@ -69,3 +84,40 @@ def test_the_engines_default_to_the_real_infrastructure_on_the_local_ports() -> 
     engines = Engines.from_env({})
     assert (engines.event_bus, engines.state, engines.database) == ("kafka", "redis", "postgres")
     assert engines.postgres_dsn == "postgresql://quizmesh@127.0.0.1:15432/quizmesh"
+
+
+@dataclass(frozen=True)
+class Inner(FromEnvironment):
+    token: str | None = setting(TOKEN)
+
+
+@dataclass(frozen=True)
+class Example(FromEnvironment):
+    port: int = setting(PORT)
+    percent: float = setting(RATIO, lambda ratio: ratio * 100)
+    name: str | None = optional_setting(NAME)
+    inner: Inner = nested(Inner)
+    tunable: int = 3
+
+    def check(self, env: Mapping[str, str]) -> None:
+        if self.port == 9999 and self.name is None:
+            raise SettingsError("EXAMPLE_PORT=9999 needs EXAMPLE_NAME")
+
+
+def test_a_settings_class_declares_the_variables_of_its_fields_in_their_order() -> None:
+    assert Example.VARIABLES == (PORT, RATIO, NAME, TOKEN)
+
+
+def test_a_settings_field_defaults_to_its_variables_converted_default() -> None:
+    assert Example() == Example.from_env({}) == Example(8080, 50.0, None, Inner("fallback"), 3)
+
+
+def test_from_env_reads_converts_and_checks_every_declared_field() -> None:
+    env = {"EXAMPLE_PORT": "81", "EXAMPLE_RATIO": "0.25", "EXAMPLE_NAME": "edge", "EXAMPLE_TOKEN": "s3cret"}
+    assert Example.from_env(env) == Example(81, 25.0, "edge", Inner("s3cret"), 3)
+    with pytest.raises(SettingsError, match="EXAMPLE_PORT=9999 needs EXAMPLE_NAME"):
+        Example.from_env({"EXAMPLE_PORT": "9999"})
+
+
+def test_a_secret_setting_stays_out_of_the_repr() -> None:
+    assert "s3cret" not in repr(Inner("s3cret"))
