@@ -66,10 +66,14 @@ export class ServerClock {
   }
 }
 
-/** The countdown of an open question: whole seconds left and the fraction of the time left. */
+/**
+ * The countdown of an open question: whole seconds left and the fraction of the time left. Never more
+ * than the question's time: until a ping answers, the clock is set from a state that left the server
+ * before it arrived, so just after a question opens it may read slightly before the opening.
+ */
 export function countdown(question, clock) {
   const total = Math.max(1, question.close_time_ms - question.open_time_ms);
-  const leftMs = Math.max(0, question.close_time_ms - clock.now());
+  const leftMs = Math.min(total, Math.max(0, question.close_time_ms - clock.now()));
   return { seconds: Math.ceil(leftMs / 1000), fraction: Math.min(1, leftMs / total), leftMs };
 }
 

@@ -216,6 +216,31 @@ async def test_the_countdown_follows_the_server_clock_not_a_wrong_local_one(brow
         assert errors.errors == [] and errors.dialogs == []
 
 
+async def test_the_countdown_never_shows_more_than_the_question_time(browser: Browser, tmp_path: Path) -> None:
+    """A clock estimate a little behind the server's, as a state's own timestamp gives before any ping,
+    reads just before the opening: the page must still show 60 s of a 60 s question, not 61."""
+    async with embedded_stack(tmp_path) as stack:
+        context = await browser.new_context(viewport=PHONE)
+        page = await context.new_page()
+        await page.goto(stack.edge_urls[0])
+        shown = await page.evaluate(
+            """async () => {
+                const { countdown } = await import("/static/common.js");
+                const question = { open_time_ms: 100_000, close_time_ms: 160_000 };
+                const at = (ms) => countdown(question, { now: () => ms });
+                return [at(99_400), at(100_000), at(100_001), at(159_999), at(161_000)];
+            }"""
+        )
+        await context.close()
+    assert [(left["seconds"], left["fraction"]) for left in shown] == [
+        (60, 1),
+        (60, 1),
+        (60, 59_999 / 60_000),
+        (1, 1 / 60_000),
+        (0, 0),
+    ]
+
+
 async def host_page_for_new_quiz(
     browser: Browser, session: aiohttp.ClientSession, base: str, title: str, errors: PageErrors
 ) -> tuple[Page, str]:
