@@ -18,7 +18,8 @@ from quizmesh.eventcodec import UndecodableEvent, decode
 log = logging.getLogger(__name__)
 
 POLL_MAX_RECORDS = 2000
-POLL_TIMEOUT_S = 0.05
+# A poll returns as soon as records are there; this bounds how soon a stop is noticed.
+POLL_TIMEOUT_S = 0.25
 RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 2.0
 

@@ -25,7 +25,8 @@ TTL_S = Integer(
 )
 BATCH_WAIT_MS = Integer(
     "QUIZMESH_LEADERBOARD_BATCH_WAIT_MS",
-    "How long Kafka may hold a fetch of events for more; keep it small next to the interval.",
+    "After a batch, how long events gather in Kafka before the next fetch; keep it small next to the "
+    "interval. The first event after a quiet spell is fetched at once.",
     default=20,
 )
 

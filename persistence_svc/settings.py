@@ -31,11 +31,16 @@ BATCH_MAX_RECORDS = Integer(
     minimum=1,
 )
 POLL_TIMEOUT_MS = Integer(
-    "QUIZMESH_PERSISTENCE_POLL_TIMEOUT_MS", "How long one poll of Kafka waits for records.", default=20, minimum=1
+    "QUIZMESH_PERSISTENCE_POLL_TIMEOUT_MS",
+    "How long one poll of Kafka waits for records while there are none; a poll returns as soon as "
+    "records are there, so this only bounds how soon a stop is noticed.",
+    default=250,
+    minimum=1,
 )
 BATCH_WAIT_MS = Integer(
     "QUIZMESH_PERSISTENCE_BATCH_WAIT_MS",
-    "How long Kafka may hold a fetch for more records: larger batches, fewer transactions and commits.",
+    "After a batch, how long records gather in Kafka before the next fetch: larger batches, fewer "
+    "transactions and commits; the first record after a quiet spell is fetched at once.",
     default=50,
 )
 DB_POOL_SIZE = Integer(

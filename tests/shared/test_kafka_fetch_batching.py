@@ -1,5 +1,6 @@
 """A consumer's batch wait against the real Kafka: records that trickle in reach a sink together, in one
-batch per wait, rather than one poll each; with no wait, each comes as soon as it is there."""
+batch per wait, rather than one poll each; with no wait, each comes as soon as it is there; and the
+first record after a quiet spell is not held for the wait."""
 
 from __future__ import annotations
 
@@ -63,3 +64,33 @@ async def test_without_a_wait_each_record_is_polled_as_soon_as_it_is_there(
 ) -> None:
     sizes = await _batch_sizes(kafka_bootstrap, one_partition_topic, batch_wait_ms=0)
     assert len(sizes) >= RECORDS - 1, sizes
+
+
+async def test_the_first_record_after_a_quiet_spell_is_not_held_for_the_wait(
+    kafka_bootstrap: str, one_partition_topic: str
+) -> None:
+    wait_s = 4.0
+    consumer = KafkaConsumer(
+        kafka_bootstrap, f"fetch-batching-{uuid.uuid4().hex}", [one_partition_topic], batch_wait_ms=int(wait_s * 1000)
+    )
+    publisher = KafkaPublisher(kafka_bootstrap)
+    await consumer.start()
+    try:
+        await publisher.publish([Record(one_partition_topic, "quiz", b"warm-up")], timeout_s=10)
+        deadline = time.monotonic() + 30
+        while not await consumer.poll(100, 0.05):
+            assert time.monotonic() < deadline, "the warm-up record never arrived"
+        # The wait that the warm-up began runs out with nothing to fetch: a quiet spell.
+        assert await consumer.poll(100, 0.05) == []
+        await publisher.publish([Record(one_partition_topic, "quiz", b"after the spell")], timeout_s=10)
+        published = time.monotonic()
+        polled: list[bytes] = []
+        while not polled and time.monotonic() < published + wait_s:
+            polled = [record.value for record in await consumer.poll(100, 0.05)]
+        waited_s = time.monotonic() - published
+    finally:
+        await publisher.close()
+        await consumer.close()
+    # Held for the wait, it would have come only after wait_s, if at all in this loop.
+    assert polled == [b"after the spell"]
+    assert waited_s < wait_s / 2, waited_s
