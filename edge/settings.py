@@ -45,8 +45,9 @@ ANSWER_BATCH_LINGER_MS = Integer(
 )
 ANSWER_BATCHES_IN_FLIGHT = Integer(
     "QUIZMESH_EDGE_ANSWER_BATCHES_IN_FLIGHT",
-    "Answer calls in flight at once; beyond them, answers wait for one to return (and batch up).",
-    default=2,
+    "Answer calls in flight at once; beyond them, answers wait for one to return (and batch up). "
+    "One makes the fewest calls, each paid for per call by every hop behind the edge.",
+    default=1,
     minimum=1,
 )
 DRAIN_MS = Integer(

@@ -136,7 +136,7 @@ class Upstream:
         persistence_addr: str = "127.0.0.1:50053",
         answer_batch_size: int = 256,
         answer_batch_linger_s: float = 0.002,
-        answer_batches_in_flight: int = 2,
+        answer_batches_in_flight: int = 1,
         answer_deadline_s: float = 5.0,
         call_deadline_s: float = 5.0,
         readiness_deadline_s: float = 1.0,

@@ -19,7 +19,7 @@ def test_defaults() -> None:
         "127.0.0.1:50052",
     )
     assert (settings.leaderboard_top_n, settings.answer_batch_size, settings.answer_batch_linger_ms) == (10, 256, 2)
-    assert settings.answer_batches_in_flight == 2
+    assert settings.answer_batches_in_flight == 1
     assert settings.allowed_origins == frozenset()
     assert (settings.max_frame_bytes, settings.heartbeat_s) == (64 * 1024, 20.0)
 
