@@ -1,4 +1,4 @@
-"""`python -m bench [fanout|floor|pipeline|batching|fetch|sessions|topology|profile|all]`: benchmarks.
+"""`python -m bench [fanout|floor|pipeline|batching|fetch|sessions|topology|profile|idle|all]`: benchmarks.
 
 Each writes its part of bench/out/results.json."""
 
@@ -58,6 +58,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench.profile import run as run_profile
 
         results["profile"] = await run_profile(logs, services_from=args.services_from)
+    if args.what == "idle":
+        from bench.idle import run as run_idle
+
+        key = "idle" if args.services_from is None else "idle_services_from"
+        results[key] = await run_idle(logs, services_from=args.services_from)
     if args.what in ("sessions", "all"):
         from bench.sessions import run as run_sessions
 
@@ -69,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "what",
-        choices=["fanout", "floor", "pipeline", "batching", "fetch", "sessions", "topology", "profile", "all"],
+        choices=["fanout", "floor", "pipeline", "batching", "fetch", "sessions", "topology", "profile", "idle", "all"],
         nargs="?",
         default="all",
     )
@@ -103,7 +108,7 @@ def main() -> None:
         "--services-from",
         type=lambda s: Path(s).resolve(),
         default=None,
-        help="pipeline, profile: run the services from this checkout (e.g. a git worktree of an earlier commit)",
+        help="pipeline, profile, idle: run the services from this checkout (e.g. a git worktree of an earlier commit)",
     )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)

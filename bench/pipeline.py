@@ -215,12 +215,17 @@ async def start_groups_at_end(bootstrap: str, groups: Sequence[str], topics: Seq
             await consumer.stop()
 
 
+def process_cpu_seconds(name: str, pid: int) -> float:
+    """CPU seconds of one measured process: with its children for the infrastructure (PostgreSQL)."""
+    return tree_cpu_seconds(pid) if name.startswith("infra:") else cpu_seconds(pid)
+
+
 async def _sample(pids: Mapping[str, int], into: list[tuple[float, dict[str, float]]], stop: asyncio.Event) -> None:
     while not stop.is_set():
         row = {}
         for name, pid in pids.items():
             try:
-                row[name] = tree_cpu_seconds(pid) if name.startswith("infra:") else cpu_seconds(pid)
+                row[name] = process_cpu_seconds(name, pid)
             except OSError:
                 continue
         into.append((time.monotonic(), row))
