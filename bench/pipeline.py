@@ -357,12 +357,13 @@ async def run(log_dir: Path, *, quick: bool = False, services_from: Path | None 
 
 
 # The edge's answer batching, side by side: its behaviour before the in-flight limit (any number of calls,
-# each sent 2 ms after its first answer) against the defaults.
+# each sent 2 ms after its first answer), the limit's first default (two calls) and the defaults (one).
 BATCHING_SETTINGS: dict[str, dict[str, str]] = {
     "linger-2ms-unbounded": {
         "QUIZMESH_EDGE_ANSWER_BATCH_LINGER_MS": "2",
         "QUIZMESH_EDGE_ANSWER_BATCHES_IN_FLIGHT": "100000",
     },
+    "two-in-flight": {"QUIZMESH_EDGE_ANSWER_BATCHES_IN_FLIGHT": "2"},
     "defaults": {},
 }
 
