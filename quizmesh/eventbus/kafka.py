@@ -94,12 +94,17 @@ async def check_credentials(bootstrap: str, credentials: KafkaCredentials) -> No
         return
 
 
+# No linger: the producer keeps one request in flight per broker, and what is sent while it is out goes
+# together in the next, so under load records batch anyway; a linger only delayed every publish that
+# found the broker idle (each of quiz_svc's answer batches, say) by that long.
+_LINGER_MS = 0
+
+
 class KafkaPublisher:
     def __init__(
         self,
         bootstrap: str,
         *,
-        linger_ms: int = 2,
         client_id: str = "quizmesh",
         credentials: KafkaCredentials = KAFKA_WITHOUT_CREDENTIALS,
     ) -> None:
@@ -108,7 +113,7 @@ class KafkaPublisher:
             "client_id": client_id,
             "acks": "all",
             "enable_idempotence": True,
-            "linger_ms": linger_ms,
+            "linger_ms": _LINGER_MS,
             "max_batch_size": 256 * 1024,
             "request_timeout_ms": 10_000,
         }
