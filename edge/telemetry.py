@@ -15,7 +15,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind
 
 from quizmesh.telemetry import Telemetry, seconds_histogram
-from quizmesh.tracing import carrier_sampled, linked_span, span_context_of, unsampled_span
+from quizmesh.tracing import call_metadata, carrier_sampled, linked_span, span_context_of, unsampled_span
 
 
 class EdgeMetrics:
@@ -110,15 +110,21 @@ class EdgeTelemetry:
             self.metrics.answer_to_leaderboard.record(max(0.0, time.time() - last_answer_ms / 1000))
 
     @contextlib.contextmanager
-    def answer_batch(self, carriers: Sequence[Mapping[str, str]]) -> Iterator[None]:
-        """The span of one batched call: a new trace (whichever answer's task flushed it) linked to
-        every sampled answer it carries; each answer's own trace continues in quiz_svc. A batch of
-        unsampled answers gets no span: the call runs in the flushing answer's unsampled context."""
+    def answer_batch(self, carriers: Sequence[Mapping[str, str]]) -> Iterator[tuple[tuple[str, str], ...]]:
+        """The span of one batched call, and the metadata that carries it to quiz_svc: a new trace
+        (whichever answer's task flushed it) linked to every sampled answer it carries; each answer's own
+        trace continues in quiz_svc. A batch of unsampled answers gets no span and sends no trace context,
+        so no hop of the call records anything (the call goes without the tracing interceptor: see
+        quizmesh.tracing.traced_call)."""
         links = [Link(c) for c in map(span_context_of, filter(carrier_sampled, carriers)) if c is not None]
         if not links:
-            yield
+            yield ()
             return
         with self.tracer.start_as_current_span(
-            "edge answer batch", context=Context(), links=links, attributes={"quizmesh.answers": len(carriers)}
+            "edge answer batch",
+            context=Context(),
+            kind=SpanKind.CLIENT,
+            links=links,
+            attributes={"quizmesh.answers": len(carriers)},
         ):
-            yield
+            yield call_metadata()

@@ -20,9 +20,14 @@ from quizmesh.grpc_errors import ERROR_CODE_METADATA_KEY, QUESTION_INDEX_METADAT
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 from quizmesh.telemetry import Telemetry
-from quizmesh.tracing import answer_spans
+from quizmesh.tracing import answer_spans, traced_call
 
 log = logging.getLogger(__name__)
+
+SERVICE_NAME = "quizmesh.quiz.v1.QuizService"
+# The answer path's method, traced by the servicer rather than the interceptor: see traced_call.
+BATCH_SUBMIT_ANSWERS = "BatchSubmitAnswers"
+_BATCH_SUBMIT_ANSWERS_PATH = f"/{SERVICE_NAME}/{BATCH_SUBMIT_ANSWERS}"
 
 
 _STATUS_OF: dict[type[domain.QuizError], grpc.StatusCode] = {
@@ -330,7 +335,10 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
             )
         started = time.perf_counter()
         # Many players' answers share this call; each keeps its own trace through the event it publishes.
-        with answer_spans(self._tracer, "quiz_svc answer", [a.trace_context for a in request.answers]) as traces:
+        with (
+            traced_call(self._tracer, _BATCH_SUBMIT_ANSWERS_PATH, context.invocation_metadata()),
+            answer_spans(self._tracer, "quiz_svc answer", [a.trace_context for a in request.answers]) as traces,
+        ):
             inputs = [_answer_input(a, t.headers) for a, t in zip(request.answers, traces, strict=True)]
             outcomes = await self._game.submit_answers(inputs)
             for t, outcome in zip(traces, outcomes, strict=True):

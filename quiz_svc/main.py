@@ -14,7 +14,7 @@ from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.persistence_results import PersistenceResults
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
-from quiz_svc.grpc_api import QuizServicer
+from quiz_svc.grpc_api import BATCH_SUBMIT_ANSWERS, SERVICE_NAME, QuizServicer
 from quiz_svc.ports import GameStore, InstanceRegistry, QuizRepository
 from quiz_svc.service import QuizGame, SystemClock, Timeouts
 from quiz_svc.settings import Settings
@@ -25,7 +25,6 @@ from quizmesh.quiz.v1 import quiz_service_pb2_grpc
 from quizmesh.runtime import Runtime
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = "quizmesh.quiz.v1.QuizService"
 
 
 async def open_repository(runtime: Runtime) -> QuizRepository:
@@ -148,6 +147,7 @@ async def run(
                 SERVICE_NAME,
                 quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
                 QuizServicer(game, feed, clock, runtime.telemetry),
+                traced_by_servicer=(BATCH_SUBMIT_ANSWERS,),
             ),
         )
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)

@@ -44,7 +44,8 @@ class Runtime:
 
     def grpc_server(self, address: str, binding: ServiceBinding) -> GrpcServer:
         """A service's gRPC server, traced and measured by this process's telemetry."""
-        return GrpcServer(address, [binding], interceptors=self.telemetry.grpc_server_interceptors())
+        untraced = [binding.full_method(method) for method in binding.traced_by_servicer]
+        return GrpcServer(address, [binding], interceptors=self.telemetry.grpc_server_interceptors(untraced))
 
     def publisher(self, client_id: str) -> EventPublisher:
         if self.engines.event_bus == "memory":

@@ -47,7 +47,7 @@ LagSource = Callable[[], Mapping[tuple[str, int], int]]
 DEFAULT_SAMPLE_RATIO = 0.01
 # Latencies from 1 ms to 10 s: an answer is expected back within tens of milliseconds.
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_NOT_TRACED = filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection")))
+_NOT_TRACED = (filters.health_check(), filters.service_prefix("grpc.reflection"))
 
 
 def seconds_histogram(meter: metrics.Meter, name: str, description: str) -> metrics.Histogram:
@@ -180,15 +180,19 @@ class Telemetry:
     def meter(self, name: str) -> metrics.Meter:
         return self.meter_provider.get_meter(name)
 
-    def grpc_server_interceptors(self) -> list[Any]:
+    def grpc_server_interceptors(self, untraced_methods: Sequence[str] = ()) -> list[Any]:
+        """The tracing interceptor, for every method but health checks, reflection and `untraced_methods`
+        (full names, "/package.Service/Method")."""
         if not self.tracing:
             return []
-        return [aio_server_interceptor(self.tracer_provider, filter_=_NOT_TRACED)]  # type: ignore[no-untyped-call]
+        untraced = filters.any_of(*_NOT_TRACED, *map(filters.full_method_name, untraced_methods))
+        return [aio_server_interceptor(self.tracer_provider, filter_=filters.negate(untraced))]  # type: ignore[no-untyped-call]
 
     def grpc_client_interceptors(self) -> list[Any]:
         if not self.tracing:
             return []
-        return list(aio_client_interceptors(self.tracer_provider, filter_=_NOT_TRACED))  # type: ignore[no-untyped-call]
+        traced = filters.negate(filters.any_of(*_NOT_TRACED))
+        return list(aio_client_interceptors(self.tracer_provider, filter_=traced))  # type: ignore[no-untyped-call]
 
     def traced_publisher(self, inner: EventPublisher) -> EventPublisher:
         return TracedPublisher(inner, self.tracer("quizmesh.eventbus")) if self.tracing else inner

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -100,6 +100,31 @@ def linked_span(tracer: trace.Tracer, name: str, carrier: Mapping[str, str]) -> 
     links = [Link(linked)] if linked is not None else []
     with tracer.start_as_current_span(name, context=Context(), links=links) as span:
         yield span
+
+
+def call_metadata() -> tuple[tuple[str, str], ...]:
+    """The current span's trace context as gRPC metadata, for a call made without the tracing interceptor."""
+    return tuple(current_trace_context().items())
+
+
+@contextlib.contextmanager
+def traced_call(
+    tracer: trace.Tracer, full_method: str, metadata: Iterable[tuple[str, str | bytes]] | None
+) -> Iterator[None]:
+    """The server span of a call that the tracing interceptor leaves out (see ServiceBinding.traced_by_servicer),
+    named and typed as the interceptor names its spans, the current span inside the block. Only a call that
+    brought a trace context gets one: the caller traces its call only when it is sampled, so an unsampled
+    call costs a look through its metadata."""
+    carrier = {key: value for key, value in metadata or () if key in _TRACE_HEADERS and isinstance(value, str)}
+    if not carrier:
+        yield
+        return
+    service, _, method = full_method.lstrip("/").partition("/")
+    attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+    with tracer.start_as_current_span(
+        full_method, context=_PROPAGATOR.extract(carrier), kind=SpanKind.SERVER, attributes=attributes
+    ):
+        yield
 
 
 @dataclass

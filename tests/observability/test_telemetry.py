@@ -10,6 +10,7 @@ import logging
 import urllib.request
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,7 +25,7 @@ from quizmesh.logs import REDACTED, LogFormat, log_handler
 from quizmesh.process import ProcessSettings
 from quizmesh.settings import SettingsError
 from quizmesh.telemetry import Telemetry, setup_telemetry
-from quizmesh.tracing import answer_spans, context_from_headers, current_trace_context
+from quizmesh.tracing import answer_spans, context_from_headers, current_trace_context, traced_call
 
 TOKEN = Credentials(b"k" * 32).issue("player", "QUIZ1234", "player-1")
 # Production processes sample 1% of new traces; these tests follow every one.
@@ -224,6 +225,42 @@ def test_a_sampled_answer_is_traced_and_its_batch_too_whatever_the_ratio() -> No
     assert answer.parent is not None and f"{answer.parent.span_id:016x}" == "b7ad6b7169203331"
     assert answer.context is not None and batch.context is not None
     assert [link.context.span_id for link in answer.links] == [batch.context.span_id]
+    telemetry.close()
+
+
+def test_a_batch_of_unsampled_answers_sends_no_trace_context_and_its_call_gets_no_span() -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("t", SAMPLE_ALL, span_exporter=exporter)
+    tracer = telemetry.tracer("test")
+    unsampled = {"traceparent": SAMPLED_ANSWER["traceparent"][:-2] + "00"}
+    with EdgeTelemetry(telemetry).answer_batch([unsampled]) as metadata:
+        assert metadata == ()
+    with traced_call(tracer, "/quizmesh.quiz.v1.QuizService/BatchSubmitAnswers", metadata):
+        assert not trace.get_current_span().is_recording()
+    assert exporter.get_finished_spans() == ()
+    telemetry.close()
+
+
+def test_a_sampled_batch_carries_its_span_to_the_call_span_on_the_server() -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("t", NONE_NEW, span_exporter=exporter)
+    tracer = telemetry.tracer("test")
+    with EdgeTelemetry(telemetry).answer_batch([SAMPLED_ANSWER]) as metadata:
+        assert [key for key, _ in metadata] == ["traceparent"]
+    # What grpc.aio hands the servicer: the caller's metadata among its own.
+    received = (("user-agent", "grpc-python"), *metadata)
+    with traced_call(tracer, "/quizmesh.quiz.v1.QuizService/BatchSubmitAnswers", received):
+        pass
+    [batch] = [s for s in exporter.get_finished_spans() if s.name == "edge answer batch"]
+    [call] = [s for s in exporter.get_finished_spans() if s.name == "/quizmesh.quiz.v1.QuizService/BatchSubmitAnswers"]
+    assert batch.kind == SpanKind.CLIENT and call.kind == SpanKind.SERVER
+    assert batch.context is not None and call.parent is not None
+    assert (call.parent.trace_id, call.parent.span_id) == (batch.context.trace_id, batch.context.span_id)
+    assert call.attributes is not None
+    assert (call.attributes["rpc.service"], call.attributes["rpc.method"]) == (
+        "quizmesh.quiz.v1.QuizService",
+        "BatchSubmitAnswers",
+    )
     telemetry.close()
 
 
