@@ -158,27 +158,39 @@ async def check_credentials(client: RedisClient, credentials: RedisCredentials) 
         log.warning("checking the credentials with Redis: unreachable (%r)", exc)
 
 
-async def run_script_per_key(
-    client: RedisClient, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
-) -> list[Any]:
-    """Runs `script` once per (keys, args) in one pipeline (on a cluster, one per node, in parallel);
-    returns the replies in the order of `calls`.
+# One script run: the script, its keys and its arguments.
+ScriptCall = tuple[AsyncScript, Sequence[str], Sequence[Any]]
+
+
+async def run_scripts(client: RedisClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Runs each (script, keys, args) in one pipeline (on a cluster, one per node, in parallel); returns
+    the replies in the order of `calls`, a failed call's error in place of its reply.
 
     By EVALSHA alone: redis-py's pipelined Script objects send a SCRIPT EXISTS round trip before
     every pipeline. A call refused with NOSCRIPT did not run, so it is run again alone once the script
     is loaded: Redis lost its script cache in a restart or a flush, or a replica was promoted (scripts
-    are not replicated). Any other error is raised, though other calls of the pipeline may have run."""
+    are not replicated)."""
     async with client.pipeline(transaction=False) as pipe:
-        for keys, args in calls:
+        for script, keys, args in calls:
             # Not pipe.evalsha: redis-py refuses that name on a cluster pipeline, although its router
             # sends EVALSHA by its keys (and refuses keys of different slots).
             pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
     for position, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
-            keys, args = calls[position]
+            script, keys, args = calls[position]
             replies[position] = await script(keys=list(keys), args=list(args))
-        elif isinstance(reply, Exception):
+    return replies
+
+
+async def run_script_per_key(
+    client: RedisClient, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+) -> list[Any]:
+    """Runs `script` once per (keys, args) as run_scripts does; raises the first call's error, though
+    other calls of the pipeline may have run."""
+    replies = await run_scripts(client, [(script, keys, args) for keys, args in calls])
+    for reply in replies:
+        if isinstance(reply, Exception):
             raise reply
     return replies
 

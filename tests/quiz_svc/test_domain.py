@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from quiz_svc import domain
@@ -190,3 +192,15 @@ def test_the_answer_window_uses_server_time_only() -> None:
     assert domain.answer_window_refusal(state, 7, 5_000) == AnswerRefusal.QUESTION_NOT_FOUND
     lobby = initial_state(QUIZ)
     assert domain.answer_window_refusal(lobby, 0, 0) == AnswerRefusal.QUESTION_NOT_OPEN
+
+
+@pytest.mark.parametrize(
+    ("quiz_id", "question_index", "player_id"),
+    [("ABC123", 0, "p-1"), ("QUIZ", 41, "7f3c0d9a2b1e4f5a8c6d0e1f2a3b4c5d"), ("ÄÖÜ漢字", 299, "nick name")],
+)
+def test_an_answer_event_id_is_the_uuid5_of_its_answer_as_every_earlier_release_published_it(
+    quiz_id: str, question_index: int, player_id: str
+) -> None:
+    # Sinks dedupe republished answers by this ID, also across a rolling upgrade: it must never change.
+    expected = uuid.uuid5(uuid.NAMESPACE_URL, f"quizmesh:answer:{quiz_id}:{question_index}:{player_id}").hex
+    assert domain.answer_event_id(quiz_id, question_index, player_id) == expected

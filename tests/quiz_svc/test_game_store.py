@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import uuid
 from fractions import Fraction
+from unittest import mock
 
 import orjson
 import pytest
@@ -410,3 +411,31 @@ async def test_an_answer_judged_before_kinds_reads_as_its_single_choice(
     stored = await RedisGameStore(redis, acks).answer(AnswerKey(quiz_id, 0, "p1"))
     assert stored is not None
     assert (stored.value, stored.credit, stored.tally, stored.points) == (ChoiceAnswer(2), Fraction(1), ("2",), 900)
+
+
+async def test_without_replicas_a_mark_rides_with_the_next_claim_or_goes_alone_soon(
+    engine_redis: tuple[RedisClient | None, ReplicaAcks],
+) -> None:
+    redis, acks = engine_redis
+    if redis is None or acks.replicas:
+        pytest.skip("Redis without replicas to wait for: there a mark takes no round trip of its own")
+    store = RedisGameStore(redis, acks)
+    q = await started(store, "p1", "p2", "p3")
+    for player in ("p1", "p2"):
+        [fresh] = await store.claim_answers([claim(q, player)], ME)
+        assert isinstance(fresh, Fresh)
+        assert await store.record_verdicts([(key(q, player), judged(900))], "me") == [True]
+    with mock.patch.object(redis, "pipeline", wraps=redis.pipeline) as pipelines:
+        marking = asyncio.create_task(store.acknowledge([key(q, "p1")]))
+        await asyncio.sleep(0)
+        assert not marking.done()  # waiting for a ride
+        # The next claim carries the mark, ahead of its own calls: a repeat in it is already answered.
+        outcomes = await store.claim_answers([claim(q, "p1"), claim(q, "p3")], OTHER)
+        await asyncio.sleep(0)  # the marking task resumes; the timer that would send it alone is cancelled
+        assert marking.done() and marking.result() == {key(q, "p1")}
+    assert pipelines.call_count == 1  # one round trip for the mark and the claim
+    assert outcomes[0] == AnswerRefusal.ALREADY_ANSWERED and isinstance(outcomes[1], Fresh)
+    # With no claim to ride with, a mark goes alone after MARKS_RIDE_WAIT_S.
+    assert await asyncio.wait_for(store.acknowledge([key(q, "p2")]), 2.0) == {key(q, "p2")}
+    [repeat] = await store.claim_answers([claim(q, "p2")], OTHER)
+    assert repeat == AnswerRefusal.ALREADY_ANSWERED
