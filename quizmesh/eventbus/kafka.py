@@ -121,6 +121,8 @@ class KafkaPublisher:
         self._start_lock = asyncio.Lock()
 
     async def start(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
         # Created on first use: a producer that was built but never started warns at garbage collection.
         async with self._start_lock:
             if self._producer is not None:
@@ -136,7 +138,9 @@ class KafkaPublisher:
 
     async def publish(self, records: Sequence[Record], *, timeout_s: float) -> None:
         try:
-            await asyncio.wait_for(self._publish(records), timeout_s)
+            # Not wait_for: on Python 3.11 that runs the publication in a task of its own, once per batch.
+            async with asyncio.timeout(timeout_s):
+                await self._publish(records)
         except (TimeoutError, KafkaError) as exc:
             raise EventBusUnavailable(f"Kafka did not acknowledge {len(records)} events: {exc!r}") from exc
 
