@@ -228,9 +228,13 @@ def test_a_sampled_answer_is_traced_and_its_batch_too_whatever_the_ratio() -> No
     telemetry.close()
 
 
-def test_a_batch_of_unsampled_answers_sends_no_trace_context_and_its_call_gets_no_span() -> None:
+def _exported(env: dict[str, str]) -> tuple[InMemorySpanExporter, Telemetry]:
     exporter = InMemorySpanExporter()
-    telemetry = setup_telemetry("t", SAMPLE_ALL, span_exporter=exporter)
+    return exporter, setup_telemetry("t", env, span_exporter=exporter)
+
+
+def test_a_batch_of_unsampled_answers_sends_no_trace_context_and_its_call_gets_no_span() -> None:
+    exporter, telemetry = _exported(SAMPLE_ALL)
     tracer = telemetry.tracer("test")
     unsampled = {"traceparent": SAMPLED_ANSWER["traceparent"][:-2] + "00"}
     with EdgeTelemetry(telemetry).answer_batch([unsampled]) as metadata:
@@ -242,8 +246,7 @@ def test_a_batch_of_unsampled_answers_sends_no_trace_context_and_its_call_gets_n
 
 
 def test_a_sampled_batch_carries_its_span_to_the_call_span_on_the_server() -> None:
-    exporter = InMemorySpanExporter()
-    telemetry = setup_telemetry("t", NONE_NEW, span_exporter=exporter)
+    exporter, telemetry = _exported(NONE_NEW)
     tracer = telemetry.tracer("test")
     with EdgeTelemetry(telemetry).answer_batch([SAMPLED_ANSWER]) as metadata:
         assert [key for key, _ in metadata] == ["traceparent"]
