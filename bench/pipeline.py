@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -108,6 +109,9 @@ class Deployment:
         run_id = uuid.uuid4().hex[:8]
         self.addrs = {service: [f"127.0.0.1:{free_port()}" for _ in range(replicas)] for service in _SERVICES}
         self.edge_ports = [free_port() for _ in range(replicas)]
+        # quiz_svc's metrics endpoints: its count of answer calls gives the answers per call (§11 of
+        # docs/performance.md), which decides the CPU per answer at low rates.
+        self.quiz_metrics_ports = [free_port() for _ in range(replicas)]
         self.balancer_port = free_port() if replicas > 1 else None
         self.postgres_dsn = engines.postgres_dsn
         self.env = {
@@ -162,9 +166,13 @@ class Deployment:
             # Services that create their tables at start-up need the role that owns them.
             migration_dsn = self.env.get("QUIZMESH_POSTGRES_MIGRATION_DSN")
             self.env["QUIZMESH_POSTGRES_DSN"] = migration_dsn or self.env["QUIZMESH_POSTGRES_DSN"]
-        own = [
-            (service, {variable: address}) for service, variable in _SERVICES.items() for address in self.addrs[service]
-        ]
+        own: list[tuple[str, dict[str, str]]] = []
+        for service, variable in _SERVICES.items():
+            for index, address in enumerate(self.addrs[service]):
+                settings = {variable: address}
+                if service == "quiz-svc":
+                    settings["QUIZMESH_METRICS_PORT"] = str(self.quiz_metrics_ports[index])
+                own.append((service, settings))
         own += [("edge", {"QUIZMESH_EDGE_PORT": str(port)}) for port in self.edge_ports]
         for service, settings in own:
             name = self._name(service, sum(1 for n in self.children if n.startswith(service)))
@@ -193,6 +201,27 @@ class Deployment:
     def stop(self) -> None:
         for child in reversed(list(self.children.values())):
             child.stop()
+
+    async def answer_calls(self) -> float | None:
+        """BatchSubmitAnswers calls quiz_svc has served so far (every process; the count appears with the
+        first call); None when an endpoint does not answer."""
+        calls = 0.0
+        for port in self.quiz_metrics_ports:
+            try:
+                text = await asyncio.to_thread(_get_text, f"http://127.0.0.1:{port}/metrics")
+            except OSError:
+                return None
+            found = _ANSWER_CALLS.search(text)
+            calls += float(found.group(1)) if found else 0.0
+        return calls
+
+
+_ANSWER_CALLS = re.compile(r"^quizmesh_quiz_answer_batch_duration_seconds_count(?:\{[^}]*\})? (\S+)$", re.M)
+
+
+def _get_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
 
 async def start_groups_at_end(bootstrap: str, groups: Sequence[str], topics: Sequence[str]) -> None:
@@ -262,6 +291,7 @@ async def measured_run(deployment: Deployment, plan: loadtest.Plan, label: str) 
             rss.append(sum(map(rss_bytes, edge_pids)))
             await asyncio.sleep(1.0)
 
+    calls_before = await deployment.answer_calls()
     sampler = asyncio.create_task(_sample(pids, samples, stop))
     rss_task = asyncio.create_task(watch_rss())
     children_before = os.times()
@@ -272,6 +302,7 @@ async def measured_run(deployment: Deployment, plan: loadtest.Plan, label: str) 
 
     report = await loadtest.run(plan, progress=show)
     children_after = os.times()
+    calls_after = await deployment.answer_calls()
     stop.set()
     await asyncio.gather(sampler, rss_task)
     persisted = await _persisted(deployment.postgres_dsn, report["quiz_ids"], report["answers_accepted"])
@@ -296,10 +327,17 @@ async def measured_run(deployment: Deployment, plan: loadtest.Plan, label: str) 
         "answers_persisted": persisted,
         "every_answer_persisted": persisted >= report["answers_accepted"],
         "cpu_us_per_answer": per_hop,
+        "answers_per_call": _per_call(report["answers_accepted"], calls_before, calls_after),
         "load_generator_workers_cpu_s": round(generator_cpu, 1),
         "edge_rss_per_connection_bytes": round((max(rss, default=rss_before) - rss_before) / peak),
         "timeline": report["timeline"],
     }
+
+
+def _per_call(answers: int, calls_before: float | None, calls_after: float | None) -> float | None:
+    if calls_before is None or calls_after is None or calls_after <= calls_before:
+        return None
+    return round(answers / (calls_after - calls_before), 2)
 
 
 def steady_plan(url: str, players: int, duration_s: float) -> loadtest.Plan:

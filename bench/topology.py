@@ -69,6 +69,7 @@ def summary(measured: Mapping[str, Any]) -> dict[str, Any]:
         "connections_peak": report["connections_peak"],
         "errors": report["errors"],
         "every_answer_persisted": measured["every_answer_persisted"],
+        "answers_per_call": measured["answers_per_call"],
         "cpu_us_per_answer": parts,
         "cpu_us_per_answer_total": round(sum(parts.values()), 1),
         "cpu_us_per_answer_by_process": measured["cpu_us_per_answer"],

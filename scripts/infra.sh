@@ -1062,7 +1062,7 @@ start_component() {
     esac
 }
 
-ensure_haproxy() { # the cluster topology's edges sit behind HAProxy, which the test stack starts
+ensure_haproxy() { # edges sit behind HAProxy in the cluster topology and in replicated deployments on either
     command -v haproxy >/dev/null || apt_install haproxy
 }
 
@@ -1083,8 +1083,9 @@ cmd_up() {
         start_postgres pg-replica
         for c in "${REDIS_CLUSTER_NODES[@]}" redis-pubsub; do start_redis "$c"; done
         redis_cluster_form
-        ensure_haproxy
     fi
+    # Both topologies' tests put edges behind it (the replicated deployment of bench.pipeline, too).
+    ensure_haproxy
     kafka_wait
     log "all up in $(($(now) - t0))s"
     cmd_env

@@ -46,6 +46,8 @@ async def test_a_replicated_deployment_is_measured_by_process_and_by_part(tmp_pa
     assert measured["connections_peak"] == 40
     assert set(measured["errors"]) <= {"question_closed"}
     assert measured["every_answer_persisted"]
+    # Counted by both quiz_svc processes: every accepted answer came in some call.
+    assert measured["answers_per_call"] is not None and measured["answers_per_call"] >= 1
     processes = measured["cpu_us_per_answer_by_process"]
     services = {f"{s}-{i}" for s in ("edge", "quiz-svc", "leaderboard-svc", "persistence-svc") for i in (1, 2)}
     assert services | {"haproxy"} <= set(processes)
