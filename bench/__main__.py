@@ -1,4 +1,4 @@
-"""`python -m bench [fanout|floor|pipeline|batching|fetch|sessions|topology|profile|idle|all]`: benchmarks.
+"""`python -m bench [fanout|floor|calls|pipeline|batching|fetch|sessions|topology|profile|idle|all]`: benchmarks.
 
 Each writes its part of bench/out/results.json."""
 
@@ -28,6 +28,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         from bench.floor import run as run_floor
 
         results["floor"] = await run_floor(args.sizes)
+    if args.what in ("calls", "all"):
+        from bench.calls import run as run_calls
+
+        results["calls"] = await run_calls()
     if args.what in ("pipeline", "all"):
         from bench.pipeline import run as run_pipeline
 
@@ -74,7 +78,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "what",
-        choices=["fanout", "floor", "pipeline", "batching", "fetch", "sessions", "topology", "profile", "idle", "all"],
+        choices=[
+            "fanout",
+            "floor",
+            "calls",
+            "pipeline",
+            "batching",
+            "fetch",
+            "sessions",
+            "topology",
+            "profile",
+            "idle",
+            "all",
+        ],
         nargs="?",
         default="all",
     )
