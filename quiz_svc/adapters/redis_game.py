@@ -139,6 +139,8 @@ class RedisGameStore:
         self._restore = redis.register_script(_script("restore.lua"))
         self._marks_waiting: list[tuple[list[ScriptCall], asyncio.Future[None]]] = []
         self._marks_timer: asyncio.TimerHandle | None = None
+        # The event loop keeps only weak references to tasks: these are held until they finish.
+        self._marks_sent_alone: set[asyncio.Task[list[Any]]] = set()
 
     async def create(self, state: GameState) -> None:
         fields: dict[Any, Any] = {**_state_fields(state), "count": state.participant_count}
@@ -341,8 +343,13 @@ class RedisGameStore:
     def _send_marks_alone(self) -> None:
         self._marks_timer = None
         task = asyncio.create_task(self._with_waiting_marks([]), name="acknowledgement-marks-alone")
-        # Their writers hear of a failure through their futures.
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._marks_sent_alone.add(task)
+        task.add_done_callback(self._sent_alone)
+
+    def _sent_alone(self, task: asyncio.Task[list[Any]]) -> None:
+        self._marks_sent_alone.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here: the marks' writers hear of a failure through their futures
 
     async def _run_per_quiz(self, script: AsyncScript, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Runs `script` once per (quiz key prefix, args), all in one pipeline (one per cluster node)."""
