@@ -7,7 +7,9 @@ CPU time and memory are read from /proc, so nothing beyond the standard library 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,10 +33,79 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Below this lie the fixed ports scripts/infra.sh gives its servers (and Redis Cluster's bus ports).
+_LOWEST_HANDED_OUT = 27000
+
+
+def _port_pool() -> range:
+    """Ports the kernel never picks for an outgoing connection, where there are enough of them. A port
+    the kernel chooses (bind to 0) lies in that ephemeral range: between its choice and the server's
+    bind, some client's connection could take it, and CI runs failed so."""
+    try:
+        low, high = map(int, _EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return range(0)
+    for pool in (range(high + 1, 65536), range(_LOWEST_HANDED_OUT, low)):
+        if len(pool) >= 1000:
+            return pool
+    return range(0)
+
+
+class _Ports:
+    """Hands out loopback ports in turn, each free when handed out and none twice until the pool wraps
+    round. Two stacks started one after the other never share a port; the kernel's own choice could
+    give the same port twice (a few stacks in a thousand), and two gRPC servers would then both bind
+    it and share its connections."""
+
+    def __init__(self) -> None:
+        self._pool = _port_pool()
+        self._next = random.randrange(len(self._pool)) if self._pool else 0
+        self._given: set[int] = set()
+
+    def take(self, count: int) -> int:
+        """The first of `count` consecutive ports free now."""
+        if not self._pool:
+            return self._kernel_choice(count)
+        for _ in range(len(self._pool)):
+            first = self._pool[self._next]
+            self._next = (self._next + count) % len(self._pool)
+            if first + count - 1 in self._pool and _bindable(range(first, first + count)):
+                return first
+        raise OSError(f"no {count} consecutive free ports in {self._pool}")
+
+    def _kernel_choice(self, count: int) -> int:
+        while True:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                first = int(probe.getsockname()[1])
+            ports = range(first, first + count)
+            if self._given.isdisjoint(ports) and ports[-1] < 65536 and _bindable(ports):
+                self._given.update(ports)
+                return first
+
+
+def _bindable(ports: range) -> bool:
+    with contextlib.ExitStack() as held:
+        try:
+            for port in ports:
+                held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+_ports = _Ports()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, for a server about to be started."""
+    return _ports.take(1)
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports, for a process that binds a run of them."""
+    return _ports.take(count)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -100,6 +100,9 @@ class GrpcServer:
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+                # gRPC would share a port another process already listens on, the connections split
+                # between the two; a port taken must stop this process instead.
+                ("grpc.so_reuseport", 0),
             ],
         )
         self._health = health.aio.HealthServicer()

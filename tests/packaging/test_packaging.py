@@ -9,11 +9,9 @@ The slow tests build throwaway environments with uv from PyPI:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from bench.procs import free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -181,30 +181,6 @@ def test_everything_works_at_the_dependency_floors(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _free_ports_from(count: int) -> int:
-    """A port that is free with the count - 1 after it. The kernel's choice alone often is not: the ports
-    after it lie in the ephemeral range, where other clients' connections take them (a CI run failed so)."""
-    while True:
-        with contextlib.ExitStack() as held:
-            first = held.enter_context(socket.socket())
-            first.bind(("127.0.0.1", 0))
-            base = int(first.getsockname()[1])
-            if base + count > 65536:
-                continue
-            try:
-                for port in range(base + 1, base + count):
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_wheel_installed_from_the_lock_offers_working_commands(tmp_path: Path) -> None:
@@ -229,9 +205,9 @@ def test_the_wheel_installed_from_the_lock_offers_working_commands(tmp_path: Pat
             assert done.returncode != 0 and "quizmesh[bench]" in done.stderr, done.stderr
         else:
             assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
-    port = _free_port()
+    port = free_port()
     dev = subprocess.Popen(
-        [str(bin_dir / "quizmesh"), "dev", "--port", str(port), "--grpc-base-port", str(_free_ports_from(3)),
+        [str(bin_dir / "quizmesh"), "dev", "--port", str(port), "--grpc-base-port", str(free_ports(3)),
          "--sqlite", str(tmp_path / "dev.sqlite3")],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip

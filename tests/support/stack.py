@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.launcher import embedded_env, run_embedded
-from bench.procs import grpc_serving, http_ready
+from bench.procs import free_port, grpc_serving, http_ready
 from quizmesh.grpc_retry import target
 from tests.support.infra import REAL, REAL_MIGRATION_DSN, migrate_database, require_real_stack
 
@@ -40,12 +39,6 @@ LOOPBACK_LIMITS = {
     "QUIZMESH_EDGE_MESSAGES_PER_S": "1000",
     "QUIZMESH_EDGE_MESSAGES_BURST": "1000",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -335,10 +328,15 @@ async def wait_ready(stack: Stack, log_dir: Path, timeout_s: float = 60) -> None
     pending = [("grpc", a) for a in stack.quiz_addrs + stack.leaderboard_addrs + stack.persistence_addrs] + [
         ("http", u) for u in dict.fromkeys([*edges, *stack.edge_urls])
     ]
+    logs = {log_dir / f"{name}-{n}.log": p for name, group in stack.processes.items() for n, p in enumerate(group)}
+    if stack.balancer is not None:
+        logs[log_dir / "haproxy.log"] = stack.balancer
     while pending:
-        for process in [*(p for group in stack.processes.values() for p in group), *filter(None, [stack.balancer])]:
+        for log, process in logs.items():
             if process.poll() is not None:
-                raise RuntimeError(f"a process exited with {process.returncode}; see the logs in {log_dir}")
+                # CI keeps no files: the end of the log is the only trace of why the process stopped.
+                tail = log.read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"{log.stem} exited with {process.returncode} before ready; it logged:\n{tail}")
         still = []
         for kind, where in pending:
             ok = await (grpc_serving(where) if kind == "grpc" else http_ready(f"{where}/readyz"))
