@@ -11,9 +11,10 @@ from collections.abc import Callable
 from aiohttp import web
 
 from edge.app import create_app, start_draining
-from edge.settings import Settings
+from edge.settings import HOST, PORT, Settings
 from edge.telemetry import EdgeTelemetry
 from edge.upstream import Upstream
+from quizmesh.process import CannotStart
 from quizmesh.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,13 @@ async def run(
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise CannotStart(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}. Stop the process that holds "
+                f"the port, or set {PORT.name} (or {HOST.name})"
+            ) from exc
         port = int(runner.addresses[0][1])
         log.info("edge listening on %s:%d", settings.host, port)
         if on_ready is not None:

@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from quizmesh.grpc_reflection import enable_reflection
+from quizmesh.process import CannotStart
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,15 @@ class GrpcServer:
             binding.add_to_server(binding.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         enable_reflection([*self._names, health.SERVICE_NAME], self._server)
-        self.port = self._server.add_insecure_port(address)
+        try:
+            self.port = self._server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address"
+            raise CannotStart(
+                f"cannot listen on {address}: another process holds the port, or the address is not this "
+                "machine's. Stop that process, or give this service another address (its QUIZMESH_*_ADDR)"
+            ) from exc
         if self.port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise CannotStart(f"cannot listen on {address}")
 
     async def start(self) -> None:
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
