@@ -26,9 +26,10 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.launcher import embedded_env, run_embedded
+from bench.procs import free_port
 from quizmesh.telemetry import setup_telemetry
 from tests.support.game import Game
-from tests.support.stack import Stack, free_port
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -25,10 +25,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bench.procs import free_port
 from scripts.prometheus_config import rule_groups
 from tests.faults.harness import GrpcGame
 from tests.support.private_infra import PrivateInfra
-from tests.support.stack import Stack, free_port, process_stack, stop_process, wait_ready
+from tests.support.stack import Stack, process_stack, stop_process, wait_ready
 
 from .conftest import PROMETHEUS_SH
 

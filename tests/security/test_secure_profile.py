@@ -18,11 +18,12 @@ import pytest
 from redis.exceptions import AuthenticationError, NoPermissionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bench.procs import free_port
 from quizmesh.redis_client import connect_single
 from quizmesh.settings import RedisCredentials
 from tests.support.game import play_and_store
 from tests.support.private_infra import PrivateInfra, private_infra_set
-from tests.support.stack import SIGNING_KEY, free_port, process_stack, run_quizmesh
+from tests.support.stack import SIGNING_KEY, process_stack, run_quizmesh
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.procs import free_port
 from tests.support.infra import require_real_stack
-from tests.support.stack import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA_SH = REPO / "scripts" / "infra.sh"

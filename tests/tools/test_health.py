@@ -13,9 +13,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from apps.launcher import SERVICES
+from bench.procs import free_port
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines
-from tests.support.stack import SIGNING_KEY, free_port
+from tests.support.stack import SIGNING_KEY
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

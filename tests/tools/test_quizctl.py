@@ -16,11 +16,12 @@ import grpc
 import pytest
 
 from apps import quizctl
+from bench.procs import free_port
 from quizmesh import results
 from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 from tests.support.checks import wait_for_stored_answers
-from tests.support.stack import Stack, free_port
+from tests.support.stack import Stack
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "capitals.json"
 
