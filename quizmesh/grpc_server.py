@@ -114,13 +114,13 @@ class GrpcServer:
         enable_reflection([*self._names, health.SERVICE_NAME], self._server)
         try:
             self.port = self._server.add_insecure_port(address)
-        except RuntimeError as exc:  # grpc's "Failed to bind to address"
+        except RuntimeError:  # grpc's "Failed to bind to address", which says no more than a port of 0
+            self.port = 0
+        if self.port == 0:
             raise CannotStart(
                 f"cannot listen on {address}: another process holds the port, or the address is not this "
                 "machine's. Stop that process, or give this service another address (its QUIZMESH_*_ADDR)"
-            ) from exc
-        if self.port == 0:
-            raise CannotStart(f"cannot listen on {address}")
+            )
 
     async def start(self) -> None:
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
