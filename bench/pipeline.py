@@ -203,8 +203,8 @@ class Deployment:
             child.stop()
 
     async def answer_calls(self) -> float | None:
-        """BatchSubmitAnswers calls quiz_svc has served so far (every process; the count appears with the
-        first call); None when an endpoint does not answer."""
+        """Answer batches quiz_svc has judged so far, as StreamAnswers messages or BatchSubmitAnswers calls
+        (every process; the count appears with the first batch); None when an endpoint does not answer."""
         calls = 0.0
         for port in self.quiz_metrics_ports:
             try:

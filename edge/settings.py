@@ -36,7 +36,7 @@ BROADCAST_SLICE = Integer(
 )
 ANSWER_BATCH_SIZE = Integer(
     "QUIZMESH_EDGE_ANSWER_BATCH_SIZE",
-    "At most this many answers share one BatchSubmitAnswers call.",
+    "At most this many answers share one batch (a message on an answer stream, or a BatchSubmitAnswers call).",
     default=256,
     minimum=1,
 )
@@ -48,6 +48,20 @@ ANSWER_BATCHES_IN_FLIGHT = Integer(
     "Answer calls in flight at once; beyond them, answers wait for one to return (and batch up). "
     "One makes the fewest calls, each paid for per call by every hop behind the edge.",
     default=1,
+    minimum=1,
+)
+ANSWER_STREAMS = Integer(
+    "QUIZMESH_EDGE_ANSWER_STREAMS",
+    "StreamAnswers calls the edge keeps open to quiz_svc and sends its answer batches over in turn; each is "
+    "placed on a replica like any call, so more spread one edge's answers over more replicas.",
+    default=2,
+    minimum=1,
+)
+ANSWER_STREAM_MAX_AGE_MS = Integer(
+    "QUIZMESH_EDGE_ANSWER_STREAM_MAX_AGE_MS",
+    "After this long an answer stream is closed once its batches are answered, and a new one opened, so that "
+    "answers spread again over quiz_svc replicas that started since.",
+    default=30_000,
     minimum=1,
 )
 DRAIN_MS = Integer(
@@ -112,6 +126,9 @@ class Settings(FromEnvironment):
     answer_batch_linger_ms: int = setting(ANSWER_BATCH_LINGER_MS)
     # Beyond this many answer calls in flight, answers wait for one to return (edge/upstream.py AnswerBatcher).
     answer_batches_in_flight: int = setting(ANSWER_BATCHES_IN_FLIGHT)
+    # Answer batches travel as messages on these long-lived calls (edge/answer_streams.py).
+    answer_streams: int = setting(ANSWER_STREAMS)
+    answer_stream_max_age_s: float = setting(ANSWER_STREAM_MAX_AGE_MS, lambda ms: ms / 1000)
     # Rate limits (edge/limits.py): messages per connection, joins (join_quiz, resume) per client address.
     messages_per_s: int = setting(MESSAGES_PER_S)
     messages_burst: int = setting(MESSAGES_BURST)

@@ -1,8 +1,8 @@
 """The edge's gRPC clients: one channel per service, every call under a deadline, answers micro-batched.
 
-A unary gRPC call costs ~200-330 µs of CPU on each side; fifty answers in one call cost ~8 µs each
-(research/performance.md B2, C). So answers from all sockets wait up to a couple of milliseconds to share
-one BatchSubmitAnswers call, and each caller awaits only its own outcome.
+Every batch costs its hops a fixed amount of CPU however many answers it carries, so answers from all
+sockets wait up to a couple of milliseconds to share one, and each caller awaits only its own outcome.
+The batches travel as messages on long-lived calls (edge/answer_streams.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Final, Protocol, TypeVar, cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from edge.answer_streams import AnswerStreams, TraceMetadata
 from edge.fanout import FeedNotFound
 from edge.media import MediaFile
 from edge.telemetry import EdgeTelemetry
@@ -137,6 +138,8 @@ class Upstream:
         answer_batch_size: int = 256,
         answer_batch_linger_s: float = 0.002,
         answer_batches_in_flight: int = 1,
+        answer_streams: int = 2,
+        answer_stream_max_age_s: float = 30.0,
         answer_deadline_s: float = 5.0,
         call_deadline_s: float = 5.0,
         readiness_deadline_s: float = 1.0,
@@ -152,6 +155,8 @@ class Upstream:
         self._batch_size = answer_batch_size
         self._linger_s = answer_batch_linger_s
         self._batches_in_flight = answer_batches_in_flight
+        self._answer_stream_count = answer_streams
+        self._answer_stream_max_age_s = answer_stream_max_age_s
         self._quiz_channel: grpc.aio.Channel | None = None
         self._answer_channel: grpc.aio.Channel | None = None
         self._leaderboard_channel: grpc.aio.Channel | None = None
@@ -161,6 +166,7 @@ class Upstream:
         self._leaderboard_stub: leaderboard_grpc.LeaderboardServiceAsyncStub | None = None
         self._persistence_stub: persistence_grpc.PersistenceServiceAsyncStub | None = None
         self._batcher: AnswerBatcher | None = None
+        self._answer_streams: AnswerStreams | None = None
 
     async def open(self) -> None:
         self._quiz_channel = self._channel(self._quiz_addr)
@@ -180,8 +186,15 @@ class Upstream:
             "persistence_grpc.PersistenceServiceAsyncStub",
             persistence_grpc.PersistenceServiceStub(self._persistence_channel),
         )
+        self._answer_streams = AnswerStreams(
+            self._answer_stub.StreamAnswers,
+            self.send_answer_batch_unary,
+            streams=self._answer_stream_count,
+            max_age_s=self._answer_stream_max_age_s,
+            deadline_s=self._answer_deadline_s,
+        )
         self._batcher = AnswerBatcher(
-            self._send_answers,
+            self.send_answer_batch,
             max_batch=self._batch_size,
             linger_s=self._linger_s,
             max_in_flight=self._batches_in_flight,
@@ -220,6 +233,11 @@ class Upstream:
                 await asyncio.wait_for(self._batcher.close(), grace_s)
             except TimeoutError:
                 log.warning("answers still in flight after %.1f s at shutdown", grace_s)
+        if self._answer_streams is not None:
+            try:
+                await asyncio.wait_for(self._answer_streams.close(), grace_s)
+            except TimeoutError:
+                log.warning("answer streams still open after %.1f s at shutdown", grace_s)
         channels = (self._quiz_channel, self._answer_channel, self._leaderboard_channel, self._persistence_channel)
         for channel in channels:
             if channel is not None:
@@ -246,12 +264,20 @@ class Upstream:
 
     # --- QuizService ---
 
-    async def _send_answers(self, answers: list[quiz_pb2.Answer]) -> Sequence[quiz_pb2.AnswerOutcome]:
-        assert self._answer_stub is not None, "Upstream.open() was not called"
+    async def send_answer_batch(self, answers: list[quiz_pb2.Answer]) -> Sequence[quiz_pb2.AnswerOutcome]:
+        """One batch now, on an answer stream: what the micro-batcher sends."""
+        assert self._answer_streams is not None, "Upstream.open() was not called"
         with self.telemetry.answer_batch([a.trace_context for a in answers]) as metadata:
-            response = await self._answer_stub.BatchSubmitAnswers(
-                quiz_pb2.BatchSubmitAnswersRequest(answers=answers), timeout=self._answer_deadline_s, metadata=metadata
-            )
+            return await self._answer_streams.send(answers, metadata)
+
+    async def send_answer_batch_unary(
+        self, answers: list[quiz_pb2.Answer], metadata: TraceMetadata = ()
+    ) -> Sequence[quiz_pb2.AnswerOutcome]:
+        """One batch now, as a unary call: for the batches that no answer stream took."""
+        assert self._answer_stub is not None, "Upstream.open() was not called"
+        response = await self._answer_stub.BatchSubmitAnswers(
+            quiz_pb2.BatchSubmitAnswersRequest(answers=answers), timeout=self._answer_deadline_s, metadata=metadata
+        )
         return list(response.outcomes)
 
     async def submit_answer(self, answer: quiz_pb2.Answer) -> quiz_pb2.AnswerOutcome:

@@ -3,9 +3,10 @@ codes, in one table. A client mistake is answered with a status, never logged as
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import NoReturn
 
 import grpc
@@ -25,9 +26,12 @@ from quizmesh.tracing import answer_spans, traced_call
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "quizmesh.quiz.v1.QuizService"
-# The answer path's method, traced by the servicer rather than the interceptor: see traced_call.
+# The answer path's methods, traced by the servicer rather than the interceptor: see traced_call. A
+# StreamAnswers call gets a server span for each batch that brought a trace context, not one for the call.
 BATCH_SUBMIT_ANSWERS = "BatchSubmitAnswers"
+STREAM_ANSWERS = "StreamAnswers"
 _BATCH_SUBMIT_ANSWERS_PATH = f"/{SERVICE_NAME}/{BATCH_SUBMIT_ANSWERS}"
+_STREAM_ANSWERS_PATH = f"/{SERVICE_NAME}/{STREAM_ANSWERS}"
 
 
 _STATUS_OF: dict[type[domain.QuizError], grpc.StatusCode] = {
@@ -109,6 +113,11 @@ async def _abort_for(context: grpc.aio.ServicerContext, exc: domain.QuizError) -
     await _abort(context, _STATUS_OF[kind], _ERROR_CODE_OF[kind], str(exc))
 
 
+async def _abort_oversized_batch(context: grpc.aio.ServicerContext) -> NoReturn:
+    message = f"a batch holds at most {MAX_BATCH} answers; split it"
+    await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", message)
+
+
 def _require(value: str, field: str) -> None:
     if not value.strip():
         raise domain.InvalidQuiz(f"{field} is required")
@@ -158,6 +167,12 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         self._clock = clock
         self._metrics = QuizMetrics(telemetry.meter("quiz_svc"))
         self._tracer = telemetry.tracer("quiz_svc")
+        self._answer_streams_end = asyncio.Event()
+
+    def end_answer_streams(self) -> None:
+        """Asks every StreamAnswers call to stop reading, answer the batches it has read, and end with OK,
+        so that its caller sends the next batches to another replica while this one drains."""
+        self._answer_streams_end.set()
 
     def _count(self, outcomes: Sequence[AcceptedAnswer | AnswerRefusal]) -> None:
         accepted = 0
@@ -327,19 +342,51 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         self, request: pb.BatchSubmitAnswersRequest, context: grpc.aio.ServicerContext
     ) -> pb.BatchSubmitAnswersResponse:
         if len(request.answers) > MAX_BATCH:
-            await _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "invalid_argument",
-                f"a batch holds at most {MAX_BATCH} answers; split it",
-            )
+            await _abort_oversized_batch(context)
+        outcomes = await self._judge_batch(request.answers, _BATCH_SUBMIT_ANSWERS_PATH, context.invocation_metadata())
+        return pb.BatchSubmitAnswersResponse(outcomes=outcomes)
+
+    async def StreamAnswers(  # type: ignore[override]  # grpc.aio also serves a handler that writes its responses
+        self,
+        requests: AsyncIterator[pb.StreamAnswersRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        # Each batch is judged in a task of its own, so that a caller with several batches in flight
+        # is not served one after the other; the call takes one write at a time.
+        writing = asyncio.Lock()
+
+        async def answer(request: pb.StreamAnswersRequest) -> None:
+            outcomes = await self._judge_batch(request.answers, _STREAM_ANSWERS_PATH, request.trace_context.items())
+            async with writing:
+                await context.write(pb.StreamAnswersResponse(batch_id=request.batch_id, outcomes=outcomes))
+
+        async def read(batches: asyncio.TaskGroup) -> bool:
+            """Whether the call must end for an oversized batch; the batches before it are answered."""
+            async for request in requests:
+                if len(request.answers) > MAX_BATCH:
+                    return True
+                batches.create_task(answer(request))
+            return False
+
+        async with asyncio.TaskGroup() as batches:
+            reading = batches.create_task(read(batches))
+            ending = batches.create_task(self._answer_streams_end.wait())
+            await asyncio.wait((reading, ending), return_when=asyncio.FIRST_COMPLETED)
+            reading.cancel()
+            ending.cancel()
+        if not reading.cancelled() and reading.result():
+            await _abort_oversized_batch(context)
+
+    async def _judge_batch(
+        self, answers: Sequence[pb.Answer], method_path: str, trace_metadata: Iterable[tuple[str, str | bytes]] | None
+    ) -> list[pb.AnswerOutcome]:
         started = time.perf_counter()
         # Many players' answers share this call; each keeps its own trace through the event it publishes.
         with (
-            traced_call(self._tracer, _BATCH_SUBMIT_ANSWERS_PATH, context.invocation_metadata()),
-            answer_spans(self._tracer, "quiz_svc answer", [a.trace_context for a in request.answers]) as traces,
+            traced_call(self._tracer, method_path, trace_metadata),
+            answer_spans(self._tracer, "quiz_svc answer", [a.trace_context for a in answers]) as traces,
         ):
-            inputs = [_answer_input(a, t.headers) for a, t in zip(request.answers, traces, strict=True)]
+            inputs = [_answer_input(a, t.headers) for a, t in zip(answers, traces, strict=True)]
             outcomes = await self._game.submit_answers(inputs)
             for t, outcome in zip(traces, outcomes, strict=True):
                 if t.span is not None:
@@ -348,7 +395,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
                     )
         self._count(outcomes)
         self._metrics.batch_duration.record(time.perf_counter() - started)
-        return pb.BatchSubmitAnswersResponse(outcomes=[_outcome_to_pb(o) for o in outcomes])
+        return [_outcome_to_pb(o) for o in outcomes]
 
     async def _host(
         self,

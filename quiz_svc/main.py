@@ -14,7 +14,7 @@ from quiz_svc.adapters.memory_game import InMemoryGameStore
 from quiz_svc.adapters.memory_instances import InMemoryInstanceRegistry
 from quiz_svc.adapters.persistence_results import PersistenceResults
 from quiz_svc.adapters.update_feed import ChannelUpdateFeed
-from quiz_svc.grpc_api import BATCH_SUBMIT_ANSWERS, SERVICE_NAME, QuizServicer
+from quiz_svc.grpc_api import BATCH_SUBMIT_ANSWERS, SERVICE_NAME, STREAM_ANSWERS, QuizServicer
 from quiz_svc.ports import GameStore, InstanceRegistry, QuizRepository
 from quiz_svc.service import QuizGame, SystemClock, Timeouts
 from quiz_svc.settings import Settings
@@ -141,13 +141,15 @@ async def run(
         # Popped in reverse: drain the replied answers' marks, then declare this process gone.
         resources.push_async_callback(game.retire)
         resources.push_async_callback(game.drain)
+        servicer = QuizServicer(game, feed, clock, runtime.telemetry)
         server = runtime.grpc_server(
             settings.address,
             ServiceBinding(
                 SERVICE_NAME,
                 quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
-                QuizServicer(game, feed, clock, runtime.telemetry),
-                traced_by_servicer=(BATCH_SUBMIT_ANSWERS,),
+                servicer,
+                traced_by_servicer=(BATCH_SUBMIT_ANSWERS, STREAM_ANSWERS),
+                on_stop=servicer.end_answer_streams,
             ),
         )
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)

@@ -29,6 +29,9 @@ class ServiceBinding:
     # Methods whose servicer makes its call's span itself, and only when the caller sent a trace context
     # (quizmesh.tracing.traced_call): on a hot path, the tracing interceptor's cost per call is too high.
     traced_by_servicer: tuple[str, ...] = ()
+    # Called when the server stops taking calls, before the grace for those in flight: a servicer ends
+    # the long-lived calls that it can end cleanly, whose callers then go to another replica.
+    on_stop: Callable[[], None] | None = None
 
     def full_method(self, method: str) -> str:
         return f"/{self.full_name}/{method}"
@@ -108,6 +111,7 @@ class GrpcServer:
         )
         self._health = health.aio.HealthServicer()
         self._names = [b.full_name for b in bindings]
+        self._on_stop = [b.on_stop for b in bindings if b.on_stop is not None]
         for binding in bindings:
             binding.add_to_server(binding.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -153,4 +157,6 @@ class GrpcServer:
         self._stopping = True
         await self._health.enter_graceful_shutdown()
         await asyncio.sleep(self._lame_duck_s)
+        for on_stop in self._on_stop:
+            on_stop()
         await self._server.stop(grace_s)

@@ -213,6 +213,7 @@ _KNOWN_RPCS = {
         "LeaveQuiz",
         "SubmitAnswer",
         "BatchSubmitAnswers",
+        "StreamAnswers",
         "StartQuiz",
         "NextQuestion",
         "CloseQuestion",

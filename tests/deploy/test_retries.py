@@ -24,6 +24,7 @@ PROTOS = {
 WRITES = {
     "SubmitAnswer",
     "BatchSubmitAnswers",
+    "StreamAnswers",
     "JoinQuiz",
     "ResumeQuiz",
     "CreateQuiz",

@@ -9,7 +9,7 @@ import struct
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +132,9 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
     def __init__(self) -> None:
         self.quizzes: dict[str, FakeQuiz] = {}
         self.batch_sizes: list[int] = []
+        # Answer batches that came as BatchSubmitAnswers calls, and StreamAnswers calls opened.
+        self.unary_batches = 0
+        self.answer_streams = 0
         self.answers: list[quiz_pb2.Answer] = []
         self.host_requests: list[Any] = []
         self.watch_calls: Counter[str] = Counter()
@@ -313,10 +316,20 @@ class FakeQuizService(quiz_grpc.QuizServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the edge never erases players")
         raise AssertionError("context.abort returned")
 
+    def _judge_batch(self, answers: Sequence[quiz_pb2.Answer]) -> list[quiz_pb2.AnswerOutcome]:
+        self.batch_sizes.append(len(answers))
+        self.answers.extend(answers)
+        return [self._judge(a) for a in answers]
+
     async def BatchSubmitAnswers(self, request: Any, context: Any) -> quiz_pb2.BatchSubmitAnswersResponse:
-        self.batch_sizes.append(len(request.answers))
-        self.answers.extend(request.answers)
-        return quiz_pb2.BatchSubmitAnswersResponse(outcomes=[self._judge(a) for a in request.answers])
+        self.unary_batches += 1
+        return quiz_pb2.BatchSubmitAnswersResponse(outcomes=self._judge_batch(request.answers))
+
+    async def StreamAnswers(self, requests: Any, context: Any) -> AsyncIterator[quiz_pb2.StreamAnswersResponse]:
+        self.answer_streams += 1
+        async for request in requests:
+            outcomes = self._judge_batch(request.answers)
+            yield quiz_pb2.StreamAnswersResponse(batch_id=request.batch_id, outcomes=outcomes)
 
     async def StartQuiz(self, request: Any, context: Any) -> quiz_pb2.StartQuizResponse:
         quiz = await self._host(request, context)

@@ -53,12 +53,14 @@ async def _serve_quiz(service: FakeQuizService, address: str) -> grpc.aio.Server
 
 async def test_a_watch_waits_for_a_replica_to_serve_and_answers_spread_over_the_replicas() -> None:
     """Two quiz_svc replicas behind one target: the watch opened while neither serves resumes as soon
-    as one does, and answers go to both once both serve."""
+    as one does, and answers go to both once both serve (as the answer streams age and are replaced)."""
     first, second = _unused_address(), _unused_address()
     quiz = FakeQuizService()
     created = await quiz.CreateQuiz(quiz_pb2.CreateQuizRequest(title="t"), None)
     quiz_id = created.quiz.quiz_id
-    upstream = Upstream(target([first, second]), _unused_address(), answer_batch_linger_s=0)
+    upstream = Upstream(
+        target([first, second]), _unused_address(), answer_batch_linger_s=0, answer_stream_max_age_s=0.05
+    )
     await upstream.open()
     servers: list[grpc.aio.Server] = []
     try:
@@ -72,7 +74,7 @@ async def test_a_watch_waits_for_a_replica_to_serve_and_answers_spread_over_the_
         await stream.aclose()
         other = FakeQuizService()
         servers.append(await _serve_quiz(other, first))
-        # round_robin: once the channel has connected to both replicas, batches go to each in turn.
+        # round_robin: once the channel has connected to both replicas, new streams go to each in turn.
         for _ in range(500):
             await upstream.submit_answer(quiz_pb2.Answer(player_token="nobody", question_index=0, choice=0))
             if other.batch_sizes and quiz.batch_sizes:

@@ -1,4 +1,4 @@
-"""The nine fault scenarios of issue 6, each ending with lost = 0, duplicated = 0, drift = 0.
+"""The nine fault scenarios of issue 6 and those added since (8b), each ending with lost = 0, duplicated = 0, drift = 0.
 
 Each runs its own process stack (separate quiz_svc, leaderboard_svc, persistence_svc and, where
 players use WebSockets, edge processes) on the private infrastructure of conftest.py, plays one quiz
@@ -446,8 +446,12 @@ class WsPlayers:
 
         return sum(await asyncio.gather(*(one(n) for n in range(len(self.clients)))))
 
-    async def answer(self, index: int) -> None:
+    async def answer(self, index: int, spread_s: float = 0.0) -> None:
+        """Every player answers question `index`, retrying what is retryable; with `spread_s`, the players
+        start evenly over that many seconds instead of all at once."""
+
         async def one(n: int) -> None:
+            await asyncio.sleep(spread_s * n / len(self.clients))
             for _ in range(50):
                 started = time.monotonic()
                 reply = await self.clients[n].request("submit_answer", question_index=index, choice=(n + index) % 3)
@@ -469,21 +473,31 @@ class WsPlayers:
             await client.close()
 
 
-async def test_reconnect_storm_every_player_resumes(private_infra: PrivateInfra, tmp_path: Path) -> None:
-    """The edge holding every socket is SIGKILLed and restarted; all players reconnect at once,
-    resume with their credentials and keep answering."""
+@contextlib.asynccontextmanager
+async def ws_game(
+    infra: PrivateInfra, tmp_path: Path, *, questions: int, **counts: Any
+) -> AsyncIterator[tuple[Stack, GrpcGame, WsPlayers]]:
+    """A stack with one edge, a quiz hosted over gRPC, and WS_PLAYERS players joined through the edge who
+    have answered its first question."""
     # limit=0: aiohttp's default pool of 100 connections would hold the 101st socket back forever.
     connector = aiohttp.TCPConnector(limit=0)
     async with (
-        stack_on(private_infra, tmp_path, edges=1) as stack,
+        stack_on(infra, tmp_path, edges=1, **counts) as stack,
         aiohttp.ClientSession(connector=connector) as session,
     ):
-        host = GrpcGame(stack.quiz_addrs, players=0, questions=4)
+        host = GrpcGame(stack.quiz_addrs, players=0, questions=questions)
         await host.setup()
         players = WsPlayers(session, stack.ws_url(), host.quiz_id)
         await players.join(WS_PLAYERS)
         # setup() started the quiz before anyone joined over WebSockets; late joining is allowed.
         await players.answer(0)
+        yield stack, host, players
+
+
+async def test_reconnect_storm_every_player_resumes(private_infra: PrivateInfra, tmp_path: Path) -> None:
+    """The edge holding every socket is SIGKILLed and restarted; all players reconnect at once,
+    resume with their credentials and keep answering."""
+    async with ws_game(private_infra, tmp_path, questions=4) as (stack, host, players):
         await host.next_question()
         await players.answer(1)
         started = time.monotonic()
@@ -507,6 +521,41 @@ async def test_reconnect_storm_every_player_resumes(private_infra: PrivateInfra,
         )
         assert report["resumed"] == WS_PLAYERS, report
         assert report["accepted"] == 3 * WS_PLAYERS, report
+
+
+# --- 8b ---
+
+
+async def test_sigterm_quiz_svc_behind_an_edge_mid_question(private_infra: PrivateInfra, tmp_path: Path) -> None:
+    """The edge sends answer batches on StreamAnswers calls to two quiz_svc replicas; one is sent SIGTERM
+    while players answer. It answers the batches it read and ends its streams; the edge sends the rest to
+    the other replica. Every player's answer is accepted once, none lost, none refused as internal."""
+    async with ws_game(private_infra, tmp_path, questions=3, quiz_services=2) as (stack, host, players):
+        await host.next_question()
+        answering = asyncio.create_task(players.answer(1, spread_s=3.0))
+        await asyncio.sleep(1.0)
+        host.down.add(0)
+        started = time.monotonic()
+        exit_code = await asyncio.to_thread(stop_process, stack.processes["quiz-svc"][0])
+        stop_s = round(time.monotonic() - started, 2)
+        await answering
+        await host.next_question()
+        await players.answer(2)
+        await players.close()
+        report = await finish(
+            private_infra,
+            "8b-sigterm-quiz-svc-behind-an-edge",
+            "test_sigterm_quiz_svc_behind_an_edge_mid_question",
+            host,
+            players.ledger,
+            host.quiz_id,
+            players=WS_PLAYERS,
+            exit_code=exit_code,
+            stop_s=stop_s,
+        )
+        assert exit_code == 0, report
+        assert report["accepted"] == 3 * WS_PLAYERS, report
+        assert not players.ledger.errors["answer:internal"], report
 
 
 # --- 9 ---

@@ -157,7 +157,7 @@ def test_an_answer_is_one_trace_from_the_frame_to_the_leaderboard_and_the_update
         assert answer.parent is not None and answer.parent.span_id == frame_id
         # The batched gRPC call is its own trace; the answer links to the server span of that call.
         [server_call] = [by_id[i] for i in _linked_span_ids(answer)]
-        assert server_call.kind == SpanKind.SERVER and "BatchSubmitAnswers" in server_call.name
+        assert server_call.kind == SpanKind.SERVER and server_call.name.endswith("/StreamAnswers")
         # One span for the call on each side: the edge's batch, and quiz_svc's own (not the interceptors').
         assert server_call.parent is not None and by_id[server_call.parent.span_id].name == "edge answer batch"
         assert server_call.context is not None and server_call.context.trace_id != trace_id

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
 
 from quiz_svc import main
+from quiz_svc.grpc_api import MAX_BATCH
 from quiz_svc.settings import Settings
 from quizmesh.eventbus.ports import ANSWER_SUBMITTED, TailReader
 from quizmesh.events.v1 import events_pb2
@@ -18,7 +20,7 @@ from quizmesh.quiz.v1 import quiz_service_pb2 as pb
 from quizmesh.quiz.v1 import quiz_service_pb2_grpc as pb_grpc
 from quizmesh.runtime import Runtime
 from quizmesh.settings import Engines
-from tests.support.infra import REAL, require_real_stack
+from tests.support.infra import REAL, migrate_database, require_real_stack
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +29,14 @@ pytestmark = pytest.mark.integration
 class Running:
     stub: pb_grpc.QuizServiceStub
     answers: TailReader
+    stop: asyncio.Event
 
 
 @pytest.fixture(params=["embedded", "real"])
 async def quiz_service(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[Running]:
     if request.param == "real":
         require_real_stack()
+        await migrate_database()  # a fresh database too: quiz_svc refuses to start on an older schema
         runtime = Runtime(REAL)
     else:
         runtime = Runtime(Engines.embedded(":memory:"))
@@ -51,7 +55,7 @@ async def quiz_service(request: pytest.FixtureRequest, tmp_path: object) -> Asyn
     task = asyncio.create_task(main.run(runtime, settings, stop, port.set_result))
     bound = await asyncio.wait_for(port, 30)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{bound}") as channel:
-        yield Running(pb_grpc.QuizServiceStub(channel), answers)
+        yield Running(pb_grpc.QuizServiceStub(channel), answers, stop)
     stop.set()
     await asyncio.wait_for(task, 15)
     with contextlib.suppress(Exception):
@@ -84,6 +88,76 @@ async def test_an_accepted_answer_is_already_in_the_event_bus(quiz_service: Runn
     assert [(e.event_id, e.points, e.player_id) for e in seen] == [
         (result.event_id, result.points, joined.player.player_id)
     ]
+
+
+async def _open_question(stub: pb_grpc.QuizServiceStub, players: int) -> list[str]:
+    """A quiz with its first question open; the players' tokens."""
+    created = await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[QUESTION]), timeout=10)
+    quiz_id = created.quiz.quiz_id
+    tokens = []
+    for n in range(players):
+        joined = await stub.JoinQuiz(pb.JoinQuizRequest(quiz_id=quiz_id, nickname=f"P{n}"), timeout=10)
+        tokens.append(joined.player_token)
+    await stub.StartQuiz(pb.StartQuizRequest(quiz_id=quiz_id, host_token=created.host_token), timeout=10)
+    return tokens
+
+
+async def _answered(call: Any, count: int) -> dict[int, list[pb.AnswerOutcome]]:
+    responses = [await asyncio.wait_for(call.read(), 10) for _ in range(count)]
+    return {r.batch_id: list(r.outcomes) for r in responses}
+
+
+async def test_answer_batches_on_a_stream_are_answered_under_their_batch_ids(quiz_service: Running) -> None:
+    first, second, third = await _open_question(quiz_service.stub, 3)
+    call = quiz_service.stub.StreamAnswers()
+    await call.write(
+        pb.StreamAnswersRequest(
+            batch_id=7,
+            answers=[
+                pb.Answer(player_token=first, question_index=0, choice=1),
+                pb.Answer(player_token=second, question_index=0, choice=0),
+            ],
+        )
+    )
+    await call.write(
+        pb.StreamAnswersRequest(batch_id=9, answers=[pb.Answer(player_token=third, question_index=0, choice=5)])
+    )
+    answered = await _answered(call, 2)
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+    assert [(o.error, o.result.correct) for o in answered[7]] == [
+        (pb.ANSWER_ERROR_UNSPECIFIED, True),
+        (pb.ANSWER_ERROR_UNSPECIFIED, False),
+    ]
+    assert [o.error for o in answered[9]] == [pb.ANSWER_ERROR_INVALID_CHOICE]
+
+
+async def _stream_with_one_batch_answered(stub: pb_grpc.QuizServiceStub) -> tuple[Any, str]:
+    """A StreamAnswers call on which one player's answer was accepted; the player's token."""
+    [player] = await _open_question(stub, 1)
+    call = stub.StreamAnswers()
+    await call.write(
+        pb.StreamAnswersRequest(batch_id=1, answers=[pb.Answer(player_token=player, question_index=0, choice=1)])
+    )
+    answered = await _answered(call, 1)
+    assert [o.error for o in answered[1]] == [pb.ANSWER_ERROR_UNSPECIFIED]
+    return call, player
+
+
+async def test_an_oversized_batch_ends_the_stream_after_the_batches_before_it(quiz_service: Running) -> None:
+    call, player = await _stream_with_one_batch_answered(quiz_service.stub)
+    oversized = [pb.Answer(player_token=player, question_index=0, choice=1)] * (MAX_BATCH + 1)
+    await call.write(pb.StreamAnswersRequest(batch_id=2, answers=oversized))
+    assert await asyncio.wait_for(call.code(), 10) == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"at most {MAX_BATCH} answers" in await call.details()
+
+
+async def test_a_stopping_quiz_svc_answers_what_it_read_and_ends_its_answer_streams(quiz_service: Running) -> None:
+    call, _ = await _stream_with_one_batch_answered(quiz_service.stub)
+    quiz_service.stop.set()
+    # Ended by the server while the caller still writes: the caller sends its next batches elsewhere.
+    assert await asyncio.wait_for(call.read(), 10) is grpc.aio.EOF
+    assert await call.code() == grpc.StatusCode.OK
 
 
 async def test_client_mistakes_get_actionable_statuses(quiz_service: Running) -> None:

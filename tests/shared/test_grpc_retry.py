@@ -68,6 +68,7 @@ def test_only_reads_are_listed() -> None:
         "JoinQuiz",
         "SubmitAnswer",
         "BatchSubmitAnswers",
+        "StreamAnswers",
         "StartQuiz",
         "NextQuestion",
         "CloseQuestion",

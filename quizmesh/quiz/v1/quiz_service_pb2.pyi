@@ -1305,6 +1305,88 @@ class BatchSubmitAnswersResponse(_message.Message):
 Global___BatchSubmitAnswersResponse: _TypeAlias = BatchSubmitAnswersResponse  # noqa: Y015
 
 @_typing.final
+class StreamAnswersRequest(_message.Message):
+    """StreamAnswersRequest is one batch of answers on a StreamAnswers call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.int
+    """Chosen by the caller, unique on its call; the batch's response carries it back."""
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Answer]:
+        """The answers, at most as many as BatchSubmitAnswers takes."""
+
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C trace context (traceparent, tracestate) of the caller's span for this batch, when it is sampled."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.int = ...,
+        answers: _abc.Iterable[Global___Answer] | None = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "batch_id", b"batch_id", "trace_context", b"trace_context"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamAnswersRequest: _TypeAlias = StreamAnswersRequest  # noqa: Y015
+
+@_typing.final
+class StreamAnswersResponse(_message.Message):
+    """StreamAnswersResponse answers one batch of a StreamAnswers call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.int
+    """The batch_id of the request it answers."""
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnswerOutcome]:
+        """One outcome per answer, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.int = ...,
+        outcomes: _abc.Iterable[Global___AnswerOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamAnswersResponse: _TypeAlias = StreamAnswersResponse  # noqa: Y015
+
+@_typing.final
 class StartQuizRequest(_message.Message):
     """StartQuizRequest asks to start a quiz."""
 

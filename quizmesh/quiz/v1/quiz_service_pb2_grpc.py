@@ -87,6 +87,11 @@ class QuizServiceStub:
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.BatchSubmitAnswersRequest.SerializeToString,
                 response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.BatchSubmitAnswersResponse.FromString,
                 _registered_method=True)
+        self.StreamAnswers = channel.stream_stream(
+                '/quizmesh.quiz.v1.QuizService/StreamAnswers',
+                request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StreamAnswersRequest.SerializeToString,
+                response_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StreamAnswersResponse.FromString,
+                _registered_method=True)
         self.StartQuiz = channel.unary_unary(
                 '/quizmesh.quiz.v1.QuizService/StartQuiz',
                 request_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StartQuizRequest.SerializeToString,
@@ -215,6 +220,15 @@ class QuizServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamAnswers(self, request_iterator, context):
+        """Judges answer batches sent as messages on one long-lived call, each answered by one response with
+        its batch_id, in any order: a message costs about a third of a BatchSubmitAnswers call. The server
+        ends the call with OK when it drains; a batch it did not answer then was never read, and may go again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StartQuiz(self, request, context):
         """Starts the quiz and opens its first question (host only).
         """
@@ -337,6 +351,11 @@ def add_QuizServiceServicer_to_server(servicer, server):
                     servicer.BatchSubmitAnswers,
                     request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.BatchSubmitAnswersRequest.FromString,
                     response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.BatchSubmitAnswersResponse.SerializeToString,
+            ),
+            'StreamAnswers': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamAnswers,
+                    request_deserializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StreamAnswersRequest.FromString,
+                    response_serializer=quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StreamAnswersResponse.SerializeToString,
             ),
             'StartQuiz': grpc.unary_unary_rpc_method_handler(
                     servicer.StartQuiz,
@@ -662,6 +681,33 @@ class QuizService:
             '/quizmesh.quiz.v1.QuizService/BatchSubmitAnswers',
             quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.BatchSubmitAnswersRequest.SerializeToString,
             quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.BatchSubmitAnswersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamAnswers(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/quizmesh.quiz.v1.QuizService/StreamAnswers',
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StreamAnswersRequest.SerializeToString,
+            quizmesh_dot_quiz_dot_v1_dot_quiz__service__pb2.StreamAnswersResponse.FromString,
             options,
             channel_credentials,
             insecure,

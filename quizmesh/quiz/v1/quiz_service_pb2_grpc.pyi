@@ -56,6 +56,11 @@ class QuizServiceStub:
     """Judges one answer. Accepted only once Kafka holds the resulting event."""
     BatchSubmitAnswers: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.BatchSubmitAnswersRequest, _quiz_service_pb2.BatchSubmitAnswersResponse]
     """Judges many answers in one call; each gets its own result. Used by the edge's micro-batcher."""
+    StreamAnswers: _grpc.StreamStreamMultiCallable[_quiz_service_pb2.StreamAnswersRequest, _quiz_service_pb2.StreamAnswersResponse]
+    """Judges answer batches sent as messages on one long-lived call, each answered by one response with
+    its batch_id, in any order: a message costs about a third of a BatchSubmitAnswers call. The server
+    ends the call with OK when it drains; a batch it did not answer then was never read, and may go again.
+    """
     StartQuiz: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.StartQuizRequest, _quiz_service_pb2.StartQuizResponse]
     """Starts the quiz and opens its first question (host only)."""
     NextQuestion: _grpc.UnaryUnaryMultiCallable[_quiz_service_pb2.NextQuestionRequest, _quiz_service_pb2.NextQuestionResponse]
@@ -105,6 +110,11 @@ class QuizServiceAsyncStub(QuizServiceStub):
     """Judges one answer. Accepted only once Kafka holds the resulting event."""
     BatchSubmitAnswers: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.BatchSubmitAnswersRequest, _quiz_service_pb2.BatchSubmitAnswersResponse]  # type: ignore[assignment]
     """Judges many answers in one call; each gets its own result. Used by the edge's micro-batcher."""
+    StreamAnswers: _aio.StreamStreamMultiCallable[_quiz_service_pb2.StreamAnswersRequest, _quiz_service_pb2.StreamAnswersResponse]  # type: ignore[assignment]
+    """Judges answer batches sent as messages on one long-lived call, each answered by one response with
+    its batch_id, in any order: a message costs about a third of a BatchSubmitAnswers call. The server
+    ends the call with OK when it drains; a batch it did not answer then was never read, and may go again.
+    """
     StartQuiz: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.StartQuizRequest, _quiz_service_pb2.StartQuizResponse]  # type: ignore[assignment]
     """Starts the quiz and opens its first question (host only)."""
     NextQuestion: _aio.UnaryUnaryMultiCallable[_quiz_service_pb2.NextQuestionRequest, _quiz_service_pb2.NextQuestionResponse]  # type: ignore[assignment]
@@ -211,6 +221,17 @@ class QuizServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_quiz_service_pb2.BatchSubmitAnswersResponse, _abc.Awaitable[_quiz_service_pb2.BatchSubmitAnswersResponse]]:
         """Judges many answers in one call; each gets its own result. Used by the edge's micro-batcher."""
+
+    @_abc_1.abstractmethod
+    def StreamAnswers(
+        self,
+        request_iterator: _MaybeAsyncIterator[_quiz_service_pb2.StreamAnswersRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_quiz_service_pb2.StreamAnswersResponse], _abc.AsyncIterator[_quiz_service_pb2.StreamAnswersResponse]]:
+        """Judges answer batches sent as messages on one long-lived call, each answered by one response with
+        its batch_id, in any order: a message costs about a third of a BatchSubmitAnswers call. The server
+        ends the call with OK when it drains; a batch it did not answer then was never read, and may go again.
+        """
 
     @_abc_1.abstractmethod
     def StartQuiz(
