@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bench.calls import VARIANTS, run
+from bench.calls import ANSWER_PATHS, VARIANTS, run
 
 
 async def test_each_variant_is_measured_from_both_processes() -> None:
     measured = await run(calls=50)
     assert measured["calls"] == 50
-    for name in VARIANTS:
+    for name in [*VARIANTS, *ANSWER_PATHS]:
         figures = measured[name]
         # Every call took some of the client's CPU and some time on the wire; the server's CPU is read
         # in clock ticks (10 ms), which 50 calls may not fill, so it is only never negative.
