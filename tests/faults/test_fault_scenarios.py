@@ -494,6 +494,17 @@ async def ws_game(
         yield stack, host, players
 
 
+async def answer_once_more_and_finish(
+    infra: PrivateInfra, scenario: str, test: str, host: GrpcGame, players: WsPlayers, **extra: Any
+) -> dict[str, Any]:
+    """The host opens the next question, every player answers it, and the stores are checked against the
+    players' ledger."""
+    await host.next_question()
+    await players.answer(host.question_index)
+    await players.close()
+    return await finish(infra, scenario, test, host, players.ledger, host.quiz_id, players=WS_PLAYERS, **extra)
+
+
 async def test_reconnect_storm_every_player_resumes(private_infra: PrivateInfra, tmp_path: Path) -> None:
     """The edge holding every socket is SIGKILLed and restarted; all players reconnect at once,
     resume with their credentials and keep answering."""
@@ -505,17 +516,12 @@ async def test_reconnect_storm_every_player_resumes(private_infra: PrivateInfra,
         stack.restart("edge")
         resumed = await players.reconnect_all()
         storm_s = round(time.monotonic() - started, 2)
-        await host.next_question()
-        await players.answer(2)
-        await players.close()
-        report = await finish(
+        report = await answer_once_more_and_finish(
             private_infra,
             "8-reconnect-storm",
             "test_reconnect_storm_every_player_resumes",
             host,
-            players.ledger,
-            host.quiz_id,
-            players=WS_PLAYERS,
+            players,
             resumed=resumed,
             reconnect_all_s=storm_s,
         )
@@ -539,17 +545,12 @@ async def test_sigterm_quiz_svc_behind_an_edge_mid_question(private_infra: Priva
         exit_code = await asyncio.to_thread(stop_process, stack.processes["quiz-svc"][0])
         stop_s = round(time.monotonic() - started, 2)
         await answering
-        await host.next_question()
-        await players.answer(2)
-        await players.close()
-        report = await finish(
+        report = await answer_once_more_and_finish(
             private_infra,
             "8b-sigterm-quiz-svc-behind-an-edge",
             "test_sigterm_quiz_svc_behind_an_edge_mid_question",
             host,
-            players.ledger,
-            host.quiz_id,
-            players=WS_PLAYERS,
+            players,
             exit_code=exit_code,
             stop_s=stop_s,
         )
