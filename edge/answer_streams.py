@@ -1,7 +1,7 @@
 """Answer batches as messages on long-lived StreamAnswers calls to quiz_svc.
 
-A message on an open call costs quiz_svc and the edge about a third of the CPU of a unary
-BatchSubmitAnswers call (docs/performance.md §11a), and every batch pays that cost at both ends. The edge
+A batch sent as a message on an open call costs quiz_svc less than half, and the edge about a third less,
+than the same batch as a unary BatchSubmitAnswers call (docs/performance.md §13). The edge
 keeps a few calls open and sends its batches over them in turn: with several replicas each call is placed
 by the channel's balancer like any call, and a call older than its age limit is closed once its answers
 are back and replaced, so that the load spreads again after replicas come and go.
