@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import grpc
 
@@ -24,6 +24,8 @@ from quizmesh.telemetry import Telemetry
 from quizmesh.tracing import answer_spans, traced_call
 
 log = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item")
 
 SERVICE_NAME = "quizmesh.quiz.v1.QuizService"
 # The answer path's methods, traced by the servicer rather than the interceptor: see traced_call. A
@@ -118,6 +120,27 @@ async def _abort_oversized_batch(context: grpc.aio.ServicerContext) -> NoReturn:
     await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", message)
 
 
+async def _until(ended: asyncio.Event, items: AsyncIterator[_Item]) -> AsyncIterator[_Item]:
+    """The items until `ended` is set."""
+    ending = asyncio.ensure_future(ended.wait())
+    item: asyncio.Future[_Item] | None = None
+    try:
+        while True:
+            item = asyncio.ensure_future(anext(items))
+            await asyncio.wait((item, ending), return_when=asyncio.FIRST_COMPLETED)
+            if not item.done():
+                return
+            try:
+                value = item.result()
+            except StopAsyncIteration:
+                return
+            yield value
+    finally:
+        ending.cancel()
+        if item is not None:
+            item.cancel()
+
+
 def _require(value: str, field: str) -> None:
     if not value.strip():
         raise domain.InvalidQuiz(f"{field} is required")
@@ -167,12 +190,13 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         self._clock = clock
         self._metrics = QuizMetrics(telemetry.meter("quiz_svc"))
         self._tracer = telemetry.tracer("quiz_svc")
-        self._answer_streams_end = asyncio.Event()
+        self._streams_end = asyncio.Event()
 
-    def end_answer_streams(self) -> None:
-        """Asks every StreamAnswers call to stop reading, answer the batches it has read, and end with OK,
-        so that its caller sends the next batches to another replica while this one drains."""
-        self._answer_streams_end.set()
+    def end_streams(self) -> None:
+        """Ends every long-lived call with OK, a StreamAnswers call once it has answered the batches it
+        read, so that the callers open new ones on another replica while this one drains, instead of
+        holding its stop for the whole grace period."""
+        self._streams_end.set()
 
     def _count(self, outcomes: Sequence[AcceptedAnswer | AnswerRefusal]) -> None:
         accepted = 0
@@ -370,7 +394,7 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
 
         async with asyncio.TaskGroup() as batches:
             reading = batches.create_task(read(batches))
-            ending = batches.create_task(self._answer_streams_end.wait())
+            ending = batches.create_task(self._streams_end.wait())
             await asyncio.wait((reading, ending), return_when=asyncio.FIRST_COMPLETED)
             reading.cancel()
             ending.cancel()
@@ -490,5 +514,5 @@ class QuizServicer(pb_grpc.QuizServiceServicer):
         async with self._feed.watch(quiz.quiz_id) as updates:
             _, state, results = await self._game.snapshot(quiz.quiz_id)
             yield messages.update_to_pb(quiz, QuizUpdate(state, results), self._clock.now_ms())
-            async for payload in updates:
+            async for payload in _until(self._streams_end, updates):
                 yield pb.WatchQuizResponse.FromString(payload)

@@ -149,7 +149,7 @@ async def run(
                 quiz_service_pb2_grpc.add_QuizServiceServicer_to_server,
                 servicer,
                 traced_by_servicer=(BATCH_SUBMIT_ANSWERS, STREAM_ANSWERS),
-                on_stop=servicer.end_answer_streams,
+                on_stop=servicer.end_streams,
             ),
         )
         resources.push_async_callback(server.stop, settings.shutdown_grace_s)

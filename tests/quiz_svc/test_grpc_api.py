@@ -90,8 +90,8 @@ async def test_an_accepted_answer_is_already_in_the_event_bus(quiz_service: Runn
     ]
 
 
-async def _open_question(stub: pb_grpc.QuizServiceStub, players: int) -> list[str]:
-    """A quiz with its first question open; the players' tokens."""
+async def _open_question(stub: pb_grpc.QuizServiceStub, players: int) -> tuple[str, list[str]]:
+    """A quiz with its first question open: its ID, and the players' tokens."""
     created = await stub.CreateQuiz(pb.CreateQuizRequest(title="Q", questions=[QUESTION]), timeout=10)
     quiz_id = created.quiz.quiz_id
     tokens = []
@@ -99,7 +99,7 @@ async def _open_question(stub: pb_grpc.QuizServiceStub, players: int) -> list[st
         joined = await stub.JoinQuiz(pb.JoinQuizRequest(quiz_id=quiz_id, nickname=f"P{n}"), timeout=10)
         tokens.append(joined.player_token)
     await stub.StartQuiz(pb.StartQuizRequest(quiz_id=quiz_id, host_token=created.host_token), timeout=10)
-    return tokens
+    return quiz_id, tokens
 
 
 async def _answered(call: Any, count: int) -> dict[int, list[pb.AnswerOutcome]]:
@@ -108,7 +108,7 @@ async def _answered(call: Any, count: int) -> dict[int, list[pb.AnswerOutcome]]:
 
 
 async def test_answer_batches_on_a_stream_are_answered_under_their_batch_ids(quiz_service: Running) -> None:
-    first, second, third = await _open_question(quiz_service.stub, 3)
+    _, (first, second, third) = await _open_question(quiz_service.stub, 3)
     call = quiz_service.stub.StreamAnswers()
     await call.write(
         pb.StreamAnswersRequest(
@@ -132,32 +132,37 @@ async def test_answer_batches_on_a_stream_are_answered_under_their_batch_ids(qui
     assert [o.error for o in answered[9]] == [pb.ANSWER_ERROR_INVALID_CHOICE]
 
 
-async def _stream_with_one_batch_answered(stub: pb_grpc.QuizServiceStub) -> tuple[Any, str]:
-    """A StreamAnswers call on which one player's answer was accepted; the player's token."""
-    [player] = await _open_question(stub, 1)
+async def _stream_with_one_batch_answered(stub: pb_grpc.QuizServiceStub) -> tuple[Any, str, str]:
+    """A StreamAnswers call on which one player's answer was accepted; the player's token, the quiz's ID."""
+    quiz_id, [player] = await _open_question(stub, 1)
     call = stub.StreamAnswers()
     await call.write(
         pb.StreamAnswersRequest(batch_id=1, answers=[pb.Answer(player_token=player, question_index=0, choice=1)])
     )
     answered = await _answered(call, 1)
     assert [o.error for o in answered[1]] == [pb.ANSWER_ERROR_UNSPECIFIED]
-    return call, player
+    return call, player, quiz_id
 
 
 async def test_an_oversized_batch_ends_the_stream_after_the_batches_before_it(quiz_service: Running) -> None:
-    call, player = await _stream_with_one_batch_answered(quiz_service.stub)
+    call, player, _ = await _stream_with_one_batch_answered(quiz_service.stub)
     oversized = [pb.Answer(player_token=player, question_index=0, choice=1)] * (MAX_BATCH + 1)
     await call.write(pb.StreamAnswersRequest(batch_id=2, answers=oversized))
     assert await asyncio.wait_for(call.code(), 10) == grpc.StatusCode.INVALID_ARGUMENT
     assert f"at most {MAX_BATCH} answers" in await call.details()
 
 
-async def test_a_stopping_quiz_svc_answers_what_it_read_and_ends_its_answer_streams(quiz_service: Running) -> None:
-    call, _ = await _stream_with_one_batch_answered(quiz_service.stub)
+async def test_a_stopping_quiz_svc_answers_what_it_read_and_ends_its_long_lived_calls(quiz_service: Running) -> None:
+    call, _, quiz_id = await _stream_with_one_batch_answered(quiz_service.stub)
+    watch = quiz_service.stub.WatchQuiz(pb.WatchQuizRequest(quiz_id=quiz_id))
+    assert (await asyncio.wait_for(watch.read(), 10)).state.phase == pb.QUIZ_PHASE_QUESTION_OPEN
     quiz_service.stop.set()
-    # Ended by the server while the caller still writes: the caller sends its next batches elsewhere.
+    # Ended by the server while the caller still writes: the caller sends its next batches elsewhere. Both
+    # end after the lame duck (0.5 s), not after the grace period for calls in flight.
     assert await asyncio.wait_for(call.read(), 10) is grpc.aio.EOF
     assert await call.code() == grpc.StatusCode.OK
+    assert await asyncio.wait_for(watch.read(), 10) is grpc.aio.EOF
+    assert await watch.code() == grpc.StatusCode.OK
 
 
 async def test_client_mistakes_get_actionable_statuses(quiz_service: Running) -> None:
