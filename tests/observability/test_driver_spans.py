@@ -7,6 +7,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
+from quizmesh.redis_client import run_scripts
 from quizmesh.telemetry import setup_telemetry
 from tests.support.infra import REAL, require
 
@@ -36,3 +37,27 @@ async def test_redis_and_postgres_calls_are_children_of_the_current_span() -> No
     systems = {s.attributes.get("db.system") for s in children if s.attributes}
     assert {"redis", "postgresql"} <= systems, [(s.name, s.attributes) for s in children]
     assert all(s.context.trace_id == trace_id for s in children)
+
+
+async def test_lua_script_pipelines_get_a_span_only_inside_a_recorded_one() -> None:
+    require("Redis", REAL.redis_url)
+    exporter = InMemorySpanExporter()
+    telemetry = setup_telemetry("driver-test", {"QUIZMESH_TRACE_SAMPLE_RATIO": "1"}, span_exporter=exporter)
+    tracer = telemetry.tracer_provider.get_tracer("test")
+    redis = Redis.from_url(REAL.redis_url)
+    script = redis.register_script("return ARGV[1]")
+    try:
+        await redis.script_load("return ARGV[1]")
+        exporter.clear()
+        assert await run_scripts(redis, [(script, ["driver-span-test"], ["unrecorded"])]) == [b"unrecorded"]
+        unrecorded = list(exporter.get_finished_spans())
+        with tracer.start_as_current_span("a sampled answer") as parent:
+            assert await run_scripts(redis, [(script, ["driver-span-test"], ["recorded"])]) == [b"recorded"]
+    finally:
+        await redis.aclose()
+        telemetry.close()
+    assert unrecorded == []
+    children = [
+        s for s in exporter.get_finished_spans() if s.parent and s.parent.span_id == parent.get_span_context().span_id
+    ]
+    assert [s.attributes.get("db.system") for s in children if s.attributes] == ["redis"]
