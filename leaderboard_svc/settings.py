@@ -27,7 +27,7 @@ BATCH_WAIT_MS = Integer(
     "QUIZMESH_LEADERBOARD_BATCH_WAIT_MS",
     "After a batch, how long events gather in Kafka before the next fetch; keep it small next to the "
     "interval. The first event after a quiet spell is fetched at once.",
-    default=20,
+    default=50,
 )
 
 
