@@ -17,11 +17,14 @@ import pytest
 import yaml
 
 from quizmesh import identity
+from quizmesh.leaderboard.v1 import leaderboard_service_pb2
+from quizmesh.persistence.v1 import persistence_service_pb2
+from quizmesh.quiz.v1 import quiz_service_pb2
 
 from . import istio_authz
 from .conftest import DEPLOY, OVERLAYS, PLAIN, ROOTS, SCRIPT, Rendered
 from .istio_authz import Request, Workload
-from .kubeschema import REPO, SchemaSet, load_documents, manifest_files
+from .kubeschema import SchemaSet, load_documents, manifest_files
 
 IMAGE = "ghcr.io/quizmesh/quizmesh"
 SERVICES = ["edge", "quiz-svc", "leaderboard-svc", "persistence-svc"]
@@ -198,48 +201,17 @@ def _principals(ns: str) -> dict[str, str | None]:
 
 
 GRPC_PORT = {"quiz-svc": 50051, "leaderboard-svc": 50052, "persistence-svc": 50053}
-SERVICE_OF = {
-    "quiz-svc": "quizmesh.quiz.v1.QuizService",
-    "leaderboard-svc": "quizmesh.leaderboard.v1.LeaderboardService",
-    "persistence-svc": "quizmesh.persistence.v1.PersistenceService",
+_SERVICES = {
+    "quiz-svc": quiz_service_pb2.DESCRIPTOR.services_by_name["QuizService"],
+    "leaderboard-svc": leaderboard_service_pb2.DESCRIPTOR.services_by_name["LeaderboardService"],
+    "persistence-svc": persistence_service_pb2.DESCRIPTOR.services_by_name["PersistenceService"],
 }
-_KNOWN_RPCS = {
-    "quiz-svc": [
-        "CreateQuiz",
-        "GetQuiz",
-        "ListQuizzes",
-        "JoinQuiz",
-        "ResumeQuiz",
-        "LeaveQuiz",
-        "SubmitAnswer",
-        "BatchSubmitAnswers",
-        "StreamAnswers",
-        "StartQuiz",
-        "NextQuestion",
-        "CloseQuestion",
-        "KickPlayer",
-        "EndQuiz",
-        "GetQuizState",
-        "WatchQuiz",
-        "SetLeaderboardVisibility",
-        "ErasePlayers",
-    ],
-    "leaderboard-svc": ["GetLeaderboard", "WatchLeaderboard", "ErasePlayers"],
-    "persistence-svc": ["ListAnswers", "ListParticipants", "ListUserResults", "DeleteUserData"],
-}
-_PROTO = {
-    "quiz-svc": "protos/quizmesh/quiz/v1/quiz_service.proto",
-    "leaderboard-svc": "protos/quizmesh/leaderboard/v1/leaderboard_service.proto",
-    "persistence-svc": "protos/quizmesh/persistence/v1/persistence_service.proto",
-}
+SERVICE_OF = {target: service.full_name for target, service in _SERVICES.items()}
 
 
 def _rpcs(target: str) -> list[str]:
-    names = set(_KNOWN_RPCS[target])
-    proto = REPO / _PROTO[target]
-    if proto.is_file():
-        names |= set(re.findall(r"^\s*rpc\s+(\w+)\s*\(", proto.read_text(), re.M))
-    return sorted(names)
+    """Every method of the target's contract, as generated from protos/: a new RPC is checked here too."""
+    return sorted(method.name for method in _SERVICES[target].methods)
 
 
 def _requests(target: str) -> list[tuple[str, Request]]:
@@ -256,7 +228,7 @@ def _requests(target: str) -> list[tuple[str, Request]]:
         out.append(("FutureWrite", Request(None, port, f"/{SERVICE_OF[target]}/DeleteEverything")))
         # Another service's method on this port, and this service's method on the metrics port.
         other = next(s for s in SERVICE_OF if s != target)
-        out.append(("foreign-path", Request(None, port, f"/{SERVICE_OF[other]}/{_KNOWN_RPCS[other][0]}")))
+        out.append(("foreign-path", Request(None, port, f"/{SERVICE_OF[other]}/{_rpcs(other)[0]}")))
         out.append(("rpc-on-metrics-port", Request(None, 9464, f"/{SERVICE_OF[target]}/{_rpcs(target)[0]}")))
     return out
 
