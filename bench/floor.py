@@ -6,6 +6,10 @@ no Python server can go below (one `write()` system call per socket and per mess
 cost includes part of the receiver's TCP work); the gap between the two rows is what the edge adds:
 decoding the ranking, building each personal frame and the per-socket checks. No WebSocket handshake
 is made: the reader only drains bytes, so the figures are the server's side alone.
+
+Two more figures split that gap: the same writes of the edge's own personal frames, built beforehand (so
+distinct bytes per socket, with no building and no lookup), and the CPU of building a board's personal
+frames alone, per message, in the same process.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Any, cast
 import uvloop
 
 from bench.fanout import ranking
-from edge.fanout import Fanout, Recipient
+from edge.fanout import Board, Fanout, Recipient
+from edge.wire import PLAIN_JSON
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as lb_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 
@@ -126,10 +131,18 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
         for transport in transports:
             transport.write(raw_frame)
 
+    personal = Board(base, top_n=10).personal_frames(PLAIN_JSON)
+    prebuilt = [personal[player_id] for player_id in player_ids]
+
+    async def prebuilt_broadcast() -> None:
+        for transport, frame in zip(transports, prebuilt, strict=True):
+            transport.write(frame)
+
     runs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("edge fan-out", edge_broadcast(fanout)),
         ("edge fan-out, one slice", edge_broadcast(whole)),
         ("raw pre-built frame", raw_broadcast),
+        ("raw pre-built personal frames", prebuilt_broadcast),
     ]
     rows: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in runs}
     # How long a reply that became ready as the broadcast began waited for the event loop.
@@ -144,6 +157,11 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
             await asyncio.sleep(0.05)
     for transport in transports:
         transport.close()
+    builds = []
+    for _ in range(broadcasts):
+        cpu_before = time.process_time()
+        Board(base, top_n=10).personal_frames(PLAIN_JSON)
+        builds.append(time.process_time() - cpu_before)
     result: dict[str, Any] = {"clients": clients, "broadcasts": broadcasts, "frame_bytes": len(raw_frame)}
     for name, samples in rows.items():
         cpu_us = statistics.median(cpu for cpu, _ in samples) / clients * 1e6
@@ -155,6 +173,7 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
             "reply_wait_ms_median": round(statistics.median(reply_waits[name]) * 1e3, 1),
             "reply_wait_ms_max": round(max(reply_waits[name]) * 1e3, 1),
         }
+    result["building_personal_frames_cpu_us_per_message_median"] = round(statistics.median(builds) / clients * 1e6, 2)
     result["edge_over_raw_cpu"] = round(
         result["edge fan-out"]["cpu_us_per_message_median"]
         / result["raw pre-built frame"]["cpu_us_per_message_median"],
