@@ -27,6 +27,7 @@ import uvloop
 
 from bench.fanout import ranking
 from edge.fanout import Board, Fanout, Recipient
+from edge.settings import LEADERBOARD_TOP_N
 from edge.wire import PLAIN_JSON
 from quizmesh.leaderboard.v1 import leaderboard_service_pb2 as lb_pb2
 from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
@@ -34,6 +35,7 @@ from quizmesh.quiz.v1 import quiz_service_pb2 as quiz_pb2
 WRITER_CPU = 0
 READER_CPU = 1
 QUIZ = "floor-quiz"
+TOP_N = LEADERBOARD_TOP_N.default  # ranked entries in every frame, as the edge sends them
 
 
 class _Drain(asyncio.Protocol):
@@ -102,16 +104,16 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
         transport, _ = await loop.create_connection(backlog.connection, "127.0.0.1", port)
         transports.append(transport)
     player_ids = [f"player-{i:06d}-{os.urandom(6).hex()}" for i in range(clients)]
-    fanout = Fanout(_NoFeed(), top_n=10, max_buffered_bytes=1 << 22)
+    fanout = Fanout(_NoFeed(), top_n=TOP_N, max_buffered_bytes=1 << 22)
     # The same sockets, written in one go: what slicing a broadcast costs, and what it saves a reply.
-    whole = Fanout(_NoFeed(), top_n=10, max_buffered_bytes=1 << 22, broadcast_slice=clients)
+    whole = Fanout(_NoFeed(), top_n=TOP_N, max_buffered_bytes=1 << 22, broadcast_slice=clients)
     lobby = quiz_pb2.QuizState(quiz_id=QUIZ, leaderboard_visible=True)
     for player_id, transport in zip(player_ids, transports, strict=True):
         fanout.attach(Recipient(transport, QUIZ, player_id=player_id), lobby)
         whole.attach(Recipient(transport, QUIZ, player_id=player_id), lobby)
     base = ranking(QUIZ, player_ids, 1)
     # The raw row writes the frame a mid-table player gets, so both rows carry the same bytes.
-    sample = Fanout(_NoFeed(), top_n=10, max_buffered_bytes=1 << 22)
+    sample = Fanout(_NoFeed(), top_n=TOP_N, max_buffered_bytes=1 << 22)
     probe = _Probe()
     sample.attach(Recipient(probe, QUIZ, player_id=player_ids[clients // 2]), lobby)
     await sample.deliver_leaderboard(QUIZ, base)
@@ -131,7 +133,10 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
         for transport in transports:
             transport.write(raw_frame)
 
-    personal = Board(base, top_n=10).personal_frames(PLAIN_JSON)
+    def build_personal_frames() -> dict[str, bytes]:
+        return Board(base, top_n=TOP_N).personal_frames(PLAIN_JSON)
+
+    personal = build_personal_frames()
     prebuilt = [personal[player_id] for player_id in player_ids]
 
     async def prebuilt_broadcast() -> None:
@@ -160,7 +165,7 @@ async def _measure(port: int, clients: int, broadcasts: int) -> dict[str, Any]:
     builds = []
     for _ in range(broadcasts):
         cpu_before = time.process_time()
-        Board(base, top_n=10).personal_frames(PLAIN_JSON)
+        build_personal_frames()
         builds.append(time.process_time() - cpu_before)
     result: dict[str, Any] = {"clients": clients, "broadcasts": broadcasts, "frame_bytes": len(raw_frame)}
     for name, samples in rows.items():
